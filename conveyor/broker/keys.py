@@ -1,0 +1,121 @@
+"""Every Redis key name Conveyor uses, built in this one place.
+
+All keys of a queue share the `{queue}` hash tag, so a queue lives in one Redis Cluster
+slot and every script touching it is cluster-safe.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from conveyor.errors import InvalidNameError
+
+#: Queue names: no `{`, `}` or `:` (they would break the hash tag or the key layout).
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+#: Task names: what producers send as "type"; also used as metric labels.
+TASK_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
+
+
+def validate_queue_name(name: str) -> str:
+    """Return `name` if it is a valid queue name, else raise InvalidNameError."""
+    if not isinstance(name, str) or not QUEUE_NAME.match(name):
+        raise InvalidNameError(
+            f"invalid queue name {name!r}: use 1-64 of letters, digits, '_', '.', '-'"
+        )
+    return name
+
+
+def validate_task_name(name: str) -> str:
+    """Return `name` if it is a valid task name, else raise InvalidNameError."""
+    if not isinstance(name, str) or not TASK_NAME.match(name):
+        raise InvalidNameError(
+            f"invalid task name {name!r}: use 1-128 of letters, digits, '_', '.', '-'"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalKeys:
+    """Keys that span queues; never touched by per-queue scripts."""
+
+    prefix: str
+
+    def __post_init__(self) -> None:
+        if not PREFIX.match(self.prefix):
+            raise InvalidNameError(f"invalid key prefix {self.prefix!r}")
+
+    @property
+    def queues(self) -> str:
+        """SET of queue names ever enqueued to."""
+        return f"{self.prefix}:queues"
+
+    @property
+    def workers(self) -> str:
+        """ZSET worker id -> last heartbeat (ms)."""
+        return f"{self.prefix}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        """STRING (JSON) describing one worker; expires unless renewed."""
+        return f"{self.prefix}:worker:{worker_id}"
+
+    def queue(self, name: str) -> QueueKeys:
+        """The keys of one queue."""
+        return QueueKeys(self.prefix, validate_queue_name(name))
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """Keys of one queue, all in the `{queue}` slot."""
+
+    prefix: str
+    queue: str
+
+    @property
+    def base(self) -> str:
+        """Common start of every key of this queue, e.g. `conveyor:{emails}:`."""
+        return f"{self.prefix}:{{{self.queue}}}:"
+
+    @property
+    def pending(self) -> str:
+        """ZSET task id -> priority band and time; lowest score is claimed first."""
+        return self.base + "pending"
+
+    @property
+    def active(self) -> str:
+        """ZSET task id -> lease deadline (ms)."""
+        return self.base + "active"
+
+    @property
+    def scheduled(self) -> str:
+        """ZSET task id -> due time (ms): delayed tasks and retries waiting for backoff."""
+        return self.base + "scheduled"
+
+    @property
+    def dead(self) -> str:
+        """ZSET task id -> time it died (ms)."""
+        return self.base + "dead"
+
+    @property
+    def paused(self) -> str:
+        """STRING present while the queue is paused."""
+        return self.base + "paused"
+
+    @property
+    def signal(self) -> str:
+        """LIST of at most one element, pushed when work arrives; idle workers BLPOP it."""
+        return self.base + "signal"
+
+    @property
+    def task_prefix(self) -> str:
+        """Start of task hash keys; scripts that claim by id receive it in KEYS."""
+        return self.base + "task:"
+
+    def task(self, task_id: str) -> str:
+        """HASH the task record."""
+        return self.task_prefix + task_id
+
+    def idempotency(self, key: str) -> str:
+        """STRING idempotency key -> task id, expiring with its window."""
+        return self.base + "idem:" + key

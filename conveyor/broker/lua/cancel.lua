@@ -1,0 +1,25 @@
+-- cancel.lua: cancel a task that has not started (pending, scheduled or waiting to retry).
+--
+-- KEYS[1] pending    ZSET id -> priority band + time
+-- KEYS[2] scheduled  ZSET id -> due time (ms)
+-- KEYS[3] task       HASH the task record
+--
+-- ARGV[1] id
+-- ARGV[2] retention of the cancelled record (ms)
+--
+-- Returns: {1, state it had} once cancelled; {0, state} if its state forbids it;
+--          {0, ""} if the task is unknown.
+local state = redis.call('HGET', KEYS[3], 'state')
+if not state then
+    return {0, ''}
+end
+if state ~= 'pending' and state ~= 'scheduled' and state ~= 'retrying' then
+    return {0, state}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], 'state', 'cancelled', 'finished_at', now)
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+return {1, state}

@@ -1,0 +1,29 @@
+-- dead_letter.lua: end a task after its last failed attempt.
+--
+-- KEYS[1] active  ZSET id -> lease deadline (ms)
+-- KEYS[2] dead    ZSET id -> time of death (ms)
+-- KEYS[3] task    HASH the task record
+--
+-- ARGV[1] id
+-- ARGV[2] fencing token of the claim
+-- ARGV[3] reason ("error", "timeout", "unknown task", "corrupt record", ...)
+-- ARGV[4] error (JSON: type, message, traceback)
+-- ARGV[5] retention of the record (ms)
+-- ARGV[6] final state: "dead" (kept in the dead-letter queue) or "failed" (not kept)
+--
+-- Returns: 1, or 0 when the token is stale (nothing is written).
+if not redis.call('ZSCORE', KEYS[1], ARGV[1])
+    or redis.call('HGET', KEYS[3], 'token') ~= ARGV[2] then
+    return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'failures', 1)
+redis.call('HSET', KEYS[3], 'state', ARGV[6], 'reason', ARGV[3], 'error', ARGV[4],
+    'finished_at', now)
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+if ARGV[6] == 'dead' then
+    redis.call('ZADD', KEYS[2], now, ARGV[1])
+end
+return 1

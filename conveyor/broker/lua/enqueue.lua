@@ -1,0 +1,59 @@
+-- enqueue.lua: store new tasks of one queue and make them pending or scheduled.
+--
+-- KEYS[1] pending      ZSET  id -> priority band + enqueue time
+-- KEYS[2] scheduled    ZSET  id -> due time (ms)
+-- KEYS[3] signal       LIST  wake-up token for idle workers (kept at one element)
+-- KEYS[4] task prefix  (not a key: task hashes are KEYS[4] .. id, same {queue} slot)
+-- KEYS[5..] idempotency keys, in the order of the tasks that carry one
+--
+-- ARGV[1] idempotency window (ms)
+-- ARGV[2..] per task: id, delay ms, priority, has idempotency key (0|1), field count n,
+--           then n field/value pairs for the task hash
+--
+-- Returns: flat {id, replayed (0|1), ...} per task; a replay returns the first task's id.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+local out = {}
+local i = 2
+local idem = 5
+local woke = false
+while i <= #ARGV do
+    local id, delay, priority = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local has_idem, nfields = ARGV[i + 3] == '1', tonumber(ARGV[i + 4])
+    local first = i + 5
+    i = first + 2 * nfields
+    local existing = false
+    if has_idem then
+        existing = redis.call('GET', KEYS[idem])
+        if not existing then
+            redis.call('SET', KEYS[idem], id, 'PX', window)
+        end
+        idem = idem + 1
+    end
+    if existing then
+        out[#out + 1] = existing
+        out[#out + 1] = 1
+    else
+        local key = KEYS[4] .. id
+        for f = first, first + 2 * nfields - 1, 2 do
+            redis.call('HSET', key, ARGV[f], ARGV[f + 1])
+        end
+        redis.call('HSET', key, 'enqueued_at', now)
+        if delay > 0 then
+            redis.call('HSET', key, 'state', 'scheduled', 'due_at', now + delay)
+            redis.call('ZADD', KEYS[2], now + delay, id)
+        else
+            redis.call('HSET', key, 'state', 'pending')
+            redis.call('ZADD', KEYS[1], string.format('%.0f', (100 - priority) * 2199023255552 + now), id)
+            woke = true
+        end
+        out[#out + 1] = id
+        out[#out + 1] = 0
+    end
+end
+if woke then
+    redis.call('LPUSH', KEYS[3], 1)
+    redis.call('LTRIM', KEYS[3], 0, 0)
+end
+return out

@@ -1,0 +1,35 @@
+-- promote_due.lua: move scheduled tasks and waiting retries whose time has come to pending.
+-- Every worker runs it; ZREM decides which call promotes an entry, so each is promoted once.
+--
+-- KEYS[1] scheduled    ZSET id -> due time (ms)
+-- KEYS[2] pending      ZSET id -> priority band + time
+-- KEYS[3] signal       LIST wake-up token for idle workers
+-- KEYS[4] task prefix  (task hashes are KEYS[4] .. id)
+--
+-- ARGV[1] most tasks to promote in this call
+--
+-- Returns: {promoted count, ms until the next due task or -1 if none}.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local promoted = 0
+for _, id in ipairs(due) do
+    redis.call('ZREM', KEYS[1], id)
+    local key = KEYS[4] .. id
+    if redis.call('TYPE', key)['ok'] == 'hash' then
+        local priority = tonumber(redis.call('HGET', key, 'priority') or '0') or 0
+        redis.call('HSET', key, 'state', 'pending')
+        redis.call('ZADD', KEYS[2],
+            string.format('%.0f', (100 - priority) * 2199023255552 + now), id)
+        promoted = promoted + 1
+    end
+end
+if promoted > 0 then
+    redis.call('LPUSH', KEYS[3], 1)
+    redis.call('LTRIM', KEYS[3], 0, 0)
+end
+local next_due = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if next_due[2] then
+    return {promoted, math.max(0, tonumber(next_due[2]) - now)}
+end
+return {promoted, -1}

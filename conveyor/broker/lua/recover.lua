@@ -1,0 +1,52 @@
+-- recover.lua: return tasks whose lease expired (their worker died or stalled) to pending;
+-- a task whose workers were lost too often is dead instead (a poison pill).
+-- Safe to run from every worker at once: each expired entry is handled by one call only.
+--
+-- KEYS[1] active       ZSET id -> lease deadline (ms)
+-- KEYS[2] pending      ZSET id -> priority band + time
+-- KEYS[3] dead         ZSET id -> time of death (ms)
+-- KEYS[4] signal       LIST wake-up token for idle workers
+-- KEYS[5] task prefix  (task hashes are KEYS[5] .. id)
+--
+-- ARGV[1] crashes after which a task is dead ("worker lost")
+-- ARGV[2] most leases to recover in this call
+-- ARGV[3] retention of a dead record (ms)
+--
+-- Returns: flat {id, "pending"|"dead"|"gone", ...}.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+local woke = false
+for _, id in ipairs(expired) do
+    redis.call('ZREM', KEYS[1], id)
+    local key = KEYS[5] .. id
+    local outcome = 'gone'
+    if redis.call('TYPE', key)['ok'] == 'hash' then
+        local crashes = tonumber(redis.call('HINCRBY', key, 'crashes', 1))
+        if crashes >= tonumber(ARGV[1]) then
+            local worker = redis.call('HGET', key, 'worker') or ''
+            local err = cjson.encode({type = 'WorkerLostError',
+                message = 'its worker was lost ' .. crashes .. ' times; last worker ' .. worker})
+            redis.call('HSET', key, 'state', 'dead', 'reason', 'worker lost', 'error', err,
+                'finished_at', now)
+            redis.call('PEXPIRE', key, ARGV[3])
+            redis.call('ZADD', KEYS[3], now, id)
+            outcome = 'dead'
+        else
+            local priority = tonumber(redis.call('HGET', key, 'priority') or '0')
+            redis.call('HSET', key, 'state', 'pending')
+            redis.call('ZADD', KEYS[2],
+                string.format('%.0f', (100 - priority) * 2199023255552 + now), id)
+            outcome = 'pending'
+            woke = true
+        end
+    end
+    out[#out + 1] = id
+    out[#out + 1] = outcome
+end
+if woke then
+    redis.call('LPUSH', KEYS[4], 1)
+    redis.call('LTRIM', KEYS[4], 0, 0)
+end
+return out

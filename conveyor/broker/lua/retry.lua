@@ -1,0 +1,24 @@
+-- retry.lua: record a failed attempt and schedule the next one after its backoff.
+--
+-- KEYS[1] active     ZSET id -> lease deadline (ms)
+-- KEYS[2] scheduled  ZSET id -> due time (ms)
+-- KEYS[3] task       HASH the task record
+--
+-- ARGV[1] id
+-- ARGV[2] fencing token of the claim
+-- ARGV[3] delay before the next attempt (ms)
+-- ARGV[4] error (JSON: type, message, traceback)
+--
+-- Returns: 1, or 0 when the token is stale (nothing is written).
+if not redis.call('ZSCORE', KEYS[1], ARGV[1])
+    or redis.call('HGET', KEYS[3], 'token') ~= ARGV[2] then
+    return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = now + tonumber(ARGV[3])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'failures', 1)
+redis.call('HSET', KEYS[3], 'state', 'retrying', 'error', ARGV[4], 'due_at', due)
+redis.call('ZADD', KEYS[2], due, ARGV[1])
+return 1

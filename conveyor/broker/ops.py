@@ -1,0 +1,369 @@
+"""Sans-IO broker operations: each builds the calls for Redis and decodes the replies.
+
+The asyncio broker and the sync broker only execute an `Op`; all logic lives here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from conveyor import serializers
+from conveyor.broker.keys import GlobalKeys, QueueKeys
+from conveyor.broker.scripts import Arg, Call, load_scripts
+from conveyor.errors import InvalidNameError
+from conveyor.ids import queue_of
+from conveyor.model import TaskRecord, to_millis
+from conveyor.settings import Settings
+
+T = TypeVar("T")
+
+#: Most tasks per enqueue script call, so one call never blocks Redis for long.
+ENQUEUE_CHUNK = 1000
+#: Most entries any maintenance script handles per call.
+MAINTENANCE_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Op(Generic[T]):
+    """Calls to send in one round trip, and how to turn their replies into a T."""
+
+    calls: Sequence[Call]
+    decode: Callable[[list[Any]], T]
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task about to be enqueued, already encoded."""
+
+    id: str
+    queue: str
+    name: str
+    args: bytes | None
+    kwargs: bytes | None
+    delay_ms: int = 0
+    priority: int = 0
+    idempotency_key: str | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
+
+    def fields(self) -> list[Arg]:
+        """Field/value pairs of the task hash, only those that differ from the defaults."""
+        out: list[Arg] = ["name", self.name]
+        optional: tuple[tuple[str, Arg | None], ...] = (
+            ("args", self.args),
+            ("kwargs", self.kwargs),
+            ("priority", self.priority or None),
+            ("max_retries", self.max_retries),
+            ("timeout", self.timeout),
+            ("idempotency_key", self.idempotency_key),
+        )
+        for name, value in optional:
+            if value is not None:
+                out += [name, value]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """The id a producer gets back; `replayed` when an idempotency key matched."""
+
+    id: str
+    replayed: bool
+
+
+@dataclass(slots=True)
+class ClaimedTask:
+    """A task leased to this worker; payload decoding is left to the executor."""
+
+    id: str
+    queue: str
+    token: int
+    attempts: int
+    name: str
+    args: bytes | None
+    kwargs: bytes | None
+    failures: int
+    crashes: int
+    max_retries: int | None
+    timeout: float | None
+    enqueued_at_ms: int
+    due_at_ms: int | None
+    claimed_at_ms: int
+
+
+CLAIM_WIDTH = 12  # values per task in claim.lua's reply
+
+
+class Operations:
+    """Builds every broker operation for one keyspace and its settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = GlobalKeys(settings.prefix)
+        self.scripts = load_scripts()
+
+    def queue_keys(self, queue: str) -> QueueKeys:
+        """Keys of `queue` (validates the name)."""
+        return self.keys.queue(queue)
+
+    def task_keys(self, task_id: str) -> QueueKeys:
+        """Keys of the queue a task id belongs to."""
+        if not isinstance(task_id, str) or len(task_id) > 200:
+            raise InvalidNameError(f"malformed task id {task_id!r}")
+        return self.keys.queue(queue_of(task_id))
+
+    def _script(self, name: str, keys: list[str], argv: list[Arg]) -> Call:
+        return Call.script_call(self.scripts[name], keys, argv)
+
+    # -- producing -------------------------------------------------------------------
+
+    def enqueue(
+        self, tasks: Sequence[NewTask], new_queues: Iterable[str] = ()
+    ) -> Op[list[EnqueueResult]]:
+        """Enqueue tasks of any queues: one script call per queue and chunk, one round trip."""
+        calls: list[Call] = []
+        by_queue: dict[str, list[NewTask]] = {}
+        for task in tasks:
+            by_queue.setdefault(task.queue, []).append(task)
+        order: list[str] = []
+        for queue, group in by_queue.items():
+            for start in range(0, len(group), ENQUEUE_CHUNK):
+                chunk = group[start : start + ENQUEUE_CHUNK]
+                calls.append(self._enqueue_call(self.queue_keys(queue), chunk))
+                order.extend(t.id for t in chunk)
+        registry = list(new_queues)
+        if registry:
+            calls.append(Call.command("SADD", self.keys.queues, *registry))
+
+        def decode(replies: list[Any]) -> list[EnqueueResult]:
+            by_id: dict[str, EnqueueResult] = {}
+            for reply in replies[: len(replies) - (1 if registry else 0)]:
+                pairs = iter(reply)
+                for returned, replayed in zip(pairs, pairs, strict=True):
+                    result = EnqueueResult(returned.decode(), bool(replayed))
+                    by_id[order[len(by_id)]] = result
+            return [by_id[t.id] for t in tasks]
+
+        return Op(calls, decode)
+
+    def _enqueue_call(self, keys: QueueKeys, tasks: Sequence[NewTask]) -> Call:
+        script_keys = [keys.pending, keys.scheduled, keys.signal, keys.task_prefix]
+        argv: list[Arg] = [to_millis(self.settings.idempotency_window)]
+        for task in tasks:
+            fields = task.fields()
+            if task.idempotency_key is not None:
+                script_keys.append(keys.idempotency(task.idempotency_key))
+            has_key = int(task.idempotency_key is not None)
+            argv += [task.id, task.delay_ms, task.priority, has_key, len(fields) // 2, *fields]
+        return self._script("enqueue", script_keys, argv)
+
+    def cancel(self, task_id: str) -> Op[tuple[bool, str]]:
+        """Cancel a task not yet started; decodes to (cancelled, state before; "" if unknown)."""
+        keys = self.task_keys(task_id)
+        retention = to_millis(self.settings.cancelled_retention)
+        call = self._script(
+            "cancel", [keys.pending, keys.scheduled, keys.task(task_id)], [task_id, retention]
+        )
+        return Op([call], lambda r: (bool(r[0][0]), r[0][1].decode()))
+
+    def fetch_record(self, task_id: str) -> Op[TaskRecord | None]:
+        """Read a task record by id."""
+        keys = self.task_keys(task_id)
+
+        def decode(replies: list[Any]) -> TaskRecord | None:
+            return TaskRecord.from_hash(task_id, replies[0]) if replies[0] else None
+
+        return Op([Call.command("HGETALL", keys.task(task_id))], decode)
+
+    # -- consuming -------------------------------------------------------------------
+
+    def claim(self, queue: str, count: int, worker_id: str) -> Op[list[ClaimedTask]]:
+        """Lease up to `count` tasks of `queue` for `settings.lease_timeout`."""
+        keys = self.queue_keys(queue)
+        lease = to_millis(self.settings.lease_timeout)
+        call = self._script(
+            "claim",
+            [keys.pending, keys.active, keys.paused, keys.dead, keys.signal, keys.task_prefix],
+            [count, lease, worker_id],
+        )
+        return Op([call], lambda r: _decode_claim(queue, r[0]))
+
+    def extend_leases(self, queue: str, held: Sequence[tuple[str, int]]) -> Op[list[str]]:
+        """Renew the leases of `held` (id, token) pairs; decodes to the ids whose lease is lost."""
+        keys = self.queue_keys(queue)
+        argv: list[Arg] = [to_millis(self.settings.lease_timeout)]
+        for task_id, token in held:
+            argv += [task_id, token]
+        call = self._script("extend_leases", [keys.active, keys.task_prefix], argv)
+        return Op([call], lambda r: [i.decode() for i in r[0]])
+
+    def ack(self, task: ClaimedTask, result: bytes) -> Call:
+        """Record success; the reply is 1, or 0 if the lease was lost."""
+        keys = self.queue_keys(task.queue)
+        retention = to_millis(self.settings.succeeded_retention)
+        return self._script(
+            "ack", [keys.active, keys.task(task.id)], [task.id, task.token, result, retention]
+        )
+
+    def retry(self, task: ClaimedTask, delay: float, error: bytes) -> Call:
+        """Schedule another attempt after `delay` seconds; reply 1, or 0 if the lease was lost."""
+        keys = self.queue_keys(task.queue)
+        argv: list[Arg] = [task.id, task.token, to_millis(delay), error]
+        return self._script("retry", [keys.active, keys.scheduled, keys.task(task.id)], argv)
+
+    def dead_letter(
+        self, task: ClaimedTask, reason: str, error: bytes, *, keep: bool = True
+    ) -> Call:
+        """End a task as dead (kept in the dead-letter queue) or failed (`keep=False`)."""
+        keys = self.queue_keys(task.queue)
+        s = self.settings
+        retention = to_millis(s.dead_retention if keep else s.failed_retention)
+        state = "dead" if keep else "failed"
+        argv: list[Arg] = [task.id, task.token, reason, error, retention, state]
+        return self._script("dead_letter", [keys.active, keys.dead, keys.task(task.id)], argv)
+
+    def requeue(self, task: ClaimedTask, *, crashed: bool) -> Call:
+        """Give a claimed task back to pending now; a crash counts toward the poison limit."""
+        keys = self.queue_keys(task.queue)
+        s = self.settings
+        argv: list[Arg] = [
+            task.id,
+            task.token,
+            int(crashed),
+            s.max_crashes,
+            to_millis(s.dead_retention),
+        ]
+        script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task(task.id)]
+        return self._script("requeue", script_keys, argv)
+
+    # -- workers ---------------------------------------------------------------------
+
+    def register_worker(self, worker_id: str, info: bytes, now_ms: int) -> Op[None]:
+        """Announce a live worker; its description expires unless renewed by heartbeat."""
+        ttl = to_millis(self.settings.lease_timeout * 3)
+        calls = [
+            Call.command("ZADD", self.keys.workers, now_ms, worker_id),
+            Call.command("SET", self.keys.worker(worker_id), info, "PX", ttl),
+        ]
+        return Op(calls, lambda r: None)
+
+    def deregister_worker(self, worker_id: str) -> Op[None]:
+        """Remove a worker that stopped cleanly."""
+        calls = [
+            Call.command("ZREM", self.keys.workers, worker_id),
+            Call.command("DEL", self.keys.worker(worker_id)),
+        ]
+        return Op(calls, lambda r: None)
+
+    # -- maintenance -----------------------------------------------------------------
+
+    def recover(self, queue: str) -> Op[list[tuple[str, str]]]:
+        """Return expired leases to pending (or dead); decodes to (id, outcome) pairs."""
+        keys = self.queue_keys(queue)
+        s = self.settings
+        argv: list[Arg] = [s.max_crashes, MAINTENANCE_BATCH, to_millis(s.dead_retention)]
+        script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task_prefix]
+        return Op([self._script("recover", script_keys, argv)], lambda r: _pairs(r[0]))
+
+    def promote_due(self, queue: str) -> Op[tuple[int, float | None]]:
+        """Promote due tasks; decodes to (promoted, seconds until the next due task or None)."""
+        keys = self.queue_keys(queue)
+        script_keys = [keys.scheduled, keys.pending, keys.signal, keys.task_prefix]
+        call = self._script("promote_due", script_keys, [MAINTENANCE_BATCH])
+
+        def decode(replies: list[Any]) -> tuple[int, float | None]:
+            promoted, next_ms = replies[0]
+            return int(promoted), (None if next_ms < 0 else next_ms / 1000)
+
+        return Op([call], decode)
+
+    def trim_dead(self, queue: str) -> Op[int]:
+        """Drop dead letters past the configured age or size."""
+        keys = self.queue_keys(queue)
+        s = self.settings
+        argv: list[Arg] = [to_millis(s.dead_retention), s.dead_letter_max_size, MAINTENANCE_BATCH]
+        call = self._script("trim_dead", [keys.dead, keys.task_prefix], argv)
+        return Op([call], lambda r: int(r[0]))
+
+    def replay_dead(self, queue: str, task_ids: Sequence[str]) -> Op[list[str]]:
+        """Requeue dead letters by id; decodes to the ids replayed."""
+        keys = self.queue_keys(queue)
+        script_keys = [keys.dead, keys.pending, keys.signal, keys.task_prefix]
+        call = self._script("replay", script_keys, list(task_ids))
+        return Op([call], lambda r: [i.decode() for i in r[0]])
+
+    def delete_dead(self, queue: str, task_ids: Sequence[str]) -> Op[int]:
+        """Delete dead letters and their records by id."""
+        keys = self.queue_keys(queue)
+        call = self._script("delete_dead", [keys.dead, keys.task_prefix], list(task_ids))
+        return Op([call], lambda r: int(r[0]))
+
+
+def _pairs(reply: list[bytes]) -> list[tuple[str, str]]:
+    items = iter(reply)
+    return [(a.decode(), b.decode()) for a, b in zip(items, items, strict=True)]
+
+
+def _decode_claim(queue: str, reply: list[Any]) -> list[ClaimedTask]:
+    now = int(reply[0])
+    tasks = []
+    for i in range(1, len(reply), CLAIM_WIDTH):
+        (task_id, token, attempts, name, args, kwargs, failures, crashes,
+         max_retries, timeout, enqueued, due) = reply[i : i + CLAIM_WIDTH]  # fmt: skip
+        tasks.append(
+            ClaimedTask(
+                id=task_id.decode(),
+                queue=queue,
+                token=int(token),
+                attempts=int(attempts),
+                name=name.decode("utf-8", "replace") if name else "",
+                args=args,
+                kwargs=kwargs,
+                failures=_int(failures) or 0,
+                crashes=_int(crashes) or 0,
+                max_retries=_int(max_retries),
+                timeout=_float(timeout),
+                enqueued_at_ms=_int(enqueued) or now,
+                due_at_ms=_int(due),
+                claimed_at_ms=now,
+            )
+        )
+    return tasks
+
+
+def _int(value: bytes | None) -> int | None:
+    """Lenient: a corrupt number reads as None and the executor treats the task as corrupt."""
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
+
+
+def _float(value: bytes | None) -> float | None:
+    try:
+        return None if not value else float(value)
+    except ValueError:
+        return None
+
+
+def encode_error(exc: BaseException, traceback_text: str) -> bytes:
+    """The JSON stored as a task's last error."""
+    return serializers.dumps(
+        {"type": type(exc).__name__, "message": str(exc), "traceback": traceback_text}
+    )
+
+
+def combine(ops: Sequence[Op[Any]]) -> Op[list[Any]]:
+    """One Op sending the calls of several in a single round trip; decodes to their results."""
+    calls = [call for op in ops for call in op.calls]
+
+    def decode(replies: list[Any]) -> list[Any]:
+        results, start = [], 0
+        for op in ops:
+            results.append(op.decode(replies[start : start + len(op.calls)]))
+            start += len(op.calls)
+        return results
+
+    return Op(calls, decode)

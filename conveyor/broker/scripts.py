@@ -1,0 +1,50 @@
+"""The Lua scripts, loaded once from `lua/*.lua` and called by SHA."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+#: A value Redis accepts as an argument.
+Arg = str | bytes | int | float
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """One Lua script and its SHA1, the name under which Redis caches it."""
+
+    name: str
+    source: bytes
+    sha: str
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One command to send: a script call (EVALSHA) or a plain command."""
+
+    args: tuple[Arg, ...]
+    script: Script | None = field(default=None)
+
+    @classmethod
+    def script_call(cls, script: Script, keys: list[str], argv: list[Arg]) -> Call:
+        """EVALSHA of `script`: every key travels in KEYS, as the Redis docs require."""
+        return cls(("EVALSHA", script.sha, len(keys), *keys, *argv), script)
+
+    @classmethod
+    def command(cls, *args: Arg) -> Call:
+        """A plain Redis command."""
+        return cls(args)
+
+
+@cache
+def load_scripts() -> dict[str, Script]:
+    """All scripts of the package, by file name without `.lua`."""
+    scripts = {}
+    for entry in resources.files("conveyor.broker").joinpath("lua").iterdir():
+        if entry.name.endswith(".lua"):
+            source = entry.read_bytes()
+            name = entry.name.removesuffix(".lua")
+            scripts[name] = Script(name, source, hashlib.sha1(source).hexdigest())
+    return scripts

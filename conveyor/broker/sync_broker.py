@@ -1,0 +1,67 @@
+"""The synchronous broker: executes the same sans-IO operations on redis.Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import redis
+from redis.exceptions import NoScriptError
+
+from conveyor.broker.connection import (
+    UNAVAILABLE,
+    first_error,
+    missing_scripts,
+    scripts_of,
+    sync_client,
+    unavailable,
+)
+from conveyor.broker.ops import Op, Operations
+from conveyor.broker.scripts import Call
+from conveyor.settings import Settings
+
+T = TypeVar("T")
+
+
+class SyncBroker:
+    """Blocking twin of AsyncBroker, for producers and tools without an event loop."""
+
+    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.ops = Operations(settings)
+        self.client = client or sync_client(settings)
+
+    def run(self, op: Op[T]) -> T:
+        """Execute `op` and decode its replies."""
+        return op.decode(self.execute(op.calls))
+
+    def execute(self, calls: Sequence[Call]) -> list[Any]:
+        """Send calls in one pipeline; reload scripts once if Redis forgot them."""
+        try:
+            replies = self._send(calls)
+            missing = missing_scripts(replies)
+            if missing:
+                for source in scripts_of([calls[i] for i in missing]):
+                    self.client.execute_command("SCRIPT", "LOAD", source)  # type: ignore[no-untyped-call]
+                again = self._send([calls[i] for i in missing])
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
+        except UNAVAILABLE as exc:
+            raise unavailable(exc, self.settings) from exc
+        first_error(replies)
+        return replies
+
+    def _send(self, calls: Sequence[Call]) -> list[Any]:
+        if len(calls) == 1:
+            try:
+                return [self.client.execute_command(*calls[0].args)]  # type: ignore[no-untyped-call]
+            except NoScriptError as exc:
+                return [exc]
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command(*call.args)  # type: ignore[no-untyped-call]
+        return list(pipe.execute(raise_on_error=False))
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()

@@ -1,0 +1,28 @@
+"""The `conveyor` command line: one module per group of subcommands."""
+
+from __future__ import annotations
+
+from conveyor.cli import dead, demo, queues, tasks, worker
+from conveyor.cli.root import cli
+
+for command in (
+    worker.worker,
+    tasks.enqueue,
+    tasks.status,
+    tasks.cancel,
+    queues.queues,
+    queues.pause,
+    queues.resume,
+    queues.workers,
+    dead.dlq,
+    demo.demo,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
+
+
+__all__ = ["cli", "main"]

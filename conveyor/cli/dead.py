@@ -1,0 +1,114 @@
+"""`conveyor dlq`: list, show, retry, delete and purge dead letters."""
+
+from __future__ import annotations
+
+import click
+
+from conveyor import serializers
+from conveyor.broker.inspect import Inspector
+from conveyor.cli.root import Context, inspect, pass_context
+from conveyor.errors import TaskNotFoundError
+from conveyor.model import TaskRecord, TaskState
+
+
+@click.group()
+def dlq() -> None:
+    """Inspect and replay the dead-letter queues."""
+
+
+@dlq.command("list")
+@click.option("--queue", help="One queue (default: all).")
+@click.option("--task", "task_name", help="Only dead letters of this task name.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--offset", default=0, type=click.IntRange(min=0))
+@pass_context
+def list_dead(
+    ctx: Context, queue: str | None, task_name: str | None, limit: int, offset: int
+) -> None:
+    """List dead letters, newest first: id, task, reason, error."""
+
+    async def read(inspector: Inspector) -> list[tuple[int, list[TaskRecord]]]:
+        names = [queue] if queue else await inspector.queue_names()
+        return [
+            await inspector.dead_letters(q, offset=offset, limit=limit, task_name=task_name)
+            for q in names
+        ]
+
+    for total, records in inspect(ctx, read):
+        for record in records:
+            error = record.error or {}
+            message = f"{error.get('type', '')}: {error.get('message', '')}".strip(": ")
+            click.echo(f"{record.id}\t{record.name}\t{record.reason}\t{message}")
+        if total > len(records) + offset:
+            click.echo(f"... {total - len(records) - offset} more", err=True)
+
+
+@dlq.command("show")
+@click.argument("task_id")
+@pass_context
+def show_dead(ctx: Context, task_id: str) -> None:
+    """Print one dead letter's record, traceback included, as JSON."""
+
+    async def read(inspector: Inspector) -> TaskRecord:
+        record = await inspector.task(task_id)
+        if record is None or record.state is not TaskState.DEAD:
+            raise TaskNotFoundError(f"no dead letter {task_id}")
+        return record
+
+    click.echo(serializers.dumps(inspect(ctx, read).to_json()).decode())
+
+
+@dlq.command("retry")
+@click.argument("task_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every dead letter (of --queue/--task).")
+@click.option("--queue", help="With --all: one queue (default: all).")
+@click.option("--task", "task_name", help="With --all: only this task name.")
+@pass_context
+def retry_dead(
+    ctx: Context,
+    task_ids: tuple[str, ...],
+    everything: bool,
+    queue: str | None,
+    task_name: str | None,
+) -> None:
+    """Requeue dead letters (by id, or --all) as fresh tasks."""
+    if bool(task_ids) == everything:
+        raise click.UsageError("give task ids, or --all (not both)")
+
+    async def replay(inspector: Inspector) -> int:
+        if task_ids:
+            return len(await inspector.replay(task_ids))
+        names = [queue] if queue else await inspector.queue_names()
+        return sum([await inspector.replay_all(q, task_name) for q in names])
+
+    count = inspect(ctx, replay)
+    click.echo(f"requeued {count} dead letters")
+    if task_ids and count < len(task_ids):
+        raise click.ClickException(f"{len(task_ids) - count} of the ids were not dead letters")
+
+
+@dlq.command("delete")
+@click.argument("task_ids", nargs=-1, required=True)
+@pass_context
+def delete_dead(ctx: Context, task_ids: tuple[str, ...]) -> None:
+    """Delete dead letters by id."""
+    count = inspect(ctx, lambda i: i.delete(task_ids))
+    click.echo(f"deleted {count} dead letters")
+    if count < len(task_ids):
+        raise click.ClickException(f"{len(task_ids) - count} of the ids were not dead letters")
+
+
+@dlq.command("purge")
+@click.option("--queue", help="One queue (default: all).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def purge_dead(ctx: Context, queue: str | None, yes: bool) -> None:
+    """Delete every dead letter (of one queue, or all)."""
+    if not yes:
+        click.confirm(f"Delete every dead letter of {queue or 'every queue'}?", abort=True)
+
+    async def purge(inspector: Inspector) -> int:
+        names = [queue] if queue else await inspector.queue_names()
+        return sum([await inspector.purge(q) for q in names])
+
+    click.echo(f"purged {inspect(ctx, purge)} dead letters")

@@ -1,0 +1,95 @@
+"""The root `conveyor` command, its options, and error handling shared by subcommands."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from conveyor import logs
+from conveyor.app import Conveyor
+from conveyor.broker.async_broker import AsyncBroker
+from conveyor.broker.inspect import Inspector
+from conveyor.errors import BrokerUnavailableError, ConveyorError
+from conveyor.settings import Settings
+
+T = TypeVar("T")
+
+#: Exit codes: 1 an operation failed (not found, conflict, bad input), 2 usage error
+#: (click's own), 3 Redis unavailable.
+EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
+
+
+class Context:
+    """What every subcommand needs: settings from the root options and the environment."""
+
+    def __init__(self, redis_url: str | None, prefix: str | None) -> None:
+        self.redis_url = redis_url
+        self.prefix = prefix
+
+    def settings(self, **overrides: Any) -> Settings:
+        """Settings from CONVEYOR_* variables, then the root options, then `overrides`."""
+        return Settings.from_env(redis_url=self.redis_url, prefix=self.prefix, **overrides)
+
+    def app(self, **overrides: Any) -> Conveyor:
+        """An app for producing and inspecting; it needs no registered tasks."""
+        return Conveyor(settings=self.settings(**overrides))
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--redis-url",
+    envvar="CONVEYOR_REDIS_URL",
+    help="Redis to use (env CONVEYOR_REDIS_URL; default redis://127.0.0.1:6379/0).",
+)
+@click.option("--prefix", envvar="CONVEYOR_PREFIX", help="Key prefix (env CONVEYOR_PREFIX).")
+@click.option("--log-level", default="INFO", show_default=True, envvar="CONVEYOR_LOG_LEVEL")
+@click.option("--json-logs", is_flag=True, envvar="CONVEYOR_LOG_JSON", help="Log JSON lines.")
+@click.version_option(package_name="conveyor-queue")
+@click.pass_context
+def cli(
+    ctx: click.Context, redis_url: str | None, prefix: str | None, log_level: str, json_logs: bool
+) -> None:
+    """Conveyor: a reliable, fast distributed task queue on Redis.
+
+    Run workers, enqueue tasks, inspect queues and dead letters. Every option can also
+    be set by a CONVEYOR_* environment variable.
+    """
+    logs.configure(log_level, json_logs)
+    ctx.obj = Context(redis_url, prefix)
+
+
+def run_operation(operation: Callable[[], T]) -> T:
+    """Run a CLI operation, turning Conveyor errors into clear messages and exit codes."""
+    try:
+        return operation()
+    except BrokerUnavailableError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+    except ConveyorError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run an async operation to completion, with the same error handling."""
+    return run_operation(lambda: asyncio.run(coro_fn()))
+
+
+def inspect(ctx: Context, use: Callable[[Inspector], Coroutine[Any, Any, T]]) -> T:
+    """Run `use(inspector)` on a fresh connection, with the CLI's error handling."""
+
+    async def session() -> T:
+        broker = AsyncBroker(ctx.settings())
+        try:
+            return await use(Inspector(broker))
+        finally:
+            await broker.close()
+
+    return run_async(session)

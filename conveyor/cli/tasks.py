@@ -1,0 +1,65 @@
+"""`conveyor enqueue`, `status` and `cancel`: one task at a time."""
+
+from __future__ import annotations
+
+import click
+
+from conveyor import serializers
+from conveyor.cli.root import Context, pass_context, run_operation
+from conveyor.errors import SerializationError, TaskNotFoundError
+
+
+@click.command()
+@click.argument("name")
+@click.option("--payload", help="JSON value passed to the handler as its one argument.")
+@click.option("--kwargs", "kwargs_json", help="JSON object of keyword arguments.")
+@click.option("--queue", help="Queue (default: 'default').")
+@click.option("--delay", type=click.FloatRange(min=0), help="Seconds to wait before it runs.")
+@click.option("--priority", type=click.IntRange(-100, 100), help="Higher runs first.")
+@click.option("--idempotency-key", help="Enqueue at most once per key within its window.")
+@click.option("--max-retries", type=click.IntRange(min=0))
+@click.option("--timeout", type=click.FloatRange(min=0), help="Seconds an attempt may run.")
+@pass_context
+def enqueue(
+    ctx: Context,
+    /,
+    name: str,
+    payload: str | None,
+    kwargs_json: str | None,
+    **options: object,
+) -> None:
+    """Enqueue task NAME and print its id."""
+    try:
+        kwargs = serializers.loads(kwargs_json) if kwargs_json else {}
+        extra = {"payload": serializers.loads(payload)} if payload is not None else {}
+    except SerializationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not isinstance(kwargs, dict):
+        raise click.BadParameter("--kwargs must be a JSON object")
+    chosen = {k: v for k, v in options.items() if v is not None}
+    handle = run_operation(lambda: ctx.app().enqueue(name, **extra, **kwargs, **chosen))
+    click.echo(handle.id + (" (replayed: idempotency key matched)" if handle.replayed else ""))
+
+
+@click.command()
+@click.argument("task_id")
+@pass_context
+def status(ctx: Context, task_id: str) -> None:
+    """Print the record of task TASK_ID as JSON."""
+
+    def read() -> dict[str, object]:
+        record = ctx.app().get_record(task_id)
+        if record is None:
+            raise TaskNotFoundError(f"no task {task_id} (never enqueued, or expired)")
+        return record.to_json()
+
+    click.echo(serializers.dumps(run_operation(read)).decode())
+
+
+@click.command()
+@click.argument("task_id")
+@pass_context
+def cancel(ctx: Context, task_id: str) -> None:
+    """Cancel task TASK_ID if it has not started."""
+    run_operation(lambda: ctx.app().cancel(task_id))
+    click.echo(f"cancelled {task_id}")

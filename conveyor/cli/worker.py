@@ -1,0 +1,80 @@
+"""`conveyor worker`: run a worker for an app's tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import sys
+
+import click
+
+from conveyor.app import Conveyor
+from conveyor.cli.root import Context, pass_context, run_operation
+from conveyor.errors import ConfigurationError
+from conveyor.worker.runtime import Worker
+
+
+def load_app(spec: str) -> Conveyor:
+    """Import `module:attribute` (default attribute `app`) and check it is a Conveyor app."""
+    module_name, _, attribute = spec.partition(":")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from None
+    app = getattr(module, attribute or "app", None)
+    if not isinstance(app, Conveyor):
+        raise ConfigurationError(f"{spec!r} is not a Conveyor app (expected module:attribute)")
+    return app
+
+
+@click.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.option(
+    "-q", "--queues", default="default", show_default=True, envvar="CONVEYOR_QUEUES",
+    help="Queues in strict order (a,b,c) or weighted (a:6,b:3,c:1).",
+)  # fmt: skip
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), envvar="CONVEYOR_CONCURRENCY",
+              help="Tasks run at once (default 50).")  # fmt: skip
+@click.option("--processes", type=click.IntRange(min=1),
+              help="Child processes for process-executor tasks (default: CPUs).")  # fmt: skip
+@click.option("--lease-timeout", type=click.FloatRange(min=0.1), envvar="CONVEYOR_LEASE_TIMEOUT",
+              help="Seconds before a dead worker's tasks are recovered (default 30).")  # fmt: skip
+@click.option("--shutdown-grace", type=click.FloatRange(min=0), envvar="CONVEYOR_SHUTDOWN_GRACE",
+              help="Seconds running tasks may finish after SIGTERM (default 25).")  # fmt: skip
+@click.option("--worker-id", help="Name in logs and the registry (default host-pid-random).")
+@pass_context
+def worker(
+    ctx: Context,
+    app_spec: str,
+    queues: str,
+    concurrency: int | None,
+    processes: int | None,
+    lease_timeout: float | None,
+    shutdown_grace: float | None,
+    worker_id: str | None,
+) -> None:
+    """Process tasks of MODULE:APP (e.g. myapp.tasks:app) until SIGTERM or SIGINT.
+
+    The first signal drains: no new claims, running tasks get the grace period, the
+    rest go back to pending at once. A second signal stops right away, losing nothing.
+    """
+
+    def start() -> None:
+        app = load_app(app_spec)
+        overrides = {"lease_timeout": lease_timeout, "shutdown_grace": shutdown_grace}
+        changed = {k: v for k, v in overrides.items() if v is not None}
+        if ctx.redis_url or ctx.prefix or changed:
+            app.settings = app.settings.replace(
+                **changed,
+                **({"redis_url": ctx.redis_url} if ctx.redis_url else {}),
+                **({"prefix": ctx.prefix} if ctx.prefix else {}),
+            )
+        runner = Worker(
+            app, queues, concurrency=concurrency, processes=processes,
+            worker_id=worker_id, handle_signals=True,
+        )  # fmt: skip
+        asyncio.run(runner.run())
+
+    run_operation(start)

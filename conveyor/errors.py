@@ -1,0 +1,67 @@
+"""One error tree for everything Conveyor raises."""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base class of every error Conveyor raises."""
+
+
+class ConfigurationError(ConveyorError):
+    """A setting, name or option is invalid."""
+
+
+class InvalidNameError(ConfigurationError):
+    """A queue or task name breaks the naming rules (charset, length)."""
+
+
+class SerializationError(ConveyorError):
+    """A payload or result cannot be encoded as JSON."""
+
+
+class BrokerUnavailableError(ConveyorError):
+    """Redis cannot be reached, or did not answer in time."""
+
+
+class TaskNotFoundError(ConveyorError):
+    """No record exists for this task id (never enqueued, or expired)."""
+
+
+class TaskConflictError(ConveyorError):
+    """The task is in a state that forbids the requested change."""
+
+    def __init__(self, task_id: str, state: str, action: str) -> None:
+        super().__init__(f"cannot {action} task {task_id}: it is {state}")
+        self.task_id = task_id
+        self.state = state
+
+
+class ResultTimeoutError(ConveyorError, TimeoutError):
+    """The task did not finish within the time the caller waited."""
+
+
+class TaskFailedError(ConveyorError):
+    """The task ended without a result (dead, failed or cancelled)."""
+
+    def __init__(self, task_id: str, state: str, error: dict[str, str] | None) -> None:
+        detail = f": {error.get('type')}: {error.get('message')}" if error else ""
+        super().__init__(f"task {task_id} ended {state}{detail}")
+        self.task_id = task_id
+        self.state = state
+        self.error = error
+
+
+class Retry(ConveyorError):
+    """Raised by a handler to ask for another attempt, optionally after `delay` seconds."""
+
+    def __init__(self, delay: float | None = None, reason: str = "") -> None:
+        super().__init__(reason or "retry requested")
+        self.delay = delay
+
+
+class TaskTimeoutError(ConveyorError, TimeoutError):
+    """A handler ran past its task's timeout."""
+
+
+class WorkerLostError(ConveyorError):
+    """The process running a task died before the task finished."""

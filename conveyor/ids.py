@@ -1,0 +1,54 @@
+"""Task ids: the queue name, a colon, then a time-ordered ULID.
+
+The id carries its queue so a task is found by id alone with no extra lookup key,
+and every key of the task stays in its queue's Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from conveyor.errors import InvalidNameError
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+SEPARATOR = ":"
+
+
+_lock = threading.Lock()
+_last = [0, 0]  # milliseconds and random part of the previous id
+
+
+def new_ulid() -> str:
+    """A 26-character ULID: 48 bits of milliseconds, 80 random bits.
+
+    Monotonic within a process: ids made in the same millisecond increment the random
+    part, so tasks enqueued together sort (and run) in the order they were made.
+    """
+    millis = time.time_ns() // 1_000_000
+    with _lock:
+        if millis <= _last[0]:
+            millis, entropy = _last[0], _last[1] + 1
+        else:
+            entropy = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
+        _last[0], _last[1] = millis, entropy
+    value = millis << 80 | entropy
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_task_id(queue: str) -> str:
+    """A fresh id for a task of `queue`."""
+    return f"{queue}{SEPARATOR}{new_ulid()}"
+
+
+def queue_of(task_id: str) -> str:
+    """The queue a task id belongs to; raises InvalidNameError for a malformed id."""
+    queue, sep, rest = task_id.partition(SEPARATOR)
+    if not sep or not queue or not rest:
+        raise InvalidNameError(f"malformed task id {task_id!r}: expected '<queue>:<id>'")
+    return queue

@@ -1,0 +1,149 @@
+"""The task record: its states and how it is stored in a Redis hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from conveyor import serializers
+from conveyor.ids import queue_of
+
+
+class TaskState(StrEnum):
+    """Where a task is in its life; see docs/state-machine.md for the transitions."""
+
+    SCHEDULED = "scheduled"
+    PENDING = "pending"
+    ACTIVE = "active"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the task will never run again (unless a dead letter is replayed)."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED})
+
+#: Fields of the task hash, shared with the Lua scripts (which spell them out too).
+RECORD_FIELDS = (
+    "name",
+    "args",
+    "kwargs",
+    "state",
+    "priority",
+    "attempts",
+    "failures",
+    "crashes",
+    "token",
+    "enqueued_at",
+    "due_at",
+    "started_at",
+    "finished_at",
+    "worker",
+    "error",
+    "result",
+    "max_retries",
+    "timeout",
+    "idempotency_key",
+    "reason",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """A snapshot of one task as stored in Redis; times are UTC datetimes."""
+
+    id: str
+    queue: str
+    name: str
+    state: TaskState
+    args: list[Any]
+    kwargs: dict[str, Any]
+    priority: int = 0
+    attempts: int = 0
+    failures: int = 0
+    crashes: int = 0
+    token: int = 0
+    enqueued_at: datetime | None = None
+    due_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker: str | None = None
+    error: dict[str, str] | None = None
+    result: Any = None
+    max_retries: int | None = None
+    timeout: float | None = None
+    idempotency_key: str | None = None
+    #: Why the task is dead or failed: "error", "worker lost", "unknown task", ...
+    reason: str | None = None
+
+    @classmethod
+    def from_hash(cls, task_id: str, raw: dict[bytes, bytes]) -> TaskRecord:
+        """Decode a task hash (raises SerializationError or ValueError when corrupt)."""
+        get = {k.decode(): v for k, v in raw.items()}.get
+
+        def text(name: str) -> str | None:
+            value = get(name)
+            return None if value is None else value.decode("utf-8", "replace")
+
+        def number(name: str) -> int:
+            value = get(name)
+            return int(value) if value else 0
+
+        return cls(
+            id=task_id,
+            queue=queue_of(task_id),
+            name=text("name") or "",
+            state=TaskState(text("state") or ""),
+            args=_json(get("args"), []),
+            kwargs=_json(get("kwargs"), {}),
+            priority=number("priority"),
+            attempts=number("attempts"),
+            failures=number("failures"),
+            crashes=number("crashes"),
+            token=number("token"),
+            enqueued_at=_time(get("enqueued_at")),
+            due_at=_time(get("due_at")),
+            started_at=_time(get("started_at")),
+            finished_at=_time(get("finished_at")),
+            worker=text("worker"),
+            error=_json(get("error"), None),
+            result=_json(get("result"), None),
+            max_retries=_optional(get("max_retries"), int),
+            timeout=_optional(get("timeout"), float),
+            idempotency_key=text("idempotency_key"),
+            reason=text("reason"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (times as ISO 8601 strings)."""
+        out: dict[str, Any] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
+
+def _json(value: bytes | None, default: Any) -> Any:
+    return default if value is None else serializers.loads(value)
+
+
+def _optional(value: bytes | None, kind: type[int] | type[float]) -> Any:
+    return None if not value else kind(value)
+
+
+def _time(value: bytes | None) -> datetime | None:
+    """Scripts store times as Redis-clock milliseconds since the epoch."""
+    return None if not value else datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def to_millis(seconds: float) -> int:
+    """Seconds to the integer milliseconds every script takes."""
+    return max(0, round(seconds * 1000))

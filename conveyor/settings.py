@@ -1,0 +1,98 @@
+"""Settings, read from arguments first and `CONVEYOR_*` environment variables second."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.errors import ConfigurationError
+
+#: Redis used when neither an argument nor CONVEYOR_REDIS_URL names one.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+ENV_PREFIX = "CONVEYOR_"
+HOUR = 3600.0
+DAY = 24 * HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every tunable of a Conveyor deployment; times are in seconds."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    #: First segment of every key, so several deployments can share one Redis.
+    prefix: str = "conveyor"
+    #: A claimed task returns to pending if its worker stops renewing the lease this long.
+    lease_timeout: float = 30.0
+    #: A task whose worker died this many times goes to the dead-letter queue.
+    max_crashes: int = 3
+    max_retries: int = 3
+    #: Handler time limit; None means no limit.
+    timeout: float | None = None
+    retry_backoff_base: float = 1.0
+    retry_backoff_cap: float = 300.0
+    succeeded_retention: float = DAY
+    failed_retention: float = 7 * DAY
+    dead_retention: float = 7 * DAY
+    cancelled_retention: float = DAY
+    #: Oldest dead letters are dropped beyond this many per queue.
+    dead_letter_max_size: int = 100_000
+    idempotency_window: float = DAY
+    #: Upper bound of any single Redis call; kept well below the lease.
+    socket_timeout: float = 5.0
+    connect_timeout: float = 5.0
+    concurrency: int = 50
+    #: How long a stopping worker lets in-flight tasks finish.
+    shutdown_grace: float = 25.0
+    #: Most tasks one claim round trip may lease.
+    claim_batch: int = 100
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.lease_timeout <= 0:
+            raise ConfigurationError("lease_timeout must be positive")
+        if self.max_crashes < 1 or self.max_retries < 0 or self.concurrency < 1:
+            raise ConfigurationError("max_crashes and concurrency must be >= 1, max_retries >= 0")
+        if self.claim_batch < 1:
+            raise ConfigurationError("claim_batch must be >= 1")
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Leases are renewed three times per lease period, so one lost beat is harmless."""
+        return self.lease_timeout / 3
+
+    @property
+    def call_timeout(self) -> float:
+        """Socket timeout that keeps a stalled call (with its retry) shorter than a lease."""
+        return max(0.2, min(self.socket_timeout, self.lease_timeout / 4))
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from `CONVEYOR_<FIELD>` variables, then explicit overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f.name, str(f.type), raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(name: str, type_name: str, raw: str) -> Any:
+    try:
+        if type_name.startswith("bool"):
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if type_name.startswith("int"):
+            return int(raw)
+        if type_name.startswith("float"):
+            return None if raw.strip().lower() in {"", "none"} else float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+    return raw

@@ -1,0 +1,200 @@
+"""Runs claimed tasks: decode, invoke the handler under its timeout, record the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from conveyor import serializers
+from conveyor.broker.ops import ClaimedTask, encode_error
+from conveyor.context import TaskContext
+from conveyor.errors import (
+    ConveyorError,
+    SerializationError,
+    TaskTimeoutError,
+    WorkerLostError,
+)
+from conveyor.worker.completer import Completer
+from conveyor.worker.processes import ProcessPool
+from conveyor.worker.threads import DaemonThreadPool
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+    from conveyor.task import TaskDefinition
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Undeliverable(ConveyorError):
+    """A task that can never run as stored: unknown name, corrupt data, wrong arguments."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """A decoded task, ready to call."""
+
+    definition: TaskDefinition
+    args: list[Any]
+    kwargs: dict[str, Any]
+    timeout: float | None
+
+
+class Executor:
+    """Runs up to `concurrency` tasks at once; async handlers on the loop, sync ones in
+    daemon threads, `executor="process"` ones in child processes."""
+
+    def __init__(
+        self, app: Conveyor, completer: Completer, worker_id: str, concurrency: int, processes: int
+    ) -> None:
+        self.app = app
+        self.ops = completer.broker.ops
+        self.completer = completer
+        self.worker_id = worker_id
+        self.concurrency = concurrency
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.threads = DaemonThreadPool(concurrency)
+        self.processes = ProcessPool(processes)
+        self._slot_freed = asyncio.Event()
+
+    @property
+    def free_slots(self) -> int:
+        """How many more tasks may start now."""
+        return self.concurrency - len(self.running)
+
+    async def wait_for_slot(self) -> None:
+        """Return once at least one slot is free."""
+        while self.free_slots <= 0:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+
+    def start(self, task: ClaimedTask) -> None:
+        """Run `task` in the background (the caller holds its lease)."""
+        self.running[task.id] = asyncio.create_task(self._run(task), name=f"conveyor:{task.id}")
+
+    async def drain(self, grace: float) -> None:
+        """Let running tasks finish for up to `grace` seconds, then cancel the rest.
+
+        A cancelled task is given back to pending at once (not after its lease expires).
+        A sync handler cannot be interrupted: its thread is abandoned, its result ignored.
+        """
+        if self.running and grace > 0:
+            await asyncio.wait(list(self.running.values()), timeout=grace)
+        left = list(self.running.values())
+        if left:
+            log.warning("cancelling %d unfinished tasks; they return to pending", len(left))
+            for job in left:
+                job.cancel()
+            await asyncio.wait(left)
+        self.threads.shutdown()
+        self.processes.shutdown()
+
+    async def _run(self, task: ClaimedTask) -> None:
+        try:
+            try:
+                invocation = self._decode(task)
+            except Undeliverable as exc:
+                log.error("task %s is undeliverable (%s): %s", task.id, exc.reason, exc)
+                error = encode_error(exc, "")
+                self.completer.submit(task, self.ops.dead_letter(task, exc.reason, error))
+                return
+            try:
+                result = await self._invoke(task, invocation)
+            except asyncio.CancelledError:
+                self.completer.submit(task, self.ops.requeue(task, crashed=False))
+                raise
+            except WorkerLostError as exc:
+                log.error("task %s: %s", task.id, exc)
+                self.completer.submit(task, self.ops.requeue(task, crashed=True))
+            except BaseException as exc:  # a handler's SystemExit is its failure, not ours
+                self._failed(task, invocation.definition, exc)
+            else:
+                self._succeeded(task, result)
+        finally:
+            del self.running[task.id]
+            self._slot_freed.set()
+
+    def _decode(self, task: ClaimedTask) -> Invocation:
+        definition = self.app.tasks.get(task.name)
+        if definition is None:
+            raise Undeliverable("unknown task", f"no handler registered for {task.name!r}")
+        try:
+            args = serializers.loads(task.args) if task.args else []
+            kwargs = serializers.loads(task.kwargs) if task.kwargs else {}
+        except SerializationError as exc:
+            raise Undeliverable("corrupt record", str(exc)) from None
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise Undeliverable("corrupt record", "args must be a list and kwargs an object")
+        if definition.context_parameter:
+            kwargs[definition.context_parameter] = TaskContext(
+                task.id, task.name, task.queue, task.attempts, task.token, self.worker_id
+            )
+        try:
+            definition.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise Undeliverable("bad arguments", f"{task.name}: {exc}") from None
+        timeout = next(
+            (t for t in (task.timeout, definition.timeout, self.app.settings.timeout) if t), None
+        )
+        return Invocation(definition, args, kwargs, timeout)
+
+    async def _invoke(self, task: ClaimedTask, call: Invocation) -> Any:
+        definition = call.definition
+        if definition.executor == "process":
+            return await self.processes.run(
+                definition.import_path, call.args, call.kwargs, call.timeout
+            )
+        async with asyncio.timeout(call.timeout) as deadline:
+            try:
+                if definition.is_async:
+                    return await definition.fn(*call.args, **call.kwargs)
+                job = functools.partial(definition.fn, *call.args, **call.kwargs)
+                return await asyncio.wrap_future(self.threads.submit(job))
+            except asyncio.CancelledError:
+                if deadline.expired():
+                    if not definition.is_async:
+                        log.warning("task %s: its thread is abandoned past its timeout", task.id)
+                    raise TaskTimeoutError(f"timed out after {call.timeout}s") from None
+                raise
+
+    def _succeeded(self, task: ClaimedTask, result: Any) -> None:
+        try:
+            encoded = serializers.dumps(result)
+        except SerializationError as exc:
+            log.error("task %s returned a result that is not JSON: %s", task.id, exc)
+            error = encode_error(exc, "")
+            self.completer.submit(
+                task, self.ops.dead_letter(task, "result not serializable", error)
+            )
+            return
+        self.completer.submit(task, self.ops.ack(task, encoded), functools.partial(_stale, task))
+
+    def _failed(self, task: ClaimedTask, definition: TaskDefinition, exc: BaseException) -> None:
+        error = encode_error(exc, "".join(traceback.format_exception(exc)))
+        delay = definition.retry_policy(task.max_retries).next_delay(exc, task.failures)
+        if delay is not None:
+            log.info(
+                "task %s failed (%s: %s); retry in %.2fs", task.id, type(exc).__name__, exc, delay
+            )
+            self.completer.submit(
+                task, self.ops.retry(task, delay, error), functools.partial(_stale, task)
+            )
+            return
+        reason = "timeout" if isinstance(exc, TaskTimeoutError) else "error"
+        keep = definition.dead_letter
+        log.warning("task %s failed for good (%s: %s)", task.id, type(exc).__name__, exc)
+        call = self.ops.dead_letter(task, reason, error, keep=keep)
+        self.completer.submit(task, call, functools.partial(_stale, task))
+
+
+def _stale(task: ClaimedTask, reply: Any) -> None:
+    """Log an outcome Redis refused: the lease was lost and another worker owns the task."""
+    if reply == 0:
+        log.warning("task %s: lease lost before its outcome was written; outcome dropped", task.id)

@@ -1,0 +1,90 @@
+"""Claims tasks while the executor has free slots; sleeps on Redis while the queues are empty."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Coroutine
+from typing import Any
+
+from conveyor.broker.async_broker import AsyncBroker
+from conveyor.broker.ops import ClaimedTask
+from conveyor.errors import BrokerUnavailableError
+from conveyor.worker.executor import Executor
+from conveyor.worker.leases import Leases
+from conveyor.worker.loop import outage_backoff, sleep_or_stop
+from conveyor.worker.queues import QueueSelection
+
+log = logging.getLogger("conveyor.worker")
+
+#: Longest idle block on the signal list; bounds how long a missed wake-up could last.
+IDLE_WAIT = 1.0
+
+
+class Fetcher:
+    """Leases up to `batch` tasks per round trip, never more than there are free slots."""
+
+    def __init__(
+        self,
+        broker: AsyncBroker,
+        executor: Executor,
+        leases: Leases,
+        queues: QueueSelection,
+        worker_id: str,
+    ) -> None:
+        self.broker = broker
+        self.executor = executor
+        self.leases = leases
+        self.queues = queues
+        self.worker_id = worker_id
+        self.batch = broker.settings.claim_batch
+        self._rng = random.Random()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and start tasks until `stop` is set."""
+        failures = 0
+        while not stop.is_set():
+            if not await _first(self.executor.wait_for_slot(), stop):
+                break
+            try:
+                claimed = await self.claim()
+                if not claimed:
+                    await _first(self.broker.wait_for_work(self.queues.names, IDLE_WAIT), stop)
+                failures = 0
+            except BrokerUnavailableError as exc:
+                failures += 1
+                wait = outage_backoff(failures)
+                log.warning("fetcher: %s; retrying in %.1fs", exc, wait)
+                await sleep_or_stop(stop, wait)
+
+    async def claim(self) -> list[ClaimedTask]:
+        """Claim from the first queue, in selection order, that has tasks; start them."""
+        ops = self.broker.ops
+        for queue in self.queues.order(self._rng):
+            want = min(self.batch, self.executor.free_slots)
+            tasks = await self.broker.run(ops.claim(queue, want, self.worker_id))
+            for task in tasks:
+                self.leases.add(task)
+                self.executor.start(task)
+            if tasks:
+                return tasks
+        return []
+
+
+async def _first(work: Coroutine[Any, Any, Any], stop: asyncio.Event) -> bool:
+    """Await `work` unless `stop` is set first (then cancel it); True if `work` finished."""
+    job = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if job.done():
+        job.result()  # re-raise its error
+        return True
+    job.cancel()
+    await asyncio.wait({job})
+    if not job.cancelled():
+        job.exception()  # retrieved, so asyncio does not warn about it
+    return False

@@ -1,0 +1,56 @@
+"""Renews this worker's leases and its registration, in one round trip per beat."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from conveyor import serializers
+from conveyor.broker.async_broker import AsyncBroker
+from conveyor.broker.ops import Op, combine
+from conveyor.errors import ConveyorError
+from conveyor.worker.leases import Leases
+from conveyor.worker.loop import periodically
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Heartbeat:
+    """Every `lease_timeout / 3`: extend every held lease, refresh the worker's record.
+
+    It runs until the very end of shutdown, so leases of draining tasks stay alive.
+    """
+
+    def __init__(
+        self, broker: AsyncBroker, leases: Leases, worker_id: str, info: dict[str, Any]
+    ) -> None:
+        self.broker = broker
+        self.leases = leases
+        self.worker_id = worker_id
+        self.info = serializers.dumps(info)
+        self.interval = broker.settings.heartbeat_interval
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Beat until `stop`, then remove this worker from the registry (best effort)."""
+        await periodically("heartbeat", self.beat, stop, log)
+        try:
+            await self.broker.run(self.broker.ops.deregister_worker(self.worker_id))
+        except ConveyorError as exc:
+            log.warning("could not deregister worker %s: %s", self.worker_id, exc)
+
+    async def beat(self) -> float:
+        """One renewal round trip; returns the seconds until the next."""
+        ops = self.broker.ops
+        groups = self.leases.by_queue()
+        batch: list[Op[Any]] = [ops.extend_leases(q, held) for q, held in groups.items()]
+        batch.append(ops.register_worker(self.worker_id, self.info, int(time.time() * 1000)))
+        results = await self.broker.run(combine(batch))
+        for lost_ids in results[:-1]:
+            for task_id in lost_ids:
+                task = self.leases.get(task_id)
+                if task is not None:
+                    log.warning("lease of task %s was lost; another worker may run it", task_id)
+                    self.leases.release(task)
+        return self.interval

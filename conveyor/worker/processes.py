@@ -1,0 +1,143 @@
+"""Child processes for CPU-bound handlers (`executor="process"`).
+
+A handler holding the GIL stalls every thread of its process, heartbeats included; in a
+child process it stalls only itself. Each child runs one task at a time, so a task past
+its timeout is stopped by killing its child, which harms no other task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import multiprocessing
+import signal
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from conveyor.errors import ConveyorError, TaskTimeoutError, WorkerLostError
+
+
+class RemoteError(ConveyorError):
+    """An exception from a child process that could not be sent back as itself."""
+
+
+class ProcessPool:
+    """Up to `size` reusable child processes, started on demand (forkserver)."""
+
+    def __init__(self, size: int) -> None:
+        self._context = multiprocessing.get_context("forkserver")
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[_Child] = []
+        self._all: set[_Child] = set()
+
+    async def run(
+        self,
+        import_path: tuple[str, str],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+    ) -> Any:
+        """Run the handler at `import_path` in a child; raises what it raised.
+
+        Raises TaskTimeoutError (child killed) past `timeout`, WorkerLostError if the child died.
+        """
+        async with self._slots:
+            child = self._idle.pop() if self._idle else self._spawn()
+            try:
+                async with asyncio.timeout(timeout) as deadline:
+                    ok, value = await child.call((*import_path, args, kwargs))
+            except TimeoutError:
+                self._discard(child)
+                if deadline.expired():
+                    raise TaskTimeoutError(
+                        f"timed out after {timeout}s; its process was killed"
+                    ) from None
+                raise
+            except BaseException:
+                self._discard(child)  # dead, or cancelled mid-task: never reuse
+                raise
+            self._idle.append(child)
+        if ok:
+            return value
+        raise value
+
+    def _spawn(self) -> _Child:
+        child = _Child(self._context)
+        self._all.add(child)
+        return child
+
+    def _discard(self, child: _Child) -> None:
+        child.kill()
+        self._all.discard(child)
+
+    def shutdown(self) -> None:
+        """Kill every child (called after the drain, when none should be busy)."""
+        for child in list(self._all):
+            self._discard(child)
+        self._idle.clear()
+
+
+class _Child:
+    def __init__(self, context: Any) -> None:
+        self.conn, child_end = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child_end,), daemon=True)
+        self.process.start()
+        child_end.close()
+
+    async def call(self, request: tuple[Any, ...]) -> tuple[bool, Any]:
+        self.conn.send(request)
+        loop = asyncio.get_running_loop()
+        readable: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(self.conn.fileno(), wake)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(self.conn.fileno())
+        try:
+            reply: tuple[bool, Any] = self.conn.recv()
+        except (EOFError, OSError):
+            code = self.process.exitcode
+            raise WorkerLostError(f"its process died (exit code {code})") from None
+        return reply
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+
+def _serve(conn: Connection) -> None:
+    """Child main loop: run requested handlers until the parent closes the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    while True:
+        try:
+            module, qualname, args, kwargs = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            result = _resolve(module, qualname)(*args, **kwargs)
+            if asyncio.iscoroutine(result):
+                result = asyncio.run(result)
+            conn.send((True, result))
+        except BaseException as exc:
+            detail = traceback.format_exc()
+            try:
+                exc.add_note(f"raised in a child process:\n{detail}")
+                conn.send((False, exc))
+            except Exception:
+                conn.send((False, RemoteError(f"{type(exc).__name__}: {exc}\n{detail}")))
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return getattr(target, "fn", target)  # a TaskDefinition wraps the function

@@ -1,0 +1,146 @@
+"""The worker: supervises its components and owns the shutdown order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from conveyor.broker.async_broker import AsyncBroker
+from conveyor.broker.health import durability_findings
+from conveyor.worker import signals
+from conveyor.worker.completer import Completer
+from conveyor.worker.executor import Executor
+from conveyor.worker.fetcher import Fetcher
+from conveyor.worker.heartbeat import Heartbeat
+from conveyor.worker.leases import Leases
+from conveyor.worker.queues import QueueSelection
+from conveyor.worker.recoverer import Recoverer
+from conveyor.worker.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+log = logging.getLogger("conveyor.worker")
+
+
+def new_worker_id() -> str:
+    """host-pid-random: readable in logs, unique across restarts."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Processes tasks of some queues until stopped.
+
+    Shutdown order: stop claiming (fetcher, scheduler, recoverer) -> drain running tasks
+    for the grace period -> cancel what is left and give it back to pending -> write every
+    outcome -> heartbeat last (leases stay renewed until then) -> deregister.
+
+    Args:
+        app: the Conveyor app whose tasks this worker runs.
+        queues: "a,b" (strict order) or "a:3,b:1" (weighted), or a list.
+        concurrency: tasks run at once (default: settings.concurrency).
+        processes: child processes for `executor="process"` tasks (default: CPU count).
+        handle_signals: install SIGINT/SIGTERM handlers (the CLI does).
+    """
+
+    def __init__(
+        self,
+        app: Conveyor,
+        queues: str | Sequence[str] = "default",
+        *,
+        concurrency: int | None = None,
+        processes: int | None = None,
+        worker_id: str | None = None,
+        handle_signals: bool = False,
+    ) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.queues = QueueSelection.parse(queues)
+        self.concurrency = concurrency or self.settings.concurrency
+        self.processes = processes or os.cpu_count() or 1
+        self.id = worker_id or new_worker_id()
+        self.handle_signals = handle_signals
+        self._stopping: asyncio.Event | None = None
+        self._hurry: asyncio.Event | None = None
+
+    def stop(self, fast: bool = False) -> None:
+        """Begin a graceful shutdown; `fast` skips the drain (unfinished tasks are requeued)."""
+        if self._stopping is None or self._hurry is None:
+            return
+        self._stopping.set()
+        if fast:
+            self._hurry.set()
+
+    async def run(self) -> None:
+        """Run until `stop()` (or a signal); returns after a clean shutdown."""
+        self._stopping, self._hurry = asyncio.Event(), asyncio.Event()
+        finished = asyncio.Event()
+        broker = AsyncBroker(self.settings)
+        leases = Leases()
+        completer = Completer(broker, leases)
+        executor = Executor(self.app, completer, self.id, self.concurrency, self.processes)
+        names = self.queues.names
+        uninstall = signals.install(self.stop) if self.handle_signals else None
+        try:
+            await self._preflight(broker)
+            heartbeat = Heartbeat(broker, leases, self.id, self._describe())
+            async with asyncio.TaskGroup() as group:
+                group.create_task(heartbeat.run(finished))
+                writer = group.create_task(completer.run(finished))
+                group.create_task(Scheduler(broker, names).run(self._stopping))
+                group.create_task(Recoverer(broker, names).run(self._stopping))
+                group.create_task(
+                    Fetcher(broker, executor, leases, self.queues, self.id).run(self._stopping)
+                )
+                await self._stopping.wait()
+                log.info("worker %s stopping: %d tasks running", self.id, len(executor.running))
+                grace = 0.0 if self._hurry.is_set() else self.settings.shutdown_grace
+                await _drain(executor, grace, self._hurry)
+                if not await completer.flush(self.settings.lease_timeout):
+                    log.error("could not write every outcome; those tasks will run again")
+                    writer.cancel()
+                finished.set()
+        finally:
+            if uninstall:
+                uninstall()
+            await broker.close()
+        log.info("worker %s stopped", self.id)
+
+    async def _preflight(self, broker: AsyncBroker) -> None:
+        try:
+            for level, message in await durability_findings(broker.client):
+                log.log(level, "Redis: %s", message)
+        except Exception as exc:  # unreachable Redis is handled by the components' backoff
+            log.warning("could not check the Redis configuration: %s", exc)
+        log.info(
+            "worker %s started: queues=%s concurrency=%d lease=%.1fs",
+            self.id, ",".join(self.queues.names), self.concurrency, self.settings.lease_timeout,
+        )  # fmt: skip
+
+    def _describe(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": list(self.queues.names),
+            "concurrency": self.concurrency,
+            "started_at": time.time(),
+        }
+
+
+async def _drain(executor: Executor, grace: float, hurry: asyncio.Event) -> None:
+    """Drain for `grace` seconds, cut short if a second signal asks to hurry."""
+    drain = asyncio.ensure_future(executor.drain(grace))
+    hurried = asyncio.ensure_future(hurry.wait())
+    await asyncio.wait({drain, hurried}, return_when=asyncio.FIRST_COMPLETED)
+    if not drain.done():
+        drain.cancel()
+        await asyncio.wait({drain})
+        await executor.drain(0)
+    hurried.cancel()

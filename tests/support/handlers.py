@@ -1,0 +1,81 @@
+"""Plain handler functions, importable by child processes and worker subprocesses.
+
+Each records its executions in a ledger list (`<prefix>:ledger`) through its own
+connection, so a test can count starts and ends per task, per process and per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from functools import cache
+
+import orjson
+import redis
+
+from conveyor import TaskContext
+
+
+@cache
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
+def ledger_key(prefix: str) -> str:
+    """Where the handlers log their executions."""
+    return f"{prefix}:ledger"
+
+
+def _log(ctx: TaskContext, event: str) -> None:
+    url = os.environ["CONVEYOR_REDIS_URL"]
+    prefix = os.environ["CONVEYOR_PREFIX"]
+    entry = {"id": ctx.task_id, "event": event, "pid": os.getpid(), "token": ctx.token,
+             "attempt": ctx.attempt, "worker": ctx.worker_id}  # fmt: skip
+    _client(url).rpush(ledger_key(prefix), orjson.dumps(entry))
+
+
+def record(label: str, ctx: TaskContext, seconds: float = 0.0) -> str:
+    """Logs its start and end around a sleep of `seconds`."""
+    _log(ctx, "start")
+    time.sleep(seconds)
+    _log(ctx, "end")
+    return label
+
+
+async def record_async(label: str, ctx: TaskContext, seconds: float = 0.0) -> str:
+    """Async twin of `record`."""
+    _log(ctx, "start")
+    await asyncio.sleep(seconds)
+    _log(ctx, "end")
+    return label
+
+
+def crash(label: str, ctx: TaskContext) -> None:
+    """Kills its own process mid-task, as a segfault or the OOM killer would."""
+    _log(ctx, "start")
+    os._exit(17)
+
+
+def burn(seconds: float) -> int:
+    """Holds the GIL in pure-Python arithmetic for about `seconds`."""
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:
+        count += 1
+    return count
+
+
+def square(x: int) -> int:
+    """A trivial CPU task."""
+    return x * x
+
+
+def die_in_child() -> None:
+    """Kills the process it runs in (a child, under executor="process")."""
+    os._exit(9)
+
+
+def read_ledger(r: redis.Redis, prefix: str) -> list[dict[str, object]]:
+    """Every ledger entry, oldest first."""
+    return [orjson.loads(e) for e in r.lrange(ledger_key(prefix), 0, -1)]

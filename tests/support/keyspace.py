@@ -1,0 +1,41 @@
+"""Reading the whole keyspace of a test's prefix, to assert on every key a script touched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def dump(r: redis.Redis, prefix: str) -> dict[str, Any]:
+    """Every key under `prefix` with its decoded value (zsets as {member: score})."""
+    client: Any = r  # redis-py's return types are unions of every decoding mode
+    out: dict[str, Any] = {}
+    for raw_key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        key, kind = _text(raw_key), _text(client.type(raw_key))
+        if kind == "hash":
+            out[key] = {_text(k): _text(v) for k, v in client.hgetall(raw_key).items()}
+        elif kind == "zset":
+            pairs = client.zrange(raw_key, 0, -1, withscores=True)
+            out[key] = {_text(m): s for m, s in pairs}
+        elif kind == "list":
+            out[key] = [_text(v) for v in client.lrange(raw_key, 0, -1)]
+        elif kind == "set":
+            out[key] = sorted(_text(v) for v in client.smembers(raw_key))
+        else:
+            value = client.get(raw_key)
+            out[key] = None if value is None else _text(value)
+    return out
+
+
+def task_keys(r: redis.Redis, prefix: str, task_id: str) -> list[str]:
+    """Keys that mention `task_id`: its hash, and index entries holding it."""
+    found = []
+    for key, value in dump(r, prefix).items():
+        if task_id in key or (isinstance(value, dict | list) and task_id in value):
+            found.append(key)
+    return sorted(found)

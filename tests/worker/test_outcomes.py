@@ -1,0 +1,201 @@
+"""What a worker does with each kind of handler and each way a task can end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, cast
+
+import pytest
+
+from conveyor import Conveyor, Retry, TaskContext, TaskFailedError, TaskState
+from conveyor.task import Executor, TaskHandle
+from tests.support import handlers
+from tests.support.worker import running_worker, wait_until
+
+
+async def finished(handle: TaskHandle, timeout: float = 10.0) -> Any:
+    """The record of `handle` once it reaches a terminal state."""
+
+    async def done() -> bool:
+        record = await handle.record_async()
+        return record is not None and record.state.is_terminal
+
+    await wait_until(done, timeout, f"task {handle.id} to finish")
+    return await handle.record_async()
+
+
+async def test_async_sync_and_process_handlers(aapp: Conveyor) -> None:
+    @aapp.task
+    async def hello(name: str) -> str:
+        return f"hello {name}"
+
+    @aapp.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    square = aapp.task(name="square", executor="process")(handlers.square)
+    async with running_worker(aapp, processes=1):
+        handles = [await hello.enqueue_async("ada"), add.enqueue(2, b=3), square.enqueue(12)]
+        results = [await h.result_async(timeout=20) for h in handles]
+    assert results == ["hello ada", 5, 144]
+    record = await finished(handles[1])
+    assert record.state == TaskState.SUCCEEDED and record.attempts == 1
+    assert record.started_at and record.finished_at and record.worker
+
+
+async def test_context_carries_attempt_and_a_growing_token(aapp: Conveyor) -> None:
+    seen: list[tuple[int, int]] = []
+
+    @aapp.task(max_retries=2)
+    async def flaky(ctx: TaskContext) -> int:
+        seen.append((ctx.attempt, ctx.token))
+        if ctx.attempt < 3:
+            raise Retry(delay=0)
+        return ctx.token
+
+    async with running_worker(aapp):
+        assert await flaky.enqueue().result_async(timeout=10) == 3
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+
+
+async def test_retries_then_dead_letter_with_the_error(aapp: Conveyor) -> None:
+    calls = 0
+
+    @aapp.task(max_retries=2)
+    def always_fails() -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("broken input")
+
+    async with running_worker(aapp):
+        handle = always_fails.enqueue()
+        record = await finished(handle)
+    assert calls == 3
+    assert (record.state, record.reason, record.failures) == (TaskState.DEAD, "error", 3)
+    assert record.error["type"] == "ValueError" and record.error["message"] == "broken input"
+    assert "raise ValueError" in record.error["traceback"]
+    with pytest.raises(TaskFailedError, match="dead: ValueError: broken input"):
+        handle.result(timeout=1)
+
+
+async def test_retry_policy_per_exception(aapp: Conveyor) -> None:
+    attempts: dict[str, int] = {"only": 0, "never": 0}
+
+    @aapp.task(max_retries=5, retry_on=(ConnectionError,))
+    def only_connection_errors(kind: str) -> None:
+        attempts["only"] += 1
+        raise (ConnectionError if attempts["only"] < 3 else KeyError)(kind)
+
+    @aapp.task(max_retries=5, no_retry_on=(PermissionError,))
+    def never_permission() -> None:
+        attempts["never"] += 1
+        raise PermissionError("denied")
+
+    async with running_worker(aapp):
+        first = await finished(only_connection_errors.enqueue("x"))
+        second = await finished(never_permission.enqueue())
+    assert attempts == {"only": 3, "never": 1}
+    assert first.error["type"] == "KeyError" and second.error["type"] == "PermissionError"
+
+
+async def test_retry_waits_its_backoff_in_the_scheduled_set(aapp: Conveyor) -> None:
+    starts: list[float] = []
+
+    @aapp.task(max_retries=1)
+    async def later() -> None:
+        starts.append(time.monotonic())
+        if len(starts) == 1:
+            raise Retry(delay=0.6)
+
+    async with running_worker(aapp):
+        handle = later.enqueue()
+        await wait_until(lambda: _state_is(handle, TaskState.RETRYING), 5, "retrying state")
+        await finished(handle)
+    assert starts[1] - starts[0] >= 0.55
+
+
+async def _state_is(handle: TaskHandle, state: TaskState) -> bool:
+    record = await handle.record_async()
+    return record is not None and record.state == state
+
+
+async def test_without_dead_letter_the_task_ends_failed(aapp: Conveyor) -> None:
+    @aapp.task(max_retries=0, dead_letter=False)
+    def fails() -> None:
+        raise RuntimeError("no")
+
+    async with running_worker(aapp):
+        record = await finished(fails.enqueue())
+    assert record.state == TaskState.FAILED
+    stats = await _dead_count(aapp, "default")
+    assert stats == 0
+
+
+async def _dead_count(app: Conveyor, queue: str) -> int:
+    from conveyor.broker.inspect import Inspector
+
+    [stats] = await Inspector(app.async_broker()).queue_stats([queue])
+    return stats.dead
+
+
+@pytest.mark.parametrize("executor", ["async", "thread", "process"])
+async def test_timeout_fails_the_attempt_and_retries(aapp: Conveyor, executor: str) -> None:
+    if executor == "async":
+
+        @aapp.task(name="slow", timeout=0.3, max_retries=1)
+        async def slow(seconds: float) -> None:
+            await asyncio.sleep(seconds)
+    else:
+        kind = cast(Executor, executor)
+        aapp.task(name="slow", timeout=0.3, max_retries=1, executor=kind)(handlers.burn)
+
+    async with running_worker(aapp, processes=1):
+        started = time.monotonic()
+        record = await finished(aapp.enqueue("slow", 3.0), timeout=15)
+    assert (record.state, record.reason, record.attempts) == (TaskState.DEAD, "timeout", 2)
+    assert record.error["type"] == "TaskTimeoutError"
+    if executor != "thread":  # a thread cannot be stopped, only abandoned
+        assert time.monotonic() - started < 3.0
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "reason"),
+    [
+        ("nobody.handles.this", 1, "unknown task"),
+        ("takes_two", 1, "bad arguments"),
+    ],
+)
+async def test_undeliverable_tasks_are_dead_lettered_at_once(
+    aapp: Conveyor, name: str, payload: Any, reason: str
+) -> None:
+    @aapp.task(name="takes_two")
+    def takes_two(a: int, b: int) -> int:
+        return a + b
+
+    async with running_worker(aapp):
+        bad = aapp.enqueue(name, payload=payload)
+        good = takes_two.enqueue(1, 2)
+        record = await finished(bad)
+        assert await good.result_async(timeout=10) == 3
+    assert (record.state, record.reason, record.attempts) == (TaskState.DEAD, reason, 1)
+
+
+async def test_result_that_is_not_json_is_a_clear_dead_letter(aapp: Conveyor) -> None:
+    @aapp.task
+    def returns_a_set() -> set[int]:
+        return {1}
+
+    async with running_worker(aapp):
+        record = await finished(returns_a_set.enqueue())
+    assert (record.state, record.reason) == (TaskState.DEAD, "result not serializable")
+
+
+async def test_a_dying_pool_process_counts_as_a_crash(aapp: Conveyor) -> None:
+    aapp.task(name="die", executor="process")(handlers.die_in_child)
+    async with running_worker(aapp, processes=1):
+        record = await finished(aapp.enqueue("die"), timeout=30)
+        survivor = aapp.task(name="square", executor="process")(handlers.square).enqueue(3)
+        assert await survivor.result_async(timeout=20) == 9
+    assert (record.state, record.reason) == (TaskState.DEAD, "worker lost")
+    assert record.crashes == aapp.settings.max_crashes and record.failures == 0
