@@ -96,6 +96,14 @@ class ClaimedTask:
 CLAIM_WIDTH = 12  # values per task in claim.lua's reply
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What one claim leased, and whether it skipped suspects (so the worker should drain)."""
+
+    tasks: list[ClaimedTask]
+    suspects_waiting: bool = False
+
+
 class Operations:
     """Builds every broker operation for one keyspace and its settings."""
 
@@ -179,14 +187,17 @@ class Operations:
 
     # -- consuming -------------------------------------------------------------------
 
-    def claim(self, queue: str, count: int, worker_id: str) -> Op[list[ClaimedTask]]:
-        """Lease up to `count` tasks of `queue` for `settings.lease_timeout`."""
+    def claim(self, queue: str, count: int, worker_id: str, *, idle: bool = True) -> Op[Claim]:
+        """Lease up to `count` tasks of `queue` for `settings.lease_timeout`.
+
+        An `idle` worker may get a suspect (a task whose worker died before), alone.
+        """
         keys = self.queue_keys(queue)
         lease = to_millis(self.settings.lease_timeout)
         call = self._script(
             "claim",
             [keys.pending, keys.active, keys.paused, keys.dead, keys.signal, keys.task_prefix],
-            [count, lease, worker_id],
+            [count, lease, worker_id, int(idle)],
         )
         return Op([call], lambda r: _decode_claim(queue, r[0]))
 
@@ -306,10 +317,10 @@ def _pairs(reply: list[bytes]) -> list[tuple[str, str]]:
     return [(a.decode(), b.decode()) for a, b in zip(items, items, strict=True)]
 
 
-def _decode_claim(queue: str, reply: list[Any]) -> list[ClaimedTask]:
+def _decode_claim(queue: str, reply: list[Any]) -> Claim:
     now = int(reply[0])
     tasks = []
-    for i in range(1, len(reply), CLAIM_WIDTH):
+    for i in range(2, len(reply), CLAIM_WIDTH):
         (task_id, token, attempts, name, args, kwargs, failures, crashes,
          max_retries, timeout, enqueued, due) = reply[i : i + CLAIM_WIDTH]  # fmt: skip
         tasks.append(
@@ -330,7 +341,7 @@ def _decode_claim(queue: str, reply: list[Any]) -> list[ClaimedTask]:
                 claimed_at_ms=now,
             )
         )
-    return tasks
+    return Claim(tasks, bool(reply[1]))
 
 
 def _int(value: bytes | None) -> int | None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from conveyor import serializers
 from conveyor.cli.root import Context, pass_context, run_operation
 from conveyor.errors import SerializationError, TaskNotFoundError
+from conveyor.task import Message
 
 
 @click.command()
@@ -26,19 +29,31 @@ def enqueue(
     name: str,
     payload: str | None,
     kwargs_json: str | None,
-    **options: object,
+    queue: str | None,
+    delay: float | None,
+    priority: int | None,
+    idempotency_key: str | None,
+    max_retries: int | None,
+    timeout: float | None,
 ) -> None:
     """Enqueue task NAME and print its id."""
-    try:
-        kwargs = serializers.loads(kwargs_json) if kwargs_json else {}
-        extra = {"payload": serializers.loads(payload)} if payload is not None else {}
-    except SerializationError as exc:
-        raise click.BadParameter(str(exc)) from None
+    args = () if payload is None else (_json_option(payload, "--payload"),)
+    kwargs = _json_option(kwargs_json, "--kwargs") if kwargs_json else {}
     if not isinstance(kwargs, dict):
-        raise click.BadParameter("--kwargs must be a JSON object")
-    chosen = {k: v for k, v in options.items() if v is not None}
-    handle = run_operation(lambda: ctx.app().enqueue(name, **extra, **kwargs, **chosen))
+        raise click.BadParameter("must be a JSON object", param_hint="--kwargs")
+    # options and handler kwargs stay apart: a handler argument named "queue" is no option
+    message = Message(
+        name, args, kwargs, queue, delay, None, priority, idempotency_key, max_retries, timeout
+    )
+    [handle] = run_operation(lambda: ctx.app().enqueue_many([message]))
     click.echo(handle.id + (" (replayed: idempotency key matched)" if handle.replayed else ""))
+
+
+def _json_option(text: str, option: str) -> Any:
+    try:
+        return serializers.loads(text)
+    except SerializationError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 @click.command()

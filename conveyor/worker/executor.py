@@ -49,7 +49,13 @@ class Invocation:
 
 class Executor:
     """Runs up to `concurrency` tasks at once; async handlers on the loop, sync ones in
-    daemon threads, `executor="process"` ones in child processes."""
+    daemon threads, `executor="process"` ones in child processes.
+
+    A task whose worker died before (a suspect poison pill) runs alone: if it kills this
+    process too, no innocent task dies with it and has its crash count raised. The
+    fetcher sets `wants_suspect` when it skipped one; the executor then takes no new
+    task until it is idle, so the suspect is claimed next.
+    """
 
     def __init__(
         self, app: Conveyor, completer: Completer, worker_id: str, concurrency: int, processes: int
@@ -63,10 +69,19 @@ class Executor:
         self.threads = DaemonThreadPool(concurrency)
         self.processes = ProcessPool(processes)
         self._slot_freed = asyncio.Event()
+        self._isolated: str | None = None
+        self.wants_suspect = False
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing runs: the only time a suspect may be claimed."""
+        return not self.running
 
     @property
     def free_slots(self) -> int:
-        """How many more tasks may start now."""
+        """How many more tasks may start now (none while a suspect runs or is awaited)."""
+        if self._isolated is not None or (self.wants_suspect and self.running):
+            return 0
         return self.concurrency - len(self.running)
 
     async def wait_for_slot(self) -> None:
@@ -77,6 +92,9 @@ class Executor:
 
     def start(self, task: ClaimedTask) -> None:
         """Run `task` in the background (the caller holds its lease)."""
+        if task.crashes > 0:
+            log.info("task %s lost its worker %d time(s): running it alone", task.id, task.crashes)
+            self._isolated = task.id
         self.running[task.id] = asyncio.create_task(self._run(task), name=f"conveyor:{task.id}")
 
     async def drain(self, grace: float) -> None:
@@ -119,6 +137,8 @@ class Executor:
                 self._succeeded(task, result)
         finally:
             del self.running[task.id]
+            if self._isolated == task.id:
+                self._isolated = None
             self._slot_freed.set()
 
     def _decode(self, task: ClaimedTask) -> Invocation:

@@ -59,17 +59,28 @@ class Fetcher:
                 await sleep_or_stop(stop, wait)
 
     async def claim(self) -> list[ClaimedTask]:
-        """Claim from the first queue, in selection order, that has tasks; start them."""
+        """Claim from the first queue, in selection order, that has tasks; start them.
+
+        A queue that skipped a suspect (it only goes to an idle worker) makes the
+        executor take nothing new until idle, so the suspect is claimed next round.
+        """
         ops = self.broker.ops
-        for queue in self.queues.order(self._rng):
-            want = min(self.batch, self.executor.free_slots)
-            tasks = await self.broker.run(ops.claim(queue, want, self.worker_id))
-            for task in tasks:
-                self.leases.add(task)
-                self.executor.start(task)
-            if tasks:
-                return tasks
-        return []
+        executor = self.executor
+        suspects_waiting = False
+        try:
+            for queue in self.queues.order(self._rng):
+                want = min(self.batch, executor.free_slots)
+                op = ops.claim(queue, want, self.worker_id, idle=executor.idle)
+                claim = await self.broker.run(op)
+                suspects_waiting |= claim.suspects_waiting
+                for task in claim.tasks:
+                    self.leases.add(task)
+                    executor.start(task)
+                if claim.tasks:
+                    return claim.tasks
+            return []
+        finally:
+            executor.wants_suspect = suspects_waiting
 
 
 async def _first(work: Coroutine[Any, Any, Any], stop: asyncio.Event) -> bool:

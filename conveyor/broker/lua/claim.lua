@@ -11,47 +11,66 @@
 -- ARGV[1] most tasks to claim
 -- ARGV[2] lease (ms)
 -- ARGV[3] worker id
+-- ARGV[4] "1" if the worker is idle and may take a suspect: a task that lost its worker
+--         before (crashes > 0), which is then claimed alone; "0" skips suspects
 --
--- Returns: {now, then per task: id, token, attempts, name, args, kwargs, failures,
---          crashes, max_retries, timeout, enqueued_at, due_at}.
+-- Returns: {now, suspects skipped (0|1), then per task: id, token, attempts, name, args,
+--          kwargs, failures, crashes, max_retries, timeout, enqueued_at, due_at}.
 -- Each claim increments the task's fencing token; completions must present it.
+-- Suspects run alone so a poison pill that kills its process takes no innocent task
+-- with it; a busy worker that skipped one drains, then claims it idle.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {now}
+local out = {now, 0}
 if redis.call('EXISTS', KEYS[3]) == 1 then
     return out
 end
-local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[1]))
+local candidates = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 local deadline = now + tonumber(ARGV[2])
-for p = 1, #popped, 2 do
-    local id = popped[p]
+local may_take_suspect = ARGV[4] == '1'
+local taken = 0
+for _, id in ipairs(candidates) do
     local key = KEYS[6] .. id
     local kind = redis.call('TYPE', key)['ok']
-    if kind == 'hash' then
-        local token = redis.pcall('HINCRBY', key, 'token', 1)
-        if type(token) == 'number' then
-            local attempts = redis.call('HINCRBY', key, 'attempts', 1)
-            redis.call('HSET', key, 'state', 'active', 'started_at', now, 'worker', ARGV[3])
-            redis.call('ZADD', KEYS[2], deadline, id)
-            out[#out + 1] = id
-            out[#out + 1] = token
-            out[#out + 1] = attempts
-            local fields = redis.call('HMGET', key, 'name', 'args', 'kwargs', 'failures',
-                'crashes', 'max_retries', 'timeout', 'enqueued_at', 'due_at')
-            for f = 1, 9 do
-                out[#out + 1] = fields[f]
-            end
-        else
-            -- a token that is not a number: the record is corrupt, keep it for inspection
-            redis.call('HSET', key, 'state', 'dead', 'reason', 'corrupt record', 'finished_at', now)
+    if kind ~= 'hash' then
+        -- 'none': the record expired or was deleted, the index entry is dropped;
+        -- anything else is corrupt and kept in the dead set for inspection
+        redis.call('ZREM', KEYS[1], id)
+        if kind ~= 'none' then
             redis.call('ZADD', KEYS[4], now, id)
         end
-    elseif kind ~= 'none' then
-        redis.call('ZADD', KEYS[4], now, id)
+    else
+        local suspect = (tonumber(redis.call('HGET', key, 'crashes')) or 0) > 0
+        if suspect and not (may_take_suspect and taken == 0) then
+            out[2] = 1
+        else
+            redis.call('ZREM', KEYS[1], id)
+            local token = redis.pcall('HINCRBY', key, 'token', 1)
+            if type(token) == 'number' then
+                local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+                redis.call('HSET', key, 'state', 'active', 'started_at', now, 'worker', ARGV[3])
+                redis.call('ZADD', KEYS[2], deadline, id)
+                out[#out + 1] = id
+                out[#out + 1] = token
+                out[#out + 1] = attempts
+                local fields = redis.call('HMGET', key, 'name', 'args', 'kwargs', 'failures',
+                    'crashes', 'max_retries', 'timeout', 'enqueued_at', 'due_at')
+                for f = 1, 9 do
+                    out[#out + 1] = fields[f]
+                end
+                taken = taken + 1
+            else
+                -- a token that is not a number: the record is corrupt, keep it for inspection
+                redis.call('HSET', key, 'state', 'dead', 'reason', 'corrupt record', 'finished_at', now)
+                redis.call('ZADD', KEYS[4], now, id)
+            end
+            if suspect then
+                break
+            end
+        end
     end
-    -- kind 'none': the record expired or was deleted; the index entry is simply dropped
 end
-if #popped > 0 and redis.call('ZCARD', KEYS[1]) > 0 then
+if taken > 0 and redis.call('ZCARD', KEYS[1]) > 0 then
     redis.call('LPUSH', KEYS[5], 1)
     redis.call('LTRIM', KEYS[5], 0, 0)
 end

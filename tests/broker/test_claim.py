@@ -1,0 +1,210 @@
+"""claim.lua: lease pending tasks in order, fence them with a token, keep corrupt ones aside."""
+
+from __future__ import annotations
+
+import copy
+
+import redis
+
+from conveyor import Conveyor
+from conveyor.broker.keys import QueueKeys
+from conveyor.broker.sync_broker import SyncBroker
+from conveyor.model import to_millis
+from conveyor.settings import Settings
+from tests.broker.seed import claim, claim_one, clock
+from tests.support.keyspace import dump
+
+
+def test_leases_up_to_n_tasks_in_priority_then_fifo_order(
+    app: Conveyor,
+    broker: SyncBroker,
+    settings: Settings,
+    r: redis.Redis,
+    prefix: str,
+    keys: QueueKeys,
+) -> None:
+    handles = app.enqueue_many(
+        [
+            app.message("job", i, priority=p, max_retries=4, timeout=2.5)
+            for i, p in enumerate([0, 5, 0, 5, -1])
+        ]
+    )
+    r.delete(keys.signal)  # taken by this worker's BLPOP
+    before = dump(r, prefix)
+    with clock(r) as window:
+        tasks = claim(broker, 3, "w1")
+    assert [t.id for t in tasks] == [handles[1].id, handles[3].id, handles[0].id]
+    expected = copy.deepcopy(before)
+    lease = to_millis(settings.lease_timeout)
+    expected[keys.active] = {t.id: window.at(lease) for t in tasks}
+    for task in tasks:
+        del expected[keys.pending][task.id]
+        expected[keys.task(task.id)] |= {
+            "state": "active",
+            "worker": "w1",
+            "started_at": window.now,
+            "token": "1",
+            "attempts": "1",
+        }
+    expected[keys.signal] = ["1"]  # work remains: the next idle worker is woken
+    assert dump(r, prefix) == expected
+
+    first = tasks[0]
+    assert (first.queue, first.name, first.token, first.attempts) == ("default", "job", 1, 1)
+    assert (first.args, first.kwargs, first.failures, first.crashes) == (b"[1]", None, 0, 0)
+    assert (first.max_retries, first.timeout, first.due_at_ms) == (4, 2.5, None)
+    assert first.enqueued_at_ms == int(before[keys.task(first.id)]["enqueued_at"])
+    assert first.claimed_at_ms == window.now
+
+
+def test_the_last_tasks_are_claimed_without_a_wake_up(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    handles = app.enqueue_many([app.message("job", i) for i in range(2)])
+    r.delete(keys.signal)
+    tasks = claim(broker, 10, "w1")
+    assert [t.id for t in tasks] == [h.id for h in handles]
+    state = dump(r, prefix)
+    assert keys.pending not in state and keys.signal not in state
+    assert list(state[keys.active]) == [h.id for h in handles]
+
+
+def test_each_claim_increments_the_token_and_the_attempts(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, keys: QueueKeys
+) -> None:
+    app.enqueue("job")
+    first = claim_one(broker, "w1")
+    assert broker.execute([broker.ops.requeue(first, crashed=False)]) == [b"pending"]
+    second = claim_one(broker, "w2")
+    assert (first.token, first.attempts, second.token, second.attempts) == (1, 1, 2, 2)
+    assert r.hmget(keys.task(second.id), "token", "attempts", "worker") == [b"2", b"2", b"w2"]
+
+
+def test_a_paused_queue_leases_nothing(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    handles = app.enqueue_many([app.message("job", i) for i in range(2)])
+    r.set(keys.paused, "1")
+    before = dump(r, prefix)
+    result = broker.run(broker.ops.claim("default", 10, "w1"))
+    assert (result.tasks, result.suspects_waiting) == ([], False)
+    assert dump(r, prefix) == before
+    r.delete(keys.paused)
+    assert [t.id for t in claim(broker, 10)] == [h.id for h in handles]
+
+
+def test_an_index_entry_whose_record_is_gone_is_dropped(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    gone, kept = app.enqueue_many([app.message("job", i) for i in range(2)])
+    r.delete(keys.task(gone.id), keys.signal)
+    before = dump(r, prefix)
+    with clock(r) as window:
+        tasks = claim(broker, 2)
+    assert [t.id for t in tasks] == [kept.id]
+    expected = copy.deepcopy(before)
+    del expected[keys.pending]
+    expected[keys.active] = {kept.id: window.at(2000)}
+    expected[keys.task(kept.id)] |= {
+        "state": "active",
+        "worker": "w1",
+        "started_at": window.now,
+        "token": "1",
+        "attempts": "1",
+    }
+    assert dump(r, prefix) == expected  # no dead letter, no record recreated
+
+
+def test_corrupt_records_go_to_the_dead_set_and_the_rest_is_claimed(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    not_a_hash, bad_token, healthy = app.enqueue_many([app.message("job", i) for i in range(3)])
+    r.delete(keys.task(not_a_hash.id), keys.signal)
+    r.set(keys.task(not_a_hash.id), "garbage")
+    r.hset(keys.task(bad_token.id), "token", "not-a-number")
+    before = dump(r, prefix)
+    with clock(r) as window:
+        tasks = claim(broker, 3)
+    assert [t.id for t in tasks] == [healthy.id]
+    expected = copy.deepcopy(before)
+    del expected[keys.pending]
+    expected[keys.dead] = {not_a_hash.id: window.now, bad_token.id: window.now}
+    expected[keys.task(bad_token.id)] |= {
+        "state": "dead",
+        "reason": "corrupt record",
+        "finished_at": window.now,
+    }
+    expected[keys.active] = {healthy.id: window.at(2000)}
+    expected[keys.task(healthy.id)] |= {
+        "state": "active",
+        "worker": "w1",
+        "started_at": window.now,
+        "token": "1",
+        "attempts": "1",
+    }
+    assert dump(r, prefix) == expected
+
+
+def test_a_corrupt_attempt_count_loses_no_task(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    first, corrupt, last = app.enqueue_many([app.message("job", i) for i in range(3)])
+    r.hset(keys.task(corrupt.id), "attempts", "many")
+    tasks = claim(broker, 3)  # one corrupt record must not fail the whole claim
+    assert [t.id for t in tasks] == [first.id, last.id]
+    state = dump(r, prefix)
+    assert list(state[keys.active]) == [first.id, last.id]
+    assert list(state[keys.dead]) == [corrupt.id]  # kept for inspection, like a bad token
+    assert state[keys.task(corrupt.id)]["state"] == "dead"
+    assert state[keys.task(corrupt.id)]["reason"] == "corrupt record"
+
+
+def crash_once(app: Conveyor, broker: SyncBroker) -> str:
+    """Enqueue a task whose process then died once: a suspect back in pending."""
+    app.enqueue("poison")
+    task = claim_one(broker, "w0")
+    assert broker.execute([broker.ops.requeue(task, crashed=True)]) == [b"pending"]
+    return task.id
+
+
+def test_an_idle_worker_takes_a_suspect_alone(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    suspect = crash_once(app, broker)
+    others = app.enqueue_many([app.message("job", i) for i in range(2)])
+    r.delete(keys.signal)
+    result = broker.run(broker.ops.claim("default", 3, "w1", idle=True))
+    assert [(t.id, t.crashes) for t in result.tasks] == [(suspect, 1)]
+    assert not result.suspects_waiting
+    state = dump(r, prefix)
+    assert list(state[keys.active]) == [suspect]
+    assert list(state[keys.pending]) == [h.id for h in others]
+    assert state[keys.signal] == ["1"]
+
+
+def test_a_busy_worker_skips_a_suspect_and_says_so(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    suspect = crash_once(app, broker)
+    others = app.enqueue_many([app.message("job", i) for i in range(2)])
+    result = broker.run(broker.ops.claim("default", 3, "w1", idle=False))
+    assert [t.id for t in result.tasks] == [h.id for h in others]
+    assert result.suspects_waiting
+    state = dump(r, prefix)
+    assert list(state[keys.pending]) == [suspect]
+    assert state[keys.task(suspect)]["state"] == "pending"
+    assert state[keys.task(suspect)]["token"] == "1"  # not claimed, not fenced again
+
+
+def test_an_idle_worker_that_took_a_task_leaves_a_suspect_for_later(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    suspect = crash_once(app, broker)
+    urgent = app.enqueue("job", "urgent", priority=10)  # ahead of the suspect
+    after = app.enqueue("job", "after")  # behind it
+    result = broker.run(broker.ops.claim("default", 3, "w1", idle=True))
+    assert [t.id for t in result.tasks] == [urgent.id, after.id]
+    assert result.suspects_waiting
+    state = dump(r, prefix)
+    assert list(state[keys.pending]) == [suspect]
+    assert list(state[keys.active]) == [urgent.id, after.id]

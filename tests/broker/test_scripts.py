@@ -1,0 +1,157 @@
+"""scripts.py and the brokers: every script loads and states its contract; a flushed script
+cache is reloaded transparently, for one call and for a pipeline of several."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from importlib import resources
+
+import pytest
+import redis
+
+from conveyor import Conveyor
+from conveyor.broker.keys import QueueKeys
+from conveyor.broker.ops import combine
+from conveyor.broker.scripts import load_scripts
+from conveyor.broker.sync_broker import SyncBroker
+from tests.broker.seed import claim
+from tests.support.keyspace import dump
+
+SCRIPTS = [
+    "ack",
+    "cancel",
+    "claim",
+    "dead_letter",
+    "delete_dead",
+    "enqueue",
+    "extend_leases",
+    "promote_due",
+    "recover",
+    "replay",
+    "requeue",
+    "retry",
+    "trim_dead",
+]
+
+
+def lua_files() -> dict[str, bytes]:
+    """The .lua files shipped in the package, by name without the suffix."""
+    folder = resources.files("conveyor.broker").joinpath("lua")
+    return {
+        entry.name.removesuffix(".lua"): entry.read_bytes()
+        for entry in folder.iterdir()
+        if entry.name.endswith(".lua")
+    }
+
+
+def contract_and_body(name: str) -> tuple[str, str]:
+    """The leading comment block of a script, and the code after it."""
+    lines = load_scripts()[name].source.decode().splitlines()
+    end = next(i for i, line in enumerate(lines) if not line.startswith("--"))
+    return "\n".join(lines[:end]), "\n".join(lines[end:])
+
+
+def test_every_lua_file_is_loaded_under_its_name() -> None:
+    files = lua_files()
+    scripts = load_scripts()
+    assert sorted(files) == sorted(scripts) == SCRIPTS
+    for name, script in scripts.items():
+        assert (script.name, script.source) == (name, files[name])
+        assert script.sha == hashlib.sha1(files[name]).hexdigest()
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_redis_compiles_the_script_under_its_sha(name: str, r: redis.Redis) -> None:
+    script = load_scripts()[name]
+    assert r.script_load(script.source) == script.sha
+    assert r.script_exists(script.sha) == [True]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_each_script_opens_with_its_contract(name: str) -> None:
+    contract, body = contract_and_body(name)
+    assert contract.startswith(f"-- {name}.lua: ")
+    assert re.search(r"^-- KEYS\[1\] ", contract, re.M)
+    assert re.search(r"^-- ARGV\[1(\]|\.\.\])", contract, re.M)
+    assert re.search(r"^-- Returns: ", contract, re.M)
+    for kind in ("KEYS", "ARGV"):
+        documented = {int(n) for n in re.findall(rf"^-- {kind}\[(\d+)\] ", contract, re.M)}
+        open_ended = [int(n) for n in re.findall(rf"^-- {kind}\[(\d+)\.\.\]", contract, re.M)]
+        used = {int(n) for n in re.findall(rf"\b{kind}\[(\d+)\]", body)}
+        undocumented = {n for n in used - documented if not any(n >= m for m in open_ended)}
+        assert not undocumented, f"{kind} used but not in the contract: {undocumented}"
+        assert documented <= used, f"{kind} in the contract but never read: {documented - used}"
+        assert sorted(documented) == list(range(1, len(documented) + 1))
+
+
+def test_a_single_call_reloads_a_flushed_script(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, keys: QueueKeys
+) -> None:
+    handle = app.enqueue("job")
+    sha = load_scripts()["claim"].sha
+    r.script_flush()
+    assert r.script_exists(sha) == [False]
+    tasks = claim(broker, 5)
+    assert [(t.id, t.token) for t in tasks] == [(handle.id, 1)]
+    assert r.script_exists(sha) == [True]
+    assert r.hget(keys.task(handle.id), "state") == b"active"
+
+
+def test_a_pipeline_reloads_only_the_flushed_scripts_and_runs_each_call_once(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    first, second = app.enqueue_many([app.message("job", 1), app.message("job", 2)])
+    later = app.enqueue("job", 3, delay=60)
+    r.script_flush()
+    r.script_load(load_scripts()["claim"].source)  # the first call of the pipeline is cached
+    op = combine(
+        [
+            broker.ops.claim("default", 1, "w1"),
+            broker.ops.promote_due("default"),
+            broker.ops.trim_dead("default"),
+        ]
+    )
+    claimed, promoted, trimmed = broker.run(op)
+    assert [(t.id, t.token) for t in claimed.tasks] == [(first.id, 1)]
+    assert promoted[0] == 0 and 59 < promoted[1] <= 60
+    assert trimmed == 0
+    state = dump(r, prefix)
+    # the cached claim ran once: one task active with token 1, the other still pending
+    assert list(state[keys.active]) == [first.id]
+    assert list(state[keys.pending]) == [second.id]
+    assert list(state[keys.scheduled]) == [later.id]
+    assert state[keys.task(first.id)]["token"] == "1"
+    assert "token" not in state[keys.task(second.id)]
+    shas = [load_scripts()[n].sha for n in ("claim", "promote_due", "trim_dead")]
+    assert r.script_exists(*shas) == [True, True, True]
+
+
+def test_a_multi_queue_enqueue_pipeline_reloads_a_flushed_script(
+    app: Conveyor, r: redis.Redis, prefix: str
+) -> None:
+    r.script_flush()
+    # alpha gets 3 tasks, beta 1001 in two chunks: three script calls and one SADD
+    queues = ["alpha" if i % 500 == 0 else "beta" for i in range(1004)]
+    handles = app.enqueue_many([app.message("job", i, queue=q) for i, q in enumerate(queues)])
+    state = dump(r, prefix)
+    assert state[f"{prefix}:queues"] == ["alpha", "beta"]
+    for queue in ("alpha", "beta"):
+        expected = [h.id for h in handles if h.id.startswith(queue + ":")]
+        assert list(state[f"{prefix}:{{{queue}}}:pending"]) == expected
+    assert not any(h.replayed for h in handles)
+
+
+async def test_the_async_broker_reloads_flushed_scripts(
+    aapp: Conveyor, r: redis.Redis, keys: QueueKeys
+) -> None:
+    first, second = await aapp.enqueue_many_async([aapp.message("job"), aapp.message("job")])
+    broker = aapp.async_broker()
+    r.script_flush()
+    claimed = await broker.run(broker.ops.claim("default", 1, "w1"))
+    assert [t.id for t in claimed.tasks] == [first.id]
+    r.script_flush()
+    op = combine([broker.ops.claim("default", 1, "w2"), broker.ops.recover("default")])
+    again, recovered = await broker.run(op)
+    assert [t.id for t in again.tasks] == [second.id] and recovered == []
+    assert r.hmget(keys.task(second.id), "state", "worker") == [b"active", b"w2"]
