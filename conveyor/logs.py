@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 
-from conveyor import serializers
+import orjson
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -27,7 +27,8 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD:
                 out[key] = value
-        return serializers.dumps(out).decode()
+        # default=str: an extra that JSON cannot hold is logged as text, never dropped
+        return orjson.dumps(out, default=str).decode()
 
 
 def configure(level: str = "INFO", json: bool = False) -> None:

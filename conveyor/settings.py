@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -51,8 +52,14 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigurationError(f"{f.name} must be a finite number, got {value}")
         if self.lease_timeout <= 0:
             raise ConfigurationError("lease_timeout must be positive")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigurationError("timeout must be positive (or None for no limit)")
         if self.max_crashes < 1 or self.max_retries < 0 or self.concurrency < 1:
             raise ConfigurationError("max_crashes and concurrency must be >= 1, max_retries >= 0")
         if self.claim_batch < 1:
@@ -85,14 +92,23 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
 def _parse(name: str, type_name: str, raw: str) -> Any:
+    """Parse one variable by its field's type; a value that does not fit is an error."""
+    text = raw.strip().lower()
     try:
         if type_name.startswith("bool"):
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
+            if text not in _TRUE | _FALSE:
+                raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+            return text in _TRUE
+        if type_name.endswith("| None") and text in {"", "none"}:
+            return None
         if type_name.startswith("int"):
             return int(raw)
         if type_name.startswith("float"):
-            return None if raw.strip().lower() in {"", "none"} else float(raw)
+            return float(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
     return raw

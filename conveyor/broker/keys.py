@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from conveyor.errors import InvalidNameError
 
 #: Queue names: no `{`, `}` or `:` (they would break the hash tag or the key layout).
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 #: Task names: what producers send as "type"; also used as metric labels.
-TASK_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
-PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
+TASK_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
 
 
 def validate_queue_name(name: str) -> str:
     """Return `name` if it is a valid queue name, else raise InvalidNameError."""
-    if not isinstance(name, str) or not QUEUE_NAME.match(name):
+    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
         raise InvalidNameError(
             f"invalid queue name {name!r}: use 1-64 of letters, digits, '_', '.', '-'"
         )
@@ -29,7 +29,7 @@ def validate_queue_name(name: str) -> str:
 
 def validate_task_name(name: str) -> str:
     """Return `name` if it is a valid task name, else raise InvalidNameError."""
-    if not isinstance(name, str) or not TASK_NAME.match(name):
+    if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
         raise InvalidNameError(
             f"invalid task name {name!r}: use 1-128 of letters, digits, '_', '.', '-'"
         )
@@ -43,7 +43,7 @@ class GlobalKeys:
     prefix: str
 
     def __post_init__(self) -> None:
-        if not PREFIX.match(self.prefix):
+        if not PREFIX.fullmatch(self.prefix):
             raise InvalidNameError(f"invalid key prefix {self.prefix!r}")
 
     @property

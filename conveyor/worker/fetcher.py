@@ -45,8 +45,8 @@ class Fetcher:
         """Claim and start tasks until `stop` is set."""
         failures = 0
         while not stop.is_set():
-            if not await _first(self.executor.wait_for_slot(), stop):
-                break
+            if not await _first(self.executor.wait_for_slot(), stop) or stop.is_set():
+                break  # the slot may free in the same loop step that stop() was called
             try:
                 claimed = await self.claim()
                 if not claimed:

@@ -13,6 +13,7 @@ from conveyor.broker.sync_broker import SyncBroker
 from conveyor.settings import Settings
 from tests.broker.seed import SHORT_LEASE
 
+
 @pytest.fixture
 def broker(app: Conveyor) -> SyncBroker:
     """The app's synchronous broker, which runs the scripts under test."""

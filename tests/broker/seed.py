@@ -136,17 +136,25 @@ def lose_lease(broker: SyncBroker, task: ClaimedTask, how: Stale) -> None:
         assert claim_one(broker, "w2").token == task.token + 1
 
 
-def wait_leases_expired(r: redis.Redis, keys: QueueKeys) -> None:
-    """Wait until every lease of the queue is past its deadline on Redis' clock."""
-    deadlines = [score for _, score in r.zrange(keys.active, 0, -1, withscores=True)]
+def scores(r: redis.Redis, key: str) -> dict[str, float]:
+    """Members of a sorted set with their scores, lowest first."""
+    client: Any = r  # redis-py's return types are unions of every decoding mode
+    return {member.decode(): score for member, score in client.zrange(key, 0, -1, withscores=True)}
+
+
+def wait_leases_expired(r: redis.Redis, keys: QueueKeys, *task_ids: str) -> None:
+    """Wait until the leases of `task_ids` (default: all) are past their deadline."""
+    leases = scores(r, keys.active)
+    deadlines = [at for i, at in leases.items() if not task_ids or i in task_ids]
     assert deadlines, "no lease to wait for"
     latest = max(deadlines)
     wait_until_sync(lambda: redis_ms(r) >= latest, timeout=5, what="leases to expire")
 
 
-def wait_due(r: redis.Redis, keys: QueueKeys) -> None:
-    """Wait until every scheduled task of the queue is due on Redis' clock."""
-    due = [score for _, score in r.zrange(keys.scheduled, 0, -1, withscores=True)]
+def wait_due(r: redis.Redis, keys: QueueKeys, *task_ids: str) -> None:
+    """Wait until the scheduled tasks `task_ids` (default: all) are due on Redis' clock."""
+    scheduled = scores(r, keys.scheduled)
+    due = [at for i, at in scheduled.items() if not task_ids or i in task_ids]
     assert due, "no scheduled task to wait for"
     latest = max(due)
     wait_until_sync(lambda: redis_ms(r) >= latest, timeout=5, what="scheduled tasks due")
@@ -157,8 +165,10 @@ def seed_dead(r: redis.Redis, keys: QueueKeys, died_at: list[int]) -> list[str]:
     ids = [new_task_id(keys.queue) for _ in died_at]
     pipe = r.pipeline(transaction=False)
     for task_id, at in zip(ids, died_at, strict=True):
-        record: dict[str, Any] = {"name": "job", "state": "dead", "reason": "error"}
-        pipe.hset(keys.task(task_id), mapping={**record, "finished_at": at})
+        pipe.hset(
+            keys.task(task_id),
+            mapping={"name": "job", "state": "dead", "reason": "error", "finished_at": at},
+        )
         pipe.zadd(keys.dead, {task_id: at})
     pipe.execute()
     return ids

@@ -9,7 +9,7 @@ from conveyor.broker.keys import QueueKeys
 from conveyor.broker.ops import ENQUEUE_CHUNK
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.settings import Settings
-from tests.broker.seed import assert_ttl, clock, pending_score
+from tests.broker.seed import assert_ttl, clock, pending_score, scores
 from tests.support.keyspace import dump
 
 
@@ -92,7 +92,7 @@ def test_pending_order_is_priority_first_then_fifo(
         [app.message("job", i, priority=p) for i, p in enumerate([0, 10, -5, 10, 0, 100, -100])]
     )
     after = app.enqueue("job", priority=10)
-    order = [member.decode() for member in r.zrange(keys.pending, 0, -1)]
+    order = list(scores(r, keys.pending))
     expected = [batch[5], batch[1], batch[3], after, before, batch[0], batch[4], batch[2], batch[6]]
     assert order == [h.id for h in expected]
 
@@ -155,8 +155,10 @@ def test_a_batch_over_the_chunk_size_is_split_and_kept_in_order(
     ]
     results = broker.run(op)
     # the repeated key sits in another chunk than the first: it still finds the first task
-    assert [res.id for res in results] == [t.id if i != repeat else tasks[0].id
-                                       for i, t in enumerate(tasks)]  # fmt: skip
+    first_id = tasks[0].id
+    assert [res.id for res in results] == [
+        first_id if i == repeat else t.id for i, t in enumerate(tasks)
+    ]
     assert [res.replayed for res in results] == [i == repeat for i in range(count)]
     stored = [t for i, t in enumerate(tasks) if i != repeat]
     state = dump(r, prefix)

@@ -58,7 +58,8 @@ def crash(label: str, ctx: TaskContext) -> None:
 
 
 def burn(seconds: float) -> int:
-    """Holds the GIL in pure-Python arithmetic for about `seconds`."""
+    """Keeps a CPU busy in pure-Python arithmetic for about `seconds` (CPython still
+    switches threads every 5 ms; tests/worker/gil_tasks.py holds the GIL for real)."""
     deadline = time.monotonic() + seconds
     count = 0
     while time.monotonic() < deadline:

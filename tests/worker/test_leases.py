@@ -23,7 +23,7 @@ from tests.support.worker import running_worker, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 LEASE = 1.0
 #: How long the GIL-holding handler runs: well past a lease plus a recoverer period.
-HOLD = 3.0
+HOLD = 5.0  # calibrated, so it may come out shorter on a loaded machine
 
 
 @pytest.fixture

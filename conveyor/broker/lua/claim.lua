@@ -45,8 +45,16 @@ for _, id in ipairs(candidates) do
             out[2] = 1
         else
             redis.call('ZREM', KEYS[1], id)
-            local token = redis.pcall('HINCRBY', key, 'token', 1)
-            if type(token) == 'number' then
+            -- validate the counters before any write, so a corrupt record cannot abort
+            -- the script half way (Redis does not roll back a failed script)
+            local intact = true
+            for _, value in ipairs(redis.call('HMGET', key, 'token', 'attempts')) do
+                if value and not (#value <= 15 and string.match(value, '^%d+$')) then
+                    intact = false
+                end
+            end
+            if intact then
+                local token = redis.call('HINCRBY', key, 'token', 1)
                 local attempts = redis.call('HINCRBY', key, 'attempts', 1)
                 redis.call('HSET', key, 'state', 'active', 'started_at', now, 'worker', ARGV[3])
                 redis.call('ZADD', KEYS[2], deadline, id)
@@ -60,7 +68,7 @@ for _, id in ipairs(candidates) do
                 end
                 taken = taken + 1
             else
-                -- a token that is not a number: the record is corrupt, keep it for inspection
+                -- a counter that is not a number: the record is corrupt, keep it for inspection
                 redis.call('HSET', key, 'state', 'dead', 'reason', 'corrupt record', 'finished_at', now)
                 redis.call('ZADD', KEYS[4], now, id)
             end

@@ -19,7 +19,7 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HINCRBY', KEYS[3], 'failures', 1)
+redis.call('HSET', KEYS[3], 'failures', (tonumber(redis.call('HGET', KEYS[3], 'failures')) or 0) + 1)
 redis.call('HSET', KEYS[3], 'state', ARGV[6], 'reason', ARGV[3], 'error', ARGV[4],
     'finished_at', now)
 redis.call('PEXPIRE', KEYS[3], ARGV[5])

@@ -17,7 +17,7 @@ for _, id in ipairs(due) do
     redis.call('ZREM', KEYS[1], id)
     local key = KEYS[4] .. id
     if redis.call('TYPE', key)['ok'] == 'hash' then
-        local priority = tonumber(redis.call('HGET', key, 'priority') or '0') or 0
+        local priority = math.min(100, math.max(-100, tonumber(redis.call('HGET', key, 'priority')) or 0))
         redis.call('HSET', key, 'state', 'pending')
         redis.call('ZADD', KEYS[2],
             string.format('%.0f', (100 - priority) * 2199023255552 + now), id)

@@ -23,7 +23,8 @@ for _, id in ipairs(expired) do
     local key = KEYS[5] .. id
     local outcome = 'gone'
     if redis.call('TYPE', key)['ok'] == 'hash' then
-        local crashes = tonumber(redis.call('HINCRBY', key, 'crashes', 1))
+        local crashes = (tonumber(redis.call('HGET', key, 'crashes')) or 0) + 1
+        redis.call('HSET', key, 'crashes', crashes)
         if crashes >= tonumber(ARGV[1]) then
             local worker = redis.call('HGET', key, 'worker') or ''
             local err = cjson.encode({type = 'WorkerLostError',
@@ -34,7 +35,7 @@ for _, id in ipairs(expired) do
             redis.call('ZADD', KEYS[3], now, id)
             outcome = 'dead'
         else
-            local priority = tonumber(redis.call('HGET', key, 'priority') or '0')
+            local priority = math.min(100, math.max(-100, tonumber(redis.call('HGET', key, 'priority')) or 0))
             redis.call('HSET', key, 'state', 'pending')
             redis.call('ZADD', KEYS[2],
                 string.format('%.0f', (100 - priority) * 2199023255552 + now), id)

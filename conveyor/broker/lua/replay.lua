@@ -15,7 +15,7 @@ for _, id in ipairs(ARGV) do
     if redis.call('ZREM', KEYS[1], id) == 1 then
         local key = KEYS[4] .. id
         if redis.call('TYPE', key)['ok'] == 'hash' then
-            local priority = tonumber(redis.call('HGET', key, 'priority') or '0') or 0
+            local priority = math.min(100, math.max(-100, tonumber(redis.call('HGET', key, 'priority')) or 0))
             redis.call('PERSIST', key)
             redis.call('HDEL', key, 'reason', 'finished_at')
             redis.call('HSET', key, 'state', 'pending', 'failures', 0, 'crashes', 0)

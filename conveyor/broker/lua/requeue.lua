@@ -23,7 +23,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[3] == '1' then
-    local crashes = redis.call('HINCRBY', KEYS[5], 'crashes', 1)
+    local crashes = (tonumber(redis.call('HGET', KEYS[5], 'crashes')) or 0) + 1
+    redis.call('HSET', KEYS[5], 'crashes', crashes)
     if crashes >= tonumber(ARGV[4]) then
         local worker = redis.call('HGET', KEYS[5], 'worker') or ''
         local err = cjson.encode({type = 'WorkerLostError',
@@ -35,7 +36,7 @@ if ARGV[3] == '1' then
         return 'dead'
     end
 end
-local priority = tonumber(redis.call('HGET', KEYS[5], 'priority') or '0')
+local priority = math.min(100, math.max(-100, tonumber(redis.call('HGET', KEYS[5], 'priority')) or 0))
 redis.call('HSET', KEYS[5], 'state', 'pending')
 redis.call('ZADD', KEYS[2], string.format('%.0f', (100 - priority) * 2199023255552 + now), ARGV[1])
 redis.call('LPUSH', KEYS[4], 1)

@@ -18,7 +18,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = now + tonumber(ARGV[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HINCRBY', KEYS[3], 'failures', 1)
+redis.call('HSET', KEYS[3], 'failures', (tonumber(redis.call('HGET', KEYS[3], 'failures')) or 0) + 1)
 redis.call('HSET', KEYS[3], 'state', 'retrying', 'error', ARGV[4], 'due_at', due)
 redis.call('ZADD', KEYS[2], due, ARGV[1])
 return 1

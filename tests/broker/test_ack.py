@@ -1,0 +1,84 @@
+"""ack.lua: a fenced success releases the lease, stores the result and expires the record."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import redis
+
+from conveyor import Conveyor
+from conveyor.broker.keys import QueueKeys
+from conveyor.broker.sync_broker import SyncBroker
+from conveyor.settings import Settings
+from tests.broker.seed import (
+    STALE_WAYS,
+    Stale,
+    assert_ttl,
+    assert_ttls_kept,
+    claim,
+    claim_one,
+    clock,
+    lose_lease,
+    ttls,
+)
+from tests.support.keyspace import dump, task_keys
+from tests.support.worker import wait_until_sync
+
+
+def test_ack_records_the_success_and_expires_the_record(
+    app: Conveyor,
+    broker: SyncBroker,
+    settings: Settings,
+    r: redis.Redis,
+    prefix: str,
+    keys: QueueKeys,
+) -> None:
+    app.enqueue_many([app.message("job", i) for i in range(2)])
+    task, other = claim(broker, 2)
+    before = dump(r, prefix)
+    with clock(r) as window:
+        assert broker.execute([broker.ops.ack(task, b'{"total":3}')]) == [1]
+    expected = copy.deepcopy(before)
+    del expected[keys.active][task.id]
+    expected[keys.task(task.id)] |= {
+        "state": "succeeded",
+        "finished_at": window.now,
+        "result": '{"total":3}',
+    }
+    assert dump(r, prefix) == expected  # the other lease is untouched
+    assert_ttl(r, keys.task(task.id), settings.succeeded_retention)
+    assert r.pttl(keys.task(other.id)) == -1
+
+
+@pytest.mark.parametrize("how", STALE_WAYS)
+def test_ack_refuses_a_stale_token(
+    how: Stale, app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str
+) -> None:
+    app.enqueue("job")
+    task = claim_one(broker)
+    lose_lease(broker, task, how)
+    before, expiries = dump(r, prefix), ttls(r, prefix)
+    assert broker.execute([broker.ops.ack(task, b'"late"')]) == [0]
+    assert dump(r, prefix) == before
+    assert_ttls_kept(expiries, ttls(r, prefix))
+
+
+def test_a_succeeded_task_leaves_no_key_after_its_retention(
+    settings: Settings, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    app = Conveyor(settings=settings.replace(succeeded_retention=0.2))
+    try:
+        handle = app.enqueue("job", 1)
+        broker = app.sync_broker()
+        task = claim_one(broker)
+        assert task_keys(r, prefix, handle.id) == [keys.active, keys.task(handle.id)]
+        assert broker.execute([broker.ops.ack(task, b"null")]) == [1]
+        assert task_keys(r, prefix, handle.id) == [keys.task(handle.id)]
+        wait_until_sync(
+            lambda: task_keys(r, prefix, handle.id) == [], timeout=5, what="the record to expire"
+        )
+        # left: the queue registry, and the wake-up token no worker consumed here
+        assert dump(r, prefix) == {f"{prefix}:queues": ["default"], keys.signal: ["1"]}
+    finally:
+        app.close()

@@ -1,0 +1,106 @@
+"""promote_due.lua: due scheduled tasks and retries become pending, exactly once each."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
+
+from conveyor import Conveyor
+from conveyor.broker.keys import QueueKeys
+from conveyor.broker.ops import MAINTENANCE_BATCH
+from conveyor.broker.sync_broker import SyncBroker
+from tests.broker.seed import claim_one, clock, wait_due
+from tests.support.keyspace import dump
+
+
+def test_promotes_only_due_tasks_and_returns_the_wait_for_the_next(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    due = app.enqueue("job", "due", delay=0.001, priority=9)
+    later = app.enqueue("job", "later", delay=60)
+    wait_due(r, keys, due.id)
+    before = dump(r, prefix)
+    next_due = before[keys.scheduled][later.id]
+    with clock(r) as window:
+        promoted, wait = broker.run(broker.ops.promote_due("default"))
+    assert promoted == 1
+    assert wait is not None
+    assert (next_due - window.hi) / 1000 <= wait <= (next_due - window.lo) / 1000
+    expected = copy.deepcopy(before)
+    del expected[keys.scheduled][due.id]
+    expected[keys.pending] = {due.id: window.pending(9)}
+    expected[keys.task(due.id)]["state"] = "pending"
+    expected[keys.signal] = ["1"]
+    assert dump(r, prefix) == expected
+
+
+def test_a_due_retry_is_promoted(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    app.enqueue("job")
+    task = claim_one(broker)
+    assert broker.execute([broker.ops.retry(task, 0, b'"error"')]) == [1]
+    r.delete(keys.signal)
+    before = dump(r, prefix)
+    with clock(r) as window:
+        assert broker.run(broker.ops.promote_due("default")) == (1, None)
+    expected = copy.deepcopy(before)
+    del expected[keys.scheduled]
+    expected[keys.pending] = {task.id: window.pending(0)}
+    expected[keys.task(task.id)]["state"] = "pending"
+    expected[keys.signal] = ["1"]
+    assert dump(r, prefix) == expected
+    assert claim_one(broker).token == 2
+
+
+def test_nothing_due_changes_nothing(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str
+) -> None:
+    assert broker.run(broker.ops.promote_due("default")) == (0, None)
+    assert dump(r, prefix) == {}
+    app.enqueue("job", delay=30)
+    before = dump(r, prefix)
+    promoted, wait = broker.run(broker.ops.promote_due("default"))
+    assert promoted == 0 and wait is not None and 29 < wait <= 30
+    assert dump(r, prefix) == before
+
+
+def test_a_due_entry_whose_record_is_gone_is_dropped(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    handle = app.enqueue("job", delay=0.001)
+    r.delete(keys.task(handle.id))
+    wait_due(r, keys)
+    assert broker.run(broker.ops.promote_due("default")) == (0, None)
+    assert dump(r, prefix) == {f"{prefix}:queues": ["default"]}  # and no worker woken
+
+
+def test_concurrent_schedulers_promote_each_task_exactly_once(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    count, threads = 2 * MAINTENANCE_BATCH + 200, 8
+    handles = app.enqueue_many([app.message("job", i, delay=0.001) for i in range(count)])
+    wait_due(r, keys)
+    start = threading.Barrier(threads)
+
+    def promote_all() -> list[int]:
+        start.wait()
+        counts = []
+        while True:
+            promoted, wait = broker.run(broker.ops.promote_due("default"))
+            counts.append(promoted)
+            if promoted == 0 and wait is None:
+                return counts
+
+    with ThreadPoolExecutor(threads) as pool:
+        jobs = [pool.submit(promote_all) for _ in range(threads)]
+    counts = [n for job in jobs for n in job.result()]
+    assert sum(counts) == count
+    assert max(counts) <= MAINTENANCE_BATCH
+    state = dump(r, prefix)
+    assert keys.scheduled not in state
+    assert sorted(state[keys.pending]) == sorted(h.id for h in handles)
+    assert {state[keys.task(h.id)]["state"] for h in handles} == {"pending"}

@@ -1,0 +1,73 @@
+"""Task ids: `<queue>:<ULID>`, unique and sorted in creation order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from conveyor.errors import InvalidNameError
+from conveyor.ids import new_task_id, new_ulid, queue_of
+
+CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
+def _millis(ulid: str) -> int:
+    """The timestamp of a ULID: its first 10 characters, base 32."""
+    value = 0
+    for char in ulid[:10]:
+        value = value * 32 + "0123456789ABCDEFGHJKMNPQRSTVWXYZ".index(char)
+    return value
+
+
+@pytest.mark.parametrize("queue", ["default", "emails", "a", "q.with-dots_and-dashes"])
+def test_an_id_carries_its_queue(queue: str) -> None:
+    task_id = new_task_id(queue)
+    assert task_id.startswith(queue + ":")
+    assert queue_of(task_id) == queue
+    ulid = task_id.split(":", 1)[1]
+    assert len(ulid) == 26 and set(ulid) <= CROCKFORD
+
+
+def test_ulids_carry_the_current_time() -> None:
+    before = time.time_ns() // 1_000_000
+    ulid = new_ulid()
+    after = time.time_ns() // 1_000_000
+    assert before <= _millis(ulid) <= after + 1  # monotonic ids may run a millisecond ahead
+
+
+def test_ids_are_unique_and_sort_in_creation_order() -> None:
+    ids = [new_task_id("q") for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert sorted(ids) == ids
+    # many share a millisecond: the random part is incremented, not redrawn
+    assert len({i[2:12] for i in ids}) < len(ids)
+
+
+def test_ids_made_by_many_threads_are_unique() -> None:
+    made: list[list[str]] = [[] for _ in range(8)]
+
+    def make(out: list[str]) -> None:
+        out.extend(new_task_id("t") for _ in range(2_000))
+
+    threads = [threading.Thread(target=make, args=(out,)) for out in made]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [i for out in made for i in out]
+    assert len(set(every)) == len(every)
+    assert all(sorted(out) == out for out in made)  # each thread's ids in its own order
+
+
+@pytest.mark.parametrize(
+    "task_id", ["", "no-separator", ":01JD0000000000000000000000", "emails:", ":"]
+)
+def test_queue_of_rejects_malformed_ids(task_id: str) -> None:
+    with pytest.raises(InvalidNameError, match="malformed task id"):
+        queue_of(task_id)
+
+
+def test_queue_of_takes_the_first_segment() -> None:
+    assert queue_of("emails:01JD:extra") == "emails"

@@ -1,0 +1,139 @@
+"""Settings: CONVEYOR_* variables, explicit overrides, and the values that are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from conveyor.errors import ConfigurationError
+from conveyor.settings import Settings
+
+
+def test_defaults_without_any_variable() -> None:
+    assert Settings.from_env({}) == Settings()
+    settings = Settings()
+    assert (settings.prefix, settings.lease_timeout, settings.timeout) == ("conveyor", 30.0, None)
+    assert settings.heartbeat_interval == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "field", "value"),
+    [
+        ("CONVEYOR_MAX_CRASHES", "5", "max_crashes", 5),
+        ("CONVEYOR_CONCURRENCY", " 12 ", "concurrency", 12),
+        ("CONVEYOR_DEAD_LETTER_MAX_SIZE", "100", "dead_letter_max_size", 100),
+        ("CONVEYOR_LEASE_TIMEOUT", "2.5", "lease_timeout", 2.5),
+        ("CONVEYOR_LEASE_TIMEOUT", "10", "lease_timeout", 10.0),
+        ("CONVEYOR_SUCCEEDED_RETENTION", "1e3", "succeeded_retention", 1000.0),
+        ("CONVEYOR_TIMEOUT", "7.5", "timeout", 7.5),
+        ("CONVEYOR_TIMEOUT", "none", "timeout", None),
+        ("CONVEYOR_TIMEOUT", "None", "timeout", None),
+        ("CONVEYOR_TIMEOUT", "", "timeout", None),
+        ("CONVEYOR_LOG_JSON", "1", "log_json", True),
+        ("CONVEYOR_LOG_JSON", "true", "log_json", True),
+        ("CONVEYOR_LOG_JSON", "Yes", "log_json", True),
+        ("CONVEYOR_LOG_JSON", " on ", "log_json", True),
+        ("CONVEYOR_LOG_JSON", "0", "log_json", False),
+        ("CONVEYOR_LOG_JSON", "false", "log_json", False),
+        ("CONVEYOR_LOG_JSON", "off", "log_json", False),
+        ("CONVEYOR_LOG_JSON", "no", "log_json", False),
+        ("CONVEYOR_PREFIX", "staging", "prefix", "staging"),
+        ("CONVEYOR_REDIS_URL", "redis://r:6380/2", "redis_url", "redis://r:6380/2"),
+        ("CONVEYOR_LOG_LEVEL", "DEBUG", "log_level", "DEBUG"),
+    ],
+)
+def test_from_env_parses_each_type(variable: str, raw: str, field: str, value: Any) -> None:
+    settings = Settings.from_env({variable: raw})
+    assert getattr(settings, field) == value
+    assert type(getattr(settings, field)) is type(value)
+    # nothing else changed
+    others = {f.name for f in dataclasses.fields(Settings)} - {field}
+    assert all(getattr(settings, name) == getattr(Settings(), name) for name in others)
+
+
+def test_from_env_reads_many_variables_and_ignores_others() -> None:
+    environ = {
+        "CONVEYOR_LEASE_TIMEOUT": "4",
+        "CONVEYOR_MAX_RETRIES": "0",
+        "CONVEYOR_SHUTDOWN_GRACE": "0.5",
+        "CONVEYOR_NOT_A_SETTING": "whatever",
+        "LEASE_TIMEOUT": "99",
+    }
+    settings = Settings.from_env(environ)
+    assert (settings.lease_timeout, settings.max_retries, settings.shutdown_grace) == (4.0, 0, 0.5)
+
+
+def test_overrides_beat_variables_and_none_overrides_are_ignored() -> None:
+    environ = {"CONVEYOR_LEASE_TIMEOUT": "4", "CONVEYOR_PREFIX": "env"}
+    settings = Settings.from_env(environ, lease_timeout=9, prefix=None)
+    assert (settings.lease_timeout, settings.prefix) == (9, "env")
+
+
+def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_CLAIM_BATCH", "7")
+    assert Settings.from_env().claim_batch == 7
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("CONVEYOR_MAX_CRASHES", "three"),
+        ("CONVEYOR_MAX_CRASHES", "2.5"),
+        ("CONVEYOR_CONCURRENCY", ""),
+        ("CONVEYOR_CLAIM_BATCH", "none"),
+        ("CONVEYOR_LEASE_TIMEOUT", "30s"),
+        ("CONVEYOR_TIMEOUT", "soon"),
+        ("CONVEYOR_SOCKET_TIMEOUT", "1,5"),
+        ("CONVEYOR_LEASE_TIMEOUT", "none"),  # only an optional setting may be None
+        ("CONVEYOR_SHUTDOWN_GRACE", ""),
+        ("CONVEYOR_LOG_JSON", "maybe"),
+        ("CONVEYOR_LOG_JSON", "ture"),
+    ],
+)
+def test_a_bad_value_is_an_error_naming_the_variable(variable: str, raw: str) -> None:
+    with pytest.raises(ConfigurationError, match=variable):
+        Settings.from_env({variable: raw})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"lease_timeout": 0},
+        {"lease_timeout": -1.0},
+        {"lease_timeout": float("nan")},
+        {"max_crashes": 0},
+        {"max_retries": -1},
+        {"concurrency": 0},
+        {"claim_batch": 0},
+    ],
+)
+def test_invalid_values_are_rejected(changes: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        Settings(**changes)
+    with pytest.raises(ConfigurationError):
+        Settings().replace(**changes)
+    environ = {f"CONVEYOR_{name.upper()}": str(value) for name, value in changes.items()}
+    with pytest.raises(ConfigurationError):
+        Settings.from_env(environ)
+
+
+def test_settings_are_immutable_and_replace_makes_a_copy() -> None:
+    settings = Settings()
+    changed = settings.replace(lease_timeout=3.0)
+    assert (settings.lease_timeout, changed.lease_timeout) == (30.0, 3.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.lease_timeout = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("lease", "socket_timeout", "call_timeout"),
+    [(30.0, 5.0, 5.0), (8.0, 5.0, 2.0), (0.4, 5.0, 0.2), (30.0, 1.0, 1.0)],
+)
+def test_a_redis_call_stays_well_inside_a_lease(
+    lease: float, socket_timeout: float, call_timeout: float
+) -> None:
+    settings = Settings(lease_timeout=lease, socket_timeout=socket_timeout)
+    assert settings.call_timeout == pytest.approx(call_timeout)
+    assert settings.heartbeat_interval == pytest.approx(lease / 3)

@@ -1,0 +1,89 @@
+"""Idempotency keys across producer processes, and the end of their window."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import traceback
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from typing import Any
+
+import redis
+
+from conveyor import Conveyor, TaskState
+from conveyor.settings import Settings
+from tests.support.keyspace import dump
+from tests.support.worker import wait_until_sync
+
+PRODUCERS = 4
+PER_PRODUCER = 5
+
+
+def produce(fields: dict[str, Any], key: str, barrier: Barrier, out: Queue[Any]) -> None:
+    """Child process: its own app on the same settings; enqueue with `key` after the barrier."""
+    try:
+        app = Conveyor(settings=Settings(**fields))
+        app.enqueue("warmup")  # connect and load the script before the race
+        barrier.wait(30)
+        handles = [app.enqueue("charge", 10, idempotency_key=key) for _ in range(PER_PRODUCER)]
+        out.put([(h.id, h.replayed) for h in handles])
+        app.close()
+    except BaseException:
+        out.put(traceback.format_exc())
+        raise
+
+
+def test_concurrent_producer_processes_create_one_task(
+    settings: Settings, r: redis.Redis, prefix: str
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(PRODUCERS)
+    out: Queue[Any] = context.Queue()
+    fields = dataclasses.asdict(settings)
+    processes = [
+        context.Process(target=produce, args=(fields, "order-42", barrier, out))
+        for _ in range(PRODUCERS)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        replies = [out.get(timeout=60) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+    assert all(isinstance(reply, list) for reply in replies), replies
+    results = [item for reply in replies for item in reply]
+    ids = {task_id for task_id, _ in results}
+    assert len(results) == PRODUCERS * PER_PRODUCER
+    assert len(ids) == 1, ids
+    assert sum(not replayed for _, replayed in results) == 1  # one created, all others replayed
+    [task_id] = ids
+    keys = dump(r, prefix)
+    charges = [k for k, v in keys.items() if ":task:" in k and v.get("name") == "charge"]
+    assert charges == [f"{prefix}:{{default}}:task:{task_id}"]
+    pending_ids = set(keys[f"{prefix}:{{default}}:pending"])
+    assert task_id in pending_ids and len(pending_ids) == 1 + PRODUCERS  # + the warmups
+
+
+def test_after_the_window_the_same_key_enqueues_a_new_task(
+    settings: Settings, r: redis.Redis, prefix: str
+) -> None:
+    app = Conveyor(settings=settings.replace(idempotency_window=0.3))
+    try:
+        first = app.enqueue("charge", 10, idempotency_key="order-7")
+        again = app.enqueue("charge", 10, idempotency_key="order-7")
+        assert (again.id, again.replayed, first.replayed) == (first.id, True, False)
+        marker = app.sync_broker().ops.queue_keys("default").idempotency("order-7")
+        ttl = int(r.pttl(marker))
+        assert 0 < ttl <= 300
+        wait_until_sync(lambda: not r.exists(marker), 5, "the idempotency window to end")
+        later = app.enqueue("charge", 10, idempotency_key="order-7")
+        assert later.id != first.id and not later.replayed
+        assert app.enqueue("charge", 10, idempotency_key="order-7").id == later.id
+        assert first.status() == later.status() == TaskState.PENDING  # both tasks exist
+    finally:
+        app.close()

@@ -1,0 +1,83 @@
+"""A Redis outage under a running worker: it logs, keeps running, and resumes afterwards.
+
+These tests stop the session's shared redis-server and always restart it on the same
+port. Persistence is off, so whatever was stored before the stop is gone afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from conveyor import BrokerUnavailableError, Conveyor, TaskState
+from conveyor.redis_server import RedisServer
+from conveyor.task import TaskHandle
+from conveyor.worker.runtime import Worker
+from tests.support.worker import wait_until
+
+
+@pytest.fixture
+def outage(redis_server: RedisServer) -> Iterator[RedisServer]:
+    """The shared server, running again on its port after the test whatever happened."""
+    try:
+        yield redis_server
+    finally:
+        if not redis_server.ping():
+            redis_server.start()
+
+
+async def _active(handles: list[TaskHandle]) -> bool:
+    for handle in handles:
+        record = await handle.record_async()
+        if record is None or record.state != TaskState.ACTIVE:
+            return False
+    return True
+
+
+async def test_a_worker_survives_a_redis_outage_and_resumes(
+    aapp: Conveyor, outage: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="conveyor.worker")
+
+    @aapp.task
+    async def echo(n: int, seconds: float = 0.0) -> int:
+        await asyncio.sleep(seconds)
+        return n
+
+    worker = Worker(aapp)
+    job = asyncio.create_task(worker.run())
+    try:
+        assert await echo.enqueue(1).result_async(timeout=10) == 1
+        # running when Redis goes away: their outcomes cannot be written for a while
+        in_flight = [echo.enqueue(n, seconds=0.5) for n in range(2, 5)]
+        await wait_until(lambda: _active(in_flight), 10, "the tasks to start")
+
+        port = outage.port
+        outage.stop()
+
+        async def complained() -> bool:
+            warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+            return any("unavailable" in r.getMessage() for r in warnings)
+
+        await wait_until(complained, 10, "the worker to log the outage")
+        with pytest.raises(BrokerUnavailableError, match="unavailable"):
+            echo.enqueue(99)
+        with pytest.raises(BrokerUnavailableError, match="unavailable"):
+            await echo.enqueue_async(99)
+        await asyncio.sleep(1.0)  # a real outage: every component fails and backs off
+        assert not job.done(), "the outage ended the worker"
+
+        outage.start()
+        assert outage.port == port
+        restarted = time.monotonic()
+        after = [echo.enqueue(n) for n in range(10, 15)]  # earlier data died with the server
+        assert [await h.result_async(timeout=15) for h in after] == list(range(10, 15))
+        assert time.monotonic() - restarted < 8.0
+        assert not job.done()
+    finally:
+        worker.stop()
+        await asyncio.wait_for(job, 30)  # and it stops cleanly: no error escaped run()

@@ -1,0 +1,104 @@
+"""DaemonThreadPool: the threads sync handlers run on."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import wait
+
+import pytest
+
+from conveyor.worker.threads import DaemonThreadPool
+
+
+@pytest.fixture
+def pool() -> Iterator[DaemonThreadPool]:
+    """A pool of 3 threads with a name of its own, shut down after the test."""
+    threads = DaemonThreadPool(3, name=f"pool-{uuid.uuid4().hex[:8]}")
+    yield threads
+    threads.shutdown()
+
+
+def _threads_of(pool: DaemonThreadPool) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(pool.name + "-")]
+
+
+def test_runs_jobs_and_returns_their_results(pool: DaemonThreadPool) -> None:
+    futures = [pool.submit(lambda n=n: n * n) for n in range(20)]  # type: ignore[misc]
+    assert [f.result(timeout=5) for f in futures] == [n * n for n in range(20)]
+
+
+def test_propagates_exceptions_and_keeps_working(pool: DaemonThreadPool) -> None:
+    def fails() -> None:
+        raise KeyError("missing")
+
+    failed = pool.submit(fails)
+    with pytest.raises(KeyError, match="missing"):
+        failed.result(timeout=5)
+    assert isinstance(failed.exception(), KeyError)
+
+    def exits() -> None:
+        raise SystemExit(3)  # a handler's SystemExit is its own failure, not the thread's
+
+    assert isinstance(pool.submit(exits).exception(timeout=5), SystemExit)
+    assert pool.submit(lambda: "still alive").result(timeout=5) == "still alive"
+
+
+def test_never_runs_more_jobs_at_once_than_its_size(pool: DaemonThreadPool) -> None:
+    lock = threading.Lock()
+    running, peak, seen = [0], [0], set()
+
+    def job() -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            seen.add(threading.get_ident())
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+
+    futures = [pool.submit(job) for _ in range(30)]
+    done, not_done = wait(futures, timeout=10)
+    assert not not_done and all(f.exception() is None for f in done)
+    assert peak[0] == 3  # reached its size (the jobs did run in parallel) ...
+    assert len(seen) <= 3  # ... on no more threads than that
+    assert len(_threads_of(pool)) <= 3
+
+
+def test_threads_are_reused_and_started_on_demand(pool: DaemonThreadPool) -> None:
+    assert _threads_of(pool) == []  # nothing started before the first job
+    idents = set()
+    for _ in range(10):  # one job at a time: one thread is enough
+        idents.add(pool.submit(threading.get_ident).result(timeout=5))
+        time.sleep(0.01)  # let the thread go back to waiting for work
+    assert len(idents) == 1 and len(_threads_of(pool)) == 1
+
+
+def test_threads_are_daemons(pool: DaemonThreadPool) -> None:
+    flags = [pool.submit(lambda: threading.current_thread().daemon) for _ in range(6)]
+    assert all(f.result(timeout=5) for f in flags)
+    assert _threads_of(pool) and all(t.daemon for t in _threads_of(pool))
+
+
+def test_shutdown_ends_idle_threads_and_abandons_busy_ones() -> None:
+    pool = DaemonThreadPool(2, name=f"pool-{uuid.uuid4().hex[:8]}")
+    release = threading.Event()
+    busy = pool.submit(lambda: release.wait(10))
+    pool.submit(lambda: None).result(timeout=5)
+    pool.shutdown()
+    try:
+        _wait(lambda: len(_threads_of(pool)) == 1)  # the idle one exited
+        assert not busy.done()  # the busy one is left to finish (or to die with the process)
+    finally:
+        release.set()
+    assert busy.result(timeout=5) is True
+    _wait(lambda: _threads_of(pool) == [])
+
+
+def _wait(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
