@@ -7,8 +7,10 @@ import time
 from typing import Any, cast
 
 import pytest
+import redis
 
 from conveyor import Conveyor, Retry, TaskContext, TaskFailedError, TaskState
+from conveyor.errors import SerializationError
 from conveyor.task import Executor, TaskHandle
 from tests.support import handlers
 from tests.support.worker import running_worker, wait_until
@@ -199,3 +201,26 @@ async def test_a_dying_pool_process_counts_as_a_crash(aapp: Conveyor) -> None:
         assert await survivor.result_async(timeout=20) == 9
     assert (record.state, record.reason) == (TaskState.DEAD, "worker lost")
     assert record.crashes == aapp.settings.max_crashes and record.failures == 0
+
+
+async def test_corrupt_arguments_in_redis_are_dead_lettered_and_the_worker_goes_on(
+    aapp: Conveyor, r: redis.Redis
+) -> None:
+    @aapp.task(name="echo")
+    def echo(value: int) -> int:
+        return value
+
+    broken = echo.enqueue(1)
+    keys = aapp.sync_broker().ops.task_keys(broken.id)
+    r.hset(keys.task(broken.id), "args", b"[1, \xff not json")  # invalid UTF-8 and JSON
+    key = keys.task(broken.id)
+
+    async def dead() -> bool:
+        return r.hget(key, "state") == b"dead"
+
+    async with running_worker(aapp):
+        await wait_until(dead, 10, "the corrupt task to be dead-lettered")
+        assert await echo.enqueue(2).result_async(timeout=10) == 2
+    assert r.hget(key, "reason") == b"corrupt record"
+    with pytest.raises(SerializationError):  # reading it back says so too, clearly
+        broken.record()

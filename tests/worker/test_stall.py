@@ -1,0 +1,82 @@
+"""A Redis that stops answering (SIGSTOP: connections stay open, replies never come).
+
+redis-py's default of retrying a call many times turned a 1 s socket timeout into a 15 s
+stall; Conveyor bounds every call so a stall never outlasts a lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from conveyor import BrokerUnavailableError, Conveyor, TaskState
+from conveyor.redis_server import RedisServer
+from conveyor.settings import Settings
+from tests.support.worker import running_worker, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def stallable(redis_server: RedisServer) -> Iterator[RedisServer]:
+    """A private server this test may freeze without stalling the rest of the session."""
+    server = RedisServer(redis_server.binary).start()
+    yield server
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGCONT)
+    server.cleanup()
+
+
+def freeze(server: RedisServer, frozen: bool) -> None:
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
+
+def test_a_producer_call_is_bounded_by_a_fraction_of_the_lease(stallable: RedisServer) -> None:
+    settings = Settings(redis_url=stallable.url, prefix="stall", lease_timeout=2.0)
+    app = Conveyor(settings=settings)
+    app.enqueue("warm")  # the connection is open before the freeze
+    freeze(stallable, True)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailableError):
+            app.enqueue("t")
+        elapsed = time.monotonic() - started
+    finally:
+        freeze(stallable, False)
+    # one attempt and one retry of call_timeout (lease/4) each, plus the backoff
+    assert elapsed < settings.lease_timeout, elapsed
+    assert app.enqueue("after").status() == TaskState.PENDING
+    app.close()
+
+
+async def test_a_worker_rides_out_a_stall_longer_than_its_lease(stallable: RedisServer) -> None:
+    settings = Settings(
+        redis_url=stallable.url, prefix="stall", lease_timeout=1.0, retry_backoff_base=0.01
+    )
+    app = Conveyor(settings=settings)
+    done: list[int] = []
+
+    @app.task
+    async def note(i: int) -> None:
+        done.append(i)
+
+    async with running_worker(app):
+        assert await note.enqueue(0).result_async(timeout=10) is None
+        freeze(stallable, True)
+        await asyncio.sleep(3 * settings.lease_timeout)  # the worker's calls time out meanwhile
+        freeze(stallable, False)
+        handle = await note.enqueue_async(1)
+
+        async def finished() -> bool:
+            return (await handle.record_async()) is not None and 1 in done
+
+        await wait_until(finished, 10, "the worker to resume after the stall")
+    await app.aclose()
+    app.close()
+    assert done == [0, 1]
