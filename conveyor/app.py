@@ -15,7 +15,7 @@ from conveyor.broker.keys import validate_queue_name, validate_task_name
 from conveyor.broker.ops import NewTask
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.errors import ConfigurationError, TaskConflictError, TaskNotFoundError
-from conveyor.ids import new_task_id
+from conveyor.ids import is_task_id, new_task_id
 from conveyor.model import TaskRecord, to_millis
 from conveyor.settings import Settings
 from conveyor.task import Executor, Message, TaskDefinition, TaskHandle, split_options
@@ -213,12 +213,16 @@ class Conveyor:
     # -- reading and cancelling ------------------------------------------------------
 
     def get_record(self, task_id: str) -> TaskRecord | None:
-        """The record of a task, or None if unknown or expired."""
+        """The record of a task, or None if unknown, expired or not a task id at all."""
+        if not is_task_id(task_id):
+            return None
         broker = self.sync_broker()
         return broker.run(broker.ops.fetch_record(task_id))
 
     async def get_record_async(self, task_id: str) -> TaskRecord | None:
         """Like `get_record`, from asyncio code."""
+        if not is_task_id(task_id):
+            return None
         broker = self.async_broker()
         return await broker.run(broker.ops.fetch_record(task_id))
 
@@ -228,11 +232,15 @@ class Conveyor:
         Returns True once cancelled; raises TaskConflictError if it is active or finished,
         TaskNotFoundError if unknown.
         """
+        if not is_task_id(task_id):
+            raise TaskNotFoundError(f"no task {task_id!r}: not a task id")
         broker = self.sync_broker()
         return _cancelled(task_id, broker.run(broker.ops.cancel(task_id)))
 
     async def cancel_async(self, task_id: str) -> bool:
         """Like `cancel`, from asyncio code."""
+        if not is_task_id(task_id):
+            raise TaskNotFoundError(f"no task {task_id!r}: not a task id")
         broker = self.async_broker()
         return _cancelled(task_id, await broker.run(broker.ops.cancel(task_id)))
 

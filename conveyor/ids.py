@@ -7,13 +7,16 @@ and every key of the task stays in its queue's Redis Cluster slot.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 
+from conveyor.broker.keys import validate_queue_name
 from conveyor.errors import InvalidNameError
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 SEPARATOR = ":"
+_ULID = re.compile(f"[{_CROCKFORD}]{{26}}")
 
 
 _lock = threading.Lock()
@@ -47,8 +50,21 @@ def new_task_id(queue: str) -> str:
 
 
 def queue_of(task_id: str) -> str:
-    """The queue a task id belongs to; raises InvalidNameError for a malformed id."""
-    queue, sep, rest = task_id.partition(SEPARATOR)
-    if not sep or not queue or not rest:
-        raise InvalidNameError(f"malformed task id {task_id!r}: expected '<queue>:<id>'")
-    return queue
+    """The queue a task id belongs to; raises InvalidNameError for a malformed id.
+
+    Ids are checked strictly (a valid queue name, then a ULID), so an id from outside
+    can never name anything but a task key of that queue.
+    """
+    queue, sep, rest = task_id.partition(SEPARATOR) if isinstance(task_id, str) else ("", "", "")
+    if not sep or not _ULID.fullmatch(rest):
+        raise InvalidNameError(f"malformed task id {task_id!r}: expected '<queue>:<ULID>'")
+    return validate_queue_name(queue)
+
+
+def is_task_id(task_id: object) -> bool:
+    """True if `task_id` is well formed (it may still be unknown)."""
+    try:
+        queue_of(task_id)  # type: ignore[arg-type]
+    except InvalidNameError:
+        return False
+    return True

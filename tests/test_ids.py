@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conveyor.errors import InvalidNameError
-from conveyor.ids import new_task_id, new_ulid, queue_of
+from conveyor.ids import is_task_id, new_task_id, new_ulid, queue_of
 
 CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
@@ -65,9 +65,23 @@ def test_ids_made_by_many_threads_are_unique() -> None:
     "task_id", ["", "no-separator", ":01JD0000000000000000000000", "emails:", ":"]
 )
 def test_queue_of_rejects_malformed_ids(task_id: str) -> None:
-    with pytest.raises(InvalidNameError, match="malformed task id"):
+    with pytest.raises(InvalidNameError, match=r"malformed task id|invalid queue name"):
         queue_of(task_id)
 
 
-def test_queue_of_takes_the_first_segment() -> None:
-    assert queue_of("emails:01JD:extra") == "emails"
+@pytest.mark.parametrize(
+    "task_id",
+    ["emails:01JD:extra", "emails:01JD000000000000000000000", "emails:01JD00000000000000000000000",
+     "emails:01jd0000000000000000000000", "em{ails}:01JD0000000000000000000000",
+     "emails:01JD000000000000000000000I"],
+)  # fmt: skip
+def test_ids_are_checked_strictly(task_id: str) -> None:
+    """Anything but a valid queue, a colon and 26 Crockford characters is refused."""
+    with pytest.raises(InvalidNameError):
+        queue_of(task_id)
+    assert not is_task_id(task_id)
+
+
+def test_a_well_formed_id_names_its_queue() -> None:
+    assert queue_of("emails:01JD0000000000000000000000") == "emails"
+    assert is_task_id("emails:01JD0000000000000000000000")

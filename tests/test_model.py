@@ -42,8 +42,12 @@ FULL = _hash(
 
 def test_a_full_hash_decodes_every_field() -> None:
     assert set(RECORD_FIELDS) == {k.decode() for k in FULL}
-    record = TaskRecord.from_hash("emails:01JD", FULL)
-    assert (record.id, record.queue, record.name) == ("emails:01JD", "emails", "send_email")
+    record = TaskRecord.from_hash("emails:01JD0000000000000000000000", FULL)
+    assert (record.id, record.queue, record.name) == (
+        "emails:01JD0000000000000000000000",
+        "emails",
+        "send_email",
+    )
     assert record.state is TaskState.DEAD
     assert (record.args, record.kwargs) == (["a@b.c", 3], {"subject": "hé", "tags": [1, None]})
     assert (record.priority, record.attempts, record.failures, record.crashes, record.token) == (
@@ -61,22 +65,26 @@ def test_a_full_hash_decodes_every_field() -> None:
 
 
 def test_times_round_trip_through_milliseconds() -> None:
-    record = TaskRecord.from_hash("q:1", FULL)
+    record = TaskRecord.from_hash("q:01JD0000000000000000000002", FULL)
     assert record.due_at is not None
     assert to_millis(record.due_at.timestamp()) == 1_700_000_001_500
 
 
 def test_a_minimal_hash_gets_the_defaults() -> None:
-    record = TaskRecord.from_hash("default:X", _hash(name="t", state="pending"))
-    assert record == TaskRecord("default:X", "default", "t", TaskState.PENDING, [], {})
+    record = TaskRecord.from_hash(
+        "default:01JD0000000000000000000001", _hash(name="t", state="pending")
+    )
+    assert record == TaskRecord(
+        "default:01JD0000000000000000000001", "default", "t", TaskState.PENDING, [], {}
+    )
     assert (record.attempts, record.token, record.error, record.result) == (0, 0, None, None)
     assert (record.max_retries, record.timeout, record.started_at) == (None, None, None)
 
 
 def test_to_json_round_trips_the_record() -> None:
-    record = TaskRecord.from_hash("emails:01JD", FULL)
+    record = TaskRecord.from_hash("emails:01JD0000000000000000000000", FULL)
     data = orjson.loads(orjson.dumps(record.to_json()))
-    assert data["id"] == "emails:01JD" and data["state"] == "dead"
+    assert data["id"] == "emails:01JD0000000000000000000000" and data["state"] == "dead"
     assert data["kwargs"] == record.kwargs and data["error"] == record.error
     assert datetime.fromisoformat(data["finished_at"]) == record.finished_at
     rebuilt = {**data}
@@ -90,27 +98,27 @@ def test_to_json_round_trips_the_record() -> None:
 def test_corrupt_json_raises_serialization_error(field: str) -> None:
     raw = {**FULL, field.encode(): b"{not json"}
     with pytest.raises(SerializationError, match="invalid JSON"):
-        TaskRecord.from_hash("emails:01JD", raw)
+        TaskRecord.from_hash("emails:01JD0000000000000000000000", raw)
 
 
 @pytest.mark.parametrize("state", [b"exploded", b"", b"PENDING"])
 def test_an_unknown_state_raises_value_error(state: bytes) -> None:
     raw = {**FULL, b"state": state}
     with pytest.raises(ValueError, match="is not a valid TaskState"):
-        TaskRecord.from_hash("emails:01JD", raw)
+        TaskRecord.from_hash("emails:01JD0000000000000000000000", raw)
 
 
 def test_a_missing_state_raises_value_error() -> None:
     raw = {k: v for k, v in FULL.items() if k != b"state"}
     with pytest.raises(ValueError):
-        TaskRecord.from_hash("emails:01JD", raw)
+        TaskRecord.from_hash("emails:01JD0000000000000000000000", raw)
 
 
 @pytest.mark.parametrize("field", ["attempts", "token", "enqueued_at", "max_retries", "timeout"])
 def test_a_corrupt_number_raises_value_error(field: str) -> None:
     raw = {**FULL, field.encode(): b"twelve"}
     with pytest.raises(ValueError):
-        TaskRecord.from_hash("emails:01JD", raw)
+        TaskRecord.from_hash("emails:01JD0000000000000000000000", raw)
 
 
 def test_an_id_without_its_queue_is_refused() -> None:

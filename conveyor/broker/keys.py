@@ -119,3 +119,8 @@ class QueueKeys:
     def idempotency(self, key: str) -> str:
         """STRING idempotency key -> task id, expiring with its window."""
         return self.base + "idem:" + key
+
+
+#: Width of one priority band in a pending score: `(100 - priority) * band + ms`.
+#: 2**42 ms lasts until the year 2109; the scripts spell out the same number.
+PRIORITY_BAND = 2**42

@@ -12,7 +12,6 @@ from typing import Any, Generic, TypeVar
 from conveyor import serializers
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.broker.scripts import Arg, Call, load_scripts
-from conveyor.errors import InvalidNameError
 from conveyor.ids import queue_of
 from conveyor.model import TaskRecord, to_millis
 from conveyor.settings import Settings
@@ -118,8 +117,6 @@ class Operations:
 
     def task_keys(self, task_id: str) -> QueueKeys:
         """Keys of the queue a task id belongs to."""
-        if not isinstance(task_id, str) or len(task_id) > 200:
-            raise InvalidNameError(f"malformed task id {task_id!r}")
         return self.keys.queue(queue_of(task_id))
 
     def _script(self, name: str, keys: list[str], argv: list[Arg]) -> Call:

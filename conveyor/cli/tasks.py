@@ -9,6 +9,7 @@ import click
 from conveyor import serializers
 from conveyor.cli.root import Context, pass_context, run_operation
 from conveyor.errors import SerializationError, TaskNotFoundError
+from conveyor.ids import queue_of
 from conveyor.task import Message
 
 
@@ -63,6 +64,7 @@ def status(ctx: Context, task_id: str) -> None:
     """Print the record of task TASK_ID as JSON."""
 
     def read() -> dict[str, object]:
+        queue_of(task_id)  # a malformed id is its own, clearer, error
         record = ctx.app().get_record(task_id)
         if record is None:
             raise TaskNotFoundError(f"no task {task_id} (never enqueued, or expired)")

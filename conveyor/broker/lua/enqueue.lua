@@ -45,7 +45,7 @@ while i <= #ARGV do
             redis.call('ZADD', KEYS[2], now + delay, id)
         else
             redis.call('HSET', key, 'state', 'pending')
-            redis.call('ZADD', KEYS[1], string.format('%.0f', (100 - priority) * 2199023255552 + now), id)
+            redis.call('ZADD', KEYS[1], string.format('%.0f', (100 - priority) * 4398046511104 + now), id)
             woke = true
         end
         out[#out + 1] = id
