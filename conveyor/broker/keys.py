@@ -53,12 +53,17 @@ class GlobalKeys:
 
     @property
     def workers(self) -> str:
-        """ZSET worker id -> last heartbeat (ms)."""
-        return f"{self.prefix}:workers"
+        """ZSET worker id -> last heartbeat (ms); `{workers}` keeps the registry in one slot."""
+        return f"{self.prefix}:{{workers}}:index"
+
+    @property
+    def worker_prefix(self) -> str:
+        """Start of the per-worker keys; the workers script receives it in KEYS."""
+        return f"{self.prefix}:{{workers}}:worker:"
 
     def worker(self, worker_id: str) -> str:
         """STRING (JSON) describing one worker; expires unless renewed."""
-        return f"{self.prefix}:worker:{worker_id}"
+        return self.worker_prefix + worker_id
 
     def queue(self, name: str) -> QueueKeys:
         """The keys of one queue."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from conveyor import serializers
-from conveyor.broker.keys import GlobalKeys, QueueKeys
+from conveyor.broker.keys import PRIORITY_BAND, GlobalKeys, QueueKeys
 from conveyor.broker.scripts import Arg, Call, load_scripts
 from conveyor.ids import queue_of
 from conveyor.model import TaskRecord, to_millis
@@ -22,6 +22,8 @@ T = TypeVar("T")
 ENQUEUE_CHUNK = 1000
 #: Most entries any maintenance script handles per call.
 MAINTENANCE_BATCH = 500
+#: Most workers the registry lists at once.
+MAX_WORKERS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,24 @@ class ClaimedTask:
 
 
 CLAIM_WIDTH = 12  # values per task in claim.lua's reply
+_STATS_WIDTH = 6  # replies per queue in queue_stats
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Depth of one queue per state, and its lag: how long the next task has waited."""
+
+    name: str
+    pending: int
+    active: int
+    scheduled: int
+    dead: int
+    paused: bool
+    lag_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {s: getattr(self, s) for s in self.__slots__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +266,49 @@ class Operations:
         script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task(task.id)]
         return self._script("requeue", script_keys, argv)
 
+    # -- reading -------------------------------------------------------------------
+
+    def queue_names(self) -> Op[list[str]]:
+        """Every queue ever enqueued to, sorted."""
+        call = Call.command("SMEMBERS", self.keys.queues)
+        return Op([call], lambda r: sorted(m.decode() for m in r[0]))
+
+    def queue_stats(self, names: Sequence[str]) -> Op[list[QueueStats]]:
+        """Depth per state and lag of each queue, in one round trip."""
+        calls = [Call.command("TIME")]
+        for name in names:
+            k = self.queue_keys(name)
+            calls += [
+                Call.command("ZCARD", k.pending),
+                Call.command("ZCARD", k.active),
+                Call.command("ZCARD", k.scheduled),
+                Call.command("ZCARD", k.dead),
+                Call.command("EXISTS", k.paused),
+                Call.command("ZRANGE", k.pending, 0, 0, "WITHSCORES"),
+            ]
+
+        def decode(replies: list[Any]) -> list[QueueStats]:
+            seconds, micros = replies[0]
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            stats = []
+            for i, name in enumerate(names):
+                start = 1 + _STATS_WIDTH * i
+                pending, active, scheduled, dead, paused, head = replies[
+                    start : start + _STATS_WIDTH
+                ]
+                lag = _lag(head, now_ms)
+                stats.append(QueueStats(name, pending, active, scheduled, dead, bool(paused), lag))
+            return stats
+
+        return Op(calls, decode)
+
     # -- workers ---------------------------------------------------------------------
+
+    def workers(self) -> Op[list[dict[str, Any]]]:
+        """Descriptions of the workers alive by heartbeat (expired ones are forgotten)."""
+        keys = [self.keys.workers, self.keys.worker_prefix]
+        call = self._script("workers", keys, [MAX_WORKERS])
+        return Op([call], lambda r: [serializers.loads(info) for info in r[0]])
 
     def register_worker(self, worker_id: str, info: bytes, now_ms: int) -> Op[None]:
         """Announce a live worker; its description expires unless renewed by heartbeat."""
@@ -375,3 +437,12 @@ def combine(ops: Sequence[Op[Any]]) -> Op[list[Any]]:
         return results
 
     return Op(calls, decode)
+
+
+def _lag(head: list[Any], now_ms: int) -> float:
+    """Seconds the next pending task has waited; a pending score's time part is when the
+    task became pending (enqueue, promotion or requeue)."""
+    if not head:
+        return 0.0
+    score = float(head[0][1]) if isinstance(head[0], list | tuple) else float(head[1])
+    return max(0.0, (now_ms - score % PRIORITY_BAND) / 1000)

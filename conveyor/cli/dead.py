@@ -8,7 +8,7 @@ from conveyor import serializers
 from conveyor.broker.inspect import Inspector
 from conveyor.cli.root import Context, inspect, pass_context
 from conveyor.errors import TaskNotFoundError
-from conveyor.model import TaskRecord, TaskState
+from conveyor.model import TaskRecord
 
 
 @click.group()
@@ -27,20 +27,17 @@ def list_dead(
 ) -> None:
     """List dead letters, newest first: id, task, reason, error."""
 
-    async def read(inspector: Inspector) -> list[tuple[int, list[TaskRecord]]]:
+    async def read(inspector: Inspector) -> tuple[int, list[TaskRecord]]:
         names = [queue] if queue else await inspector.queue_names()
-        return [
-            await inspector.dead_letters(q, offset=offset, limit=limit, task_name=task_name)
-            for q in names
-        ]
+        return await inspector.dead.page(names, offset=offset, limit=limit, task_name=task_name)
 
-    for total, records in inspect(ctx, read):
-        for record in records:
-            error = record.error or {}
-            message = f"{error.get('type', '')}: {error.get('message', '')}".strip(": ")
-            click.echo(f"{record.id}\t{record.name}\t{record.reason}\t{message}")
-        if total > len(records) + offset:
-            click.echo(f"... {total - len(records) - offset} more", err=True)
+    total, records = inspect(ctx, read)
+    for record in records:
+        error = record.error or {}
+        message = f"{error.get('type', '')}: {error.get('message', '')}".strip(": ")
+        click.echo(f"{record.id}\t{record.name}\t{record.reason}\t{message}")
+    if total > len(records) + offset:
+        click.echo(f"... {total - len(records) - offset} more", err=True)
 
 
 @dlq.command("show")
@@ -50,8 +47,8 @@ def show_dead(ctx: Context, task_id: str) -> None:
     """Print one dead letter's record, traceback included, as JSON."""
 
     async def read(inspector: Inspector) -> TaskRecord:
-        record = await inspector.task(task_id)
-        if record is None or record.state is not TaskState.DEAD:
+        record = await inspector.dead.get(task_id)
+        if record is None:
             raise TaskNotFoundError(f"no dead letter {task_id}")
         return record
 
@@ -77,9 +74,9 @@ def retry_dead(
 
     async def replay(inspector: Inspector) -> int:
         if task_ids:
-            return len(await inspector.replay(task_ids))
+            return len(await inspector.dead.replay(task_ids))
         names = [queue] if queue else await inspector.queue_names()
-        return sum([await inspector.replay_all(q, task_name) for q in names])
+        return await inspector.dead.replay_all(names, task_name)
 
     count = inspect(ctx, replay)
     click.echo(f"requeued {count} dead letters")
@@ -92,7 +89,7 @@ def retry_dead(
 @pass_context
 def delete_dead(ctx: Context, task_ids: tuple[str, ...]) -> None:
     """Delete dead letters by id."""
-    count = inspect(ctx, lambda i: i.delete(task_ids))
+    count = inspect(ctx, lambda i: i.dead.delete(task_ids))
     click.echo(f"deleted {count} dead letters")
     if count < len(task_ids):
         raise click.ClickException(f"{len(task_ids) - count} of the ids were not dead letters")
@@ -109,6 +106,6 @@ def purge_dead(ctx: Context, queue: str | None, yes: bool) -> None:
 
     async def purge(inspector: Inspector) -> int:
         names = [queue] if queue else await inspector.queue_names()
-        return sum([await inspector.purge(q) for q in names])
+        return await inspector.dead.purge(names)
 
     click.echo(f"purged {inspect(ctx, purge)} dead letters")

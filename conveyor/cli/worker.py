@@ -12,6 +12,7 @@ import click
 from conveyor.app import Conveyor
 from conveyor.cli.root import Context, pass_context, run_operation
 from conveyor.errors import ConfigurationError
+from conveyor.metrics import DEFAULT_PORT
 from conveyor.worker.runtime import Worker
 
 
@@ -44,6 +45,11 @@ def load_app(spec: str) -> Conveyor:
 @click.option("--shutdown-grace", type=click.FloatRange(min=0), envvar="CONVEYOR_SHUTDOWN_GRACE",
               help="Seconds running tasks may finish after SIGTERM (default 25).")  # fmt: skip
 @click.option("--worker-id", help="Name in logs and the registry (default host-pid-random).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=DEFAULT_PORT,
+              show_default=True, envvar="CONVEYOR_METRICS_PORT",
+              help="Serve Prometheus metrics on this port; 0 turns the exporter off.")  # fmt: skip
+@click.option("--metrics-host", default="0.0.0.0", show_default=True,
+              envvar="CONVEYOR_METRICS_HOST", help="Interface the exporter binds.")  # fmt: skip
 @pass_context
 def worker(
     ctx: Context,
@@ -54,6 +60,8 @@ def worker(
     lease_timeout: float | None,
     shutdown_grace: float | None,
     worker_id: str | None,
+    metrics_port: int,
+    metrics_host: str,
 ) -> None:
     """Process tasks of MODULE:APP (e.g. myapp.tasks:app) until SIGTERM or SIGINT.
 
@@ -74,6 +82,7 @@ def worker(
         runner = Worker(
             app, queues, concurrency=concurrency, processes=processes,
             worker_id=worker_id, handle_signals=True,
+            metrics_port=metrics_port, metrics_host=metrics_host,
         )  # fmt: skip
         asyncio.run(runner.run())
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from conveyor import serializers
+from conveyor import metrics, serializers
 from conveyor.broker.ops import ClaimedTask, encode_error
+from conveyor.broker.scripts import Call
 from conveyor.context import TaskContext
 from conveyor.errors import (
     ConveyorError,
@@ -115,14 +117,16 @@ class Executor:
         self.processes.shutdown()
 
     async def _run(self, task: ClaimedTask) -> None:
+        metrics.TASK_WAIT.labels(task.queue).observe(_waited(task))
         try:
             try:
                 invocation = self._decode(task)
             except Undeliverable as exc:
                 log.error("task %s is undeliverable (%s): %s", task.id, exc.reason, exc)
-                error = encode_error(exc, "")
-                self.completer.submit(task, self.ops.dead_letter(task, exc.reason, error))
+                call = self.ops.dead_letter(task, exc.reason, encode_error(exc, ""))
+                self._finish(task, call, "dead")
                 return
+            started = time.perf_counter()
             try:
                 result = await self._invoke(task, invocation)
             except asyncio.CancelledError:
@@ -132,8 +136,10 @@ class Executor:
                 log.error("task %s: %s", task.id, exc)
                 self.completer.submit(task, self.ops.requeue(task, crashed=True))
             except BaseException as exc:  # a handler's SystemExit is its failure, not ours
+                self._observe(task, started)
                 self._failed(task, invocation.definition, exc)
             else:
+                self._observe(task, started)
                 self._succeeded(task, result)
         finally:
             del self.running[task.id]
@@ -189,32 +195,42 @@ class Executor:
             encoded = serializers.dumps(result)
         except SerializationError as exc:
             log.error("task %s returned a result that is not JSON: %s", task.id, exc)
-            error = encode_error(exc, "")
-            self.completer.submit(
-                task, self.ops.dead_letter(task, "result not serializable", error)
-            )
+            call = self.ops.dead_letter(task, "result not serializable", encode_error(exc, ""))
+            self._finish(task, call, "dead")
             return
-        self.completer.submit(task, self.ops.ack(task, encoded), functools.partial(_stale, task))
+        self._finish(task, self.ops.ack(task, encoded), "succeeded")
 
     def _failed(self, task: ClaimedTask, definition: TaskDefinition, exc: BaseException) -> None:
         error = encode_error(exc, "".join(traceback.format_exception(exc)))
         delay = definition.retry_policy(task.max_retries).next_delay(exc, task.failures)
+        name = type(exc).__name__
         if delay is not None:
-            log.info(
-                "task %s failed (%s: %s); retry in %.2fs", task.id, type(exc).__name__, exc, delay
-            )
-            self.completer.submit(
-                task, self.ops.retry(task, delay, error), functools.partial(_stale, task)
-            )
+            log.info("task %s failed (%s: %s); retry in %.2fs", task.id, name, exc, delay)
+            self._finish(task, self.ops.retry(task, delay, error), "retried")
             return
         reason = "timeout" if isinstance(exc, TaskTimeoutError) else "error"
         keep = definition.dead_letter
-        log.warning("task %s failed for good (%s: %s)", task.id, type(exc).__name__, exc)
+        log.warning("task %s failed for good (%s: %s)", task.id, name, exc)
         call = self.ops.dead_letter(task, reason, error, keep=keep)
-        self.completer.submit(task, call, functools.partial(_stale, task))
+        self._finish(task, call, "dead" if keep else "failed")
+
+    def _finish(self, task: ClaimedTask, call: Call, outcome: str) -> None:
+        """Queue the outcome's script; count it once Redis accepted it."""
+
+        def written(reply: Any) -> None:
+            if reply:
+                metrics.TASKS_PROCESSED.labels(task.queue, task.name, outcome).inc()
+            else:  # the fencing token was stale: another worker owns the task now
+                log.warning("task %s: lease lost before its outcome was written; dropped", task.id)
+
+        self.completer.submit(task, call, written)
+
+    def _observe(self, task: ClaimedTask, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        metrics.TASK_DURATION.labels(task.queue, task.name).observe(elapsed)
 
 
-def _stale(task: ClaimedTask, reply: Any) -> None:
-    """Log an outcome Redis refused: the lease was lost and another worker owns the task."""
-    if reply == 0:
-        log.warning("task %s: lease lost before its outcome was written; outcome dropped", task.id)
+def _waited(task: ClaimedTask) -> float:
+    """Seconds from enqueue (or the due time of a delayed task or retry) to this claim."""
+    ready = max(task.enqueued_at_ms, task.due_at_ms or 0)
+    return max(0.0, (task.claimed_at_ms - ready) / 1000)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.health import durability_findings
+from conveyor.broker.sync_broker import SyncBroker
+from conveyor.metrics import Exporter
 from conveyor.worker import signals
 from conveyor.worker.completer import Completer
 from conveyor.worker.executor import Executor
@@ -47,6 +49,8 @@ class Worker:
         concurrency: tasks run at once (default: settings.concurrency).
         processes: child processes for `executor="process"` tasks (default: CPU count).
         handle_signals: install SIGINT/SIGTERM handlers (the CLI does).
+        metrics_port: serve Prometheus metrics on this port (None or 0: no exporter).
+        metrics_host: the interface the exporter binds.
     """
 
     def __init__(
@@ -58,6 +62,8 @@ class Worker:
         processes: int | None = None,
         worker_id: str | None = None,
         handle_signals: bool = False,
+        metrics_port: int | None = None,
+        metrics_host: str = "0.0.0.0",
     ) -> None:
         self.app = app
         self.settings = app.settings
@@ -66,6 +72,8 @@ class Worker:
         self.processes = processes or os.cpu_count() or 1
         self.id = worker_id or new_worker_id()
         self.handle_signals = handle_signals
+        self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
         self._stopping: asyncio.Event | None = None
         self._hurry: asyncio.Event | None = None
 
@@ -87,6 +95,7 @@ class Worker:
         executor = Executor(self.app, completer, self.id, self.concurrency, self.processes)
         names = self.queues.names
         uninstall = signals.install(self.stop) if self.handle_signals else None
+        exporter = self._start_exporter()
         try:
             await self._preflight(broker)
             heartbeat = Heartbeat(broker, leases, self.id, self._describe())
@@ -109,8 +118,17 @@ class Worker:
         finally:
             if uninstall:
                 uninstall()
+            if exporter is not None:
+                exporter.stop()
+                exporter.collector.broker.close()
             await broker.close()
         log.info("worker %s stopped", self.id)
+
+    def _start_exporter(self) -> Exporter | None:
+        if not self.metrics_port:
+            return None
+        exporter = Exporter(SyncBroker(self.settings), self.queues.names)
+        return exporter if exporter.start(self.metrics_port, self.metrics_host) else None
 
     async def _preflight(self, broker: AsyncBroker) -> None:
         try:

@@ -108,8 +108,8 @@ def test_global_keys_carry_the_prefix() -> None:
     keys = GlobalKeys("pfx")
     assert [keys.queues, keys.workers, keys.worker("w-1")] == [
         "pfx:queues",
-        "pfx:workers",
-        "pfx:worker:w-1",
+        "pfx:{workers}:index",
+        "pfx:{workers}:worker:w-1",
     ]
 
 

@@ -20,6 +20,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         CONVEYOR_REDIS_URL=settings.redis_url,
         CONVEYOR_PREFIX=settings.prefix,
         CONVEYOR_LEASE_TIMEOUT=str(settings.lease_timeout),
+        CONVEYOR_METRICS_PORT="0",
         CONVEYOR_RETRY_BACKOFF_BASE=str(settings.retry_backoff_base),
         CONVEYOR_RETRY_BACKOFF_CAP=str(settings.retry_backoff_cap),
         PYTHONPATH=str(ROOT),

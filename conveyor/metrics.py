@@ -1,0 +1,141 @@
+"""Prometheus metrics: task counters and histograms, queue gauges read from Redis at scrape
+time, and the exporter a worker serves on :2112.
+
+Counters live in the process that counts (a producer counts its enqueues, a worker its
+outcomes). With PROMETHEUS_MULTIPROC_DIR set, prometheus_client keeps them in files that
+the `--workers N` supervisor sums, so several processes report correct totals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator, Sequence
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
+
+from conveyor.broker.ops import Operations
+from conveyor.broker.sync_broker import SyncBroker
+from conveyor.errors import ConveyorError
+
+log = logging.getLogger("conveyor.metrics")
+
+#: Default port of a worker's exporter (the seeds' choice).
+DEFAULT_PORT = 2112
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+                    60, 120, 300, 600)  # fmt: skip
+
+TASKS_ENQUEUED = Counter(
+    "conveyor_tasks_enqueued", "Tasks enqueued by this process.", ["queue", "task"]
+)
+TASKS_PROCESSED = Counter(
+    "conveyor_tasks_processed",
+    "Attempts that ended, by outcome: succeeded, failed, retried or dead.",
+    ["queue", "task", "outcome"],
+)
+TASK_DURATION = Histogram(
+    "conveyor_task_duration_seconds",
+    "Time a handler ran, per attempt.",
+    ["queue", "task"],
+    buckets=_LATENCY_BUCKETS,
+)
+TASK_WAIT = Histogram(
+    "conveyor_task_wait_seconds",
+    "Time from enqueue (or due time) to the start of the first attempt's claim.",
+    ["queue"],
+    buckets=_LATENCY_BUCKETS,
+)
+
+
+def count_enqueued(labels: Iterable[tuple[str, str]]) -> None:
+    """Count enqueued tasks by (queue, task), one increment per distinct pair."""
+    for (queue, task), n in Tally(labels).items():
+        TASKS_ENQUEUED.labels(queue, task).inc(n)
+
+
+class QueueCollector(Collector):
+    """Gauges read from Redis at each scrape: depth per state, lag, and live workers."""
+
+    def __init__(self, broker: SyncBroker, queues: Sequence[str] | None = None) -> None:
+        self.broker = broker
+        self.ops: Operations = broker.ops
+        self.queues = queues
+
+    def describe(self) -> Iterator[Metric]:
+        """The gauge families, without reading Redis (registration must not do I/O)."""
+        return iter(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        depth, lag, workers = self._families()
+        try:
+            names = list(self.queues) if self.queues else self.broker.run(self.ops.queue_names())
+            stats = self.broker.run(self.ops.queue_stats(names)) if names else []
+            alive = self._workers_per_queue()
+        except ConveyorError as exc:  # a scrape must not fail because Redis is down
+            log.warning("queue gauges unavailable: %s", exc)
+            return
+        for s in stats:
+            for state in ("pending", "active", "scheduled", "dead"):
+                depth.add_metric([s.name, state], getattr(s, state))
+            lag.add_metric([s.name], s.lag_seconds)
+            workers.add_metric([s.name], alive.get(s.name, 0))
+        yield from (depth, lag, workers)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        depth = GaugeMetricFamily(
+            "conveyor_queue_depth", "Tasks per queue and state.", labels=["queue", "state"]
+        )
+        lag = GaugeMetricFamily(
+            "conveyor_queue_lag_seconds",
+            "How long the next pending task has waited (autoscaling signal).",
+            labels=["queue"],
+        )
+        workers = GaugeMetricFamily(
+            "conveyor_workers", "Workers alive by heartbeat, per queue.", labels=["queue"]
+        )
+        return depth, lag, workers
+
+    def _workers_per_queue(self) -> Tally[str]:
+        counts: Tally[str] = Tally()
+        for info in self.broker.run(self.ops.workers()):
+            counts.update(info.get("queues", []))
+        return counts
+
+
+class Exporter:
+    """Serves a registry plus the queue gauges at http://host:port/metrics from a daemon
+    thread (prometheus_client's server). Metrics never stop a worker: a taken port is
+    logged and the worker runs on without them."""
+
+    def __init__(
+        self,
+        broker: SyncBroker,
+        queues: Sequence[str] | None = None,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self.collector = QueueCollector(broker, queues)
+        self.registry = registry
+        self._server: WSGIServer | None = None
+
+    def start(self, port: int, host: str = "0.0.0.0") -> bool:
+        """Start serving; False if the port could not be bound."""
+        try:
+            self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            log.warning("metrics exporter not started on %s:%d: %s", host, port, exc)
+            return False
+        self.registry.register(self.collector)
+        log.info("metrics on http://%s:%d/metrics", host, port)
+        return True
+
+    def stop(self) -> None:
+        """Stop serving and forget the queue gauges."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self.registry.unregister(self.collector)
+            self._server = None
