@@ -42,7 +42,8 @@ class Inspector:
         """Pause (no worker claims from it) or resume a queue."""
         k = self.ops.queue_keys(queue)
         call = Call.command("SET", k.paused, 1) if paused else Call.command("DEL", k.paused)
-        await self.broker.execute([call])
+        # a queue paused before its first task is still listed, so it can be resumed
+        await self.broker.execute([call, Call.command("SADD", self.ops.keys.queues, queue)])
 
     async def task(self, task_id: str) -> TaskRecord | None:
         """A task record by id, or None (unknown, expired, or not a task id)."""

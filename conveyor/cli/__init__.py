@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from conveyor.cli import dead, demo, queues, tasks, worker
+from conveyor.cli import api, dead, demo, queues, tasks, worker
 from conveyor.cli.root import cli
 
 for command in (
     worker.worker,
+    api.api,
     tasks.enqueue,
     tasks.status,
     tasks.cancel,

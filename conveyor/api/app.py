@@ -1,0 +1,68 @@
+"""create_app(): the FastAPI application; its lifespan owns the Redis connections."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client.registry import CollectorRegistry
+
+from conveyor import __version__
+from conveyor.api import errors
+from conveyor.api.config import ApiSettings
+from conveyor.api.deps import ApiState
+from conveyor.api.limits import BodyLimit
+from conveyor.api.routes import compat, dead, queues, system, tasks
+from conveyor.api.schemas import ErrorOut
+from conveyor.app import Conveyor
+from conveyor.broker.inspect import Inspector
+from conveyor.broker.sync_broker import SyncBroker
+from conveyor.metrics import QueueCollector
+from conveyor.settings import Settings
+
+#: Error answers every route may give, documented once for the OpenAPI schema.
+COMMON_ERRORS: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (400, "The body is not valid JSON"),
+        (401, "A bearer token is required"),
+        (403, "The token's scope does not allow this"),
+        (413, "The body is over the size limit"),
+        (422, "A field is invalid; the details name it"),
+        (500, "Unexpected error (logged; no traceback is sent)"),
+        (503, "Redis is unavailable; nothing was stored"),
+    )
+}
+
+
+def create_app(settings: Settings | None = None, api: ApiSettings | None = None) -> FastAPI:
+    """The API for the deployment described by `settings` (default: from the environment)."""
+    settings = settings or Settings.from_env()
+    api = api or ApiSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        conveyor = Conveyor(settings=settings)
+        gauges = CollectorRegistry()
+        metrics_broker = SyncBroker(settings)
+        gauges.register(QueueCollector(metrics_broker))
+        app.state.conveyor = ApiState(conveyor, Inspector(conveyor.async_broker()), api, gauges)
+        try:
+            yield
+        finally:
+            await conveyor.aclose()
+            metrics_broker.close()
+
+    app = FastAPI(
+        title="Conveyor",
+        version=__version__,
+        summary="Enqueue tasks, read their state, administer queues and dead letters.",
+        lifespan=lifespan,
+        responses=COMMON_ERRORS,
+    )
+    errors.install(app)
+    for module in (compat, tasks, queues, dead, system):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
+    return app

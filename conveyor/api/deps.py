@@ -1,0 +1,44 @@
+"""What routes depend on: the shared state, and the scope checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from prometheus_client.registry import CollectorRegistry
+
+from conveyor.api.config import ApiSettings, Scope
+from conveyor.api.security import authorize
+from conveyor.app import Conveyor
+from conveyor.broker.inspect import Inspector
+
+
+@dataclass(slots=True)
+class ApiState:
+    """Owned by the app's lifespan: one Redis client pool for the process."""
+
+    conveyor: Conveyor
+    inspector: Inspector
+    settings: ApiSettings
+    gauges: CollectorRegistry
+
+
+def state(request: Request) -> ApiState:
+    """The API's state (a dependency)."""
+    current: ApiState = request.app.state.conveyor
+    return current
+
+
+#: The state, as a route parameter: `api: Api`.
+Api = Annotated[ApiState, Depends(state)]
+
+
+def require_read(request: Request) -> None:
+    """Any valid token (when tokens are configured)."""
+    authorize(request, state(request).settings.tokens, Scope.READ)
+
+
+def require_write(request: Request) -> None:
+    """A token with the write scope (when tokens are configured)."""
+    authorize(request, state(request).settings.tokens, Scope.WRITE)

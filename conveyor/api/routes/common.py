@@ -1,0 +1,45 @@
+"""Helpers shared by the task routes: body to Message, and the allow-list."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from conveyor.api.config import ApiSettings
+from conveyor.api.errors import ApiError
+from conveyor.api.schemas import Enqueued, NewTaskIn
+from conveyor.task import Message, TaskHandle
+
+
+def check_allowed(name: str, api: ApiSettings, field: str) -> None:
+    """422 if an allow-list is configured and `name` is not on it."""
+    if api.allowed_tasks is not None and name not in api.allowed_tasks:
+        detail = [{"field": field, "message": "this task name is not accepted by this API"}]
+        raise ApiError(422, "task_not_allowed", f"task {name!r} is not accepted", detail)
+
+
+def to_message(body: NewTaskIn, api: ApiSettings, field: str = "name") -> Message:
+    """The Message for a validated body; `payload` becomes the one positional argument."""
+    check_allowed(body.name, api, field)
+    args = (body.payload,) if "payload" in body.model_fields_set else tuple(body.args or ())
+    return Message(
+        name=body.name,
+        args=args,
+        kwargs=body.kwargs or {},
+        queue=body.queue,
+        delay=body.delay,
+        eta=body.eta,
+        priority=body.priority,
+        idempotency_key=body.idempotency_key,
+        max_retries=body.max_retries,
+        timeout=body.timeout,
+    )
+
+
+def enqueued(handle: TaskHandle, message: Message) -> Enqueued:
+    """The answer for one enqueued (or replayed) task."""
+    later = (message.delay or 0) > 0 or (
+        message.eta is not None and message.eta > datetime.now(UTC)
+    )
+    return Enqueued(
+        id=handle.id, status="scheduled" if later else "queued", replayed=handle.replayed
+    )

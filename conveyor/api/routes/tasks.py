@@ -1,0 +1,77 @@
+"""`/v1/tasks`: enqueue one or a batch, read a task, cancel it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+
+from conveyor.api.deps import Api, require_read, require_write
+from conveyor.api.errors import ApiError
+from conveyor.api.routes.common import enqueued, to_message
+from conveyor.api.schemas import (
+    BatchIn,
+    BatchOut,
+    Cancelled,
+    Enqueued,
+    ErrorOut,
+    NewTaskIn,
+    TaskOut,
+)
+from conveyor.errors import TaskConflictError, TaskNotFoundError
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorOut, "description": "Unknown or expired task"}
+}
+
+
+@router.post("", status_code=202, response_model=Enqueued, dependencies=[Depends(require_write)])
+async def create_task(body: NewTaskIn, response: Response, api: Api) -> Enqueued:
+    """Enqueue a task. With an idempotency key already used within its window, nothing is
+    enqueued and the first task's id comes back with `replayed: true`."""
+    message = to_message(body, api.settings)
+    [handle] = await api.conveyor.enqueue_many_async([message])
+    response.headers["Location"] = f"/v1/tasks/{handle.id}"
+    if handle.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return enqueued(handle, message)
+
+
+@router.post(
+    "/batch", status_code=202, response_model=BatchOut, dependencies=[Depends(require_write)]
+)
+async def create_batch(body: BatchIn, api: Api) -> BatchOut:
+    """Enqueue many tasks in one Redis round trip; answers in the same order."""
+    limit = api.settings.max_batch
+    if len(body.tasks) > limit:
+        detail = [{"field": "tasks", "message": f"at most {limit} tasks per batch"}]
+        raise ApiError(422, "batch_too_large", f"a batch holds at most {limit} tasks", detail)
+    messages = [to_message(t, api.settings, f"tasks.{i}.name") for i, t in enumerate(body.tasks)]
+    handles = await api.conveyor.enqueue_many_async(messages)
+    return BatchOut(tasks=[enqueued(h, m) for h, m in zip(handles, messages, strict=True)])
+
+
+@router.get(
+    "/{task_id}", response_model=TaskOut, responses=NOT_FOUND, dependencies=[Depends(require_read)]
+)
+async def get_task(task_id: str, api: Api) -> TaskOut:
+    """A task's record: state, attempts, times, worker, last error, result."""
+    record = await api.inspector.task(task_id)
+    if record is None:
+        raise TaskNotFoundError(f"no task {task_id} (never enqueued, or expired)")
+    return TaskOut.of(record)
+
+
+@router.delete(
+    "/{task_id}",
+    response_model=Cancelled,
+    responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "Active or finished"}},
+    dependencies=[Depends(require_write)],
+)
+async def cancel_task(task_id: str, api: Api) -> Cancelled:
+    """Cancel a pending or scheduled task (409 once it is active or finished)."""
+    cancelled, previous = await api.inspector.cancel(task_id)
+    if not previous:
+        raise TaskNotFoundError(f"no task {task_id}")
+    if not cancelled:
+        raise TaskConflictError(task_id, previous, "cancel")
+    return Cancelled(id=task_id)

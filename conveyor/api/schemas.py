@@ -1,0 +1,206 @@
+"""Request and response models of the HTTP API (pydantic lives only at this edge)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from conveyor.app import PRIORITY_RANGE
+from conveyor.broker.keys import QUEUE_NAME, TASK_NAME
+from conveyor.model import TaskRecord, TaskState
+
+TaskName = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=f"^{TASK_NAME.pattern}$", examples=["send-email"]),
+]
+QueueName = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=f"^{QUEUE_NAME.pattern}$", examples=["emails"])
+]
+#: Ten years: a longer delay is a mistake, not a schedule.
+MAX_DELAY = 10 * 365 * 24 * 3600.0
+
+
+class Strict(BaseModel):
+    """Unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- seed-compatible ---------------------------------------------------------------------
+
+
+class SeedTask(BaseModel):
+    """The seeds' body: a task type and any JSON payload (passed as the one argument)."""
+
+    type: TaskName
+    payload: Any = None
+
+
+class SeedQueued(BaseModel):
+    status: Literal["queued"] = "queued"
+    task_id: str
+
+
+class QueueOut(BaseModel):
+    name: str
+    pending: int
+    active: int
+    scheduled: int
+    dead: int
+    paused: bool
+    lag_seconds: float = Field(description="How long the next pending task has waited.")
+
+
+class SeedStats(BaseModel):
+    """The seeds' counters summed over queues, plus per-queue detail."""
+
+    pending: int
+    processing: int
+    dead_letter: int
+    scheduled: int
+    queues: dict[str, QueueOut]
+
+
+# -- tasks -------------------------------------------------------------------------------
+
+
+class NewTaskIn(Strict):
+    """A task to enqueue. `payload` is passed as the handler's one positional argument;
+    `args`/`kwargs` give full control. Use `delay` (seconds) or `eta`, not both."""
+
+    name: TaskName
+    payload: Any = None
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    queue: QueueName | None = None
+    delay: Annotated[float, Field(ge=0, le=MAX_DELAY)] | None = None
+    eta: datetime | None = None
+    priority: Annotated[int, Field(ge=PRIORITY_RANGE.start, le=PRIORITY_RANGE.stop - 1)] = 0
+    max_retries: Annotated[int, Field(ge=0, le=1000)] | None = None
+    timeout: Annotated[float, Field(gt=0, le=MAX_DELAY)] | None = None
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> NewTaskIn:
+        if self.payload is not None and self.args is not None:
+            raise ValueError("give payload or args, not both")
+        if self.delay is not None and self.eta is not None:
+            raise ValueError("give delay or eta, not both")
+        if self.eta is not None and self.eta.tzinfo is None:
+            raise ValueError("eta needs a time zone, e.g. 2030-01-01T00:00:00Z")
+        return self
+
+
+class Enqueued(BaseModel):
+    id: str
+    status: Literal["queued", "scheduled"]
+    replayed: bool = Field(description="True when the idempotency key matched an earlier task.")
+
+
+class BatchIn(Strict):
+    tasks: Annotated[list[NewTaskIn], Field(min_length=1)]
+
+
+class BatchOut(BaseModel):
+    tasks: list[Enqueued]
+
+
+class TaskOut(BaseModel):
+    """A task record; times are ISO 8601 in UTC."""
+
+    id: str
+    queue: str
+    name: str
+    state: TaskState
+    args: list[Any]
+    kwargs: dict[str, Any]
+    priority: int
+    attempts: int
+    failures: int
+    crashes: int
+    token: int
+    enqueued_at: datetime | None
+    due_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+    error: dict[str, Any] | None
+    result: Any
+    max_retries: int | None
+    timeout: float | None
+    idempotency_key: str | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, record: TaskRecord) -> TaskOut:
+        return cls.model_validate(record, from_attributes=True)
+
+
+class Cancelled(BaseModel):
+    id: str
+    state: Literal["cancelled"] = "cancelled"
+
+
+# -- queues, dead letters, workers -------------------------------------------------------
+
+
+class QueuesOut(BaseModel):
+    queues: list[QueueOut]
+
+
+class DeadPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[TaskOut]
+
+
+class ReplayIn(Strict):
+    """Which dead letters to requeue: every queue and task name unless narrowed."""
+
+    queue: QueueName | None = None
+    task: TaskName | None = None
+
+
+class Requeued(BaseModel):
+    requeued: int
+
+
+class Deleted(BaseModel):
+    deleted: int
+
+
+class WorkerOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    host: str | None = None
+    pid: int | None = None
+    queues: list[str] = []
+    concurrency: int | None = None
+    started_at: float | None = None
+
+
+class WorkersOut(BaseModel):
+    workers: list[WorkerOut]
+
+
+class Health(BaseModel):
+    status: str
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["not_found"])
+    message: str
+    details: Any = None
+
+
+class ErrorOut(BaseModel):
+    """Every error answer has this shape."""
+
+    error: ErrorDetail
