@@ -13,6 +13,8 @@ from conveyor.app import Conveyor
 from conveyor.cli.root import Context, pass_context, run_operation
 from conveyor.errors import ConfigurationError
 from conveyor.metrics import DEFAULT_PORT
+from conveyor.worker.pool import WorkerPool
+from conveyor.worker.queues import QueueSelection
 from conveyor.worker.runtime import Worker
 
 
@@ -44,6 +46,9 @@ def load_app(spec: str) -> Conveyor:
               help="Seconds before a dead worker's tasks are recovered (default 30).")  # fmt: skip
 @click.option("--shutdown-grace", type=click.FloatRange(min=0), envvar="CONVEYOR_SHUTDOWN_GRACE",
               help="Seconds running tasks may finish after SIGTERM (default 25).")  # fmt: skip
+@click.option("-w", "--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              envvar="CONVEYOR_WORKERS",
+              help="Worker processes, supervised; their metrics are summed.")  # fmt: skip
 @click.option("--worker-id", help="Name in logs and the registry (default host-pid-random).")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=DEFAULT_PORT,
               show_default=True, envvar="CONVEYOR_METRICS_PORT",
@@ -59,6 +64,7 @@ def worker(
     processes: int | None,
     lease_timeout: float | None,
     shutdown_grace: float | None,
+    workers: int,
     worker_id: str | None,
     metrics_port: int,
     metrics_host: str,
@@ -67,18 +73,30 @@ def worker(
 
     The first signal drains: no new claims, running tasks get the grace period, the
     rest go back to pending at once. A second signal stops right away, losing nothing.
+    With --workers N, a supervisor runs N such processes and restarts any that dies.
     """
 
     def start() -> None:
         app = load_app(app_spec)
-        overrides = {"lease_timeout": lease_timeout, "shutdown_grace": shutdown_grace}
+        overrides = {
+            "lease_timeout": lease_timeout,
+            "shutdown_grace": shutdown_grace,
+            "redis_url": ctx.redis_url,
+            "prefix": ctx.prefix,
+        }
         changed = {k: v for k, v in overrides.items() if v is not None}
-        if ctx.redis_url or ctx.prefix or changed:
-            app.settings = app.settings.replace(
-                **changed,
-                **({"redis_url": ctx.redis_url} if ctx.redis_url else {}),
-                **({"prefix": ctx.prefix} if ctx.prefix else {}),
-            )
+        app.settings = app.settings.replace(**changed)
+        if workers > 1:
+            child = [app_spec, "--queues", queues, "--workers", "1", "--metrics-port", "0"]
+            for flag, value in (("--concurrency", concurrency), ("--processes", processes),
+                                ("--lease-timeout", lease_timeout),
+                                ("--shutdown-grace", shutdown_grace)):  # fmt: skip
+                child += [flag, str(value)] if value is not None else []
+            pool = WorkerPool(
+                child, workers, app.settings, QueueSelection.parse(queues).names,
+                metrics_port, metrics_host,
+            )  # fmt: skip
+            sys.exit(pool.run())
         runner = Worker(
             app, queues, concurrency=concurrency, processes=processes,
             worker_id=worker_id, handle_signals=True,

@@ -1,0 +1,127 @@
+"""`conveyor worker --workers N`: a supervisor of N worker processes.
+
+It starts them, restarts any that dies (a worker lost mid-task loses nothing: its leases
+expire and the tasks run elsewhere), forwards SIGTERM/SIGINT so each drains as a single
+worker would, and serves their summed metrics (prometheus_client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from prometheus_client import multiprocess
+from prometheus_client.registry import CollectorRegistry
+
+from conveyor.broker.sync_broker import SyncBroker
+from conveyor.metrics import Exporter
+from conveyor.settings import Settings
+
+log = logging.getLogger("conveyor.pool")
+
+#: A child that dies sooner than this after its start is restarted only after a pause.
+MIN_UPTIME = 5.0
+POLL = 0.2
+
+
+class WorkerPool:
+    """Runs `count` copies of a `conveyor worker` command line until told to stop."""
+
+    def __init__(
+        self,
+        child_args: Sequence[str],
+        count: int,
+        settings: Settings,
+        queues: Sequence[str],
+        metrics_port: int = 0,
+        metrics_host: str = "0.0.0.0",
+    ) -> None:
+        self.child_args = list(child_args)
+        self.count = count
+        self.settings = settings
+        self.queues = list(queues)
+        self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
+        self.children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
+        self._signals: list[int] = []
+
+    def run(self) -> int:
+        """Supervise until SIGTERM/SIGINT and every child has exited; 0 if all exited 0."""
+        metrics_dir = tempfile.mkdtemp(prefix="conveyor-metrics-")
+        env = {
+            **os.environ,
+            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+            "CONVEYOR_METRICS_PORT": "0",
+            "CONVEYOR_REDIS_URL": self.settings.redis_url,
+            "CONVEYOR_PREFIX": self.settings.prefix,
+        }
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        exporter = self._exporter(metrics_dir)
+        try:
+            for slot in range(self.count):
+                self._start(slot, env)
+            return self._supervise(env, metrics_dir)
+        finally:
+            if exporter is not None:
+                exporter.stop()
+                exporter.collector.broker.close()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    def _exporter(self, metrics_dir: str) -> Exporter | None:
+        if not self.metrics_port:
+            return None
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
+        exporter = Exporter(SyncBroker(self.settings), self.queues, registry)
+        return exporter if exporter.start(self.metrics_port, self.metrics_host) else None
+
+    def _start(self, slot: int, env: dict[str, str]) -> None:
+        command = [sys.executable, "-m", "conveyor", "worker", *self.child_args]
+        process = subprocess.Popen(command, env={**env, "CONVEYOR_POOL_SLOT": str(slot)})
+        self.children[slot] = (process, time.monotonic())
+        log.info("worker process %d started (pid %d)", slot, process.pid)
+
+    def _supervise(self, env: dict[str, str], metrics_dir: str) -> int:
+        forwarded = 0
+        while True:
+            while forwarded < len(self._signals):  # each signal reaches every child once
+                for process, _ in self.children.values():
+                    if process.poll() is None:
+                        process.send_signal(self._signals[forwarded])
+                forwarded += 1
+            if self._signals and all(p.poll() is not None for p, _ in self.children.values()):
+                codes = [p.returncode for p, _ in self.children.values()]
+                log.info("all worker processes stopped (exit codes %s)", codes)
+                # a child still starting up dies of the forwarded signal itself: it held
+                # no task yet, so that is a clean stop too
+                clean = {0, *(-s for s in self._signals)}
+                return 0 if all(code in clean for code in codes) else 1
+            if not self._signals:
+                self._restart_dead(env, metrics_dir)
+            time.sleep(POLL)
+
+    def _restart_dead(self, env: dict[str, str], metrics_dir: str) -> None:
+        for slot, (process, started) in list(self.children.items()):
+            if process.poll() is None:
+                continue
+            multiprocess.mark_process_dead(process.pid, metrics_dir)  # type: ignore[no-untyped-call]
+            uptime = time.monotonic() - started
+            log.error("worker process %d (pid %d) exited with %s after %.1fs; restarting",
+                      slot, process.pid, process.returncode, uptime)  # fmt: skip
+            if uptime < MIN_UPTIME:
+                time.sleep(min(MIN_UPTIME - uptime, 2.0))  # no hot crash loop
+            self._start(slot, env)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals.append(signum)
+        what = "stopping now" if len(self._signals) > 1 else "draining"
+        log.warning("%s received: %s every worker process", signal.Signals(signum).name, what)
