@@ -12,7 +12,7 @@ from conveyor import metrics, serializers
 from conveyor.backoff import ExceptionTypes
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.keys import validate_queue_name, validate_task_name
-from conveyor.broker.ops import EnqueueResult, NewTask
+from conveyor.broker.records import EnqueueResult, NewTask
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.errors import ConfigurationError, TaskConflictError, TaskNotFoundError
 from conveyor.ids import is_task_id, new_task_id

@@ -8,7 +8,7 @@ from typing import Any
 
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.deadletters import DeadLetters
-from conveyor.broker.ops import QueueStats
+from conveyor.broker.records import QueueStats
 from conveyor.broker.scripts import Call
 from conveyor.ids import is_task_id
 from conveyor.model import TaskRecord

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from conveyor import metrics, serializers
-from conveyor.broker.ops import ClaimedTask, encode_error
+from conveyor.broker.ops import encode_error
+from conveyor.broker.records import ClaimedTask
 from conveyor.broker.scripts import Call
 from conveyor.context import TaskContext
 from conveyor.errors import (
@@ -221,7 +222,7 @@ class Executor:
             if reply:
                 metrics.TASKS_PROCESSED.labels(task.queue, task.name, outcome).inc()
             else:  # the fencing token was stale: another worker owns the task now
-                log.warning("task %s: lease lost before its outcome was written; dropped", task.id)
+                log.warning("task %s: lease lost; outcome dropped (another worker owns it)", task.id)
 
         self.completer.submit(task, call, written)
 

@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from conveyor.broker.async_broker import AsyncBroker
-from conveyor.broker.ops import ClaimedTask
+from conveyor.broker.records import ClaimedTask
 from conveyor.errors import BrokerUnavailableError
 from conveyor.worker.executor import Executor
 from conveyor.worker.leases import Leases

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from conveyor.broker.ops import ClaimedTask
+from conveyor.broker.records import ClaimedTask
 
 
 class Leases:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import redis
 
 from conveyor.broker.keys import QueueKeys
-from conveyor.broker.ops import ClaimedTask
+from conveyor.broker.records import ClaimedTask
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.ids import new_task_id
 from conveyor.model import to_millis

@@ -544,8 +544,8 @@ def test_unreachable_redis_exits_3(args: list[str]) -> None:
 
 # -- help ------------------------------------------------------------------------------
 
-COMMANDS = ["worker", "enqueue", "status", "cancel", "queues", "pause", "resume", "workers",
-            "dlq", "demo"]  # fmt: skip
+COMMANDS = ["worker", "api", "enqueue", "status", "cancel", "queues", "pause", "resume",
+            "workers", "dlq", "demo"]  # fmt: skip
 
 
 def test_root_help_lists_every_command() -> None:
@@ -562,6 +562,7 @@ def test_root_help_lists_every_command() -> None:
     ("command", "summary"),
     [
         ("worker", "Process tasks of MODULE:APP"),
+        ("api", "Serve the HTTP API: POST /task and GET /stats"),
         ("enqueue", "Enqueue task NAME and print its id."),
         ("status", "Print the record of task TASK_ID as JSON."),
         ("cancel", "Cancel task TASK_ID if it has not started."),
