@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conveyor.cli import api, dead, demo, queues, tasks, worker
+from conveyor.cli import admin, api, dead, demo, queues, tasks, worker
 from conveyor.cli.root import cli
 
 for command in (
@@ -16,6 +16,8 @@ for command in (
     queues.resume,
     queues.workers,
     dead.dlq,
+    admin.fsck,
+    admin.doctor,
     demo.demo,
 ):
     cli.add_command(command)

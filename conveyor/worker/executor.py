@@ -222,7 +222,9 @@ class Executor:
             if reply:
                 metrics.TASKS_PROCESSED.labels(task.queue, task.name, outcome).inc()
             else:  # the fencing token was stale: another worker owns the task now
-                log.warning("task %s: lease lost; outcome dropped (another worker owns it)", task.id)
+                log.warning(
+                    "task %s: lease lost; outcome dropped (another worker owns it)", task.id
+                )
 
         self.completer.submit(task, call, written)
 

@@ -1,0 +1,44 @@
+-- fsck_index.lua: check (and optionally repair) entries of one index of a queue.
+--
+-- KEYS[1] index        ZSET  one of pending, active, scheduled, dead
+-- KEYS[2] task prefix  (task hashes are KEYS[2] .. id)
+--
+-- ARGV[1] "1" to repair, "0" to report only
+-- ARGV[2] the states a record listed in this index may have, comma-separated
+-- ARGV[3..] ids found in the index (the caller bounds their number)
+--
+-- Returns: flat {id, problem, action, ...}. Problems:
+--   "record gone"   the entry's record expired or was deleted  -> entry dropped
+--   "wrong index"   the record's state does not belong here    -> entry dropped (the
+--                   record check then re-indexes the record where its state says)
+local repair = ARGV[1] == '1'
+local allowed = {}
+for state in string.gmatch(ARGV[2], '[^,]+') do
+    allowed[state] = true
+end
+local out = {}
+for i = 3, #ARGV do
+    local id = ARGV[i]
+    if redis.call('ZSCORE', KEYS[1], id) then
+        local key = KEYS[2] .. id
+        local problem = false
+        local kind = redis.call('TYPE', key)['ok']
+        if kind == 'none' then
+            problem = 'record gone'
+        elseif kind == 'hash' then
+            local state = redis.call('HGET', key, 'state')
+            if state and not allowed[state] then
+                problem = 'wrong index'
+            end
+        end
+        if problem then
+            out[#out + 1] = id
+            out[#out + 1] = problem
+            out[#out + 1] = repair and 'entry dropped' or ''
+            if repair then
+                redis.call('ZREM', KEYS[1], id)
+            end
+        end
+    end
+end
+return out

@@ -1,0 +1,89 @@
+-- fsck_records.lua: check (and optionally repair) task records against the queue's indexes,
+-- atomically per call, so a live system never shows a half-done transition to the check.
+--
+-- KEYS[1] pending      ZSET  id -> priority band + time
+-- KEYS[2] active       ZSET  id -> lease deadline (ms)
+-- KEYS[3] scheduled    ZSET  id -> due time (ms)
+-- KEYS[4] dead         ZSET  id -> time of death (ms)
+-- KEYS[5] task prefix  (task hashes are KEYS[5] .. id)
+--
+-- ARGV[1] "1" to repair, "0" to report only
+-- ARGV[2] retention (ms) given to a succeeded, failed or cancelled record that has none
+-- ARGV[3] retention (ms) given to a dead record that has none
+-- ARGV[4] grace (ms): a due task is only "stuck" once this late
+-- ARGV[5..] task ids (the caller bounds their number)
+--
+-- Returns: flat {id, problem, action, ...} for each record found wrong. Problems:
+--   "active without lease"   state active, not in the active set      -> requeued
+--   "unindexed"              pending/scheduled/retrying/dead record in no index -> re-indexed
+--   "no retention"           finished record without a TTL            -> TTL set
+--   "stuck scheduled"        due more than the grace ago, not promoted -> promoted
+--   "corrupt record"         not a hash, or no valid state            -> dead-lettered
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local repair = ARGV[1] == '1'
+local out = {}
+
+local function pending_score(key)
+    local priority = math.min(100, math.max(-100, tonumber(redis.call('HGET', key, 'priority')) or 0))
+    return string.format('%.0f', (100 - priority) * 4398046511104 + now)
+end
+
+local function report(id, problem, action)
+    out[#out + 1] = id
+    out[#out + 1] = problem
+    out[#out + 1] = repair and action or ''
+end
+
+local function to_pending(id, key)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('HSET', key, 'state', 'pending')
+    redis.call('ZADD', KEYS[1], pending_score(key), id)
+end
+
+local finished = {succeeded = true, failed = true, cancelled = true}
+for i = 5, #ARGV do
+    local id = ARGV[i]
+    local key = KEYS[5] .. id
+    local kind = redis.call('TYPE', key)['ok']
+    if kind ~= 'none' then
+        local state = kind == 'hash' and redis.call('HGET', key, 'state') or false
+        if kind ~= 'hash' or not state then
+            report(id, 'corrupt record', 'dead-lettered')
+            if repair then
+                redis.call('ZREM', KEYS[1], id)
+                redis.call('ZREM', KEYS[2], id)
+                redis.call('ZREM', KEYS[3], id)
+                redis.call('ZADD', KEYS[4], now, id)
+            end
+        elseif state == 'active' and not redis.call('ZSCORE', KEYS[2], id) then
+            report(id, 'active without lease', 'requeued')
+            if repair then to_pending(id, key) end
+        elseif state == 'pending' and not redis.call('ZSCORE', KEYS[1], id) then
+            report(id, 'unindexed', 're-indexed')
+            if repair then to_pending(id, key) end
+        elseif state == 'scheduled' or state == 'retrying' then
+            local due = redis.call('ZSCORE', KEYS[3], id)
+            if not due then
+                report(id, 'unindexed', 're-indexed')
+                if repair then
+                    local at = tonumber(redis.call('HGET', key, 'due_at')) or now
+                    redis.call('ZADD', KEYS[3], at, id)
+                end
+            elseif tonumber(due) < now - tonumber(ARGV[4]) then
+                report(id, 'stuck scheduled', 'promoted')
+                if repair then to_pending(id, key) end
+            end
+        elseif state == 'dead' and not redis.call('ZSCORE', KEYS[4], id) then
+            report(id, 'unindexed', 're-indexed')
+            if repair then
+                redis.call('ZADD', KEYS[4], tonumber(redis.call('HGET', key, 'finished_at')) or now, id)
+            end
+        elseif (finished[state] or state == 'dead') and redis.call('PTTL', key) == -1 then
+            report(id, 'no retention', 'expires')
+            if repair then redis.call('PEXPIRE', key, state == 'dead' and ARGV[3] or ARGV[2]) end
+        end
+    end
+end
+return out

@@ -1,0 +1,168 @@
+"""`conveyor doctor`: verdicts on the Redis a deployment uses, each with its fix."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from conveyor.broker.health import evaluate_config
+from conveyor.broker.scripts import Call
+from conveyor.broker.sync_broker import SyncBroker
+
+PINGS = 20
+
+
+class Verdict(StrEnum):
+    """OK, a warning to read, or a blocking problem (non-zero exit)."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the report."""
+
+    name: str
+    verdict: Verdict
+    detail: str
+    fix: str = ""
+
+
+class Doctor:
+    """Runs every check against one Redis (and one key prefix, for the workers)."""
+
+    def __init__(self, broker: SyncBroker) -> None:
+        self.broker = broker
+
+    def run(self) -> list[Check]:
+        """Every check, in a stable order; a check that cannot run is a failure."""
+        info = self._command("INFO", "all")
+        config = self._config()
+        checks: list[Callable[[], Check]] = [
+            lambda: _version(info),
+            lambda: _mode(info),
+            lambda: _eviction(config),
+            lambda: _persistence(config),
+            lambda: _memory(info),
+            self._latency,
+            self._clock,
+            self._workers,
+        ]
+        return [check() for check in checks]
+
+    def _command(self, *args: Any) -> Any:
+        return self.broker.execute([Call.command(*args)])[0]
+
+    def _config(self) -> dict[str, str] | None:
+        try:
+            raw = self._command("CONFIG", "GET", "*")
+        except Exception:  # managed Redis often forbids CONFIG
+            return None
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def _latency(self) -> Check:
+        samples = []
+        for _ in range(PINGS):
+            started = time.perf_counter()
+            self._command("PING")
+            samples.append((time.perf_counter() - started) * 1000)
+        median = statistics.median(samples)
+        detail = f"median round trip {median:.2f} ms over {PINGS} PINGs"
+        if median > 50:
+            return Check("latency", Verdict.FAIL, detail, "put workers next to Redis")
+        if median > 5:
+            return Check("latency", Verdict.WARN, detail, "every claim and ack pays it")
+        return Check("latency", Verdict.OK, detail)
+
+    def _clock(self) -> Check:
+        before = time.time()
+        seconds, micros = self._command("TIME")
+        after = time.time()
+        skew = int(seconds) + int(micros) / 1e6 - (before + after) / 2
+        detail = f"Redis clock {skew:+.3f} s from this host"
+        fix = "run NTP on both; leases use Redis' clock, but eta= uses the producer's"
+        if abs(skew) > 30:
+            return Check("clock", Verdict.FAIL, detail, fix)
+        if abs(skew) > 1:
+            return Check("clock", Verdict.WARN, detail, fix)
+        return Check("clock", Verdict.OK, detail)
+
+    def _workers(self) -> Check:
+        alive = self.broker.run(self.broker.ops.workers())
+        if not alive:
+            fix = "start `conveyor worker MODULE:APP` (prefix " + self.broker.settings.prefix + ")"
+            return Check("workers", Verdict.WARN, "no worker alive by heartbeat", fix)
+        queues = sorted({q for w in alive for q in w.get("queues", [])})
+        return Check("workers", Verdict.OK, f"{len(alive)} alive, serving {', '.join(queues)}")
+
+
+def _version(info: dict[str, Any]) -> Check:
+    version = str(info.get("redis_version", "?"))
+    parts = [int(p) if p.isdigit() else 0 for p in version.split(".")]
+    major, minor = (parts + [0, 0])[:2]
+    if (major, minor) < (6, 2):
+        return Check("version", Verdict.FAIL, f"Redis {version}", "Conveyor needs Redis 6.2+")
+    return Check("version", Verdict.OK, f"Redis {version}")
+
+
+def _mode(info: dict[str, Any]) -> Check:
+    mode, role = info.get("redis_mode", "standalone"), info.get("role", "master")
+    if mode == "sentinel":
+        return Check("mode", Verdict.FAIL, "this is a Sentinel", "point Conveyor at the master")
+    if role != "master":
+        return Check("mode", Verdict.FAIL, f"role {role} (read-only)", "point at the master")
+    if mode == "cluster":
+        fix = "per-queue keys share a hash tag; idle waits over several queues need one node"
+        return Check("mode", Verdict.WARN, "Redis Cluster", fix)
+    return Check("mode", Verdict.OK, f"{mode}, {role}")
+
+
+def _eviction(config: dict[str, str] | None) -> Check:
+    if config is None:
+        return Check("eviction", Verdict.WARN, "CONFIG is not allowed here",
+                     "check maxmemory-policy=noeviction with your provider")  # fmt: skip
+    policy = config.get("maxmemory-policy", "?")
+    if policy != "noeviction":
+        return Check("eviction", Verdict.FAIL, f"maxmemory-policy {policy}: Redis may evict "
+                     "queued tasks", "CONFIG SET maxmemory-policy noeviction")  # fmt: skip
+    return Check("eviction", Verdict.OK, "maxmemory-policy noeviction")
+
+
+def _persistence(config: dict[str, str] | None) -> Check:
+    if config is None:
+        return Check("persistence", Verdict.WARN, "CONFIG is not allowed here",
+                     "check appendonly=yes with your provider")  # fmt: skip
+    if config.get("appendonly") == "yes":
+        fsync = config.get("appendfsync", "?")
+        if fsync == "always":
+            return Check("persistence", Verdict.OK, "AOF, appendfsync always: no loss on restart")
+        return Check("persistence", Verdict.WARN, f"AOF, appendfsync {fsync}: a crash may lose "
+                     "the last second of writes", "appendfsync always")  # fmt: skip
+    findings = evaluate_config(config)
+    message = next((m for _, m in findings if "persist" in m), "no persistence")
+    return Check("persistence", Verdict.WARN, message.split(" Fix:")[0], "appendonly yes")
+
+
+def _memory(info: dict[str, Any]) -> Check:
+    used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    detail = f"{used / 2**20:.1f} MiB used"
+    if not limit:
+        fix = "set maxmemory: Redis then refuses writes instead of being OOM-killed"
+        return Check("memory", Verdict.WARN, detail + ", no maxmemory", fix)
+    share = used / limit
+    detail += f" of {limit / 2**20:.1f} MiB ({share:.0%})"
+    if share > 0.9:
+        return Check("memory", Verdict.FAIL, detail, "raise maxmemory or drain queues")
+    if share > 0.7:
+        return Check("memory", Verdict.WARN, detail, "plan more memory")
+    return Check("memory", Verdict.OK, detail)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
