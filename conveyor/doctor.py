@@ -105,7 +105,7 @@ class Doctor:
 def _version(info: dict[str, Any]) -> Check:
     version = str(info.get("redis_version", "?"))
     parts = [int(p) if p.isdigit() else 0 for p in version.split(".")]
-    major, minor = (parts + [0, 0])[:2]
+    major, minor = [*parts, 0, 0][:2]
     if (major, minor) < (6, 2):
         return Check("version", Verdict.FAIL, f"Redis {version}", "Conveyor needs Redis 6.2+")
     return Check("version", Verdict.OK, f"Redis {version}")
