@@ -19,6 +19,10 @@ class SerializationError(ConveyorError):
     """A payload or result cannot be encoded as JSON."""
 
 
+class CorruptRecordError(SerializationError, ValueError):
+    """A task record in Redis cannot be decoded (written by hand, or damaged)."""
+
+
 class BrokerUnavailableError(ConveyorError):
     """Redis cannot be reached, or did not answer in time."""
 

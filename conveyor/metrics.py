@@ -44,7 +44,7 @@ TASK_DURATION = Histogram(
 )
 TASK_WAIT = Histogram(
     "conveyor_task_wait_seconds",
-    "Time from enqueue (or due time) to the start of the first attempt's claim.",
+    "Time from enqueue (or the due time of a delayed task or retry) to each attempt's claim.",
     ["queue"],
     buckets=_LATENCY_BUCKETS,
 )

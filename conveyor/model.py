@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from conveyor import serializers
+from conveyor.errors import CorruptRecordError, SerializationError
 from conveyor.ids import queue_of
 
 
@@ -86,8 +88,14 @@ class TaskRecord:
 
     @classmethod
     def from_hash(cls, task_id: str, raw: dict[bytes, bytes]) -> TaskRecord:
-        """Decode a task hash (raises SerializationError or ValueError when corrupt)."""
-        get = {k.decode(): v for k, v in raw.items()}.get
+        """Decode a task hash; raises CorruptRecordError when a field cannot be read."""
+        try:
+            return cls._decode(task_id, {k.decode(): v for k, v in raw.items()}.get)
+        except (SerializationError, ValueError, OverflowError, OSError) as exc:
+            raise CorruptRecordError(f"task {task_id} has a corrupt record: {exc}") from None
+
+    @classmethod
+    def _decode(cls, task_id: str, get: Callable[[str], bytes | None]) -> TaskRecord:
 
         def text(name: str) -> str | None:
             value = get(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -10,11 +11,31 @@ from conveyor.errors import SerializationError
 
 
 def dumps(value: Any) -> bytes:
-    """Encode `value` as JSON, or raise SerializationError naming what could not be encoded."""
+    """Encode `value` as JSON, or raise SerializationError naming what could not be encoded.
+
+    NaN and the infinities are refused: JSON cannot hold them, and orjson would quietly
+    write null (the check only runs when the output holds a null at all).
+    """
     try:
-        return orjson.dumps(value)
+        data = orjson.dumps(value)
     except TypeError as exc:
         raise SerializationError(f"not JSON-serializable: {exc}") from None
+    if b"null" in data and _has_non_finite(value):
+        raise SerializationError("not JSON-serializable: NaN and Infinity have no JSON form")
+    return data
+
+
+def _has_non_finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
 
 
 def loads(data: bytes | str) -> Any:

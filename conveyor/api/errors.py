@@ -15,6 +15,7 @@ from conveyor.errors import (
     BrokerUnavailableError,
     ConfigurationError,
     ConveyorError,
+    CorruptRecordError,
     SerializationError,
     TaskConflictError,
     TaskNotFoundError,
@@ -90,6 +91,9 @@ async def _conveyor(request: Request, exc: ConveyorError) -> JSONResponse:
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, TaskConflictError):
         return error_response(409, "conflict", str(exc), {"state": exc.state})
+    if isinstance(exc, CorruptRecordError):
+        log.error("%s", exc)
+        return error_response(500, "corrupt_record", str(exc))
     if isinstance(exc, ConfigurationError | SerializationError):
         return error_response(422, "invalid_request", str(exc))
     return await _unexpected(request, exc)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor.app import PRIORITY_RANGE
 from conveyor.broker.keys import QUEUE_NAME, TASK_NAME
@@ -84,13 +84,21 @@ class NewTaskIn(Strict):
 
     @model_validator(mode="after")
     def _exclusive(self) -> NewTaskIn:
-        if self.payload is not None and self.args is not None:
+        if "payload" in self.model_fields_set and self.args is not None:
             raise ValueError("give payload or args, not both")
         if self.delay is not None and self.eta is not None:
             raise ValueError("give delay or eta, not both")
-        if self.eta is not None and self.eta.tzinfo is None:
-            raise ValueError("eta needs a time zone, e.g. 2030-01-01T00:00:00Z")
         return self
+
+    @field_validator("eta")
+    @classmethod
+    def _eta_in_reach(cls, eta: datetime | None) -> datetime | None:
+        if eta is not None:
+            if eta.tzinfo is None:
+                raise ValueError("eta needs a time zone, e.g. 2030-01-01T00:00:00Z")
+            if eta > datetime.now(UTC) + timedelta(seconds=MAX_DELAY):
+                raise ValueError("eta is more than ten years away")
+        return eta
 
 
 class Enqueued(BaseModel):

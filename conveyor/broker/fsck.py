@@ -125,7 +125,11 @@ class Fsck:
 
     def _records_batch(self, keys: QueueKeys, ids: list[str], repair: bool) -> list[Finding]:
         s = self.broker.settings
-        retention = [to_millis(s.succeeded_retention), to_millis(s.dead_retention)]
+        retention = [
+            to_millis(t)
+            for t in (s.succeeded_retention, s.failed_retention, s.cancelled_retention,
+                      s.dead_retention)
+        ]  # fmt: skip
         call = Call.script_call(
             self.scripts["fsck_records"],
             [keys.pending, keys.active, keys.scheduled, keys.dead, keys.task_prefix],

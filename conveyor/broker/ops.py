@@ -63,8 +63,13 @@ class Operations:
     def enqueue(
         self, tasks: Sequence[NewTask], new_queues: Iterable[str] = ()
     ) -> Op[list[EnqueueResult]]:
-        """Enqueue tasks of any queues: one script call per queue and chunk, one round trip."""
-        calls: list[Call] = []
+        """Enqueue tasks of any queues: one script call per queue and chunk, one round trip.
+
+        New queues are registered first, so no reader ever sees a queue's keys before the
+        queue is listed.
+        """
+        registry = list(new_queues)
+        calls = [Call.command("SADD", self.keys.queues, *registry)] if registry else []
         by_queue: dict[str, list[NewTask]] = {}
         for task in tasks:
             by_queue.setdefault(task.queue, []).append(task)
@@ -74,13 +79,10 @@ class Operations:
                 chunk = group[start : start + ENQUEUE_CHUNK]
                 calls.append(self._enqueue_call(self.queue_keys(queue), chunk))
                 order.extend(t.id for t in chunk)
-        registry = list(new_queues)
-        if registry:
-            calls.append(Call.command("SADD", self.keys.queues, *registry))
 
         def decode(replies: list[Any]) -> list[EnqueueResult]:
             by_id: dict[str, EnqueueResult] = {}
-            for reply in replies[: len(replies) - (1 if registry else 0)]:
+            for reply in replies[1 if registry else 0 :]:
                 pairs = iter(reply)
                 for returned, replayed in zip(pairs, pairs, strict=True):
                     result = EnqueueResult(returned.decode(), bool(replayed))
@@ -130,7 +132,7 @@ class Operations:
         call = self._script(
             "claim",
             [keys.pending, keys.active, keys.paused, keys.dead, keys.signal, keys.task_prefix],
-            [count, lease, worker_id, int(idle)],
+            [count, lease, worker_id, int(idle), to_millis(self.settings.dead_retention)],
         )
         return Op([call], lambda r: _decode_claim(queue, r[0]))
 

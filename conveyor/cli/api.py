@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import click
 import uvicorn
 
@@ -28,6 +31,14 @@ def api(ctx: Context, host: str, port: int) -> None:
 
     def serve() -> None:
         app = create_app(ctx.settings(), ApiSettings.from_env())
+        # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler
+        # that was there before it: this one, so a clean shutdown exits with code 0
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _exit_cleanly)
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
     run_operation(serve)
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)

@@ -74,20 +74,18 @@ class Worker:
         self.handle_signals = handle_signals
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
-        self._stopping: asyncio.Event | None = None
-        self._hurry: asyncio.Event | None = None
+        # created here, so stop() works even before run() has started (a Worker runs once)
+        self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
 
     def stop(self, fast: bool = False) -> None:
         """Begin a graceful shutdown; `fast` skips the drain (unfinished tasks are requeued)."""
-        if self._stopping is None or self._hurry is None:
-            return
         self._stopping.set()
         if fast:
             self._hurry.set()
 
     async def run(self) -> None:
         """Run until `stop()` (or a signal); returns after a clean shutdown."""
-        self._stopping, self._hurry = asyncio.Event(), asyncio.Event()
         finished = asyncio.Event()
         broker = AsyncBroker(self.settings)
         leases = Leases()

@@ -15,7 +15,7 @@ from conveyor.ids import new_ulid
 from conveyor.redis_server import RedisServer
 from conveyor.settings import Settings
 from tests.api.conftest import ClientFactory, api_client
-from tests.api.helpers import assert_error, enqueue, fields_named, task_ids
+from tests.api.helpers import assert_error, enqueue, task_ids
 from tests.support.keyspace import dump
 
 # -- the error shape ---------------------------------------------------------------------
@@ -38,7 +38,7 @@ from tests.support.keyspace import dump
             b'{"name": "x", "payload": 18446744073709551616}',
             422,
             "invalid_request",
-        ),  # fmt: skip
+        ),
         ("GET", f"/v1/tasks/default:{new_ulid()}", None, 404, "not_found"),
         ("GET", "/no/such/route", None, 404, "not_found"),
         ("GET", "/task", None, 405, "method_not_allowed"),
@@ -153,8 +153,15 @@ async def test_tokens_and_scopes(make_client: ClientFactory, r: redis.Redis, pre
     tokens = parse_tokens(f"{READ}:read,{WRITE}:write")
     assert tokens == {READ: Scope.READ, WRITE: Scope.WRITE}
     async with make_client(ApiSettings(tokens=tokens)) as client:
-        for headers in ({}, bearer("x" * 20), bearer(READ + "x"), {"Authorization": READ},
-                        {"Authorization": f"Basic {READ}"}):  # fmt: skip
+        anonymous = [
+            {},
+            bearer("x" * 20),
+            bearer(READ + "x"),
+            bearer(READ[:-1]),
+            {"Authorization": READ},
+            {"Authorization": f"Basic {READ}"},
+        ]
+        for headers in anonymous:
             for method, path in (("GET", "/stats"), ("GET", "/v1/queues"), ("POST", "/task")):
                 response = await client.request(
                     method, path, headers=headers, json={"type": "x"} if method == "POST" else None

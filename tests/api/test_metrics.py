@@ -27,12 +27,12 @@ Labels = frozenset[tuple[str, str]]
 Samples = dict[tuple[str, Labels], float]
 
 
-def parse(text: str) -> tuple[Samples, set[str]]:
-    """Samples by (name, labels), and the family names, of a Prometheus text exposition."""
+def parse(text: str) -> tuple[Samples, dict[str, str]]:
+    """Samples by (name, labels), and the type of each family, of a Prometheus exposition."""
     samples: Samples = {}
-    families = set()
+    families = {}
     for family in text_string_to_metric_families(text):
-        families.add(family.name)
+        families[family.name] = family.type
         for sample in family.samples:
             key = (sample.name, frozenset(sample.labels.items()))
             assert key not in samples, f"{key} is exposed twice"
@@ -49,7 +49,7 @@ def registry_value(name: str, **values: str) -> float:
     return REGISTRY.get_sample_value(name, values) or 0.0
 
 
-async def scrape(client: httpx.AsyncClient) -> tuple[Samples, set[str]]:
+async def scrape(client: httpx.AsyncClient) -> tuple[Samples, dict[str, str]]:
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -106,16 +106,39 @@ COUNTED = {  # (task, outcome) -> processed; attempts per task follow from it
 }
 ATTEMPTS = {"ok": 3, "flaky": 2, "boom": 1, "soft": 1}
 OUTCOMES = ("succeeded", "failed", "retried", "dead")
-#: The families the issue asks for (counters drop `_total` in a family's name).
+#: The families the issue asks for, with their types (a counter's family drops `_total`).
 FAMILIES = {
-    "conveyor_tasks_enqueued",
-    "conveyor_tasks_processed",
-    "conveyor_task_duration_seconds",
-    "conveyor_task_wait_seconds",
-    "conveyor_queue_depth",
-    "conveyor_queue_lag_seconds",
-    "conveyor_workers",
+    "conveyor_tasks_enqueued": "counter",
+    "conveyor_tasks_processed": "counter",
+    "conveyor_task_duration_seconds": "histogram",
+    "conveyor_task_wait_seconds": "histogram",
+    "conveyor_queue_depth": "gauge",
+    "conveyor_queue_lag_seconds": "gauge",
+    "conveyor_workers": "gauge",
 }
+
+
+def expected_increments(queue: str, seed_type: str) -> list[tuple[str, dict[str, str], float]]:
+    """(sample, labels, increment) for the work of the test below."""
+    enqueued = {"ok": 3, "flaky": 1, "boom": 1, "soft": 1}
+    attempts = sum(ATTEMPTS.values())  # every attempt waited, and ran
+    rows: list[tuple[str, dict[str, str], float]] = [
+        ("conveyor_tasks_enqueued_total", {"queue": "default", "task": seed_type}, 1),
+        ("conveyor_task_wait_seconds_count", {"queue": queue}, attempts),
+        ("conveyor_task_wait_seconds_bucket", {"queue": queue, "le": "+Inf"}, attempts),
+    ]
+    for task, tries in ATTEMPTS.items():
+        on = {"queue": queue, "task": task}
+        rows += [
+            ("conveyor_tasks_enqueued_total", on, enqueued[task]),
+            ("conveyor_task_duration_seconds_count", on, tries),
+            ("conveyor_task_duration_seconds_bucket", {**on, "le": "+Inf"}, tries),
+        ]
+        rows += [
+            ("conveyor_tasks_processed_total", {**on, "outcome": o}, COUNTED.get((task, o), 0))
+            for o in OUTCOMES
+        ]
+    return rows
 
 
 async def test_counters_and_histograms_after_real_work(
@@ -123,21 +146,8 @@ async def test_counters_and_histograms_after_real_work(
 ) -> None:
     register(aapp)
     seed_type = f"seed-{prefix}"
-    tasks = ATTEMPTS
-    enqueued = {
-        t: registry_value("conveyor_tasks_enqueued_total", queue=queue, task=t) for t in tasks
-    }
-    processed = {
-        (t, o): registry_value("conveyor_tasks_processed_total", queue=queue, task=t, outcome=o)
-        for t in tasks
-        for o in OUTCOMES
-    }
-    durations = {
-        t: registry_value("conveyor_task_duration_seconds_count", queue=queue, task=t)
-        for t in tasks
-    }
-    waits = registry_value("conveyor_task_wait_seconds_count", queue=queue)
-    seeds = registry_value("conveyor_tasks_enqueued_total", queue="default", task=seed_type)
+    expected = expected_increments(queue, seed_type)
+    in_registry = [registry_value(name, **values) for name, values, _ in expected]
     before, _ = await scrape(client)
 
     ids = [await enqueue(client, "ok", queue=queue, payload=i) for i in range(2)]
@@ -152,43 +162,17 @@ async def test_counters_and_histograms_after_real_work(
         await wait_for_state(client, ids[:5], "succeeded")
         await wait_for_state(client, ids[5:6], "dead")
         await wait_for_state(client, ids[6:], "failed")
-
     after, families = await scrape(client)
-    assert FAMILIES <= families
 
-    def grew(name: str, **values: str) -> float:
+    assert {name: families.get(name) for name in FAMILIES} == FAMILIES
+    scraped, counted = {}, {}
+    for (name, values, _), was in zip(expected, in_registry, strict=True):
         key = (name, labels(**values))
-        return after.get(key, 0.0) - before.get(key, 0.0)
-
-    for task, attempts in ATTEMPTS.items():
-        assert (
-            grew("conveyor_tasks_enqueued_total", queue=queue, task=task) == 1 + (task == "ok") * 2
-        )
-        assert registry_value("conveyor_tasks_enqueued_total", queue=queue, task=task) - enqueued[
-            task
-        ] == grew("conveyor_tasks_enqueued_total", queue=queue, task=task)
-        assert grew("conveyor_task_duration_seconds_count", queue=queue, task=task) == attempts
-        assert (
-            registry_value("conveyor_task_duration_seconds_count", queue=queue, task=task)
-            - durations[task]
-            == attempts
-        )
-        for outcome in OUTCOMES:
-            expected = COUNTED.get((task, outcome), 0)
-            name = "conveyor_tasks_processed_total"
-            assert grew(name, queue=queue, task=task, outcome=outcome) == expected, (task, outcome)
-            now = registry_value(name, queue=queue, task=task, outcome=outcome)
-            assert now - processed[(task, outcome)] == expected
-    assert grew("conveyor_tasks_enqueued_total", queue="default", task=seed_type) == 1
-    assert registry_value("conveyor_tasks_enqueued_total", queue="default", task=seed_type) == (
-        seeds + 1
-    )
-    total_attempts = sum(ATTEMPTS.values())
-    assert grew("conveyor_task_wait_seconds_count", queue=queue) == total_attempts == 7
-    assert registry_value("conveyor_task_wait_seconds_count", queue=queue) - waits == 7
-    # every observation lands in the +Inf bucket too
-    assert grew("conveyor_task_wait_seconds_bucket", queue=queue, le="+Inf") == 7
-    assert grew("conveyor_task_duration_seconds_bucket", queue=queue, task="ok", le="+Inf") == 3
+        scraped[key] = after.get(key, 0.0) - before.get(key, 0.0)
+        counted[key] = registry_value(name, **values) - was
+    wanted = {(name, labels(**values)): n for name, values, n in expected}
+    assert scraped == wanted
+    assert counted == wanted
 
 
 async def test_queue_gauges_match_the_keyspace(
@@ -251,7 +235,10 @@ async def test_a_workers_own_exporter(
         assert [await h.result_async(timeout=10) for h in handles] == [0, 1]
 
         async def registered() -> bool:
-            text = (await http.get(url)).text
+            try:
+                text = (await http.get(url)).text
+            except httpx.TransportError:  # not listening yet
+                return False
             return parse(text)[0].get(("conveyor_workers", labels(queue=queue))) == 1
 
         await wait_until(registered, 10, "the exporter to show the worker")
@@ -259,9 +246,9 @@ async def test_a_workers_own_exporter(
         assert response.status_code == 200
         samples, families = parse(response.text)
     _, api_families = await scrape(client)
-    conveyor_families = {f for f in api_families if f.startswith("conveyor_")}
-    assert {f for f in families if f.startswith("conveyor_")} == conveyor_families
-    assert FAMILIES <= conveyor_families
+    conveyor_families = {n: t for n, t in api_families.items() if n.startswith("conveyor_")}
+    assert {n: t for n, t in families.items() if n.startswith("conveyor_")} == conveyor_families
+    assert {name: families.get(name) for name in FAMILIES} == FAMILIES
 
     def value(name: str, **values: str) -> float:
         return samples[(name, labels(**values))]

@@ -26,12 +26,15 @@ SCRIPTS = [
     "delete_dead",
     "enqueue",
     "extend_leases",
+    "fsck_index",
+    "fsck_records",
     "promote_due",
     "recover",
     "replay",
     "requeue",
     "retry",
     "trim_dead",
+    "workers",
 ]
 
 

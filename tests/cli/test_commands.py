@@ -545,7 +545,7 @@ def test_unreachable_redis_exits_3(args: list[str]) -> None:
 # -- help ------------------------------------------------------------------------------
 
 COMMANDS = ["worker", "api", "enqueue", "status", "cancel", "queues", "pause", "resume",
-            "workers", "dlq", "demo"]  # fmt: skip
+            "workers", "dlq", "fsck", "doctor", "demo"]  # fmt: skip
 
 
 def test_root_help_lists_every_command() -> None:

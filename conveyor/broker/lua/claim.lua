@@ -13,6 +13,7 @@
 -- ARGV[3] worker id
 -- ARGV[4] "1" if the worker is idle and may take a suspect: a task that lost its worker
 --         before (crashes > 0), which is then claimed alone; "0" skips suspects
+-- ARGV[5] retention of a record found corrupt and dead-lettered (ms)
 --
 -- Returns: {now, suspects skipped (0|1), then per task: id, token, attempts, name, args,
 --          kwargs, failures, crashes, max_retries, timeout, enqueued_at, due_at}.
@@ -70,6 +71,7 @@ for _, id in ipairs(candidates) do
             else
                 -- a counter that is not a number: the record is corrupt, keep it for inspection
                 redis.call('HSET', key, 'state', 'dead', 'reason', 'corrupt record', 'finished_at', now)
+                redis.call('PEXPIRE', key, ARGV[5])
                 redis.call('ZADD', KEYS[4], now, id)
             end
             if suspect then

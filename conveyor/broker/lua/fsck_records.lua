@@ -8,17 +8,20 @@
 -- KEYS[5] task prefix  (task hashes are KEYS[5] .. id)
 --
 -- ARGV[1] "1" to repair, "0" to report only
--- ARGV[2] retention (ms) given to a succeeded, failed or cancelled record that has none
--- ARGV[3] retention (ms) given to a dead record that has none
--- ARGV[4] grace (ms): a due task is only "stuck" once this late
--- ARGV[5..] task ids (the caller bounds their number)
+-- ARGV[2] retention (ms) given to a succeeded record that has none
+-- ARGV[3] retention (ms) given to a failed record that has none
+-- ARGV[4] retention (ms) given to a cancelled record that has none
+-- ARGV[5] retention (ms) given to a dead record that has none
+-- ARGV[6] grace (ms): a due task is only "stuck" once this late
+-- ARGV[7..] task ids (the caller bounds their number)
 --
 -- Returns: flat {id, problem, action, ...} for each record found wrong. Problems:
 --   "active without lease"   state active, not in the active set      -> requeued
 --   "unindexed"              pending/scheduled/retrying/dead record in no index -> re-indexed
 --   "no retention"           finished record without a TTL            -> TTL set
 --   "stuck scheduled"        due more than the grace ago, not promoted -> promoted
---   "corrupt record"         not a hash, or no valid state            -> dead-lettered
+--   "corrupt record"         not a hash, or no state, and not yet kept in the dead set
+--                            -> dead-lettered (kept for inspection, with the dead TTL)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local repair = ARGV[1] == '1'
@@ -42,48 +45,73 @@ local function to_pending(id, key)
     redis.call('ZADD', KEYS[1], pending_score(key), id)
 end
 
-local finished = {succeeded = true, failed = true, cancelled = true}
-for i = 5, #ARGV do
+local retention = {succeeded = ARGV[2], failed = ARGV[3], cancelled = ARGV[4], dead = ARGV[5]}
+
+local function check_corrupt(id, key, kind)
+    if redis.call('ZSCORE', KEYS[4], id) and kind ~= 'hash' then
+        return  -- a non-hash kept in the dead set for inspection: nothing more to do
+    end
+    report(id, 'corrupt record', 'dead-lettered')
+    if repair then
+        redis.call('ZREM', KEYS[1], id)
+        redis.call('ZREM', KEYS[2], id)
+        redis.call('ZREM', KEYS[3], id)
+        redis.call('ZADD', KEYS[4], 'NX', now, id)
+        if kind == 'hash' then
+            redis.call('HSET', key, 'state', 'dead', 'reason', 'corrupt record', 'finished_at', now)
+            redis.call('PEXPIRE', key, retention.dead)
+        end
+    end
+end
+
+local function check_dead(id, key)
+    if not redis.call('ZSCORE', KEYS[4], id) then
+        report(id, 'unindexed', 're-indexed')
+        if repair then
+            redis.call('ZADD', KEYS[4], tonumber(redis.call('HGET', key, 'finished_at')) or now, id)
+        end
+    end
+    if redis.call('PTTL', key) == -1 then
+        report(id, 'no retention', 'expires')
+        if repair then redis.call('PEXPIRE', key, retention.dead) end
+    end
+end
+
+local function check_scheduled(id, key)
+    local due = redis.call('ZSCORE', KEYS[3], id)
+    if not due then
+        report(id, 'unindexed', 're-indexed')
+        if repair then
+            redis.call('ZADD', KEYS[3], tonumber(redis.call('HGET', key, 'due_at')) or now, id)
+        end
+    elseif tonumber(due) < now - tonumber(ARGV[6]) then
+        report(id, 'stuck scheduled', 'promoted')
+        if repair then to_pending(id, key) end
+    end
+end
+
+for i = 7, #ARGV do
     local id = ARGV[i]
     local key = KEYS[5] .. id
     local kind = redis.call('TYPE', key)['ok']
-    if kind ~= 'none' then
-        local state = kind == 'hash' and redis.call('HGET', key, 'state') or false
-        if kind ~= 'hash' or not state then
-            report(id, 'corrupt record', 'dead-lettered')
-            if repair then
-                redis.call('ZREM', KEYS[1], id)
-                redis.call('ZREM', KEYS[2], id)
-                redis.call('ZREM', KEYS[3], id)
-                redis.call('ZADD', KEYS[4], now, id)
-            end
-        elseif state == 'active' and not redis.call('ZSCORE', KEYS[2], id) then
-            report(id, 'active without lease', 'requeued')
-            if repair then to_pending(id, key) end
-        elseif state == 'pending' and not redis.call('ZSCORE', KEYS[1], id) then
-            report(id, 'unindexed', 're-indexed')
-            if repair then to_pending(id, key) end
-        elseif state == 'scheduled' or state == 'retrying' then
-            local due = redis.call('ZSCORE', KEYS[3], id)
-            if not due then
-                report(id, 'unindexed', 're-indexed')
-                if repair then
-                    local at = tonumber(redis.call('HGET', key, 'due_at')) or now
-                    redis.call('ZADD', KEYS[3], at, id)
-                end
-            elseif tonumber(due) < now - tonumber(ARGV[4]) then
-                report(id, 'stuck scheduled', 'promoted')
-                if repair then to_pending(id, key) end
-            end
-        elseif state == 'dead' and not redis.call('ZSCORE', KEYS[4], id) then
-            report(id, 'unindexed', 're-indexed')
-            if repair then
-                redis.call('ZADD', KEYS[4], tonumber(redis.call('HGET', key, 'finished_at')) or now, id)
-            end
-        elseif (finished[state] or state == 'dead') and redis.call('PTTL', key) == -1 then
-            report(id, 'no retention', 'expires')
-            if repair then redis.call('PEXPIRE', key, state == 'dead' and ARGV[3] or ARGV[2]) end
-        end
+    local state = kind == 'hash' and redis.call('HGET', key, 'state') or false
+    if kind == 'none' then
+        -- expired or deleted between the scan and this check: nothing to do
+    elseif kind ~= 'hash' or not state then
+        check_corrupt(id, key, kind)
+    elseif state == 'active' and not redis.call('ZSCORE', KEYS[2], id) then
+        report(id, 'active without lease', 'requeued')
+        if repair then to_pending(id, key) end
+    elseif state == 'pending' and not redis.call('ZSCORE', KEYS[1], id) then
+        report(id, 'unindexed', 're-indexed')
+        if repair then to_pending(id, key) end
+    elseif state == 'scheduled' or state == 'retrying' then
+        check_scheduled(id, key)
+    elseif state == 'dead' then
+        check_dead(id, key)
+    elseif retention[state] and redis.call('PTTL', key) == -1 then
+        report(id, 'no retention', 'expires')
+        if repair then redis.call('PEXPIRE', key, retention[state]) end
     end
 end
 return out
