@@ -125,8 +125,12 @@ class Worker:
     def _start_exporter(self) -> Exporter | None:
         if not self.metrics_port:
             return None
-        exporter = Exporter(SyncBroker(self.settings), self.queues.names)
-        return exporter if exporter.start(self.metrics_port, self.metrics_host) else None
+        broker = SyncBroker(self.settings)
+        exporter = Exporter(broker, self.queues.names)
+        if exporter.start(self.metrics_port, self.metrics_host):
+            return exporter
+        broker.close()
+        return None
 
     async def _preflight(self, broker: AsyncBroker) -> None:
         try:
