@@ -16,7 +16,7 @@ from conveyor.broker.records import EnqueueResult, NewTask
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.errors import ConfigurationError, TaskConflictError, TaskNotFoundError
 from conveyor.ids import is_task_id, new_task_id
-from conveyor.model import TaskRecord, to_millis
+from conveyor.model import TaskRecord, TaskState, to_millis
 from conveyor.settings import Settings
 from conveyor.task import Executor, Message, TaskDefinition, TaskHandle, split_options
 
@@ -214,7 +214,10 @@ class Conveyor:
         self._known_queues.update(new_queues)
         fresh = (t for t, r in zip(tasks, results, strict=True) if not r.replayed)
         metrics.count_enqueued((t.queue, t.name) for t in fresh)
-        return [TaskHandle(self, r.id, r.replayed) for r in results]
+        return [
+            TaskHandle(self, r.id, r.replayed, TaskState(r.state) if r.state else None)
+            for r in results
+        ]
 
     # -- reading and cancelling ------------------------------------------------------
 

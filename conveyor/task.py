@@ -132,13 +132,21 @@ def _context_parameter(fn: Callable[..., Any], signature: inspect.Signature) -> 
 class TaskHandle:
     """A reference to an enqueued task: its id, and ways to read its state and result."""
 
-    __slots__ = ("app", "id", "replayed")
+    __slots__ = ("app", "enqueued_state", "id", "replayed")
 
-    def __init__(self, app: Conveyor, task_id: str, replayed: bool = False) -> None:
+    def __init__(
+        self,
+        app: Conveyor,
+        task_id: str,
+        replayed: bool = False,
+        enqueued_state: TaskState | None = None,
+    ) -> None:
         self.app = app
         self.id = task_id
         #: True when an idempotency key matched and this is the first task's handle.
         self.replayed = replayed
+        #: The state Redis stored when `enqueue` returned (None when not known).
+        self.enqueued_state = enqueued_state
 
     def __repr__(self) -> str:
         return f"<TaskHandle {self.id}>"

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
-from redis.exceptions import NoScriptError
+from redis.exceptions import ResponseError
 
 from conveyor.broker.connection import (
     UNAVAILABLE,
@@ -36,8 +36,11 @@ class AsyncBroker:
         """Execute `op` and decode its replies."""
         return op.decode(await self.execute(op.calls))
 
-    async def execute(self, calls: Sequence[Call]) -> list[Any]:
-        """Send calls in one pipeline; reload scripts once if Redis forgot them."""
+    async def execute(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:
+        """Send calls in one pipeline; reload scripts once if Redis forgot them.
+
+        With `raise_errors=False`, an error reply stays in its place in the result.
+        """
         try:
             replies = await self._send(calls)
             missing = missing_scripts(replies)
@@ -49,14 +52,15 @@ class AsyncBroker:
                     replies[i] = reply
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
-        first_error(replies)
+        if raise_errors:
+            first_error(replies)
         return replies
 
     async def _send(self, calls: Sequence[Call]) -> list[Any]:
         if len(calls) == 1:
             try:
                 return [await self.client.execute_command(*calls[0].args)]  # type: ignore[no-untyped-call]
-            except NoScriptError as exc:
+            except ResponseError as exc:  # NOSCRIPT or a script error: in place, as a pipeline
                 return [exc]
         pipe = self.client.pipeline(transaction=False)
         for call in calls:

@@ -83,9 +83,9 @@ class Operations:
         def decode(replies: list[Any]) -> list[EnqueueResult]:
             by_id: dict[str, EnqueueResult] = {}
             for reply in replies[1 if registry else 0 :]:
-                pairs = iter(reply)
-                for returned, replayed in zip(pairs, pairs, strict=True):
-                    result = EnqueueResult(returned.decode(), bool(replayed))
+                items = iter(reply)
+                for returned, replayed, state in zip(items, items, items, strict=True):
+                    result = EnqueueResult(returned.decode(), bool(replayed), state.decode())
                     by_id[order[len(by_id)]] = result
             return [by_id[t.id] for t in tasks]
 
@@ -309,8 +309,8 @@ def _decode_claim(queue: str, reply: list[Any]) -> Claim:
                 name=name.decode("utf-8", "replace") if name else "",
                 args=args,
                 kwargs=kwargs,
-                failures=_int(failures) or 0,
-                crashes=_int(crashes) or 0,
+                failures=max(0, _int(failures) or 0),
+                crashes=max(0, _int(crashes) or 0),
                 max_retries=_int(max_retries),
                 timeout=_float(timeout),
                 enqueued_at_ms=_int(enqueued) or now,

@@ -43,10 +43,12 @@ class NewTask:
 
 @dataclass(frozen=True, slots=True)
 class EnqueueResult:
-    """The id a producer gets back; `replayed` when an idempotency key matched."""
+    """The id a producer gets back; `replayed` when an idempotency key matched; the
+    task's state as stored (pending or scheduled; for a replay, the first task's now)."""
 
     id: str
     replayed: bool
+    state: str = ""
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import ResponseError
 
 from conveyor.broker.connection import (
     UNAVAILABLE,
@@ -35,8 +35,11 @@ class SyncBroker:
         """Execute `op` and decode its replies."""
         return op.decode(self.execute(op.calls))
 
-    def execute(self, calls: Sequence[Call]) -> list[Any]:
-        """Send calls in one pipeline; reload scripts once if Redis forgot them."""
+    def execute(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:
+        """Send calls in one pipeline; reload scripts once if Redis forgot them.
+
+        With `raise_errors=False`, an error reply stays in its place in the result.
+        """
         try:
             replies = self._send(calls)
             missing = missing_scripts(replies)
@@ -48,14 +51,15 @@ class SyncBroker:
                     replies[i] = reply
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
-        first_error(replies)
+        if raise_errors:
+            first_error(replies)
         return replies
 
     def _send(self, calls: Sequence[Call]) -> list[Any]:
         if len(calls) == 1:
             try:
                 return [self.client.execute_command(*calls[0].args)]  # type: ignore[no-untyped-call]
-            except NoScriptError as exc:
+            except ResponseError as exc:  # NOSCRIPT or a script error: in place, as a pipeline
                 return [exc]
         pipe = self.client.pipeline(transaction=False)
         for call in calls:

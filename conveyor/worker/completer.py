@@ -52,7 +52,8 @@ class Completer:
             batch = await self._next_batch(stop)
             while batch:
                 try:
-                    replies = await self.broker.execute([call for _, call, _ in batch])
+                    calls = [call for _, call, _ in batch]
+                    replies = await self.broker.execute(calls, raise_errors=False)
                 except BrokerUnavailableError as exc:
                     failures += 1
                     wait = outage_backoff(failures)
@@ -64,7 +65,9 @@ class Completer:
                 failures = 0
                 for (task, _, on_written), reply in zip(batch, replies, strict=True):
                     self.leases.release(task)
-                    if on_written is not None:
+                    if isinstance(reply, Exception):  # its lease expires: it runs again
+                        log.error("cannot write the outcome of task %s: %s", task.id, reply)
+                    elif on_written is not None:
                         on_written(reply)
                 batch = []
             if self._queue.empty():

@@ -57,6 +57,11 @@ class Fetcher:
                 wait = outage_backoff(failures)
                 log.warning("fetcher: %s; retrying in %.1fs", exc, wait)
                 await sleep_or_stop(stop, wait)
+            except Exception:  # e.g. a script error: keep fetching, never take the worker down
+                failures += 1
+                wait = outage_backoff(failures)
+                log.exception("fetcher failed; retrying in %.1fs", wait)
+                await sleep_or_stop(stop, wait)
 
     async def claim(self) -> list[ClaimedTask]:
         """Claim from the first queue, in selection order, that has tasks; start them.

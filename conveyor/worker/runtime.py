@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.health import durability_findings
@@ -97,14 +98,14 @@ class Worker:
         try:
             await self._preflight(broker)
             heartbeat = Heartbeat(broker, leases, self.id, self._describe())
+            fetcher = Fetcher(broker, executor, leases, self.queues, self.id)
+            guard = functools.partial(self._guard, finished)
             async with asyncio.TaskGroup() as group:
-                group.create_task(heartbeat.run(finished))
-                writer = group.create_task(completer.run(finished))
-                group.create_task(Scheduler(broker, names).run(self._stopping))
-                group.create_task(Recoverer(broker, names).run(self._stopping))
-                group.create_task(
-                    Fetcher(broker, executor, leases, self.queues, self.id).run(self._stopping)
-                )
+                group.create_task(guard(heartbeat.run(finished)))
+                writer = group.create_task(guard(completer.run(finished)))
+                group.create_task(guard(Scheduler(broker, names).run(self._stopping)))
+                group.create_task(guard(Recoverer(broker, names).run(self._stopping)))
+                group.create_task(guard(fetcher.run(self._stopping)))
                 await self._stopping.wait()
                 log.info("worker %s stopping: %d tasks running", self.id, len(executor.running))
                 grace = 0.0 if self._hurry.is_set() else self.settings.shutdown_grace
@@ -121,6 +122,17 @@ class Worker:
                 exporter.collector.broker.close()
             await broker.close()
         log.info("worker %s stopped", self.id)
+
+    async def _guard(self, finished: asyncio.Event, component: Coroutine[Any, Any, None]) -> None:
+        """Run a component; if it fails (a bug), stop every component rather than hang:
+        the loops all watch these events, even when a cancellation gets lost."""
+        try:
+            await component
+        except Exception:
+            log.critical("a worker component failed; stopping the worker", exc_info=True)
+            self.stop(fast=True)
+            finished.set()
+            raise
 
     def _start_exporter(self) -> Exporter | None:
         if not self.metrics_port:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from conveyor.api.config import ApiSettings
 from conveyor.api.errors import ApiError
 from conveyor.api.schemas import Enqueued, NewTaskIn
+from conveyor.model import TaskState
 from conveyor.task import Message, TaskHandle
 
 
@@ -35,11 +34,9 @@ def to_message(body: NewTaskIn, api: ApiSettings, field: str = "name") -> Messag
     )
 
 
-def enqueued(handle: TaskHandle, message: Message) -> Enqueued:
-    """The answer for one enqueued (or replayed) task."""
-    later = (message.delay or 0) > 0 or (
-        message.eta is not None and message.eta > datetime.now(UTC)
-    )
+def enqueued(handle: TaskHandle) -> Enqueued:
+    """The answer for one enqueued (or replayed) task, from the state Redis stored."""
+    later = handle.enqueued_state in (TaskState.SCHEDULED, TaskState.RETRYING)
     return Enqueued(
         id=handle.id, status="scheduled" if later else "queued", replayed=handle.replayed
     )

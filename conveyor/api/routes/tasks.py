@@ -33,7 +33,7 @@ async def create_task(body: NewTaskIn, response: Response, api: Api) -> Enqueued
     response.headers["Location"] = f"/v1/tasks/{handle.id}"
     if handle.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return enqueued(handle, message)
+    return enqueued(handle)
 
 
 @router.post(
@@ -47,7 +47,7 @@ async def create_batch(body: BatchIn, api: Api) -> BatchOut:
         raise ApiError(422, "batch_too_large", f"a batch holds at most {limit} tasks", detail)
     messages = [to_message(t, api.settings, f"tasks.{i}.name") for i, t in enumerate(body.tasks)]
     handles = await api.conveyor.enqueue_many_async(messages)
-    return BatchOut(tasks=[enqueued(h, m) for h, m in zip(handles, messages, strict=True)])
+    return BatchOut(tasks=[enqueued(h) for h in handles])
 
 
 @router.get(

@@ -50,7 +50,8 @@ for _, id in ipairs(candidates) do
             -- the script half way (Redis does not roll back a failed script)
             local intact = true
             for _, value in ipairs(redis.call('HMGET', key, 'token', 'attempts')) do
-                if value and not (#value <= 15 and string.match(value, '^%d+$')) then
+                -- exactly what HINCRBY accepts: no sign, no leading zero, no fraction
+                if value and not (value == '0' or (#value <= 15 and string.match(value, '^[1-9]%d*$'))) then
                     intact = false
                 end
             end

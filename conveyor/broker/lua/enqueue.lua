@@ -10,7 +10,8 @@
 -- ARGV[2..] per task: id, delay ms, priority, has idempotency key (0|1), field count n,
 --           then n field/value pairs for the task hash
 --
--- Returns: flat {id, replayed (0|1), ...} per task; a replay returns the first task's id.
+-- Returns: flat {id, replayed (0|1), state, ...} per task; a replay returns the first
+--          task's id and its state now ("" if its record is gone).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[1])
@@ -34,22 +35,26 @@ while i <= #ARGV do
     if existing then
         out[#out + 1] = existing
         out[#out + 1] = 1
+        out[#out + 1] = redis.call('HGET', KEYS[4] .. existing, 'state') or ''
     else
         local key = KEYS[4] .. id
         for f = first, first + 2 * nfields - 1, 2 do
             redis.call('HSET', key, ARGV[f], ARGV[f + 1])
         end
         redis.call('HSET', key, 'enqueued_at', now)
+        local state = 'pending'
         if delay > 0 then
-            redis.call('HSET', key, 'state', 'scheduled', 'due_at', now + delay)
+            state = 'scheduled'
+            redis.call('HSET', key, 'state', state, 'due_at', now + delay)
             redis.call('ZADD', KEYS[2], now + delay, id)
         else
-            redis.call('HSET', key, 'state', 'pending')
+            redis.call('HSET', key, 'state', state)
             redis.call('ZADD', KEYS[1], string.format('%.0f', (100 - priority) * 4398046511104 + now), id)
             woke = true
         end
         out[#out + 1] = id
         out[#out + 1] = 0
+        out[#out + 1] = state
     end
 end
 if woke then

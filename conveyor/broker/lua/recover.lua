@@ -13,6 +13,15 @@
 -- ARGV[3] retention of a dead record (ms)
 --
 -- Returns: flat {id, "pending"|"dead"|"gone", ...}.
+local function counter(key, field)
+    -- a corrupt count (text, negative, fractional, NaN, huge) reads as 0, never aborts
+    local n = tonumber(redis.call('HGET', key, field)) or 0
+    if n ~= n or n < 0 or n > 1e15 then
+        n = 0
+    end
+    return math.floor(n)
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
@@ -23,7 +32,7 @@ for _, id in ipairs(expired) do
     local key = KEYS[5] .. id
     local outcome = 'gone'
     if redis.call('TYPE', key)['ok'] == 'hash' then
-        local crashes = (tonumber(redis.call('HGET', key, 'crashes')) or 0) + 1
+        local crashes = counter(key, 'crashes') + 1
         redis.call('HSET', key, 'crashes', crashes)
         if crashes >= tonumber(ARGV[1]) then
             local worker = redis.call('HGET', key, 'worker') or ''

@@ -15,6 +15,15 @@
 -- ARGV[5] retention of a dead record (ms)
 --
 -- Returns: "pending", "dead", or "" when the token is stale (nothing is written).
+local function counter(key, field)
+    -- a corrupt count (text, negative, fractional, NaN, huge) reads as 0, never aborts
+    local n = tonumber(redis.call('HGET', key, field)) or 0
+    if n ~= n or n < 0 or n > 1e15 then
+        n = 0
+    end
+    return math.floor(n)
+end
+
 if not redis.call('ZSCORE', KEYS[1], ARGV[1])
     or redis.call('HGET', KEYS[5], 'token') ~= ARGV[2] then
     return ''
@@ -23,7 +32,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[3] == '1' then
-    local crashes = (tonumber(redis.call('HGET', KEYS[5], 'crashes')) or 0) + 1
+    local crashes = counter(KEYS[5], 'crashes') + 1
     redis.call('HSET', KEYS[5], 'crashes', crashes)
     if crashes >= tonumber(ARGV[4]) then
         local worker = redis.call('HGET', KEYS[5], 'worker') or ''
