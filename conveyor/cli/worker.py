@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import signal
 import sys
+from types import FrameType
 
 import click
 
@@ -77,6 +79,10 @@ def worker(
     """
 
     def start() -> None:
+        # until the worker installs its own handlers, a stop signal ends the process
+        # cleanly: nothing has been claimed yet
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _exit_before_start)
         app = load_app(app_spec)
         overrides = {
             "lease_timeout": lease_timeout,
@@ -105,3 +111,7 @@ def worker(
         asyncio.run(runner.run())
 
     run_operation(start)
+
+
+def _exit_before_start(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
