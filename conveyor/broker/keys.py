@@ -121,6 +121,10 @@ class QueueKeys:
         """HASH the task record."""
         return self.task_prefix + task_id
 
+    def claim_request(self, request_id: str) -> str:
+        """LIST ids one claim request leased, kept for a lease (answers a client retry)."""
+        return self.base + "claim:" + request_id
+
     def idempotency(self, key: str) -> str:
         """STRING idempotency key -> task id, expiring with its window."""
         return self.base + "idem:" + key

@@ -13,7 +13,7 @@ from conveyor import serializers
 from conveyor.broker.keys import PRIORITY_BAND, GlobalKeys, QueueKeys
 from conveyor.broker.records import Claim, ClaimedTask, EnqueueResult, NewTask, QueueStats
 from conveyor.broker.scripts import Arg, Call, load_scripts
-from conveyor.ids import queue_of
+from conveyor.ids import new_ulid, queue_of
 from conveyor.model import TaskRecord, to_millis
 from conveyor.settings import Settings
 
@@ -126,14 +126,18 @@ class Operations:
         """Lease up to `count` tasks of `queue` for `settings.lease_timeout`.
 
         An `idle` worker may get a suspect (a task whose worker died before), alone.
+        Each Op carries a fresh request id, so the client's retry of a call whose reply
+        was lost gets the same tasks back.
         """
         keys = self.queue_keys(queue)
         lease = to_millis(self.settings.lease_timeout)
+        request = keys.claim_request(new_ulid())
         call = self._script(
             "claim",
-            [keys.pending, keys.active, keys.paused, keys.dead, keys.signal, keys.task_prefix],
+            [keys.pending, keys.active, keys.paused, keys.dead, keys.signal, keys.task_prefix,
+             request],
             [count, lease, worker_id, int(idle), to_millis(self.settings.dead_retention)],
-        )
+        )  # fmt: skip
         return Op([call], lambda r: _decode_claim(queue, r[0]))
 
     def extend_leases(self, queue: str, held: Sequence[tuple[str, int]]) -> Op[list[str]]:

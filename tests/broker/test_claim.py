@@ -208,3 +208,25 @@ def test_an_idle_worker_that_took_a_task_leaves_a_suspect_for_later(
     state = dump(r, prefix)
     assert list(state[keys.pending]) == [suspect]
     assert list(state[keys.active]) == [urgent.id, after.id]
+
+
+def test_a_retried_claim_gets_the_same_tasks_back(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str
+) -> None:
+    """The client retries a call once when its reply is lost: the retry must not orphan
+    the tasks the first call leased, nor lease more."""
+    handles = app.enqueue_many([app.message("job", i) for i in range(5)])
+    op = broker.ops.claim("default", 2, "w1")
+    first = broker.run(op).tasks
+    again = broker.run(op).tasks  # the very same call, as redis-py's retry sends it
+    assert [(t.id, t.token, t.attempts) for t in again] == [
+        (t.id, t.token, t.attempts) for t in first
+    ]
+    assert [t.id for t in first] == [h.id for h in handles[:2]]
+    requests = {k: v for k, v in dump(r, prefix, claim_requests=True).items() if ":claim:" in k}
+    assert list(requests.values()) == [[h.id for h in handles[:2]]]
+    assert all(0 < r.pttl(k) <= 2000 for k in requests)  # kept for one lease only
+    # a new call claims the next tasks
+    assert [t.id for t in broker.run(broker.ops.claim("default", 2, "w1")).tasks] == [
+        h.id for h in handles[2:4]
+    ]

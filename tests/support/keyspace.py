@@ -11,12 +11,19 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def dump(r: redis.Redis, prefix: str) -> dict[str, Any]:
-    """Every key under `prefix` with its decoded value (zsets as {member: score})."""
+def dump(r: redis.Redis, prefix: str, *, claim_requests: bool = False) -> dict[str, Any]:
+    """Every key under `prefix` with its decoded value (zsets as {member: score}).
+
+    Claim-request keys (which ids one claim call leased, kept for one lease so a client
+    retry gets the same tasks back) are left out unless asked for: tests/broker/
+    test_claim.py checks them on their own.
+    """
     client: Any = r  # redis-py's return types are unions of every decoding mode
     out: dict[str, Any] = {}
     for raw_key in client.scan_iter(match=f"{prefix}:*", count=1000):
         key, kind = _text(raw_key), _text(client.type(raw_key))
+        if ":claim:" in key and not claim_requests:
+            continue
         if kind == "hash":
             out[key] = {_text(k): _text(v) for k, v in client.hgetall(raw_key).items()}
         elif kind == "zset":

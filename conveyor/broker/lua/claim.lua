@@ -7,6 +7,9 @@
 -- KEYS[5] signal       LIST  wake-up token; re-pushed while work remains, so the next
 --                            idle worker wakes too (a chain, not a thundering herd)
 -- KEYS[6] task prefix  (task hashes are KEYS[6] .. id)
+-- KEYS[7] request      LIST  ids this claim request leased, kept for one lease: a client
+--                            retry of the same request (its reply was lost) gets the same
+--                            tasks back instead of orphaning them and claiming more
 --
 -- ARGV[1] most tasks to claim
 -- ARGV[2] lease (ms)
@@ -23,6 +26,29 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {now, 0}
+local fields = {'name', 'args', 'kwargs', 'failures', 'crashes', 'max_retries', 'timeout',
+    'enqueued_at', 'due_at'}
+
+local function emit(id, key, token, attempts)
+    out[#out + 1] = id
+    out[#out + 1] = token
+    out[#out + 1] = attempts
+    local values = redis.call('HMGET', key, unpack(fields))
+    for f = 1, #fields do
+        out[#out + 1] = values[f]
+    end
+end
+
+if redis.call('EXISTS', KEYS[7]) == 1 then
+    for _, id in ipairs(redis.call('LRANGE', KEYS[7], 0, -1)) do
+        local key = KEYS[6] .. id
+        if redis.call('ZSCORE', KEYS[2], id) and redis.call('HGET', key, 'worker') == ARGV[3] then
+            local held = redis.call('HMGET', key, 'token', 'attempts')
+            emit(id, key, tonumber(held[1]), tonumber(held[2]))
+        end
+    end
+    return out
+end
 if redis.call('EXISTS', KEYS[3]) == 1 then
     return out
 end
@@ -60,14 +86,8 @@ for _, id in ipairs(candidates) do
                 local attempts = redis.call('HINCRBY', key, 'attempts', 1)
                 redis.call('HSET', key, 'state', 'active', 'started_at', now, 'worker', ARGV[3])
                 redis.call('ZADD', KEYS[2], deadline, id)
-                out[#out + 1] = id
-                out[#out + 1] = token
-                out[#out + 1] = attempts
-                local fields = redis.call('HMGET', key, 'name', 'args', 'kwargs', 'failures',
-                    'crashes', 'max_retries', 'timeout', 'enqueued_at', 'due_at')
-                for f = 1, 9 do
-                    out[#out + 1] = fields[f]
-                end
+                redis.call('RPUSH', KEYS[7], id)
+                emit(id, key, token, attempts)
                 taken = taken + 1
             else
                 -- a counter that is not a number: the record is corrupt, keep it for inspection
@@ -80,6 +100,9 @@ for _, id in ipairs(candidates) do
             end
         end
     end
+end
+if taken > 0 then
+    redis.call('PEXPIRE', KEYS[7], ARGV[2])
 end
 if taken > 0 and redis.call('ZCARD', KEYS[1]) > 0 then
     redis.call('LPUSH', KEYS[5], 1)

@@ -32,12 +32,18 @@ while i <= #ARGV do
         end
         idem = idem + 1
     end
-    if existing then
+    local key = KEYS[4] .. id
+    if existing and existing ~= id then
         out[#out + 1] = existing
         out[#out + 1] = 1
         out[#out + 1] = redis.call('HGET', KEYS[4] .. existing, 'state') or ''
+    elseif redis.call('EXISTS', key) == 1 then
+        -- this very task was stored before: a client retry after a lost reply. Writing
+        -- again would revive a task that already ran; answer with its state instead.
+        out[#out + 1] = id
+        out[#out + 1] = 0
+        out[#out + 1] = redis.call('HGET', key, 'state') or ''
     else
-        local key = KEYS[4] .. id
         for f = first, first + 2 * nfields - 1, 2 do
             redis.call('HSET', key, ARGV[f], ARGV[f + 1])
         end

@@ -10,6 +10,7 @@
 -- ARGV[4] error (JSON: type, message, traceback)
 --
 -- Returns: 1, or 0 when the token is stale (nothing is written).
+-- A repeat of a call that already succeeded (a client retry after a lost reply) is 1.
 local function counter(key, field)
     -- a corrupt count (text, negative, fractional, NaN, huge) reads as 0, never aborts
     local n = tonumber(redis.call('HGET', key, field)) or 0
@@ -21,7 +22,8 @@ end
 
 if not redis.call('ZSCORE', KEYS[1], ARGV[1])
     or redis.call('HGET', KEYS[3], 'token') ~= ARGV[2] then
-    return 0
+    local done = redis.call('HMGET', KEYS[3], 'token', 'state')
+    return (done[1] == ARGV[2] and done[2] == 'retrying') and 1 or 0
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -1,0 +1,209 @@
+"""Fault scripts: generators that inject one kind of fault while the producers run.
+
+A script yields how many seconds to wait before its next step; the runner resumes it
+while it keeps supervising the workers, so a SIGKILLed worker is restarted even in the
+middle of a script. Closing a script (GeneratorExit) heals whatever it left broken.
+Every fault is logged with the worker it hit (None: all of them) and when it began and
+healed, which is what explains a duplicate execution later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+from conveyor.redis_server import RedisServer
+from tests.chaos.aof import AofTail
+from tests.chaos.cluster import Fleet, WorkerSlot
+from tests.chaos.proxy import ChaosProxy
+
+#: A fault script: given the run, a generator of waits (seconds) between its steps.
+Steps = Generator[float, None, None]
+FaultScript = Callable[["Chaos"], Steps]
+#: Seconds of acknowledged writes an everysec Redis may hold unsynced (fsync once a second).
+EVERYSEC_LAG = 1.0
+
+
+@dataclass(slots=True)
+class Fault:
+    """One injected (or observed) fault; `worker` None means every process was hit."""
+
+    kind: str
+    worker: str | None
+    start: float  # time.monotonic()
+    end: float | None = None  # when it healed; None while it lasts
+
+    def overlaps(self, begin: float, until: float) -> bool:
+        """True if the fault was under way at some time in [begin, until]."""
+        return self.start <= until and (self.end if self.end is not None else until) >= begin
+
+
+@dataclass(slots=True)
+class Chaos:
+    """What a fault script may touch, and where it logs what it did."""
+
+    fleet: Fleet
+    proxy: ChaosProxy
+    redis: RedisServer
+    lease: float
+    #: Faults stop being injected this long before the producers finish, so every
+    #: fault heals while there is still work whose resumption can be measured.
+    quiet_until: float
+    rng: random.Random
+    #: With everysec, what an OS crash loses: the AOF tail written since the last fsync.
+    aof: AofTail | None = None
+    #: Whether a worker has started (registered): faults hit only running workers, not
+    #: one still importing its modules (SIGTERM would kill it before its handlers exist).
+    ready: Callable[[str], bool] = lambda worker_id: True
+    faults: list[Fault] = field(default_factory=list)
+
+    def pick(self) -> WorkerSlot | None:
+        """A random worker that runs and is not already on its way out."""
+        live = [slot for slot in self.fleet.live() if self.ready(slot.worker_id)]
+        return self.rng.choice(live) if live else None
+
+    def injecting(self) -> bool:
+        """True while there is time for another fault."""
+        return time.monotonic() < self.quiet_until
+
+    def begin(self, kind: str, worker: str | None = None) -> Fault:
+        """Log a fault that starts now."""
+        fault = Fault(kind, worker, time.monotonic())
+        self.faults.append(fault)
+        return fault
+
+    def instant(self, kind: str, worker: str | None = None) -> None:
+        """Log a fault that began and ended now (a kill, a dropped connection)."""
+        self.heal(self.begin(kind, worker))
+
+    @staticmethod
+    def heal(fault: Fault) -> None:
+        """Log that `fault` is over."""
+        if fault.end is None:
+            fault.end = time.monotonic()
+
+
+def no_faults(chaos: Chaos) -> Steps:
+    """The baseline: nothing is injected."""
+    yield from ()
+
+
+def signal_one(chaos: Chaos, signum: signal.Signals, kind: str) -> None:
+    """Send `signum` to a random live worker and log it."""
+    slot = chaos.pick()
+    if slot is not None:
+        chaos.fleet.signal(slot, signum)
+        chaos.instant(kind, slot.worker_id)
+
+
+def sigkill(chaos: Chaos, period: float = 2.0) -> Steps:
+    """SIGKILL a random worker every `period` seconds (the runner restarts it)."""
+    yield 1.0
+    while chaos.injecting():
+        signal_one(chaos, signal.SIGKILL, "sigkill")
+        yield period * chaos.rng.uniform(0.7, 1.3)
+
+
+def sigterm(chaos: Chaos, period: float = 2.5) -> Steps:
+    """SIGTERM a random worker under load: it drains and exits; the runner restarts it."""
+    yield 1.0
+    while chaos.injecting():
+        signal_one(chaos, signal.SIGTERM, "sigterm")
+        yield period * chaos.rng.uniform(0.7, 1.3)
+
+
+def sigstop(chaos: Chaos, leases: float = 2.5, period: float = 1.5) -> Steps:
+    """SIGSTOP a worker for `leases` leases (others take its tasks over), then SIGCONT:
+    the zombie wakes up holding work that is no longer its own."""
+    yield 1.0
+    while chaos.injecting():
+        slot = chaos.pick()
+        if slot is None:
+            yield period
+            continue
+        fault = chaos.begin("sigstop", slot.worker_id)
+        try:
+            os.kill(slot.process.pid, signal.SIGSTOP)
+            yield leases * chaos.lease
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(slot.process.pid, signal.SIGCONT)
+            chaos.heal(fault)
+        yield period
+
+
+def redis_restart(chaos: Chaos, down: float = 1.0, period: float = 2.0) -> Steps:
+    """kill -9 the Redis under test, then start it again on the same port and data dir."""
+    yield 1.0
+    while chaos.injecting():
+        yield from restart_once(chaos, down)
+        yield period
+
+
+def restart_once(chaos: Chaos, down: float) -> Steps:
+    """One kill -9 of Redis, `down` seconds of outage, and the restart. With everysec it
+    is an OS crash: the last second of the AOF, never fsynced, is lost (see aof.py)."""
+    fault = chaos.begin("redis restart")
+    try:
+        chaos.redis.kill()
+        if chaos.aof is not None:
+            chaos.aof.cut(EVERYSEC_LAG)
+        yield down
+    finally:
+        if chaos.redis.process is None:
+            chaos.redis.start()
+        chaos.heal(fault)
+
+
+def drop_all(chaos: Chaos, period: float = 1.0) -> Steps:
+    """Close every connection through the proxy, every `period` seconds."""
+    yield 1.0
+    while chaos.injecting():
+        chaos.proxy.drop_all()
+        chaos.instant("drop all")
+        yield period * chaos.rng.uniform(0.5, 1.5)
+
+
+def blackhole(chaos: Chaos, leases: float = 2.0, period: float = 2.0) -> Steps:
+    """Swallow all traffic for `leases` leases (longer than a lease), then heal."""
+    yield 1.0
+    while chaos.injecting():
+        fault = chaos.begin("blackhole")
+        try:
+            chaos.proxy.blackhole()
+            yield leases * chaos.lease
+        finally:
+            chaos.proxy.normal()
+            chaos.heal(fault)
+        yield period
+
+
+def latency(chaos: Chaos, seconds: float = 0.2) -> Steps:
+    """Add `seconds` to every chunk in each direction for the whole production."""
+    fault = chaos.begin(f"latency {seconds * 1000:.0f} ms")
+    try:
+        chaos.proxy.latency(seconds)
+        while chaos.injecting():
+            yield 0.5
+    finally:
+        chaos.proxy.normal()
+        chaos.heal(fault)
+
+
+def outage_mix(chaos: Chaos) -> Steps:
+    """What producers must ride out: Redis down for 2 s, every connection dropped, a
+    worker killed; repeated."""
+    yield 1.0
+    while chaos.injecting():
+        yield from restart_once(chaos, down=2.0)
+        yield 1.0
+        chaos.proxy.drop_all()
+        chaos.instant("drop all")
+        yield 1.0
+        signal_one(chaos, signal.SIGKILL, "sigkill")
+        yield 1.5

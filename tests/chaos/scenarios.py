@@ -1,0 +1,108 @@
+"""The scenarios: what work is enqueued, which faults hit it, what must hold after.
+
+A scenario's size is given apart (`Size`): the pytest suite runs every scenario for a few
+seconds with a few hundred tasks; the soak (`python -m tests.chaos`) runs them longer.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from tests.chaos import faults
+from tests.chaos.faults import FaultScript
+from tests.chaos.producers import TaskSpec
+
+#: Tasks of a scenario in the short (pytest) version; the mix's counts are for this size.
+SHORT_TASKS = 250
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    """How much work a scenario gets: `tasks` enqueued over `window` seconds."""
+
+    tasks: int
+    window: float
+
+
+@dataclass(frozen=True, slots=True)
+class Mix:
+    """The tasks of a scenario besides the ordinary short ones, as counts."""
+
+    long: int = 0  # several leases long, kept alive by heartbeats
+    poison: int = 0  # kill their own process
+    overrun: int = 0  # run past their timeout
+    gil: int = 0  # hold the GIL past the lease in a thread
+    gil_process: int = 0  # the same in a child process
+    #: Longest sleep of an ordinary task, in seconds.
+    work_seconds: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One chaos scenario."""
+
+    name: str
+    faults: FaultScript | None = None
+    mix: Mix = field(default_factory=Mix)
+    appendfsync: str = "always"
+    api: bool = False  # also enqueue through `conveyor api`
+    zero_duplicates: bool = False  # a duplicate execution is a failure
+    loss_allowed: bool = False  # lost tasks are measured, not a failure (everysec)
+    workers: int = 3
+    concurrency: int = 8
+    lease: float = 2.0
+    shutdown_grace: float = 5.0
+    #: Leases a long task lasts, and GIL tasks hold the GIL.
+    long_leases: float = 2.5
+
+    def plan(self, size: Size, rng: random.Random) -> list[TaskSpec]:
+        """The tasks to enqueue, shuffled: ordinary ones fill what the mix leaves."""
+        m = self.mix
+        hold = self.long_leases * self.lease
+        wanted: list[tuple[str, int, tuple[float, ...]]] = [
+            ("work", m.long, (hold,)),
+            ("poison", m.poison, ()),
+            ("overrun", m.overrun, ()),
+            ("gil", m.gil, (hold,)),
+            ("gil_process", m.gil_process, (hold,)),
+        ]
+        scale = max(1, round(size.tasks / SHORT_TASKS))  # a longer run gets more of each
+        tasks = [(name, args) for name, n, args in wanted for _ in range(n * scale)]
+        for _ in range(max(0, size.tasks - len(tasks))):
+            tasks.append(("work", (round(rng.uniform(0, m.work_seconds), 3),)))
+        rng.shuffle(tasks)
+        return [TaskSpec(f"{self.name}-{i}", name, args) for i, (name, args) in enumerate(tasks)]
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("baseline", mix=Mix(long=4), zero_duplicates=True),
+    Scenario("sigkill", faults.sigkill),
+    Scenario(
+        "sigterm-drain",
+        faults.sigterm,
+        mix=Mix(long=3, work_seconds=0.5),
+        zero_duplicates=True,
+        shutdown_grace=10.0,
+    ),
+    Scenario("sigstop-zombie", faults.sigstop, mix=Mix(work_seconds=0.3)),
+    Scenario("redis-restart-always", faults.redis_restart),
+    Scenario(
+        "redis-restart-everysec", faults.redis_restart, appendfsync="everysec", loss_allowed=True
+    ),
+    Scenario("drop-all", faults.drop_all),
+    Scenario("blackhole", faults.blackhole, mix=Mix(work_seconds=0.3)),
+    Scenario("latency-200ms", faults.latency, mix=Mix(long=2), zero_duplicates=True),
+    Scenario("poison-timeout", mix=Mix(poison=3, overrun=3)),
+    Scenario("gil-thread", mix=Mix(gil=1), long_leases=3.0),
+    Scenario("gil-process", mix=Mix(gil_process=1), long_leases=3.0, zero_duplicates=True),
+    Scenario("producers-outage", faults.outage_mix, api=True),
+)
+
+
+def by_name(name: str) -> Scenario:
+    """The scenario called `name`."""
+    for scenario in SCENARIOS:
+        if scenario.name == name:
+            return scenario
+    raise KeyError(name)
