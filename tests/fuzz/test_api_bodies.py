@@ -92,9 +92,14 @@ SIZE = {"hash": "HLEN", "zset": "ZCARD", "set": "SCARD", "list": "LLEN", "string
 
 
 def keyspace(r: redis.Redis, prefix: str) -> dict[str, tuple[str, int]]:
-    """Every key under `prefix` with its type and size."""
+    """Every key under `prefix` with its type and size, except claim-request keys: they
+    expire on their own after one lease (a worker's retry dedupe), whatever the API does."""
     client: Any = r
-    keys = sorted(k.decode() for k in client.scan_iter(match=f"{prefix}:*", count=1000))
+    keys = sorted(
+        k.decode()
+        for k in client.scan_iter(match=f"{prefix}:*", count=1000)
+        if b":claim:" not in k
+    )
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.type(key)
