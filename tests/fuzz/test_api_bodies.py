@@ -96,9 +96,7 @@ def keyspace(r: redis.Redis, prefix: str) -> dict[str, tuple[str, int]]:
     expire on their own after one lease (a worker's retry dedupe), whatever the API does."""
     client: Any = r
     keys = sorted(
-        k.decode()
-        for k in client.scan_iter(match=f"{prefix}:*", count=1000)
-        if b":claim:" not in k
+        k.decode() for k in client.scan_iter(match=f"{prefix}:*", count=1000) if b":claim:" not in k
     )
     pipe = client.pipeline(transaction=False)
     for key in keys:
