@@ -20,6 +20,7 @@ from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 from conveyor.broker.ops import Operations
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.errors import ConveyorError
+from conveyor.settings import Settings
 
 log = logging.getLogger("conveyor.metrics")
 
@@ -108,34 +109,37 @@ class QueueCollector(Collector):
 
 class Exporter:
     """Serves a registry plus the queue gauges at http://host:port/metrics from a daemon
-    thread (prometheus_client's server). Metrics never stop a worker: a taken port is
-    logged and the worker runs on without them."""
+    thread (prometheus_client's server), with a Redis connection of its own."""
 
-    def __init__(
-        self,
-        broker: SyncBroker,
-        queues: Sequence[str] | None = None,
-        registry: CollectorRegistry = REGISTRY,
-    ) -> None:
-        self.collector = QueueCollector(broker, queues)
+    def __init__(self, server: WSGIServer, collector: QueueCollector, registry: CollectorRegistry):
+        self._server = server
+        self.collector = collector
         self.registry = registry
-        self._server: WSGIServer | None = None
 
-    def start(self, port: int, host: str = "0.0.0.0") -> bool:
-        """Start serving; False if the port could not be bound."""
+    @classmethod
+    def serve(
+        cls,
+        settings: Settings,
+        queues: Sequence[str] | None,
+        port: int,
+        host: str = "0.0.0.0",
+        registry: CollectorRegistry = REGISTRY,
+    ) -> Exporter | None:
+        """Start serving; None if the port could not be bound. Metrics never stop a
+        worker: a taken port is logged and the worker runs on without them."""
         try:
-            self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+            server, _ = start_http_server(port, addr=host, registry=registry)
         except OSError as exc:
             log.warning("metrics exporter not started on %s:%d: %s", host, port, exc)
-            return False
-        self.registry.register(self.collector)
+            return None
+        collector = QueueCollector(SyncBroker(settings), queues)
+        registry.register(collector)
         log.info("metrics on http://%s:%d/metrics", host, port)
-        return True
+        return cls(server, collector, registry)
 
     def stop(self) -> None:
-        """Stop serving and forget the queue gauges."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self.registry.unregister(self.collector)
-            self._server = None
+        """Stop serving, forget the queue gauges, close the connection."""
+        self._server.shutdown()
+        self._server.server_close()
+        self.registry.unregister(self.collector)
+        self.collector.broker.close()

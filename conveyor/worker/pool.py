@@ -21,7 +21,6 @@ from types import FrameType
 from prometheus_client import multiprocess
 from prometheus_client.registry import CollectorRegistry
 
-from conveyor.broker.sync_broker import SyncBroker
 from conveyor.metrics import Exporter
 from conveyor.settings import Settings
 
@@ -73,7 +72,6 @@ class WorkerPool:
         finally:
             if exporter is not None:
                 exporter.stop()
-                exporter.collector.broker.close()
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
     def _exporter(self, metrics_dir: str) -> Exporter | None:
@@ -81,8 +79,9 @@ class WorkerPool:
             return None
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
-        exporter = Exporter(SyncBroker(self.settings), self.queues, registry)
-        return exporter if exporter.start(self.metrics_port, self.metrics_host) else None
+        return Exporter.serve(
+            self.settings, self.queues, self.metrics_port, self.metrics_host, registry
+        )
 
     def _start(self, slot: int, env: dict[str, str]) -> None:
         command = [sys.executable, "-m", "conveyor", "worker", *self.child_args]

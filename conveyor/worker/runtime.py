@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.health import durability_findings
-from conveyor.broker.sync_broker import SyncBroker
 from conveyor.metrics import Exporter
 from conveyor.worker import signals
 from conveyor.worker.completer import Completer
@@ -119,7 +118,6 @@ class Worker:
                 uninstall()
             if exporter is not None:
                 exporter.stop()
-                exporter.collector.broker.close()
             await broker.close()
         log.info("worker %s stopped", self.id)
 
@@ -137,12 +135,9 @@ class Worker:
     def _start_exporter(self) -> Exporter | None:
         if not self.metrics_port:
             return None
-        broker = SyncBroker(self.settings)
-        exporter = Exporter(broker, self.queues.names)
-        if exporter.start(self.metrics_port, self.metrics_host):
-            return exporter
-        broker.close()
-        return None
+        return Exporter.serve(
+            self.settings, self.queues.names, self.metrics_port, self.metrics_host
+        )
 
     async def _preflight(self, broker: AsyncBroker) -> None:
         try:
