@@ -1,0 +1,103 @@
+"""Conveyor under the benchmark protocol (see _common.py); runs in the project's own env.
+
+Configuration: one worker process runs async handlers at concurrency 200; "two processes"
+is `conveyor worker --workers 2`. Metrics exporters are off, as they are for every peer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from importlib.metadata import version
+from typing import Any
+
+import redis.asyncio
+from _common import (
+    COUNTER_KEY,
+    Driver,
+    chunks,
+    counter_url,
+    main,
+    record_latency_async,
+    redis_url,
+)
+
+from conveyor import Conveyor
+
+app = Conveyor()
+_counter: redis.asyncio.Redis | None = None
+
+CONCURRENCY = 200
+
+
+def _client() -> redis.asyncio.Redis:
+    global _counter
+    if _counter is None:
+        _counter = redis.asyncio.Redis.from_url(counter_url())
+    return _counter
+
+
+@app.task(name="noop")
+async def noop(task_payload: dict[str, Any]) -> None:
+    await _client().incr(COUNTER_KEY)
+
+
+@app.task(name="latency")
+async def latency(task_payload: dict[str, Any]) -> None:
+    await record_latency_async(_client(), task_payload)
+    await _client().incr(COUNTER_KEY)
+
+
+class Producer:
+    def __init__(self, url: str) -> None:
+        os.environ["CONVEYOR_REDIS_URL"] = url
+        self.app = Conveyor()
+
+    def one(self, task: str, task_payload: dict[str, Any]) -> None:
+        self.app.enqueue(task, payload=task_payload)
+
+    def bulk(self, task: str, payloads: Sequence[dict[str, Any]]) -> None:
+        for chunk in chunks(payloads, 10_000):
+            self.app.enqueue_many(self.app.message(task, payload=p) for p in chunk)
+
+    def close(self) -> None:
+        self.app.close()
+
+
+class AsyncProducer:
+    def __init__(self, url: str) -> None:
+        os.environ["CONVEYOR_REDIS_URL"] = url
+        self.app = Conveyor()
+
+    async def one(self, task: str, task_payload: dict[str, Any]) -> None:
+        await self.app.enqueue_async(task, payload=task_payload)
+
+    async def close(self) -> None:
+        await self.app.aclose()
+
+
+async def async_producer(url: str) -> AsyncProducer:
+    return AsyncProducer(url)
+
+
+def describe() -> dict[str, Any]:
+    return {
+        "name": "Conveyor",
+        "version": version("conveyor-queue"),
+        "one_process": f"1 worker process, async handlers, concurrency {CONCURRENCY}",
+        "two_processes": f"conveyor worker --workers 2, concurrency {CONCURRENCY} each",
+        "bulk_api": "Conveyor.enqueue_many, 10,000 messages per call",
+        "async_api": "Conveyor.enqueue_async",
+    }
+
+
+def worker_command(processes: int) -> tuple[list[str], dict[str, str]]:
+    argv = [sys.executable, "-m", "conveyor", "worker", "conveyor_driver:app",
+            "--concurrency", str(CONCURRENCY), "--workers", str(processes),
+            "--metrics-port", "0"]  # fmt: skip
+    return argv, {"CONVEYOR_REDIS_URL": redis_url(), "CONVEYOR_LOG_LEVEL": "WARNING"}
+
+
+if __name__ == "__main__":
+    main(Driver(describe, Producer, worker_command, async_producer=async_producer))
