@@ -169,13 +169,13 @@ class Conveyor:
         return self._enqueued(tasks, new_queues, results)
 
     async def enqueue_many_async(self, messages: Iterable[Message]) -> list[TaskHandle]:
-        """Like `enqueue_many`, from asyncio code."""
+        """Like `enqueue_many`, from asyncio code; concurrent calls share round trips."""
         tasks = [self.encode(m) for m in messages]
         if not tasks:
             return []
         broker = self.async_broker()
         new_queues = self._new_queues(tasks)
-        results = await broker.run(broker.ops.enqueue(tasks, new_queues))
+        results = await broker.shared.run(broker.ops.enqueue(tasks, new_queues))
         return self._enqueued(tasks, new_queues, results)
 
     def encode(self, message: Message) -> NewTask:
@@ -233,7 +233,7 @@ class Conveyor:
         if not is_task_id(task_id):
             return None
         broker = self.async_broker()
-        return await broker.run(broker.ops.fetch_record(task_id))
+        return await broker.shared.run(broker.ops.fetch_record(task_id))
 
     def cancel(self, task_id: str) -> bool:
         """Cancel a pending, scheduled or retrying task.
@@ -251,7 +251,7 @@ class Conveyor:
         if not is_task_id(task_id):
             raise TaskNotFoundError(f"no task {task_id!r}: not a task id")
         broker = self.async_broker()
-        return _cancelled(task_id, await broker.run(broker.ops.cancel(task_id)))
+        return _cancelled(task_id, await broker.shared.run(broker.ops.cancel(task_id)))
 
     # -- connections -----------------------------------------------------------------
 

@@ -17,6 +17,8 @@ from conveyor.errors import InvalidNameError
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 SEPARATOR = ":"
 _ULID = re.compile(f"[{_CROCKFORD}]{{26}}")
+#: every 10-bit value as two characters: an id is encoded 10 bits at a time
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 
 
 _lock = threading.Lock()
@@ -36,12 +38,8 @@ def new_ulid() -> str:
         else:
             entropy = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
         _last[0], _last[1] = millis, entropy
-    value = millis << 80 | entropy
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    value = millis << 80 | entropy  # 128 bits, as 26 characters of 5 bits
+    return "".join([_PAIRS[value >> shift & 1023] for shift in range(120, -1, -10)])
 
 
 def new_task_id(queue: str) -> str:

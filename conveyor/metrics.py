@@ -53,8 +53,14 @@ TASK_WAIT = Histogram(
 
 def count_enqueued(labels: Iterable[tuple[str, str]]) -> None:
     """Count enqueued tasks by (queue, task), one increment per distinct pair."""
-    for (queue, task), n in Tally(labels).items():
-        TASKS_ENQUEUED.labels(queue, task).inc(n)
+    for pair, n in Tally(labels).items():
+        child = _enqueued_children.get(pair)
+        if child is None:  # labels() costs more than the enqueue around it: look up once
+            child = _enqueued_children[pair] = TASKS_ENQUEUED.labels(*pair)
+        child.inc(n)
+
+
+_enqueued_children: dict[tuple[str, str], Counter] = {}
 
 
 class QueueCollector(Collector):

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import redis.asyncio
 from redis.exceptions import ResponseError
 
+from conveyor.broker.coalescer import Coalescer
 from conveyor.broker.connection import (
     UNAVAILABLE,
     async_client,
@@ -31,9 +32,11 @@ class AsyncBroker:
         self.ops = Operations(settings)
         self.client = client or async_client(settings)
         self._blocking: redis.asyncio.Redis | None = None
+        #: producers' operations go through it, to share round trips when they are many
+        self.shared = Coalescer(self)
 
     async def run(self, op: Op[T]) -> T:
-        """Execute `op` and decode its replies."""
+        """Execute `op` in a round trip of its own and decode its replies."""
         return op.decode(await self.execute(op.calls))
 
     async def execute(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import hiredis
 import redis
 import redis.asyncio
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -40,7 +42,34 @@ def async_client(settings: Settings, *, blocking_margin: float = 0.0) -> redis.a
     options["socket_timeout"] += blocking_margin
     backoff = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
     retry = AsyncRetry(backoff, CALL_RETRIES, (RedisConnectionError, RedisTimeoutError))
-    return redis.asyncio.Redis.from_url(settings.redis_url, retry=retry, **options)
+    client = redis.asyncio.Redis.from_url(settings.redis_url, retry=retry, **options)
+    pool = client.connection_pool
+    pool.connection_class = _packing_with_hiredis(pool.connection_class)
+    return client
+
+
+class _HiredisPacking(AbstractConnection):
+    """Packs commands in C, as redis-py's sync client does (its asyncio one packs in Python,
+    which was the largest single cost of an enqueue in a profile of the API)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        first = args[0]
+        if isinstance(first, str) and " " in first:  # e.g. "CONFIG GET" as one argument
+            args = (*first.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise redis.DataError(str(exc)) from exc
+
+
+_packing: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def _packing_with_hiredis(base: type[AbstractConnection]) -> type[AbstractConnection]:
+    """`base` (TCP, TLS or Unix socket connection) with commands packed by hiredis."""
+    if base not in _packing:
+        _packing[base] = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
+    return _packing[base]
 
 
 def sync_client(settings: Settings) -> redis.Redis:

@@ -6,10 +6,7 @@ import signal
 from types import FrameType
 
 import click
-import uvicorn
 
-from conveyor.api import create_app
-from conveyor.api.config import ApiSettings
 from conveyor.cli.root import Context, pass_context, run_operation
 
 DEFAULT_PORT = 8085
@@ -30,6 +27,12 @@ def api(ctx: Context, host: str, port: int) -> None:
     """
 
     def serve() -> None:
+        # imported here: FastAPI alone would double the start-up time of every other command
+        import uvicorn
+
+        from conveyor.api import create_app
+        from conveyor.api.config import ApiSettings
+
         app = create_app(ctx.settings(), ApiSettings.from_env())
         # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler
         # that was there before it: this one, so a clean shutdown exits with code 0

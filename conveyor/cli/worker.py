@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import os
 import signal
@@ -15,6 +14,7 @@ from conveyor.app import Conveyor
 from conveyor.cli.root import Context, pass_context, run_operation
 from conveyor.errors import ConfigurationError
 from conveyor.metrics import DEFAULT_PORT
+from conveyor.worker.loop import run_event_loop
 from conveyor.worker.pool import WorkerPool
 from conveyor.worker.queues import QueueSelection
 from conveyor.worker.runtime import Worker
@@ -108,7 +108,7 @@ def worker(
             worker_id=worker_id, handle_signals=True,
             metrics_port=metrics_port, metrics_host=metrics_host,
         )  # fmt: skip
-        asyncio.run(runner.run())
+        run_event_loop(runner.run())
 
     run_operation(start)
 

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
 
-from conveyor.api.deps import Api, require_read, require_write
-from conveyor.api.routes.common import check_allowed
+from conveyor.api.deps import Api, ApiState, require_read, require_write
+from conveyor.api.routes.common import check_allowed, parse_body, request_body
 from conveyor.api.schemas import QueueOut, SeedQueued, SeedStats, SeedTask
 from conveyor.task import Message
 
 router = APIRouter(tags=["seed-compatible"])
 
 
+# The hottest route: it parses its own body and writes its own answer, which halves
+# FastAPI's per-request work; the OpenAPI schema still documents both.
 @router.post(
-    "/task", status_code=202, response_model=SeedQueued, dependencies=[Depends(require_write)]
+    "/task",
+    status_code=202,
+    response_model=SeedQueued,
+    dependencies=[Depends(require_write)],
+    openapi_extra=request_body(SeedTask),
 )
-async def post_task(body: SeedTask, api: Api) -> SeedQueued:
+async def post_task(request: Request) -> Response:
     """Enqueue `type` on the default queue; `payload` arrives as the handler's one argument."""
+    body = parse_body(SeedTask, await request.body())
+    api: ApiState = request.app.state.conveyor
     check_allowed(body.type, api.settings, "type")
     [handle] = await api.conveyor.enqueue_many_async([Message(body.type, (body.payload,))])
-    return SeedQueued(task_id=handle.id)
+    answer = orjson.dumps({"status": "queued", "task_id": handle.id})
+    return Response(answer, status_code=202, media_type="application/json")
 
 
 @router.get("/stats", response_model=SeedStats, dependencies=[Depends(require_read)])

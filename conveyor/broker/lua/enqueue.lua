@@ -44,17 +44,16 @@ while i <= #ARGV do
         out[#out + 1] = 0
         out[#out + 1] = redis.call('HGET', key, 'state') or ''
     else
-        for f = first, first + 2 * nfields - 1, 2 do
-            redis.call('HSET', key, ARGV[f], ARGV[f + 1])
-        end
-        redis.call('HSET', key, 'enqueued_at', now)
+        -- one HSET per task; unpack is bounded: a task has at most 7 fields
+        local last = first + 2 * nfields - 1
         local state = 'pending'
         if delay > 0 then
             state = 'scheduled'
-            redis.call('HSET', key, 'state', state, 'due_at', now + delay)
+            redis.call('HSET', key, 'enqueued_at', now, 'state', state, 'due_at', now + delay,
+                unpack(ARGV, first, last))
             redis.call('ZADD', KEYS[2], now + delay, id)
         else
-            redis.call('HSET', key, 'state', state)
+            redis.call('HSET', key, 'enqueued_at', now, 'state', state, unpack(ARGV, first, last))
             redis.call('ZADD', KEYS[1], string.format('%.0f', (100 - priority) * 4398046511104 + now), id)
             woke = true
         end

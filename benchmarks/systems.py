@@ -1,0 +1,54 @@
+"""The systems under test: Conveyor in the project's environment, each peer in its venv."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import venvs
+
+DRIVERS = Path(__file__).parent / "drivers"
+#: the order of the columns in every table
+PEERS = ("celery", "rq", "dramatiq", "huey", "arq", "saq", "taskiq")
+
+
+@dataclass(frozen=True)
+class System:
+    """One queue library and the interpreter that runs its driver."""
+
+    key: str
+    python: Path
+
+    @property
+    def is_conveyor(self) -> bool:
+        return self.key == "conveyor"
+
+    def run(self, spec: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+        """Run one scenario in a fresh driver process; its one JSON line is the result."""
+        driver = DRIVERS / f"{self.key}_driver.py"
+        done = subprocess.run(
+            [str(self.python), str(driver), json.dumps(spec)],
+            cwd=DRIVERS,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{self.key} {spec['scenario']} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+            )
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+
+def conveyor() -> System:
+    return System("conveyor", Path(sys.executable))
+
+
+def peers(names: list[str], root: Path) -> list[System]:
+    """The peers asked for, their virtualenvs built first if needed."""
+    return [System(name, venvs.python_of(name, root)) for name in names]

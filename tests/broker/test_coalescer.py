@@ -1,0 +1,88 @@
+"""Concurrent producer operations of one loop share round trips, and fail one by one."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+
+from conveyor import BrokerUnavailableError, Conveyor, TaskState
+from conveyor.broker.keys import GlobalKeys
+from conveyor.redis_server import free_port
+from conveyor.settings import Settings
+
+
+def reads(r: redis.Redis) -> int:
+    """Requests (or whole pipelines) Redis has read so far: one per round trip."""
+    return int(r.info("stats")["total_reads_processed"])
+
+
+async def test_concurrent_enqueues_share_round_trips(aapp: Conveyor, r: redis.Redis) -> None:
+    await aapp.enqueue_async("warm.up")  # connect, load the script: not what is measured
+    before = reads(r)
+    handles = await asyncio.gather(*(aapp.enqueue_async("t", i) for i in range(100)))
+    trips = reads(r) - before - 1  # the INFO call itself
+    assert len({h.id for h in handles}) == 100
+    assert all(h.enqueued_state is TaskState.PENDING for h in handles)
+    # the first goes alone, the other 99 queue up behind it and go together
+    assert 1 <= trips <= 5, trips
+    records = await asyncio.gather(*(h.record_async() for h in handles))
+    assert [rec.args for rec in records if rec] == [[i] for i in range(100)]
+
+
+async def test_an_error_reply_fails_only_its_own_operation(
+    aapp: Conveyor, r: redis.Redis, prefix: str
+) -> None:
+    await aapp.enqueue_async("warm.up")
+    r.set(GlobalKeys(prefix).queue("broken").pending, "not a sorted set")
+    results = await asyncio.gather(
+        aapp.enqueue_async("t", 1),
+        aapp.enqueue_async("t", 2, queue="broken"),
+        aapp.enqueue_async("t", 3),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], redis.ResponseError) and "WRONGTYPE" in str(results[1])
+    good = [h for h in results if not isinstance(h, BaseException)]
+    assert len(good) == 2
+    states = [(await h.record_async()).state for h in good]  # type: ignore[union-attr]
+    assert states == [TaskState.PENDING, TaskState.PENDING]
+
+
+async def test_an_unreachable_redis_fails_every_caller_of_the_round_trip(
+    settings: Settings,
+) -> None:
+    app = Conveyor(settings=settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    try:
+        results = await asyncio.gather(
+            *(app.enqueue_async("t", i) for i in range(10)), return_exceptions=True
+        )
+        assert all(isinstance(e, BrokerUnavailableError) for e in results), results
+    finally:
+        await app.aclose()
+
+
+async def test_a_caller_cancelled_before_its_turn_sends_nothing(
+    aapp: Conveyor, r: redis.Redis, prefix: str
+) -> None:
+    await aapp.enqueue_async("warm.up", queue="other")
+    first = asyncio.ensure_future(aapp.enqueue_async("t", 1))
+    await asyncio.sleep(0)  # the first is in flight now; the second will wait its turn
+    second = asyncio.ensure_future(aapp.enqueue_async("t", 2))
+    await asyncio.sleep(0)
+    second.cancel()
+    handle = await first
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    pending = r.zrange(GlobalKeys(prefix).queue("default").pending, 0, -1)
+    assert pending == [handle.id.encode()]
+
+
+async def test_reads_and_cancels_share_the_path(aapp: Conveyor) -> None:
+    handles = await asyncio.gather(*(aapp.enqueue_async("t", i) for i in range(5)))
+    cancelled, records = await asyncio.gather(
+        asyncio.gather(*(aapp.cancel_async(h.id) for h in handles[:2])),
+        asyncio.gather(*(aapp.get_record_async(h.id) for h in handles[2:])),
+    )
+    assert cancelled == [True, True]
+    assert [rec.state for rec in records if rec] == [TaskState.PENDING] * 3
