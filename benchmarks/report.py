@@ -102,24 +102,26 @@ def latency_table(results: dict[str, Any]) -> list[str]:
 
 def cost_table(results: dict[str, Any]) -> list[str]:
     lines = [
-        "| system | round trips / task | commands / task | bytes / pending task "
-        "| bytes / finished task (kept) |",
-        "|---|---|---|---|---|",
+        "| system | round trips / task | commands / task | Redis CPU µs / task "
+        "| bytes / pending task | bytes / finished task (kept) |",
+        "|---|---|---|---|---|---|",
     ]
     for key in _order(results):
         run = results.get("cost", {}).get(key, {})
         name = results["systems"][key]["name"]
         if "n" not in run:
-            lines.append(f"| {name} | failed | | | |")
+            lines.append(f"| {name} | failed | | | | |")
             continue
         n, enq, proc = run["n"], run["enqueue_cost"], run["process_cost"]
-        trips = (enq.get("reads", 0) + proc.get("reads", 0)) / n
-        commands = (enq.get("commands", 0) + proc.get("commands", 0)) / n
-        pending = enq.get("used_memory", 0) / n
-        finished = (enq.get("used_memory", 0) + proc.get("used_memory", 0)) / n
-        lines.append(
-            f"| {name} | {trips:.2f} | {commands:.1f} | {pending:,.0f} | {finished:,.0f} |"
-        )
+        total = {k: enq.get(k, 0) + proc.get(k, 0) for k in ("commands", "cpu_us", "used_memory")}
+        cells = [
+            f"{round_trips(run):.2f}",
+            f"{total['commands'] / n:.1f}",
+            f"{total['cpu_us'] / n:.1f}",
+            f"{enq.get('used_memory', 0) / n:,.0f}",
+            f"{total['used_memory'] / n:,.0f}",
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -24,6 +24,7 @@ DEFAULT_QUEUE = "default"
 #: Per-task priority range; higher runs first within a queue.
 PRIORITY_RANGE = range(-100, 101)
 _NO_PAYLOAD = object()
+_STATES = {state.value: state for state in TaskState}  # a dict lookup: Enum() costs more
 
 
 class Conveyor:
@@ -214,10 +215,7 @@ class Conveyor:
         self._known_queues.update(new_queues)
         fresh = (t for t, r in zip(tasks, results, strict=True) if not r.replayed)
         metrics.count_enqueued((t.queue, t.name) for t in fresh)
-        return [
-            TaskHandle(self, r.id, r.replayed, TaskState(r.state) if r.state else None)
-            for r in results
-        ]
+        return [TaskHandle(self, r.id, r.replayed, _STATES.get(r.state)) for r in results]
 
     # -- reading and cancelling ------------------------------------------------------
 

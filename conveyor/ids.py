@@ -23,6 +23,7 @@ _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 
 _lock = threading.Lock()
 _last = [0, 0]  # milliseconds and random part of the previous id
+_time_part = (0, "")  # the last millisecond seen, encoded: ids of one millisecond share it
 
 
 def new_ulid() -> str:
@@ -31,6 +32,7 @@ def new_ulid() -> str:
     Monotonic within a process: ids made in the same millisecond increment the random
     part, so tasks enqueued together sort (and run) in the order they were made.
     """
+    global _time_part
     millis = time.time_ns() // 1_000_000
     with _lock:
         if millis <= _last[0]:
@@ -38,8 +40,12 @@ def new_ulid() -> str:
         else:
             entropy = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
         _last[0], _last[1] = millis, entropy
-    value = millis << 80 | entropy  # 128 bits, as 26 characters of 5 bits
-    return "".join([_PAIRS[value >> shift & 1023] for shift in range(120, -1, -10)])
+    # 26 characters of 5 bits: 10 for the milliseconds (2 zero bits first), 16 for entropy
+    cached_millis, prefix = _time_part
+    if cached_millis != millis:
+        prefix = "".join([_PAIRS[millis >> shift & 1023] for shift in range(40, -1, -10)])
+        _time_part = (millis, prefix)
+    return prefix + "".join([_PAIRS[entropy >> shift & 1023] for shift in range(70, -1, -10)])
 
 
 def new_task_id(queue: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import Counter, Histogram, start_http_server
@@ -51,16 +52,23 @@ TASK_WAIT = Histogram(
 )
 
 
+def child(metric: Counter | Histogram, *labels: str) -> Any:
+    """`metric.labels(*labels)`, looked up once: labels() costs more than the work it counts
+    (label sets are bounded: queues, task names and outcomes, never ids)."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
+
+
+_children: dict[tuple[Counter | Histogram, tuple[str, ...]], Any] = {}
+
+
 def count_enqueued(labels: Iterable[tuple[str, str]]) -> None:
     """Count enqueued tasks by (queue, task), one increment per distinct pair."""
-    for pair, n in Tally(labels).items():
-        child = _enqueued_children.get(pair)
-        if child is None:  # labels() costs more than the enqueue around it: look up once
-            child = _enqueued_children[pair] = TASKS_ENQUEUED.labels(*pair)
-        child.inc(n)
-
-
-_enqueued_children: dict[tuple[str, str], Counter] = {}
+    for (queue, task), n in Tally(labels).items():
+        child(TASKS_ENQUEUED, queue, task).inc(n)
 
 
 class QueueCollector(Collector):

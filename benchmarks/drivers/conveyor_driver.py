@@ -28,13 +28,17 @@ from conveyor import Conveyor
 app = Conveyor()
 _counter: redis.asyncio.Redis | None = None
 
-CONCURRENCY = 200
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 200))
 
 
 def _client() -> redis.asyncio.Redis:
+    """The handlers' client: a pool as large as the concurrency, so no handler waits."""
     global _counter
     if _counter is None:
-        _counter = redis.asyncio.Redis.from_url(counter_url())
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            counter_url(), max_connections=CONCURRENCY
+        )
+        _counter = redis.asyncio.Redis(connection_pool=pool)
     return _counter
 
 

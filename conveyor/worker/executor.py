@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from conveyor.task import TaskDefinition
 
 log = logging.getLogger("conveyor.worker")
+#: Most argument shapes (task, count, keyword names) remembered as binding cleanly.
+MAX_SHAPES = 10_000
 
 
 class Undeliverable(ConveyorError):
@@ -74,6 +76,7 @@ class Executor:
         self._slot_freed = asyncio.Event()
         self._isolated: str | None = None
         self.wants_suspect = False
+        self._shapes_bound: set[tuple[str, int, frozenset[str]]] = set()
 
     @property
     def idle(self) -> bool:
@@ -118,7 +121,7 @@ class Executor:
         self.processes.shutdown()
 
     async def _run(self, task: ClaimedTask) -> None:
-        metrics.TASK_WAIT.labels(task.queue).observe(_waited(task))
+        metrics.child(metrics.TASK_WAIT, task.queue).observe(_waited(task))
         try:
             try:
                 invocation = self._decode(task)
@@ -163,10 +166,15 @@ class Executor:
             kwargs[definition.context_parameter] = TaskContext(
                 task.id, task.name, task.queue, task.attempts, task.token, self.worker_id
             )
-        try:
-            definition.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise Undeliverable("bad arguments", f"{task.name}: {exc}") from None
+        # binding depends only on the argument count and keyword names: check each shape once
+        shape = (task.name, len(args), frozenset(kwargs))
+        if shape not in self._shapes_bound:
+            try:
+                definition.signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise Undeliverable("bad arguments", f"{task.name}: {exc}") from None
+            if len(self._shapes_bound) < MAX_SHAPES:
+                self._shapes_bound.add(shape)
         timeout = next(
             (t for t in (task.timeout, definition.timeout, self.app.settings.timeout) if t), None
         )
@@ -220,7 +228,7 @@ class Executor:
 
         def written(reply: Any) -> None:
             if reply:
-                metrics.TASKS_PROCESSED.labels(task.queue, task.name, outcome).inc()
+                metrics.child(metrics.TASKS_PROCESSED, task.queue, task.name, outcome).inc()
             else:  # the fencing token was stale: another worker owns the task now
                 log.warning(
                     "task %s: lease lost; outcome dropped (another worker owns it)", task.id
@@ -230,7 +238,7 @@ class Executor:
 
     def _observe(self, task: ClaimedTask, started: float) -> None:
         elapsed = time.perf_counter() - started
-        metrics.TASK_DURATION.labels(task.queue, task.name).observe(elapsed)
+        metrics.child(metrics.TASK_DURATION, task.queue, task.name).observe(elapsed)
 
 
 def _waited(task: ClaimedTask) -> float:
