@@ -23,6 +23,8 @@ T = TypeVar("T")
 ENQUEUE_CHUNK = 1000
 #: Most entries any maintenance script handles per call.
 MAINTENANCE_BATCH = 500
+#: Most queues whose key builders are kept (beyond it they are built per call).
+MAX_CACHED_QUEUES = 10_000
 #: Most workers the registry lists at once.
 MAX_WORKERS = 10_000
 
@@ -46,10 +48,16 @@ class Operations:
         self.settings = settings
         self.keys = GlobalKeys(settings.prefix)
         self.scripts = load_scripts()
+        self._queue_keys: dict[str, QueueKeys] = {}
 
     def queue_keys(self, queue: str) -> QueueKeys:
-        """Keys of `queue` (validates the name)."""
-        return self.keys.queue(queue)
+        """Keys of `queue` (validates the name; valid ones are remembered)."""
+        found = self._queue_keys.get(queue)
+        if found is None:
+            found = self.keys.queue(queue)
+            if len(self._queue_keys) < MAX_CACHED_QUEUES:
+                self._queue_keys[queue] = found
+        return found
 
     def task_keys(self, task_id: str) -> QueueKeys:
         """Keys of the queue a task id belongs to."""

@@ -45,8 +45,13 @@ class Fetcher:
         """Claim and start tasks until `stop` is set."""
         failures = 0
         while not stop.is_set():
-            if not await _first(self.executor.wait_for_slot(), stop) or stop.is_set():
-                break  # the slot may free in the same loop step that stop() was called
+            # with a slot free (the common case) claim at once, without the wait's tasks
+            if self.executor.free_slots <= 0 and not await _first(
+                self.executor.wait_for_slot(), stop
+            ):
+                break
+            if stop.is_set():  # the slot may free in the same loop step that stop() was called
+                break
             try:
                 claimed = await self.claim()
                 if not claimed:

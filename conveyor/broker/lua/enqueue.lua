@@ -62,8 +62,7 @@ while i <= #ARGV do
         out[#out + 1] = state
     end
 end
-if woke then
+if woke and redis.call('LLEN', KEYS[3]) == 0 then  -- a read while a wake-up is unclaimed
     redis.call('LPUSH', KEYS[3], 1)
-    redis.call('LTRIM', KEYS[3], 0, 0)
 end
 return out
