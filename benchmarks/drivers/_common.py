@@ -216,9 +216,9 @@ class Workers:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def cpu_seconds(self) -> float:
-        """CPU time used so far by every process of the group (the workers and children)."""
-        total = 0
+    def _group(self) -> list[list[str]]:
+        """The /proc/<pid>/stat fields (after the name) of every live process of the group."""
+        found = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -227,21 +227,32 @@ class Workers:
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[2]) == self.process.pid:  # field 5, pgrp, after state and ppid
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / CLK_TCK
+            # fields: state, ppid, pgrp, ...; a zombie is gone for our purposes
+            if int(fields[2]) == self.process.pid and fields[0] != "Z":
+                found.append(fields)
+        return found
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by every process of the group (the workers and children)."""
+        ticks = sum(int(f[11]) + int(f[12]) for f in self._group())  # utime, stime
+        return ticks / CLK_TCK
 
     def stop(self) -> None:
-        try:
+        """SIGTERM the whole group, wait for every member (not just the leader: a launcher
+        may exit first), then SIGKILL what is left, so no worker outlives its run."""
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(self.grace)
-        except subprocess.TimeoutExpired:
-            pass
-        except ProcessLookupError:
-            return
-        with contextlib.suppress(ProcessLookupError):  # children a supervisor left behind
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline:
+            self.process.poll()  # reap the leader once it exits
+            if not self._group():
+                break
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        while self._group():  # SIGKILLed members vanish within moments
+            time.sleep(0.01)
 
     def failure(self, what: str) -> SystemExit:
         with open(self.log_path, errors="replace") as f:

@@ -35,9 +35,7 @@ def _client() -> redis.asyncio.Redis:
     """The handlers' client: a pool as large as the concurrency, so no handler waits."""
     global _counter
     if _counter is None:
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            counter_url(), max_connections=CONCURRENCY
-        )
+        pool = redis.asyncio.ConnectionPool.from_url(counter_url(), max_connections=CONCURRENCY)
         _counter = redis.asyncio.Redis(connection_pool=pool)
     return _counter
 

@@ -7,8 +7,9 @@ import functools
 import logging
 import time
 import traceback
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from conveyor import metrics, serializers
 from conveyor.broker.ops import encode_error
@@ -186,18 +187,25 @@ class Executor:
             return await self.processes.run(
                 definition.import_path, call.args, call.kwargs, call.timeout
             )
+        if call.timeout is None:  # the common case: no timer to arm
+            return await self._call(call)
         async with asyncio.timeout(call.timeout) as deadline:
             try:
-                if definition.is_async:
-                    return await definition.fn(*call.args, **call.kwargs)
-                job = functools.partial(definition.fn, *call.args, **call.kwargs)
-                return await asyncio.wrap_future(self.threads.submit(job))
+                return await self._call(call)
             except asyncio.CancelledError:
                 if deadline.expired():
                     if not definition.is_async:
                         log.warning("task %s: its thread is abandoned past its timeout", task.id)
                     raise TaskTimeoutError(f"timed out after {call.timeout}s") from None
                 raise
+
+    def _call(self, call: Invocation) -> Awaitable[Any]:
+        """The handler's run: its coroutine, or its call in a worker thread."""
+        definition = call.definition
+        if definition.is_async:
+            return cast(Awaitable[Any], definition.fn(*call.args, **call.kwargs))
+        job = functools.partial(definition.fn, *call.args, **call.kwargs)
+        return asyncio.wrap_future(self.threads.submit(job))
 
     def _succeeded(self, task: ClaimedTask, result: Any) -> None:
         try:
