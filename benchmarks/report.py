@@ -305,7 +305,10 @@ def markdown(results: dict[str, Any]) -> str:
         out += ["", f"Conveyor end to end with {sizes['e2e_large']:,} tasks: "
                 f"1 process {one}, 2 processes {two} tasks/s."]  # fmt: skip
     if "runs_aof" in results:
-        out += ["", "### Throughput, Redis with appendonly yes (appendfsync everysec)"]
+        out += [
+            "",
+            "### Throughput, Redis with appendonly yes (appendfsync everysec), one run each",
+        ]
         out += throughput_table(results, "runs_aof")
     out += ["", "### Idle latency, enqueue to handler start", *latency_table(results)]
     out += ["", "### Cost per task in Redis", *cost_table(results)]
