@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,37 @@ def redis_url() -> str:
 def counter_url() -> str:
     """Where handlers count: the worker processes get it from the environment."""
     return os.environ["BENCH_COUNTER_URL"]
+
+
+_counter: redis.Redis | None = None
+_async_counter: Any = None
+_counter_lock = threading.Lock()
+
+
+def counter_client() -> redis.Redis:
+    """The sync handlers' client to `counter_url()`: one per process, made once (threads)."""
+    global _counter
+    if _counter is None:
+        with _counter_lock:
+            if _counter is None:
+                _counter = redis.Redis.from_url(counter_url())
+    return _counter
+
+
+def async_counter_client(max_connections: int | None = None) -> Any:
+    """The async handlers' `redis.asyncio` client: one per worker process (one event loop).
+
+    `max_connections` bounds its pool (redis-py's default, 100 since 8.0, else unbounded).
+    """
+    global _async_counter
+    if _async_counter is None:
+        import redis.asyncio
+
+        pool = redis.asyncio.ConnectionPool.from_url(
+            counter_url(), **({"max_connections": max_connections} if max_connections else {})
+        )
+        _async_counter = redis.asyncio.Redis(connection_pool=pool)
+    return _async_counter
 
 
 def record_latency(client: redis.Redis, task_payload: dict[str, Any]) -> None:

@@ -28,8 +28,8 @@ import uvloop
 from _common import (
     COUNTER_KEY,
     Driver,
+    async_counter_client,
     chunks,
-    counter_url,
     main,
     record_latency_async,
     redis_url,
@@ -40,17 +40,13 @@ from arq.connections import RedisSettings
 MAX_JOBS = 200
 BULK_CHUNK = 500
 T = TypeVar("T")
-_counter: redis.asyncio.Redis | None = None
 
 if os.environ.get("BENCH_ARQ_WORKER"):  # only in the worker processes: arq then uses uvloop
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def _client() -> redis.asyncio.Redis:
-    global _counter
-    if _counter is None:
-        _counter = redis.asyncio.Redis.from_url(counter_url())
-    return _counter
+    return async_counter_client()  # type: ignore[no-any-return]
 
 
 async def noop(ctx: dict[str, Any], task_payload: dict[str, Any]) -> None:

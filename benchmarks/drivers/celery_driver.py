@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
-import redis
-from _common import COUNTER_KEY, Driver, counter_url, main, record_latency, redis_url
+from _common import COUNTER_KEY, Driver, counter_client, main, record_latency, redis_url
 from celery import Celery
 
 app = Celery("bench", broker=os.environ.get("BENCH_REDIS_URL"))
@@ -28,17 +26,7 @@ app.conf.task_ignore_result = True
 
 ONE_PROCESS = ["--pool", "solo"]
 
-_counter: redis.Redis | None = None
-_lock = threading.Lock()
-
-
-def _client() -> redis.Redis:
-    global _counter
-    if _counter is None:
-        with _lock:
-            if _counter is None:
-                _counter = redis.Redis.from_url(counter_url())
-    return _counter
+_client = counter_client  # the handlers' client, shared with every driver
 
 
 @app.task(name="noop")

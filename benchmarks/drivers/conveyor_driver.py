@@ -16,8 +16,8 @@ import redis.asyncio
 from _common import (
     COUNTER_KEY,
     Driver,
+    async_counter_client,
     chunks,
-    counter_url,
     main,
     record_latency_async,
     redis_url,
@@ -26,18 +26,12 @@ from _common import (
 from conveyor import Conveyor
 
 app = Conveyor()
-_counter: redis.asyncio.Redis | None = None
-
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 200))
 
 
 def _client() -> redis.asyncio.Redis:
     """The handlers' client: a pool as large as the concurrency, so no handler waits."""
-    global _counter
-    if _counter is None:
-        pool = redis.asyncio.ConnectionPool.from_url(counter_url(), max_connections=CONCURRENCY)
-        _counter = redis.asyncio.Redis(connection_pool=pool)
-    return _counter
+    return async_counter_client(CONCURRENCY)  # type: ignore[no-any-return]
 
 
 @app.task(name="noop")

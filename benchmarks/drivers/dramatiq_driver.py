@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
 import dramatiq
-import redis
-from _common import COUNTER_KEY, Driver, counter_url, main, record_latency
+from _common import COUNTER_KEY, Driver, counter_client, main, record_latency
 from dramatiq.brokers.redis import RedisBroker
 
 THREADS = 16
@@ -31,17 +29,7 @@ THREADS = 16
 broker = RedisBroker(url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
 dramatiq.set_broker(broker)
 
-_counter: redis.Redis | None = None
-_counter_lock = threading.Lock()
-
-
-def _client() -> redis.Redis:
-    global _counter
-    if _counter is None:
-        with _counter_lock:
-            if _counter is None:
-                _counter = redis.Redis.from_url(counter_url())
-    return _counter
+_client = counter_client  # the handlers' client, shared with every driver
 
 
 @dramatiq.actor(actor_name="noop")

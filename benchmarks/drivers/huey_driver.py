@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
-import redis
-from _common import COUNTER_KEY, Driver, counter_url, main, record_latency
+from _common import COUNTER_KEY, Driver, counter_client, main, record_latency
 from huey import RedisHuey
 
 THREADS = 4
@@ -36,17 +34,7 @@ huey = RedisHuey(
     blocking=True,
 )
 
-_counter: redis.Redis | None = None
-_counter_lock = threading.Lock()
-
-
-def _client() -> redis.Redis:
-    global _counter
-    if _counter is None:
-        with _counter_lock:
-            if _counter is None:
-                _counter = redis.Redis.from_url(counter_url())
-    return _counter
+_client = counter_client  # the handlers' client, shared with every driver
 
 
 @huey.task(name="noop")

@@ -12,13 +12,12 @@ a worker takes it and leaves it when done. Bulk is `Queue.enqueue_many` with
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
 import redis
-from _common import COUNTER_KEY, Driver, chunks, counter_url, main, record_latency, redis_url
+from _common import COUNTER_KEY, Driver, chunks, counter_client, main, record_latency, redis_url
 from rq import Queue
 
 WORKER_CLASS = "rq.worker.SimpleWorker"
@@ -26,17 +25,7 @@ BULK_CHUNK = 10_000
 #: the producer enqueues by import path, so that it does not depend on `__main__`
 FUNCTIONS = {"noop": "rq_driver.noop", "latency": "rq_driver.latency"}
 
-_counter: redis.Redis | None = None
-_lock = threading.Lock()
-
-
-def _client() -> redis.Redis:
-    global _counter
-    if _counter is None:
-        with _lock:
-            if _counter is None:
-                _counter = redis.Redis.from_url(counter_url())
-    return _counter
+_client = counter_client  # the handlers' client, shared with every driver
 
 
 def noop(task_payload: dict[str, Any]) -> None:

@@ -26,8 +26,8 @@ import uvloop
 from _common import (
     COUNTER_KEY,
     Driver,
+    async_counter_client,
     chunks,
-    counter_url,
     main,
     record_latency_async,
     redis_url,
@@ -38,14 +38,10 @@ CONCURRENCY = 10
 BULK_CHUNK = 500
 TTL = -1  # SAQ: "-1 means disabled": the job is deleted when it finishes
 T = TypeVar("T")
-_counter: redis.asyncio.Redis | None = None
 
 
 def _client() -> redis.asyncio.Redis:
-    global _counter
-    if _counter is None:
-        _counter = redis.asyncio.Redis.from_url(counter_url())
-    return _counter
+    return async_counter_client()  # type: ignore[no-any-return]
 
 
 async def noop(ctx: dict[str, Any], *, payload: dict[str, Any]) -> None:

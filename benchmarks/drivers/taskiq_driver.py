@@ -27,8 +27,8 @@ import redis.asyncio
 from _common import (
     COUNTER_KEY,
     Driver,
+    async_counter_client,
     chunks,
-    counter_url,
     main,
     record_latency_async,
     redis_url,
@@ -40,7 +40,6 @@ BROKER_CLASS = RedisStreamBroker
 MAX_ASYNC_TASKS = 100
 BULK_CHUNK = 100
 T = TypeVar("T")
-_counter: redis.asyncio.Redis | None = None
 
 
 def _broker(url: str) -> AsyncBroker:
@@ -52,10 +51,7 @@ broker = _broker(os.environ.get("BENCH_REDIS_URL", "redis://"))
 
 
 def _client() -> redis.asyncio.Redis:
-    global _counter
-    if _counter is None:
-        _counter = redis.asyncio.Redis.from_url(counter_url())
-    return _counter
+    return async_counter_client()  # type: ignore[no-any-return]
 
 
 @broker.task(task_name="noop")
