@@ -213,8 +213,8 @@ class Conveyor:
         self, tasks: Sequence[NewTask], new_queues: list[str], results: list[EnqueueResult]
     ) -> list[TaskHandle]:
         self._known_queues.update(new_queues)
-        fresh = (t for t, r in zip(tasks, results, strict=True) if not r.replayed)
-        metrics.count_enqueued((t.queue, t.name) for t in fresh)
+        fresh = [(t.queue, t.name) for t, r in zip(tasks, results, strict=True) if not r.replayed]
+        metrics.count_enqueued(fresh)
         return [TaskHandle(self, r.id, r.replayed, _STATES.get(r.state)) for r in results]
 
     # -- reading and cancelling ------------------------------------------------------

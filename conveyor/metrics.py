@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -65,8 +65,11 @@ def child(metric: Counter | Histogram, *labels: str) -> Any:
 _children: dict[tuple[Counter | Histogram, tuple[str, ...]], Any] = {}
 
 
-def count_enqueued(labels: Iterable[tuple[str, str]]) -> None:
+def count_enqueued(labels: Sequence[tuple[str, str]]) -> None:
     """Count enqueued tasks by (queue, task), one increment per distinct pair."""
+    if len(labels) == 1:  # one enqueue: skip the tally
+        child(TASKS_ENQUEUED, *labels[0]).inc()
+        return
     for (queue, task), n in Tally(labels).items():
         child(TASKS_ENQUEUED, queue, task).inc(n)
 

@@ -89,12 +89,14 @@ class Operations:
                 order.extend(t.id for t in chunk)
 
         def decode(replies: list[Any]) -> list[EnqueueResult]:
-            by_id: dict[str, EnqueueResult] = {}
+            results = []
             for reply in replies[1 if registry else 0 :]:
                 items = iter(reply)
                 for returned, replayed, state in zip(items, items, items, strict=True):
-                    result = EnqueueResult(returned.decode(), bool(replayed), state.decode())
-                    by_id[order[len(by_id)]] = result
+                    results.append(EnqueueResult(returned.decode(), bool(replayed), state.decode()))
+            if len(by_queue) == 1:  # replies are already in the order of `tasks`
+                return results
+            by_id = dict(zip(order, results, strict=True))
             return [by_id[t.id] for t in tasks]
 
         return Op(calls, decode)

@@ -1,6 +1,7 @@
 -- enqueue.lua: store new tasks of one queue and make them pending or scheduled.
 --
--- KEYS[1] pending      ZSET  id -> priority band + enqueue time
+-- KEYS[1] pending      ZSET  id -> priority band + enqueue time: (100 - priority) * 2^42 + ms,
+--                            a Lua number that Redis formats with %.17g, exact below 2^53
 -- KEYS[2] scheduled    ZSET  id -> due time (ms)
 -- KEYS[3] signal       LIST  wake-up token for idle workers (kept at one element)
 -- KEYS[4] task prefix  (not a key: task hashes are KEYS[4] .. id, same {queue} slot)
@@ -54,7 +55,7 @@ while i <= #ARGV do
             redis.call('ZADD', KEYS[2], now + delay, id)
         else
             redis.call('HSET', key, 'enqueued_at', now, 'state', state, unpack(ARGV, first, last))
-            redis.call('ZADD', KEYS[1], string.format('%.0f', (100 - priority) * 4398046511104 + now), id)
+            redis.call('ZADD', KEYS[1], (100 - priority) * 4398046511104 + now, id)
             woke = true
         end
         out[#out + 1] = id

@@ -29,7 +29,7 @@ local out = {}
 
 local function pending_score(key)
     local priority = math.min(100, math.max(-100, tonumber(redis.call('HGET', key, 'priority')) or 0))
-    return string.format('%.0f', (100 - priority) * 4398046511104 + now)
+    return (100 - priority) * 4398046511104 + now
 end
 
 local function report(id, problem, action)

@@ -20,7 +20,7 @@ for _, id in ipairs(due) do
         local priority = math.min(100, math.max(-100, tonumber(redis.call('HGET', key, 'priority')) or 0))
         redis.call('HSET', key, 'state', 'pending')
         redis.call('ZADD', KEYS[2],
-            string.format('%.0f', (100 - priority) * 4398046511104 + now), id)
+            (100 - priority) * 4398046511104 + now, id)
         promoted = promoted + 1
     end
 end

@@ -20,7 +20,7 @@ for _, id in ipairs(ARGV) do
             redis.call('HDEL', key, 'reason', 'finished_at')
             redis.call('HSET', key, 'state', 'pending', 'failures', 0, 'crashes', 0)
             redis.call('ZADD', KEYS[2],
-                string.format('%.0f', (100 - priority) * 4398046511104 + now), id)
+                (100 - priority) * 4398046511104 + now, id)
             replayed[#replayed + 1] = id
         end
     end

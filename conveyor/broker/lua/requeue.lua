@@ -47,7 +47,7 @@ if ARGV[3] == '1' then
 end
 local priority = math.min(100, math.max(-100, tonumber(redis.call('HGET', KEYS[5], 'priority')) or 0))
 redis.call('HSET', KEYS[5], 'state', 'pending')
-redis.call('ZADD', KEYS[2], string.format('%.0f', (100 - priority) * 4398046511104 + now), ARGV[1])
+redis.call('ZADD', KEYS[2], (100 - priority) * 4398046511104 + now, ARGV[1])
 redis.call('LPUSH', KEYS[4], 1)
 redis.call('LTRIM', KEYS[4], 0, 0)
 return 'pending'
