@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.connection import AbstractConnection
@@ -84,21 +84,26 @@ class SyncBroker:
 
     def _send_held(self, args: tuple[Any, ...]) -> Any:
         """One command over the held connection, retried as the client retries its own."""
-        if self._held is None or self._held_pid != os.getpid():  # none yet, or forked
-            self._held = self.client.connection_pool.make_connection()
-            self._held_pid = os.getpid()
         connection = self._held
+        if connection is None or self._held_pid != os.getpid():  # none yet, or forked
+            connection = self._held = cast(
+                AbstractConnection, self.client.connection_pool.make_connection()
+            )
+            self._held_pid = os.getpid()
 
         def round_trip() -> Any:
-            connection.send_command(*args)
+            connection.send_command(*args)  # type: ignore[no-untyped-call]
             return connection.read_response()
 
-        return connection.retry.call_with_retry(round_trip, lambda _: connection.disconnect())
+        return connection.retry.call_with_retry(
+            round_trip,
+            lambda _: connection.disconnect(),  # type: ignore[no-untyped-call]
+        )
 
     def close(self) -> None:
         """Close the held connection and the connection pool."""
         with self._lane:
             if self._held is not None and self._held_pid == os.getpid():
-                self._held.disconnect()
+                self._held.disconnect()  # type: ignore[no-untyped-call]
             self._held = None
         self.client.close()
