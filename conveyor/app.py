@@ -176,7 +176,7 @@ class Conveyor:
             return []
         broker = self.async_broker()
         new_queues = self._new_queues(tasks)
-        results = await broker.shared.run(broker.ops.enqueue(tasks, new_queues))
+        results = await broker.shared.enqueue(tasks, new_queues)
         return self._enqueued(tasks, new_queues, results)
 
     def encode(self, message: Message) -> NewTask:

@@ -4,6 +4,8 @@ A producer serving many requests at once (the REST API, an asyncio app) would ot
 one round trip, and redis-py's per-call overhead, for every enqueue. Here the first operation
 goes out at once; operations issued while it is in flight wait for it and then go out
 together, in one pipeline. A lone caller pays no delay, and many callers share the cost.
+Enqueues to one queue that wait together are merged into one script call, so Redis too runs
+one script for the lot instead of one per caller.
 
 Each operation keeps its own calls and replies: an error reply fails only the operation it
 belongs to, and a lost connection fails every operation of that round trip (none of them
@@ -13,9 +15,12 @@ can know whether Redis applied it, exactly as for a direct call).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor.broker.connection import first_error
+from conveyor.broker.records import EnqueueResult, NewTask
 
 if TYPE_CHECKING:
     from conveyor.broker.async_broker import AsyncBroker
@@ -24,56 +29,110 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One caller's operation, or its tasks to enqueue (merged with other callers')."""
+
+    future: asyncio.Future[Any]
+    op: Op[Any] | None = None
+    tasks: Sequence[NewTask] = ()
+    new_queues: Sequence[str] = ()
+
+
 class Coalescer:
     """Runs operations on `broker`, one pipeline at a time, batching those that queue up."""
 
     def __init__(self, broker: AsyncBroker) -> None:
         self.broker = broker
-        self._waiting: list[tuple[Op[Any], asyncio.Future[Any]]] = []
+        self._waiting: list[_Request] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def run(self, op: Op[T]) -> T:
         """Execute `op`, in the next round trip, and decode its replies."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.append((op, future))
+        return await self._submit(_Request(future, op=op))  # type: ignore[no-any-return]
+
+    async def enqueue(
+        self, tasks: Sequence[NewTask], new_queues: Sequence[str]
+    ) -> list[EnqueueResult]:
+        """Enqueue `tasks`, in the next round trip, in one script call with those of the
+        other callers waiting for it; results in the order of `tasks`."""
+        future: asyncio.Future[list[EnqueueResult]] = asyncio.get_running_loop().create_future()
+        return await self._submit(_Request(future, tasks=tasks, new_queues=new_queues))  # type: ignore[no-any-return]
+
+    def _submit(self, request: _Request) -> asyncio.Future[Any]:
+        self._waiting.append(request)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
-        return await future
+        return request.future
 
     async def _flush(self) -> None:
         try:
             while self._waiting:
                 # a caller cancelled before its turn came sends nothing
-                batch = [(op, future) for op, future in self._waiting if not future.done()]
+                batch = [r for r in self._waiting if not r.future.done()]
                 self._waiting = []
                 await self._send(batch)
         finally:
             self._flusher = None
-            for _, future in self._waiting:  # only left if this task itself was cancelled
-                future.cancel()
+            for request in self._waiting:  # only left if this task itself was cancelled
+                request.future.cancel()
             self._waiting = []
 
-    async def _send(self, batch: list[tuple[Op[Any], asyncio.Future[Any]]]) -> None:
-        calls = [call for op, _ in batch for call in op.calls]
+    async def _send(self, batch: list[_Request]) -> None:
+        parts = [(r.op, _deliver_to([r])) for r in batch if r.op is not None]
+        for requests in _by_queue(r for r in batch if r.op is None):
+            tasks = [task for r in requests for task in r.tasks]
+            new_queues = sorted({queue for r in requests for queue in r.new_queues})
+            parts.append((self.broker.ops.enqueue(tasks, new_queues), _deliver_to(requests)))
+        calls = [call for op, _ in parts for call in op.calls]
         try:
             replies = await self.broker.execute(calls, raise_errors=False)
         except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
+            for request in batch:
+                request.future.cancel()
             raise
         except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(exc)
             return
         start = 0
-        for op, future in batch:
+        for op, deliver in parts:
             mine = replies[start : start + len(op.calls)]
             start += len(op.calls)
-            if future.done():  # its caller was cancelled
-                continue
             try:
                 first_error(mine)
-                future.set_result(op.decode(mine))
+                deliver(op.decode(mine), None)
             except Exception as exc:
-                future.set_exception(exc)
+                deliver(None, exc)
+
+
+def _by_queue(enqueues: Iterable[_Request]) -> Iterable[list[_Request]]:
+    """Enqueues grouped to merge: those to one queue together (an error reply then fails
+    the callers of that queue only); one spanning queues alone."""
+    groups: dict[str | int, list[_Request]] = {}
+    for request in enqueues:
+        queues = {task.queue for task in request.tasks}
+        groups.setdefault(queues.pop() if len(queues) == 1 else id(request), []).append(request)
+    return groups.values()
+
+
+def _deliver_to(requests: list[_Request]) -> Callable[[Any, Exception | None], None]:
+    """Hands an operation's result (or error) to its caller; a merged enqueue's results
+    are split among its callers, each getting as many as it sent tasks."""
+
+    def deliver(result: Any, error: Exception | None) -> None:
+        start = 0
+        for request in requests:
+            first, start = start, start + len(request.tasks)
+            if request.future.done():  # its caller was cancelled
+                continue
+            if error is not None:
+                request.future.set_exception(error)
+            elif request.op is not None:
+                request.future.set_result(result)
+            else:
+                request.future.set_result(result[first:start])
+
+    return deliver

@@ -31,6 +31,52 @@ async def test_concurrent_enqueues_share_round_trips(aapp: Conveyor, r: redis.Re
     assert [rec.args for rec in records if rec] == [[i] for i in range(100)]
 
 
+def script_calls(r: redis.Redis) -> int:
+    return int(r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_waiting_enqueues_to_one_queue_run_as_one_script_call(
+    aapp: Conveyor, r: redis.Redis
+) -> None:
+    await aapp.enqueue_async("warm.up")
+    before = script_calls(r)
+    # callers that queue up together (of 1, 2 or 3 tasks each) share one script call
+    batches = [[aapp.message("t", i, n) for n in range(i % 3 + 1)] for i in range(30)]
+    results = await asyncio.gather(*(aapp.enqueue_many_async(b) for b in batches))
+    assert script_calls(r) - before <= 2  # one, or two if the first went alone
+    for batch, handles in zip(batches, results, strict=True):
+        assert len(handles) == len(batch)
+        records = [await h.record_async() for h in handles]
+        assert [rec.args for rec in records if rec] == [list(m.args) for m in batch]
+
+
+async def test_merged_callers_sharing_an_idempotency_key_get_one_task(aapp: Conveyor) -> None:
+    await aapp.enqueue_async("warm.up")
+    handles = await asyncio.gather(
+        *(aapp.enqueue_async("t", i, idempotency_key="order-7") for i in range(5))
+    )
+    assert len({h.id for h in handles}) == 1
+    assert [h.replayed for h in handles] == [False, True, True, True, True]
+
+
+async def test_an_enqueue_spanning_queues_is_not_merged_with_one_queue(
+    aapp: Conveyor, r: redis.Redis, prefix: str
+) -> None:
+    await aapp.enqueue_async("warm.up")
+    await aapp.enqueue_async("warm.up", queue="broken")
+    r.set(GlobalKeys(prefix).queue("broken").pending, "not a sorted set")
+    spanning = [aapp.message("t", 0), aapp.message("t", 1, queue="broken")]
+    results = await asyncio.gather(
+        aapp.enqueue_async("t", "one queue"),
+        aapp.enqueue_many_async(spanning),
+        aapp.enqueue_async("t", "one queue too"),
+        aapp.enqueue_async("t", "one queue again"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], redis.ResponseError) and "WRONGTYPE" in str(results[1])
+    assert all(not isinstance(h, BaseException) for i, h in enumerate(results) if i != 1)
+
+
 async def test_an_error_reply_fails_only_its_own_operation(
     aapp: Conveyor, r: redis.Redis, prefix: str
 ) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
 from conveyor.api.config import ApiSettings
@@ -14,6 +17,18 @@ from conveyor.model import TaskState
 from conveyor.task import Message, TaskHandle
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class DirectRoute(APIRoute):
+    """A route whose endpoint takes the Request and returns the Response itself.
+
+    FastAPI still documents it (the OpenAPI schema comes from the decorator) but skips
+    solving dependencies per request, which parses cookies and query strings the route
+    never reads: a third of the framework's work on the hottest route.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return self.endpoint
 
 
 def parse_body(model: type[M], raw: bytes) -> M:
