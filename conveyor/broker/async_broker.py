@@ -72,13 +72,36 @@ class AsyncBroker:
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         """Block until a task arrives in one of `queues` (True) or `timeout` passes (False)."""
-        if self._blocking is None:
-            self._blocking = async_client(self.settings, blocking_margin=timeout)
         keys = [self.ops.queue_keys(q).signal for q in queues]
         try:
-            return await self._blocking.blpop(keys, timeout=timeout) is not None
+            return await self._blocking_client(timeout).blpop(keys, timeout=timeout) is not None
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
+
+    async def wait_then_run(self, queue: str, timeout: float, op: Op[T]) -> T | None:
+        """Block until a task arrives in `queue` or `timeout` passes, then execute `op`.
+
+        `op` is pipelined behind the BLPOP: Redis holds it in the connection's buffer and
+        runs it the moment the wait ends, so a woken worker claims without another round
+        trip. None when Redis lost its script cache: the caller runs `op` again with `run`.
+        """
+        pipe = self._blocking_client(timeout).pipeline(transaction=False)
+        pipe.blpop([self.ops.queue_keys(queue).signal], timeout=timeout)
+        for call in op.calls:
+            pipe.execute_command(*call.args)
+        try:
+            replies = list(await pipe.execute(raise_on_error=False))[1:]
+        except UNAVAILABLE as exc:
+            raise unavailable(exc, self.settings) from exc
+        if missing_scripts(replies):
+            return None
+        first_error(replies)
+        return op.decode(replies)
+
+    def _blocking_client(self, timeout: float) -> redis.asyncio.Redis:
+        if self._blocking is None:
+            self._blocking = async_client(self.settings, blocking_margin=timeout)
+        return self._blocking
 
     async def close(self) -> None:
         """Close both connection pools."""

@@ -9,7 +9,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 from conveyor.broker.async_broker import AsyncBroker
-from conveyor.broker.records import ClaimedTask
+from conveyor.broker.ops import Op
+from conveyor.broker.records import Claim, ClaimedTask
 from conveyor.errors import BrokerUnavailableError
 from conveyor.worker.executor import Executor
 from conveyor.worker.leases import Leases
@@ -55,7 +56,7 @@ class Fetcher:
             try:
                 claimed = await self.claim()
                 if not claimed:
-                    await _first(self.broker.wait_for_work(self.queues.names, IDLE_WAIT), stop)
+                    await _first(self.wait_and_claim(), stop)
                 failures = 0
             except BrokerUnavailableError as exc:
                 failures += 1
@@ -74,23 +75,41 @@ class Fetcher:
         A queue that skipped a suspect (it only goes to an idle worker) makes the
         executor take nothing new until idle, so the suspect is claimed next round.
         """
-        ops = self.broker.ops
-        executor = self.executor
         suspects_waiting = False
         try:
             for queue in self.queues.order(self._rng):
-                want = min(self.batch, executor.free_slots)
-                op = ops.claim(queue, want, self.worker_id, idle=executor.idle)
-                claim = await self.broker.run(op)
+                claim = await self.broker.run(self._claim_op(queue))
                 suspects_waiting |= claim.suspects_waiting
-                for task in claim.tasks:
-                    self.leases.add(task)
-                    executor.start(task)
                 if claim.tasks:
-                    return claim.tasks
+                    return self._start(claim.tasks)
             return []
         finally:
-            executor.wants_suspect = suspects_waiting
+            self.executor.wants_suspect = suspects_waiting
+
+    async def wait_and_claim(self) -> None:
+        """Sleep on Redis until work arrives, then claim it.
+
+        With one queue the claim rides behind the wait, pipelined: Redis runs it as soon as
+        the wait ends, and a woken worker starts its task one round trip earlier.
+        """
+        names = self.queues.names
+        if len(names) > 1:
+            await self.broker.wait_for_work(names, IDLE_WAIT)
+            return
+        claim = await self.broker.wait_then_run(names[0], IDLE_WAIT, self._claim_op(names[0]))
+        if claim is not None:
+            self.executor.wants_suspect = claim.suspects_waiting
+            self._start(claim.tasks)
+
+    def _claim_op(self, queue: str) -> Op[Claim]:
+        want = min(self.batch, self.executor.free_slots)
+        return self.broker.ops.claim(queue, want, self.worker_id, idle=self.executor.idle)
+
+    def _start(self, tasks: list[ClaimedTask]) -> list[ClaimedTask]:
+        for task in tasks:
+            self.leases.add(task)
+            self.executor.start(task)
+        return tasks
 
 
 async def _first(work: Coroutine[Any, Any, Any], stop: asyncio.Event) -> bool:

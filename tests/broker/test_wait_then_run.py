@@ -1,0 +1,63 @@
+"""An idle worker's claim rides behind its BLPOP: woken by an enqueue, it gets the task."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis
+
+from conveyor import Conveyor
+from conveyor.broker.keys import GlobalKeys
+
+
+async def test_a_claim_behind_the_wait_gets_the_task_that_woke_it(
+    aapp: Conveyor, r: redis.Redis, prefix: str
+) -> None:
+    broker = aapp.async_broker()
+    await aapp.enqueue_async("warm.up")
+    await broker.run(broker.ops.claim("default", 10, "w1"))  # empties the queue
+    r.delete(GlobalKeys(prefix).queue("default").signal)  # and takes its wake-up token
+    waiting = asyncio.create_task(
+        broker.wait_then_run("default", 5.0, broker.ops.claim("default", 10, "w1"))
+    )
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # blocked on Redis: the claim has not run yet
+    handle = await aapp.enqueue_async("t", 1)
+    claim = await asyncio.wait_for(waiting, 5.0)
+    assert claim is not None
+    assert [t.id for t in claim.tasks] == [handle.id]
+    record = await handle.record_async()
+    assert record is not None and record.state == "active" and record.worker == "w1"
+
+
+async def test_a_wait_that_times_out_still_claims_nothing(aapp: Conveyor) -> None:
+    broker = aapp.async_broker()
+    claim = await broker.wait_then_run("default", 0.1, broker.ops.claim("default", 10, "w1"))
+    assert claim is not None and claim.tasks == []
+
+
+async def test_a_lost_script_cache_returns_none_and_loses_nothing(
+    aapp: Conveyor, r: redis.Redis
+) -> None:
+    broker = aapp.async_broker()
+    handle = await aapp.enqueue_async("t", 1)
+    r.script_flush()
+    claim = await broker.wait_then_run("default", 1.0, broker.ops.claim("default", 10, "w1"))
+    assert claim is None  # nothing ran: the caller claims again with run(), which reloads
+    retry = await broker.run(broker.ops.claim("default", 10, "w1"))
+    assert [t.id for t in retry.tasks] == [handle.id]
+
+
+async def test_a_cancelled_wait_claims_nothing(aapp: Conveyor) -> None:
+    broker = aapp.async_broker()
+    waiting = asyncio.create_task(
+        broker.wait_then_run("default", 5.0, broker.ops.claim("default", 10, "w1"))
+    )
+    await asyncio.sleep(0.2)
+    waiting.cancel()  # a worker shutting down while idle
+    await asyncio.gather(waiting, return_exceptions=True)
+    await asyncio.sleep(0.1)
+    handle = await aapp.enqueue_async("t", 1)
+    await asyncio.sleep(0.2)
+    record = await handle.record_async()
+    assert record is not None and record.state == "pending"
