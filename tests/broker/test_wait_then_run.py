@@ -17,9 +17,8 @@ async def test_a_claim_behind_the_wait_gets_the_task_that_woke_it(
     await aapp.enqueue_async("warm.up")
     await broker.run(broker.ops.claim("default", 10, "w1"))  # empties the queue
     r.delete(GlobalKeys(prefix).queue("default").signal)  # and takes its wake-up token
-    waiting = asyncio.create_task(
-        broker.wait_then_run("default", 5.0, broker.ops.claim("default", 10, "w1"))
-    )
+    claim_op = broker.ops.claim("default", 10, "w1")
+    waiting = asyncio.create_task(broker.wait_then_run("default", 5.0, claim_op))
     await asyncio.sleep(0.2)
     assert not waiting.done()  # blocked on Redis: the claim has not run yet
     handle = await aapp.enqueue_async("t", 1)
@@ -50,9 +49,8 @@ async def test_a_lost_script_cache_returns_none_and_loses_nothing(
 
 async def test_a_cancelled_wait_claims_nothing(aapp: Conveyor) -> None:
     broker = aapp.async_broker()
-    waiting = asyncio.create_task(
-        broker.wait_then_run("default", 5.0, broker.ops.claim("default", 10, "w1"))
-    )
+    claim_op = broker.ops.claim("default", 10, "w1")
+    waiting = asyncio.create_task(broker.wait_then_run("default", 5.0, claim_op))
     await asyncio.sleep(0.2)
     waiting.cancel()  # a worker shutting down while idle
     await asyncio.gather(waiting, return_exceptions=True)
