@@ -17,7 +17,7 @@ from conveyor.ids import new_ulid, queue_of
 from conveyor.model import TaskRecord, to_millis
 from conveyor.settings import Settings
 
-T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 #: Most tasks per enqueue script call, so one call never blocks Redis for long.
 ENQUEUE_CHUNK = 1000
@@ -30,11 +30,11 @@ MAX_WORKERS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
-class Op(Generic[T]):
-    """Calls to send in one round trip, and how to turn their replies into a T."""
+class Op(Generic[T_co]):
+    """Calls to send in one round trip, and how to turn their replies into a T_co."""
 
     calls: Sequence[Call]
-    decode: Callable[[list[Any]], T]
+    decode: Callable[[list[Any]], T_co]
 
 
 CLAIM_WIDTH = 12  # values per task in claim.lua's reply
