@@ -159,13 +159,16 @@ class Operations:
         call = self._script("extend_leases", [keys.active, keys.task_prefix], argv)
         return Op([call], lambda r: [i.decode() for i in r[0]])
 
-    def ack(self, task: ClaimedTask, result: bytes) -> Call:
-        """Record success; the reply is 1, or 0 if the lease was lost."""
-        keys = self.queue_keys(task.queue)
-        retention = to_millis(self.settings.succeeded_retention)
-        return self._script(
-            "ack", [keys.active, keys.task(task.id)], [task.id, task.token, result, retention]
-        )
+    def ack(self, done: Sequence[tuple[ClaimedTask, bytes]]) -> Call:
+        """Record the success of tasks of one queue, each with its result (JSON).
+
+        The reply has per task 1, or 0 if its lease was lost.
+        """
+        keys = self.queue_keys(done[0][0].queue)
+        argv: list[Arg] = [to_millis(self.settings.succeeded_retention)]
+        for task, result in done:
+            argv += [task.id, task.token, result]
+        return self._script("ack", [keys.active, keys.task_prefix], argv)
 
     def retry(self, task: ClaimedTask, delay: float, error: bytes) -> Call:
         """Schedule another attempt after `delay` seconds; reply 1, or 0 if the lease was lost."""

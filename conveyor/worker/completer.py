@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from conveyor.broker.async_broker import AsyncBroker
@@ -22,24 +23,44 @@ BATCH = 500
 OnWritten = Callable[[Any], None]
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """A task's outcome: a script call, or (`call` None) a success and its result, which
+    is written with the other successes of its queue in one call."""
+
+    task: ClaimedTask
+    call: Call | None
+    result: bytes
+    on_written: OnWritten | None
+
+
 class Completer:
-    """Queue of outcome scripts (ack, retry, dead letter, requeue) flushed in pipelines.
+    """Queue of outcomes (ack, retry, dead letter, requeue) flushed in pipelines.
 
     Batching comes free: while one pipeline is in flight, new outcomes queue up and go
-    together in the next, so an idle worker acks at once and a busy one amortizes.
+    together in the next, so an idle worker acks at once and a busy one amortizes: the
+    successes of a batch are one ack call per queue.
     """
 
     def __init__(self, broker: AsyncBroker, leases: Leases) -> None:
         self.broker = broker
         self.leases = leases
-        self._queue: asyncio.Queue[tuple[ClaimedTask, Call, OnWritten | None]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Outcome] = asyncio.Queue()
         self._idle = asyncio.Event()
         self._idle.set()
 
     def submit(self, task: ClaimedTask, call: Call, on_written: OnWritten | None = None) -> None:
         """Queue an outcome; its lease is released once the outcome is written."""
+        self._put(_Outcome(task, call, b"", on_written))
+
+    def ack(self, task: ClaimedTask, result: bytes, on_written: OnWritten | None = None) -> None:
+        """Queue a success and its result (JSON); `on_written` gets 1, or 0 if the lease
+        was lost."""
+        self._put(_Outcome(task, None, result, on_written))
+
+    def _put(self, outcome: _Outcome) -> None:
         self._idle.clear()
-        self._queue.put_nowait((task, call, on_written))
+        self._queue.put_nowait(outcome)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Write outcomes until `stop` is set and everything queued is written.
@@ -51,9 +72,9 @@ class Completer:
         while not (stop.is_set() and self._queue.empty()):
             batch = await self._next_batch(stop)
             while batch:
+                groups = self._calls(batch)
                 try:
-                    calls = [call for _, call, _ in batch]
-                    replies = await self.broker.execute(calls, raise_errors=False)
+                    replies = await self.broker.execute([c for c, _ in groups], raise_errors=False)
                 except BrokerUnavailableError as exc:
                     failures += 1
                     wait = outage_backoff(failures)
@@ -63,19 +84,36 @@ class Completer:
                     await asyncio.sleep(wait)
                     continue
                 failures = 0
-                for (task, _, on_written), reply in zip(batch, replies, strict=True):
-                    self.leases.release(task)
-                    if isinstance(reply, Exception):  # its lease expires: it runs again
-                        log.error("cannot write the outcome of task %s: %s", task.id, reply)
-                    elif on_written is not None:
-                        on_written(reply)
+                for (call, outcomes), reply in zip(groups, replies, strict=True):
+                    self._written(call, outcomes, reply)
                 batch = []
             if self._queue.empty():
                 self._idle.set()
 
-    async def _next_batch(
-        self, stop: asyncio.Event
-    ) -> list[tuple[ClaimedTask, Call, OnWritten | None]]:
+    def _calls(self, batch: list[_Outcome]) -> list[tuple[Call, list[_Outcome]]]:
+        """The calls that write `batch`, each with the outcomes it writes."""
+        groups: list[tuple[Call, list[_Outcome]]] = []
+        successes: dict[str, list[_Outcome]] = {}
+        for outcome in batch:
+            if outcome.call is None:
+                successes.setdefault(outcome.task.queue, []).append(outcome)
+            else:
+                groups.append((outcome.call, [outcome]))
+        for group in successes.values():
+            groups.append((self.broker.ops.ack([(o.task, o.result) for o in group]), group))
+        return groups
+
+    def _written(self, call: Call, outcomes: list[_Outcome], reply: Any) -> None:
+        # an ack's reply has one value per task; other outcomes' calls write one task
+        per_task = reply if isinstance(reply, list) else [reply] * len(outcomes)
+        for outcome, mine in zip(outcomes, per_task, strict=True):
+            self.leases.release(outcome.task)
+            if isinstance(mine, Exception):  # its lease expires: it runs again
+                log.error("cannot write the outcome of task %s: %s", outcome.task.id, mine)
+            elif outcome.on_written is not None:
+                outcome.on_written(mine)
+
+    async def _next_batch(self, stop: asyncio.Event) -> list[_Outcome]:
         if self._queue.empty():
             getter = asyncio.ensure_future(self._queue.get())
             stopper = asyncio.ensure_future(stop.wait())

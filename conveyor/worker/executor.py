@@ -7,7 +7,7 @@ import functools
 import logging
 import time
 import traceback
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -215,7 +215,7 @@ class Executor:
             call = self.ops.dead_letter(task, "result not serializable", encode_error(exc, ""))
             self._finish(task, call, "dead")
             return
-        self._finish(task, self.ops.ack(task, encoded), "succeeded")
+        self.completer.ack(task, encoded, self._written(task, "succeeded"))
 
     def _failed(self, task: ClaimedTask, definition: TaskDefinition, exc: BaseException) -> None:
         error = encode_error(exc, "".join(traceback.format_exception(exc)))
@@ -233,7 +233,9 @@ class Executor:
 
     def _finish(self, task: ClaimedTask, call: Call, outcome: str) -> None:
         """Queue the outcome's script; count it once Redis accepted it."""
+        self.completer.submit(task, call, self._written(task, outcome))
 
+    def _written(self, task: ClaimedTask, outcome: str) -> Callable[[Any], None]:
         def written(reply: Any) -> None:
             if reply:
                 metrics.child(metrics.TASKS_PROCESSED, task.queue, task.name, outcome).inc()
@@ -242,7 +244,7 @@ class Executor:
                     "task %s: lease lost; outcome dropped (another worker owns it)", task.id
                 )
 
-        self.completer.submit(task, call, written)
+        return written
 
     def _observe(self, task: ClaimedTask, started: float) -> None:
         elapsed = time.perf_counter() - started

@@ -129,7 +129,7 @@ def claim_one(broker: SyncBroker, worker: str = "w1") -> ClaimedTask:
 def lose_lease(broker: SyncBroker, task: ClaimedTask, how: Stale) -> None:
     """Make `task`'s claim stale, the way `how` names."""
     if how == "completed":
-        assert broker.execute([broker.ops.ack(task, b'"first"')]) == [1]
+        assert broker.execute([broker.ops.ack([(task, b'"first"')])]) == [[1]]
         return
     assert broker.execute([broker.ops.requeue(task, crashed=False)]) == [b"pending"]
     if how == "reclaimed":

@@ -38,7 +38,7 @@ def test_ack_records_the_success_and_expires_the_record(
     task, other = claim(broker, 2)
     before = dump(r, prefix)
     with clock(r) as window:
-        assert broker.execute([broker.ops.ack(task, b'{"total":3}')]) == [1]
+        assert broker.execute([broker.ops.ack([(task, b'{"total":3}')])]) == [[1]]
     expected = copy.deepcopy(before)
     del expected[keys.active][task.id]
     expected[keys.task(task.id)] |= {
@@ -49,6 +49,24 @@ def test_ack_records_the_success_and_expires_the_record(
     assert dump(r, prefix) == expected  # the other lease is untouched
     assert_ttl(r, keys.task(task.id), settings.succeeded_retention)
     assert r.pttl(keys.task(other.id)) == -1
+
+
+def test_one_call_acks_many_and_refuses_only_the_stale(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    app.enqueue_many([app.message("job", i) for i in range(3)])
+    first, stale, last = claim(broker, 3)
+    lose_lease(broker, stale, "reclaimed")
+    before = dump(r, prefix)
+    done = [(first, b"1"), (stale, b"2"), (last, b"3")]
+    assert broker.execute([broker.ops.ack(done)]) == [[1, 0, 1]]
+    after = dump(r, prefix)
+    assert after[keys.task(stale.id)] == before[keys.task(stale.id)]
+    assert stale.id in after[keys.active]
+    for task, result in ((first, "1"), (last, "3")):
+        assert task.id not in after[keys.active]
+        assert after[keys.task(task.id)]["state"] == "succeeded"
+        assert after[keys.task(task.id)]["result"] == result
 
 
 @pytest.mark.parametrize("how", STALE_WAYS)
@@ -62,7 +80,7 @@ def test_ack_refuses_a_stale_token(
     # a repeat of an ack already written (a client retry after a lost reply) answers 1,
     # as the first call did; either way nothing is written
     repeat = how == "completed"
-    assert broker.execute([broker.ops.ack(task, b'"late"')]) == [1 if repeat else 0]
+    assert broker.execute([broker.ops.ack([(task, b'"late"')])]) == [[1 if repeat else 0]]
     assert dump(r, prefix) == before
     assert_ttls_kept(expiries, ttls(r, prefix))
 
@@ -76,7 +94,7 @@ def test_a_succeeded_task_leaves_no_key_after_its_retention(
         broker = app.sync_broker()
         task = claim_one(broker)
         assert task_keys(r, prefix, handle.id) == [keys.active, keys.task(handle.id)]
-        assert broker.execute([broker.ops.ack(task, b"null")]) == [1]
+        assert broker.execute([broker.ops.ack([(task, b"null")])]) == [[1]]
         assert task_keys(r, prefix, handle.id) == [keys.task(handle.id)]
         wait_until_sync(
             lambda: task_keys(r, prefix, handle.id) == [], timeout=5, what="the record to expire"

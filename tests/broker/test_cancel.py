@@ -74,7 +74,7 @@ def active(app: Conveyor, broker: SyncBroker) -> str:
 def succeeded(app: Conveyor, broker: SyncBroker) -> str:
     app.enqueue("job")
     task = claim_one(broker)
-    assert broker.execute([broker.ops.ack(task, b"1")]) == [1]
+    assert broker.execute([broker.ops.ack([(task, b"1")])]) == [[1]]
     return task.id
 
 

@@ -91,12 +91,14 @@ def ended(app: Conveyor, broker: SyncBroker, state: str, retry_in: float = 60.0)
     task = claim_one(broker)
     assert task.id == task_id
     calls = {
-        "succeeded": broker.ops.ack(task, b'"done"'),
+        "succeeded": broker.ops.ack([(task, b'"done"')]),
         "dead": broker.ops.dead_letter(task, "error", ERROR),
         "failed": broker.ops.dead_letter(task, "error", ERROR, keep=False),
         "retrying": broker.ops.retry(task, retry_in, ERROR),
     }
-    assert broker.execute([calls[state]]) == [1]
+    assert broker.execute([calls[state]]) == (
+        [[1]] if state == "succeeded" else [1]
+    )  # an ack answers per task
     return task_id
 
 

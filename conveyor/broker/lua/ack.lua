@@ -1,23 +1,27 @@
--- ack.lua: record a task's success and release its lease.
+-- ack.lua: record the success of tasks of one queue and release their leases.
 --
--- KEYS[1] active  ZSET id -> lease deadline (ms)
--- KEYS[2] task    HASH the task record
+-- KEYS[1] active       ZSET id -> lease deadline (ms)
+-- KEYS[2] task prefix  (task hashes are KEYS[2] .. id)
 --
--- ARGV[1] id
--- ARGV[2] fencing token of the claim
--- ARGV[3] result (JSON)
--- ARGV[4] retention of the record (ms)
+-- ARGV[1] retention of the records (ms)
+-- ARGV[2..] per task: id, fencing token of the claim, result (JSON)
 --
--- Returns: 1, or 0 when the token is stale (the lease was lost; nothing is written).
--- A repeat of a call that already succeeded (a client retry after a lost reply) is 1.
-if not redis.call('ZSCORE', KEYS[1], ARGV[1])
-    or redis.call('HGET', KEYS[2], 'token') ~= ARGV[2] then
-    local done = redis.call('HMGET', KEYS[2], 'token', 'state')
-    return (done[1] == ARGV[2] and done[2] == 'succeeded') and 1 or 0
-end
+-- Returns: per task 1, or 0 when its token is stale (the lease was lost; nothing is
+-- written for it). A repeat of an ack that already succeeded (a client retry after a
+-- lost reply) is 1. A worker acks every task that finished since its last ack in one call.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'state', 'succeeded', 'finished_at', now, 'result', ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return 1
+local out = {}
+for i = 2, #ARGV, 3 do
+    local id, token = ARGV[i], ARGV[i + 1]
+    local key = KEYS[2] .. id
+    local held = redis.call('HMGET', key, 'token', 'state')
+    if held[1] == token and held[2] == 'active' and redis.call('ZREM', KEYS[1], id) == 1 then
+        redis.call('HSET', key, 'state', 'succeeded', 'finished_at', now, 'result', ARGV[i + 2])
+        redis.call('PEXPIRE', key, ARGV[1])
+        out[#out + 1] = 1
+    else
+        out[#out + 1] = (held[1] == token and held[2] == 'succeeded') and 1 or 0
+    end
+end
+return out
