@@ -15,6 +15,8 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 ENV_PREFIX = "CONVEYOR_"
 HOUR = 3600.0
 DAY = 24 * HOUR
+#: Most tasks one claim may lease (claim.lua passes one argument per task to a command).
+MAX_CLAIM_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +64,8 @@ class Settings:
             raise ConfigurationError("timeout must be positive (or None for no limit)")
         if self.max_crashes < 1 or self.max_retries < 0 or self.concurrency < 1:
             raise ConfigurationError("max_crashes and concurrency must be >= 1, max_retries >= 0")
-        if self.claim_batch < 1:
-            raise ConfigurationError("claim_batch must be >= 1")
+        if not 1 <= self.claim_batch <= MAX_CLAIM_BATCH:
+            raise ConfigurationError(f"claim_batch must be 1..{MAX_CLAIM_BATCH}")
 
     @property
     def heartbeat_interval(self) -> float:

@@ -107,6 +107,7 @@ def test_a_bad_value_is_an_error_naming_the_variable(variable: str, raw: str) ->
         {"max_retries": -1},
         {"concurrency": 0},
         {"claim_batch": 0},
+        {"claim_batch": 1001},
     ],
 )
 def test_invalid_values_are_rejected(changes: dict[str, Any]) -> None:

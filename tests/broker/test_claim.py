@@ -10,7 +10,7 @@ from conveyor import Conveyor
 from conveyor.broker.keys import QueueKeys
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.model import to_millis
-from conveyor.settings import Settings
+from conveyor.settings import MAX_CLAIM_BATCH, Settings
 from tests.broker.seed import claim, claim_one, clock
 from tests.support.keyspace import dump
 
@@ -230,3 +230,13 @@ def test_a_retried_claim_gets_the_same_tasks_back(
     assert [t.id for t in broker.run(broker.ops.claim("default", 2, "w1")).tasks] == [
         h.id for h in handles[2:4]
     ]
+
+
+def test_the_largest_batch_is_leased_in_one_call(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, keys: QueueKeys
+) -> None:
+    app.enqueue_many([app.message("job", i) for i in range(MAX_CLAIM_BATCH + 5)])
+    tasks = claim(broker, MAX_CLAIM_BATCH)
+    assert len({t.id for t in tasks}) == MAX_CLAIM_BATCH
+    assert r.zcard(keys.active) == MAX_CLAIM_BATCH
+    assert r.zcard(keys.pending) == 5

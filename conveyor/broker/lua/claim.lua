@@ -11,7 +11,7 @@
 --                            retry of the same request (its reply was lost) gets the same
 --                            tasks back instead of orphaning them and claiming more
 --
--- ARGV[1] most tasks to claim
+-- ARGV[1] most tasks to claim (at most 1000: the index writes unpack one argument per task)
 -- ARGV[2] lease (ms)
 -- ARGV[3] worker id
 -- ARGV[4] "1" if the worker is idle and may take a suspect: a task that lost its worker
@@ -26,25 +26,37 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {now, 0}
+-- what a claim reads of a record, in one HMGET: the fields the worker gets, then the counters
 local fields = {'name', 'args', 'kwargs', 'failures', 'crashes', 'max_retries', 'timeout',
-    'enqueued_at', 'due_at'}
+    'enqueued_at', 'due_at', 'token', 'attempts'}
+local SENT, CRASHES, TOKEN, ATTEMPTS = 9, 5, 10, 11
 
-local function emit(id, key, token, attempts)
+local function emit(id, values, token, attempts)
     out[#out + 1] = id
     out[#out + 1] = token
     out[#out + 1] = attempts
-    local values = redis.call('HMGET', key, unpack(fields))
-    for f = 1, #fields do
+    for f = 1, SENT do
         out[#out + 1] = values[f]
     end
+end
+
+-- exactly what HINCRBY accepts: no sign, no leading zero, no fraction
+local function counter(value)
+    if not value then
+        return 0
+    end
+    if value == '0' or (#value <= 15 and string.match(value, '^[1-9]%d*$')) then
+        return tonumber(value)
+    end
+    return nil
 end
 
 if redis.call('EXISTS', KEYS[7]) == 1 then
     for _, id in ipairs(redis.call('LRANGE', KEYS[7], 0, -1)) do
         local key = KEYS[6] .. id
         if redis.call('ZSCORE', KEYS[2], id) and redis.call('HGET', key, 'worker') == ARGV[3] then
-            local held = redis.call('HMGET', key, 'token', 'attempts')
-            emit(id, key, tonumber(held[1]), tonumber(held[2]))
+            local values = redis.call('HMGET', key, unpack(fields))
+            emit(id, values, tonumber(values[TOKEN]), tonumber(values[ATTEMPTS]))
         end
     end
     return out
@@ -55,40 +67,35 @@ end
 local candidates = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 local deadline = now + tonumber(ARGV[2])
 local may_take_suspect = ARGV[4] == '1'
-local taken = 0
+-- index writes are gathered and made once at the end: one ZREM, one ZADD, one RPUSH
+local unlisted, leases, taken = {}, {}, {}
 for _, id in ipairs(candidates) do
     local key = KEYS[6] .. id
-    local kind = redis.call('TYPE', key)['ok']
-    if kind ~= 'hash' then
-        -- 'none': the record expired or was deleted, the index entry is dropped;
-        -- anything else is corrupt and kept in the dead set for inspection
-        redis.call('ZREM', KEYS[1], id)
-        if kind ~= 'none' then
+    local values = redis.pcall('HMGET', key, unpack(fields))
+    if values['err'] or (not values[1] and redis.call('EXISTS', key) == 0) then
+        -- gone (expired or deleted): the index entry is dropped; not a hash: corrupt,
+        -- kept in the dead set for inspection
+        unlisted[#unlisted + 1] = id
+        if values['err'] then
             redis.call('ZADD', KEYS[4], now, id)
         end
     else
-        local suspect = (tonumber(redis.call('HGET', key, 'crashes')) or 0) > 0
-        if suspect and not (may_take_suspect and taken == 0) then
+        local suspect = (tonumber(values[CRASHES]) or 0) > 0
+        if suspect and not (may_take_suspect and #taken == 0) then
             out[2] = 1
         else
-            redis.call('ZREM', KEYS[1], id)
+            unlisted[#unlisted + 1] = id
             -- validate the counters before any write, so a corrupt record cannot abort
             -- the script half way (Redis does not roll back a failed script)
-            local intact = true
-            for _, value in ipairs(redis.call('HMGET', key, 'token', 'attempts')) do
-                -- exactly what HINCRBY accepts: no sign, no leading zero, no fraction
-                if value and not (value == '0' or (#value <= 15 and string.match(value, '^[1-9]%d*$'))) then
-                    intact = false
-                end
-            end
-            if intact then
-                local token = redis.call('HINCRBY', key, 'token', 1)
-                local attempts = redis.call('HINCRBY', key, 'attempts', 1)
-                redis.call('HSET', key, 'state', 'active', 'started_at', now, 'worker', ARGV[3])
-                redis.call('ZADD', KEYS[2], deadline, id)
-                redis.call('RPUSH', KEYS[7], id)
-                emit(id, key, token, attempts)
-                taken = taken + 1
+            local token, attempts = counter(values[TOKEN]), counter(values[ATTEMPTS])
+            if token and attempts then
+                token, attempts = token + 1, attempts + 1
+                redis.call('HSET', key, 'token', token, 'attempts', attempts, 'state', 'active',
+                    'started_at', now, 'worker', ARGV[3])
+                leases[#leases + 1] = deadline
+                leases[#leases + 1] = id
+                taken[#taken + 1] = id
+                emit(id, values, token, attempts)
             else
                 -- a counter that is not a number: the record is corrupt, keep it for inspection
                 redis.call('HSET', key, 'state', 'dead', 'reason', 'corrupt record', 'finished_at', now)
@@ -101,11 +108,16 @@ for _, id in ipairs(candidates) do
         end
     end
 end
-if taken > 0 then
-    redis.call('PEXPIRE', KEYS[7], ARGV[2])
+if #unlisted > 0 then
+    redis.call('ZREM', KEYS[1], unpack(unlisted))
 end
-if taken > 0 and redis.call('ZCARD', KEYS[1]) > 0 then
-    redis.call('LPUSH', KEYS[5], 1)
-    redis.call('LTRIM', KEYS[5], 0, 0)
+if #taken > 0 then
+    redis.call('ZADD', KEYS[2], unpack(leases))
+    redis.call('RPUSH', KEYS[7], unpack(taken))
+    redis.call('PEXPIRE', KEYS[7], ARGV[2])
+    if redis.call('ZCARD', KEYS[1]) > 0 then
+        redis.call('LPUSH', KEYS[5], 1)
+        redis.call('LTRIM', KEYS[5], 0, 0)
+    end
 end
 return out
