@@ -48,18 +48,23 @@ def async_client(settings: Settings, *, blocking_margin: float = 0.0) -> redis.a
     return client
 
 
+def pack_command(args: Sequence[Any]) -> bytes:
+    """One command in the Redis protocol, packed in C by hiredis."""
+    first = args[0]
+    if isinstance(first, str) and " " in first:  # e.g. "CONFIG GET" as one argument
+        args = (*first.split(), *args[1:])
+    try:
+        return hiredis.pack_command(tuple(args))  # type: ignore[no-any-return]
+    except TypeError as exc:
+        raise redis.DataError(str(exc)) from exc
+
+
 class _HiredisPacking(AbstractConnection):
     """Packs commands in C, as redis-py's sync client does (its asyncio one packs in Python,
     which was the largest single cost of an enqueue in a profile of the API)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        first = args[0]
-        if isinstance(first, str) and " " in first:  # e.g. "CONFIG GET" as one argument
-            args = (*first.split(), *args[1:])
-        try:
-            return [hiredis.pack_command(args)]
-        except TypeError as exc:
-            raise redis.DataError(str(exc)) from exc
+        return [pack_command(args)]
 
 
 _packing: dict[type[AbstractConnection], type[AbstractConnection]] = {}

@@ -19,7 +19,8 @@ from conveyor.settings import Settings
 
 T_co = TypeVar("T_co", covariant=True)
 
-#: Most tasks per enqueue script call, so one call never blocks Redis for long.
+#: Most tasks per enqueue script call, so one call never blocks Redis for long (and its
+#: one ZADD of every pending task stays within what Lua can unpack).
 ENQUEUE_CHUNK = 1000
 #: Most entries any maintenance script handles per call.
 MAINTENANCE_BATCH = 500

@@ -19,7 +19,7 @@ local window = tonumber(ARGV[1])
 local out = {}
 local i = 2
 local idem = 5
-local woke = false
+local ready = {}  -- score, id pairs for pending: one ZADD at the end
 while i <= #ARGV do
     local id, delay, priority = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
     local has_idem, nfields = ARGV[i + 3] == '1', tonumber(ARGV[i + 4])
@@ -55,15 +55,18 @@ while i <= #ARGV do
             redis.call('ZADD', KEYS[2], now + delay, id)
         else
             redis.call('HSET', key, 'enqueued_at', now, 'state', state, unpack(ARGV, first, last))
-            redis.call('ZADD', KEYS[1], (100 - priority) * 4398046511104 + now, id)
-            woke = true
+            ready[#ready + 1] = (100 - priority) * 4398046511104 + now
+            ready[#ready + 1] = id
         end
         out[#out + 1] = id
         out[#out + 1] = 0
         out[#out + 1] = state
     end
 end
-if woke and redis.call('LLEN', KEYS[3]) == 0 then  -- a read while a wake-up is unclaimed
-    redis.call('LPUSH', KEYS[3], 1)
+if #ready > 0 then
+    redis.call('ZADD', KEYS[1], unpack(ready))
+    if redis.call('LLEN', KEYS[3]) == 0 then  -- a read while a wake-up is unclaimed
+        redis.call('LPUSH', KEYS[3], 1)
+    end
 end
 return out
