@@ -84,8 +84,8 @@ class Completer:
                     await asyncio.sleep(wait)
                     continue
                 failures = 0
-                for (call, outcomes), reply in zip(groups, replies, strict=True):
-                    self._written(call, outcomes, reply)
+                for (_, outcomes), reply in zip(groups, replies, strict=True):
+                    self._written(outcomes, reply)
                 batch = []
             if self._queue.empty():
                 self._idle.set()
@@ -103,9 +103,10 @@ class Completer:
             groups.append((self.broker.ops.ack([(o.task, o.result) for o in group]), group))
         return groups
 
-    def _written(self, call: Call, outcomes: list[_Outcome], reply: Any) -> None:
-        # an ack's reply has one value per task; other outcomes' calls write one task
-        per_task = reply if isinstance(reply, list) else [reply] * len(outcomes)
+    def _written(self, outcomes: list[_Outcome], reply: Any) -> None:
+        # an ack's reply has one value per task; the other calls write one task each
+        acks = outcomes[0].call is None and not isinstance(reply, Exception)
+        per_task = reply if acks else [reply] * len(outcomes)
         for outcome, mine in zip(outcomes, per_task, strict=True):
             self.leases.release(outcome.task)
             if isinstance(mine, Exception):  # its lease expires: it runs again
