@@ -40,7 +40,8 @@ local function emit(id, values, token, attempts)
     end
 end
 
--- exactly what HINCRBY accepts: no sign, no leading zero, no fraction
+-- a counter field as a number (0 when absent), or nil when corrupt: digits only, no leading
+-- zero, at most 15 of them (exact in a Lua number, and what HINCRBY would accept)
 local function counter(value)
     if not value then
         return 0
