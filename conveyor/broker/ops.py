@@ -15,7 +15,7 @@ from conveyor.broker.records import Claim, ClaimedTask, EnqueueResult, NewTask, 
 from conveyor.broker.scripts import Arg, Call, load_scripts
 from conveyor.ids import new_ulid, queue_of
 from conveyor.model import TaskRecord, to_millis
-from conveyor.settings import Settings
+from conveyor.settings import MAX_CLAIM_BATCH, Settings
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -140,6 +140,8 @@ class Operations:
         Each Op carries a fresh request id, so the client's retry of a call whose reply
         was lost gets the same tasks back.
         """
+        if not 1 <= count <= MAX_CLAIM_BATCH:  # 0 would make the script's ZRANGE read all
+            raise ValueError(f"a claim takes 1..{MAX_CLAIM_BATCH} tasks, not {count}")
         keys = self.queue_keys(queue)
         lease = to_millis(self.settings.lease_timeout)
         request = keys.claim_request(new_ulid())

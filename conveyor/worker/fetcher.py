@@ -93,7 +93,7 @@ class Fetcher:
         the wait ends, and a woken worker starts its task one round trip earlier.
         """
         names = self.queues.names
-        if len(names) > 1:
+        if len(names) > 1 or self.executor.free_slots <= 0:  # none when awaiting a suspect
             await self.broker.wait_for_work(names, IDLE_WAIT)
             return
         claim = await self.broker.wait_then_run(names[0], IDLE_WAIT, self._claim_op(names[0]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import redis
 
 from conveyor import Conveyor
@@ -240,3 +241,9 @@ def test_the_largest_batch_is_leased_in_one_call(
     assert len({t.id for t in tasks}) == MAX_CLAIM_BATCH
     assert r.zcard(keys.active) == MAX_CLAIM_BATCH
     assert r.zcard(keys.pending) == 5
+
+
+def test_a_claim_of_no_tasks_or_too_many_is_refused(broker: SyncBroker) -> None:
+    for count in (0, MAX_CLAIM_BATCH + 1):
+        with pytest.raises(ValueError, match="a claim takes"):
+            broker.ops.claim("default", count, "w1")
