@@ -3,7 +3,10 @@
 A producer serving many requests at once (the REST API, an asyncio app) would otherwise pay
 one round trip, and redis-py's per-call overhead, for every enqueue. Here the first operation
 goes out at once; operations issued while it is in flight wait for it and then go out
-together, in one pipeline. A lone caller pays no delay, and many callers share the cost.
+together, in pipelines of up to `BATCH` operations; when a full batch waits, a second
+pipeline goes out beside the first, so that while Redis runs one the callers of the other
+resume and fill the next: Python and Redis work side by side. A lone caller pays no delay,
+and many callers share the cost.
 Enqueues to one queue that wait together are merged into one script call, so Redis too runs
 one script for the lot instead of one per caller.
 
@@ -28,6 +31,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: Most pipelines in flight at once.
+IN_FLIGHT = 2
+#: Most operations per pipeline: a burst of callers fills every pipeline in flight.
+BATCH = 32
+
 
 @dataclass(frozen=True, slots=True)
 class _Request:
@@ -40,12 +48,12 @@ class _Request:
 
 
 class Coalescer:
-    """Runs operations on `broker`, one pipeline at a time, batching those that queue up."""
+    """Runs operations on `broker` in pipelines, batching those that queue up."""
 
     def __init__(self, broker: AsyncBroker) -> None:
         self.broker = broker
         self._waiting: list[_Request] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
 
     async def run(self, op: Op[T]) -> T:
         """Execute `op`, in the next round trip, and decode its replies."""
@@ -62,22 +70,26 @@ class Coalescer:
 
     def _submit(self, request: _Request) -> asyncio.Future[Any]:
         self._waiting.append(request)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
+        # a second pipeline only for a full batch: a trickle of callers (the API's) makes
+        # fewer, fuller pipelines through one; a burst (an asyncio producer's) fills two
+        flushing = len(self._flushers)
+        if not flushing or (flushing < IN_FLIGHT and len(self._waiting) >= BATCH):
+            self._flushers.add(asyncio.create_task(self._flush()))
         return request.future
 
     async def _flush(self) -> None:
         try:
             while self._waiting:
                 # a caller cancelled before its turn came sends nothing
-                batch = [r for r in self._waiting if not r.future.done()]
-                self._waiting = []
+                batch = [r for r in self._waiting[:BATCH] if not r.future.done()]
+                del self._waiting[:BATCH]
                 await self._send(batch)
         finally:
-            self._flusher = None
-            for request in self._waiting:  # only left if this task itself was cancelled
-                request.future.cancel()
-            self._waiting = []
+            self._flushers.discard(asyncio.current_task())
+            if not self._flushers:  # only left if the last flusher itself was cancelled
+                for request in self._waiting:
+                    request.future.cancel()
+                self._waiting = []
 
     async def _send(self, batch: list[_Request]) -> None:
         parts = [(r.op, _deliver_to([r])) for r in batch if r.op is not None]
