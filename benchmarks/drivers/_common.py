@@ -110,6 +110,33 @@ class AsyncProducer(Protocol):
     async def close(self) -> None: ...
 
 
+class OwnLoopProducer:
+    """A `Producer` over an async one, for systems whose only API is asyncio: it owns an
+    event loop and runs each call to completion on it. Such systems have no bulk enqueue,
+    so `bulk` gathers concurrent `one` calls, `chunk` at a time."""
+
+    def __init__(
+        self, url: str, async_producer: Callable[[str], Awaitable[AsyncProducer]], chunk: int
+    ) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.chunk = chunk
+        self.producer = self.loop.run_until_complete(async_producer(url))
+
+    def one(self, task: str, task_payload: dict[str, Any]) -> None:
+        self.loop.run_until_complete(self.producer.one(task, task_payload))
+
+    def bulk(self, task: str, payloads: Sequence[dict[str, Any]]) -> None:
+        async def send() -> None:
+            for chunk in chunks(payloads, self.chunk):
+                await asyncio.gather(*(self.producer.one(task, p) for p in chunk))
+
+        self.loop.run_until_complete(send())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.producer.close())
+        self.loop.close()
+
+
 @dataclass
 class Driver:
     """What a driver file passes to `main`.

@@ -19,17 +19,16 @@ import asyncio
 import os
 import shlex
 import sys
-from collections.abc import Coroutine, Sequence
 from importlib.metadata import version
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio
 import uvloop
 from _common import (
     COUNTER_KEY,
     Driver,
+    OwnLoopProducer,
     async_counter_client,
-    chunks,
     main,
     record_latency_async,
     redis_url,
@@ -39,7 +38,6 @@ from arq.connections import RedisSettings
 
 MAX_JOBS = 200
 BULK_CHUNK = 500
-T = TypeVar("T")
 
 if os.environ.get("BENCH_ARQ_WORKER"):  # only in the worker processes: arq then uses uvloop
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
@@ -73,31 +71,6 @@ LOG_CONFIG = {
 }
 
 
-class Producer:
-    """Sync producer: one event loop, each enqueue_job run to completion on it."""
-
-    def __init__(self, url: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.pool: ArqRedis = self._run(create_pool(RedisSettings.from_dsn(url)))
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    def one(self, task: str, task_payload: dict[str, Any]) -> None:
-        self._run(self.pool.enqueue_job(task, task_payload))
-
-    def bulk(self, task: str, payloads: Sequence[dict[str, Any]]) -> None:
-        async def send() -> None:
-            for chunk in chunks(payloads, BULK_CHUNK):
-                await asyncio.gather(*(self.pool.enqueue_job(task, p) for p in chunk))
-
-        self._run(send())
-
-    def close(self) -> None:
-        self._run(self.pool.aclose())
-        self.loop.close()
-
-
 class AsyncProducer:
     def __init__(self, pool: ArqRedis) -> None:
         self.pool = pool
@@ -111,6 +84,10 @@ class AsyncProducer:
 
 async def async_producer(url: str) -> AsyncProducer:
     return AsyncProducer(await create_pool(RedisSettings.from_dsn(url)))
+
+
+def producer(url: str) -> OwnLoopProducer:
+    return OwnLoopProducer(url, async_producer, BULK_CHUNK)
 
 
 def describe() -> dict[str, Any]:
@@ -137,4 +114,4 @@ def worker_command(processes: int) -> tuple[list[str], dict[str, str]]:
 
 
 if __name__ == "__main__":
-    main(Driver(describe, Producer, worker_command, async_producer=async_producer))
+    main(Driver(describe, producer, worker_command, async_producer=async_producer))

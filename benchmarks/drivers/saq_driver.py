@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine, Sequence
 from importlib.metadata import version
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio
 import uvloop
 from _common import (
     COUNTER_KEY,
     Driver,
+    OwnLoopProducer,
     async_counter_client,
-    chunks,
     main,
     record_latency_async,
     redis_url,
@@ -37,7 +36,6 @@ from saq import Queue
 CONCURRENCY = 10
 BULK_CHUNK = 500
 TTL = -1  # SAQ: "-1 means disabled": the job is deleted when it finishes
-T = TypeVar("T")
 
 
 def _client() -> redis.asyncio.Redis:
@@ -63,32 +61,6 @@ def settings() -> dict[str, Any]:
     }
 
 
-class Producer:
-    """Sync producer: one event loop, each Queue.enqueue run to completion on it."""
-
-    def __init__(self, url: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.queue = Queue.from_url(url)
-        self._run(self.queue.connect())
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    def one(self, task: str, task_payload: dict[str, Any]) -> None:
-        self._run(self.queue.enqueue(task, payload=task_payload, ttl=TTL))
-
-    def bulk(self, task: str, payloads: Sequence[dict[str, Any]]) -> None:
-        async def send() -> None:
-            for chunk in chunks(payloads, BULK_CHUNK):
-                await asyncio.gather(*(self.queue.enqueue(task, payload=p, ttl=TTL) for p in chunk))
-
-        self._run(send())
-
-    def close(self) -> None:
-        self._run(self.queue.disconnect())
-        self.loop.close()
-
-
 class AsyncProducer:
     def __init__(self, url: str) -> None:
         self.queue = Queue.from_url(url)
@@ -104,6 +76,10 @@ async def async_producer(url: str) -> AsyncProducer:
     producer = AsyncProducer(url)
     await producer.queue.connect()
     return producer
+
+
+def producer(url: str) -> OwnLoopProducer:
+    return OwnLoopProducer(url, async_producer, BULK_CHUNK)
 
 
 def describe() -> dict[str, Any]:
@@ -124,4 +100,4 @@ def worker_command(processes: int) -> tuple[list[str], dict[str, str]]:
 
 
 if __name__ == "__main__":
-    main(Driver(describe, Producer, worker_command, async_producer=async_producer))
+    main(Driver(describe, producer, worker_command, async_producer=async_producer))

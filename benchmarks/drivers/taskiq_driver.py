@@ -16,19 +16,17 @@ through `task.kicker().with_broker(...)`; the sync producer owns one event loop.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-from collections.abc import Coroutine, Sequence
 from importlib.metadata import version
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio
 from _common import (
     COUNTER_KEY,
     Driver,
+    OwnLoopProducer,
     async_counter_client,
-    chunks,
     main,
     record_latency_async,
     redis_url,
@@ -39,7 +37,6 @@ from taskiq_redis import RedisStreamBroker
 BROKER_CLASS = RedisStreamBroker
 MAX_ASYNC_TASKS = 100
 BULK_CHUNK = 100
-T = TypeVar("T")
 
 
 def _broker(url: str) -> AsyncBroker:
@@ -85,29 +82,8 @@ async def async_producer(url: str) -> AsyncProducer:
     return producer
 
 
-class Producer:
-    """Sync producer: one event loop, each kiq run to completion on it."""
-
-    def __init__(self, url: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.producer = self._run(async_producer(url))
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    def one(self, task: str, task_payload: dict[str, Any]) -> None:
-        self._run(self.producer.one(task, task_payload))
-
-    def bulk(self, task: str, payloads: Sequence[dict[str, Any]]) -> None:
-        async def send() -> None:
-            for chunk in chunks(payloads, BULK_CHUNK):
-                await asyncio.gather(*(self.producer.one(task, p) for p in chunk))
-
-        self._run(send())
-
-    def close(self) -> None:
-        self._run(self.producer.close())
-        self.loop.close()
+def producer(url: str) -> OwnLoopProducer:
+    return OwnLoopProducer(url, async_producer, BULK_CHUNK)
 
 
 def describe() -> dict[str, Any]:
@@ -131,4 +107,4 @@ def worker_command(processes: int) -> tuple[list[str], dict[str, str]]:
 
 
 if __name__ == "__main__":
-    main(Driver(describe, Producer, worker_command, async_producer=async_producer))
+    main(Driver(describe, producer, worker_command, async_producer=async_producer))
