@@ -1,19 +1,43 @@
-"""Conveyor: a reliable, fast distributed task queue for Python on Redis."""
+"""Conveyor: a reliable, fast distributed task queue for Python on Redis.
 
-from conveyor.app import Conveyor
-from conveyor.context import TaskContext
-from conveyor.errors import (
-    BrokerUnavailableError,
-    ConveyorError,
-    Retry,
-    TaskConflictError,
-    TaskFailedError,
-    TaskNotFoundError,
-)
-from conveyor.model import TaskRecord, TaskState
-from conveyor.task import TaskHandle
+The names below are imported on first use (PEP 562), so that `python -m conveyor` and the
+`--workers N` supervisor start without loading Redis clients and metrics they do not use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+    from conveyor.context import TaskContext
+    from conveyor.errors import (
+        BrokerUnavailableError,
+        ConveyorError,
+        Retry,
+        TaskConflictError,
+        TaskFailedError,
+        TaskNotFoundError,
+    )
+    from conveyor.model import TaskRecord, TaskState
+    from conveyor.task import TaskHandle
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "BrokerUnavailableError": "conveyor.errors",
+    "Conveyor": "conveyor.app",
+    "ConveyorError": "conveyor.errors",
+    "Retry": "conveyor.errors",
+    "TaskConflictError": "conveyor.errors",
+    "TaskContext": "conveyor.context",
+    "TaskFailedError": "conveyor.errors",
+    "TaskHandle": "conveyor.task",
+    "TaskNotFoundError": "conveyor.errors",
+    "TaskRecord": "conveyor.model",
+    "TaskState": "conveyor.model",
+}
 
 __all__ = [
     "BrokerUnavailableError",
@@ -29,3 +53,16 @@ __all__ = [
     "TaskState",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

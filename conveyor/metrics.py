@@ -25,8 +25,6 @@ from conveyor.settings import Settings
 
 log = logging.getLogger("conveyor.metrics")
 
-#: Default port of a worker's exporter (the seeds' choice).
-DEFAULT_PORT = 2112
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
                     60, 120, 300, 600)  # fmt: skip
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from conveyor import logs
-from conveyor.app import Conveyor
-from conveyor.broker.async_broker import AsyncBroker
-from conveyor.broker.inspect import Inspector
 from conveyor.errors import BrokerUnavailableError, ConveyorError
 from conveyor.settings import Settings
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+    from conveyor.broker.inspect import Inspector
 
 T = TypeVar("T")
 
@@ -36,13 +37,51 @@ class Context:
 
     def app(self, **overrides: Any) -> Conveyor:
         """An app for producing and inspecting; it needs no registered tasks."""
+        from conveyor.app import Conveyor
+
         return Conveyor(settings=self.settings(**overrides))
 
 
 pass_context = click.make_pass_decorator(Context)
 
+#: Each subcommand, by name, as "module:attribute": imported only when it runs (or for
+#: --help), so a command pays only for the modules it uses.
+SUBCOMMANDS = {
+    "worker": "conveyor.cli.worker:worker",
+    "api": "conveyor.cli.api:api",
+    "enqueue": "conveyor.cli.tasks:enqueue",
+    "status": "conveyor.cli.tasks:status",
+    "cancel": "conveyor.cli.tasks:cancel",
+    "queues": "conveyor.cli.queues:queues",
+    "pause": "conveyor.cli.queues:pause",
+    "resume": "conveyor.cli.queues:resume",
+    "workers": "conveyor.cli.queues:workers",
+    "dlq": "conveyor.cli.dead:dlq",
+    "fsck": "conveyor.cli.admin:fsck",
+    "doctor": "conveyor.cli.admin:doctor",
+    "demo": "conveyor.cli.demo:demo",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use (click's documented pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *SUBCOMMANDS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = SUBCOMMANDS.get(cmd_name)
+        if spec is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attribute = spec.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--redis-url",
     envvar="CONVEYOR_REDIS_URL",
@@ -79,11 +118,16 @@ def run_operation(operation: Callable[[], T]) -> T:
 
 def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run an async operation to completion, with the same error handling."""
+    import asyncio
+
     return run_operation(lambda: asyncio.run(coro_fn()))
 
 
 def inspect(ctx: Context, use: Callable[[Inspector], Coroutine[Any, Any, T]]) -> T:
     """Run `use(inspector)` on a fresh connection, with the CLI's error handling."""
+
+    from conveyor.broker.async_broker import AsyncBroker
+    from conveyor.broker.inspect import Inspector
 
     async def session() -> T:
         broker = AsyncBroker(ctx.settings())

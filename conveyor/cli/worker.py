@@ -7,21 +7,26 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from conveyor.app import Conveyor
 from conveyor.cli.root import Context, pass_context, run_operation
 from conveyor.errors import ConfigurationError
-from conveyor.metrics import DEFAULT_PORT
-from conveyor.worker.loop import run_event_loop
 from conveyor.worker.pool import WorkerPool
 from conveyor.worker.queues import QueueSelection
-from conveyor.worker.runtime import Worker
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+#: Default port of a worker's exporter (the seeds' choice).
+DEFAULT_METRICS_PORT = 2112
 
 
 def load_app(spec: str) -> Conveyor:
     """Import `module:attribute` (default attribute `app`) and check it is a Conveyor app."""
+    from conveyor.app import Conveyor
+
     module_name, _, attribute = spec.partition(":")
     sys.path.insert(0, os.getcwd())
     try:
@@ -52,7 +57,7 @@ def load_app(spec: str) -> Conveyor:
               envvar="CONVEYOR_WORKERS",
               help="Worker processes, supervised; their metrics are summed.")  # fmt: skip
 @click.option("--worker-id", help="Name in logs and the registry (default host-pid-random).")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=DEFAULT_PORT,
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=DEFAULT_METRICS_PORT,
               show_default=True, envvar="CONVEYOR_METRICS_PORT",
               help="Serve Prometheus metrics on this port; 0 turns the exporter off.")  # fmt: skip
 @click.option("--metrics-host", default="0.0.0.0", show_default=True,
@@ -78,11 +83,7 @@ def worker(
     With --workers N, a supervisor runs N such processes and restarts any that dies.
     """
 
-    def start() -> None:
-        # until the worker installs its own handlers, a stop signal ends the process
-        # cleanly: nothing has been claimed yet
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, _exit_before_start)
+    def load() -> Conveyor:
         app = load_app(app_spec)
         overrides = {
             "lease_timeout": lease_timeout,
@@ -92,19 +93,30 @@ def worker(
         }
         changed = {k: v for k, v in overrides.items() if v is not None}
         app.settings = app.settings.replace(**changed)
+        return app
+
+    def start() -> None:
+        # until the worker installs its own handlers, a stop signal ends the process
+        # cleanly: nothing has been claimed yet
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _exit_before_start)
         if workers > 1:
             child = [app_spec, "--queues", queues, "--workers", "1", "--metrics-port", "0"]
             for flag, value in (("--concurrency", concurrency), ("--processes", processes),
                                 ("--lease-timeout", lease_timeout),
                                 ("--shutdown-grace", shutdown_grace)):  # fmt: skip
                 child += [flag, str(value)] if value is not None else []
+            root = {"CONVEYOR_REDIS_URL": ctx.redis_url, "CONVEYOR_PREFIX": ctx.prefix}
             pool = WorkerPool(
-                child, workers, app.settings, QueueSelection.parse(queues).names,
-                metrics_port, metrics_host,
+                child, workers, QueueSelection.parse(queues).names, metrics_port, metrics_host,
+                env={name: value for name, value in root.items() if value is not None},
             )  # fmt: skip
-            sys.exit(pool.run())
+            sys.exit(pool.run(lambda: load().settings))
+        from conveyor.worker.loop import run_event_loop
+        from conveyor.worker.runtime import Worker
+
         runner = Worker(
-            app, queues, concurrency=concurrency, processes=processes,
+            load(), queues, concurrency=concurrency, processes=processes,
             worker_id=worker_id, handle_signals=True,
             metrics_port=metrics_port, metrics_host=metrics_host,
         )  # fmt: skip
