@@ -2,9 +2,10 @@
 
 It starts them first, and imports the app itself (to check it, and to read the settings
 its exporter needs) only once they are under way: a second import at the same moment
-would slow theirs down on a small machine. It restarts any that dies (a worker lost mid-task loses nothing: its leases
-expire and the tasks run elsewhere), forwards SIGTERM/SIGINT so each drains as a single
-worker would, and serves their summed metrics (prometheus_client's multiprocess mode).
+would slow theirs down on a small machine. It restarts any that dies (a worker lost
+mid-task loses nothing: its leases expire and the tasks run elsewhere), forwards
+SIGTERM/SIGINT so each drains as a single worker would, and serves their summed metrics
+(prometheus_client's multiprocess mode).
 """
 
 from __future__ import annotations
