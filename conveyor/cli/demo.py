@@ -28,7 +28,10 @@ def embedded_redis(url: str | None) -> Iterator[str]:
         yield url
         return
     with RedisServer(data_dir=DATA_DIR, appendonly=True) as server:
-        click.echo(f"embedded Redis {server.version()} on {server.url} (data in {DATA_DIR})")
+        click.echo(
+            f"embedded Redis {server.version()} on {server.url} "
+            f"({server.redis_binary().where}; data in {DATA_DIR})"
+        )
         yield server.url
 
 
