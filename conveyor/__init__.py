@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         TaskNotFoundError,
     )
     from conveyor.model import TaskRecord, TaskState
-    from conveyor.task import TaskHandle
+    from conveyor.producer import TaskHandle
 
 __version__ = "0.1.0"
 
@@ -33,7 +33,7 @@ _EXPORTS = {
     "TaskConflictError": "conveyor.errors",
     "TaskContext": "conveyor.context",
     "TaskFailedError": "conveyor.errors",
-    "TaskHandle": "conveyor.task",
+    "TaskHandle": "conveyor.producer",
     "TaskNotFoundError": "conveyor.errors",
     "TaskRecord": "conveyor.model",
     "TaskState": "conveyor.model",

@@ -11,8 +11,8 @@ import re
 import threading
 import time
 
-from conveyor.broker.keys import validate_queue_name
 from conveyor.errors import InvalidNameError
+from conveyor.names import validate_queue_name
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 SEPARATOR = ":"

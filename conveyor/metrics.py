@@ -18,7 +18,7 @@ from prometheus_client import Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
-from conveyor.broker.ops import Operations
+from conveyor.broker.inspect import SyncInspector
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.errors import ConveyorError
 from conveyor.settings import Settings
@@ -75,9 +75,8 @@ def count_enqueued(labels: Sequence[tuple[str, str]]) -> None:
 class QueueCollector(Collector):
     """Gauges read from Redis at each scrape: depth per state, lag, and live workers."""
 
-    def __init__(self, broker: SyncBroker, queues: Sequence[str] | None = None) -> None:
-        self.broker = broker
-        self.ops: Operations = broker.ops
+    def __init__(self, inspector: SyncInspector, queues: Sequence[str] | None = None) -> None:
+        self.inspector = inspector
         self.queues = queues
 
     def describe(self) -> Iterator[Metric]:
@@ -87,8 +86,7 @@ class QueueCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         depth, lag, workers = self._families()
         try:
-            names = list(self.queues) if self.queues else self.broker.run(self.ops.queue_names())
-            stats = self.broker.run(self.ops.queue_stats(names)) if names else []
+            stats = self.inspector.queue_stats(self.queues or None)
             alive = self._workers_per_queue()
         except ConveyorError as exc:  # a scrape must not fail because Redis is down
             log.warning("queue gauges unavailable: %s", exc)
@@ -117,7 +115,7 @@ class QueueCollector(Collector):
 
     def _workers_per_queue(self) -> Tally[str]:
         counts: Tally[str] = Tally()
-        for info in self.broker.run(self.ops.workers()):
+        for info in self.inspector.workers():
             counts.update(info.get("queues", []))
         return counts
 
@@ -147,7 +145,7 @@ class Exporter:
         except OSError as exc:
             log.warning("metrics exporter not started on %s:%d: %s", host, port, exc)
             return None
-        collector = QueueCollector(SyncBroker(settings), queues)
+        collector = QueueCollector(SyncInspector(SyncBroker(settings)), queues)
         registry.register(collector)
         log.info("metrics on http://%s:%d/metrics", host, port)
         return cls(server, collector, registry)
@@ -157,4 +155,4 @@ class Exporter:
         self._server.shutdown()
         self._server.server_close()
         self.registry.unregister(self.collector)
-        self.collector.broker.close()
+        self.collector.inspector.broker.close()

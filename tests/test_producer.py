@@ -19,8 +19,8 @@ from conveyor import (
     TaskState,
 )
 from conveyor.errors import ConfigurationError, InvalidNameError, SerializationError
+from conveyor.producer import Message, TaskHandle
 from conveyor.redis_server import free_port
-from conveyor.task import Message, TaskHandle
 from tests.support.keyspace import dump
 
 
@@ -90,7 +90,7 @@ async def test_delay_and_eta_schedule_the_task(
 async def test_enqueue_many_spans_queues_in_order(producer: Producer, app: Conveyor) -> None:
     messages = [app.message("t", i, queue=("a" if i % 2 else "b")) for i in range(2500)]
     handles = await producer.enqueue_many(messages)
-    assert [h.id.split(":")[0] for h in handles] == [m.queue for m in messages]
+    assert [h.id.split(":")[0] for h in handles] == [m.options.queue for m in messages]
     assert len({h.id for h in handles}) == 2500
     first = await handles[0].record_async()
     last = await handles[-1].record_async()
@@ -178,7 +178,7 @@ def test_idempotency_is_atomic_under_concurrent_producers(
 def test_async_clients_are_per_event_loop(app: Conveyor) -> None:
     async def enqueue_and_close() -> tuple[TaskHandle, int]:
         handle = await app.enqueue_async("t")
-        clients = len(app._async)
+        clients = len(app.producer._async)
         await app.aclose()
         return handle, clients
 

@@ -16,7 +16,7 @@ from conveyor.api.limits import BodyLimit
 from conveyor.api.routes import compat, dead, queues, system, tasks
 from conveyor.api.schemas import ErrorOut
 from conveyor.app import Conveyor
-from conveyor.broker.inspect import Inspector
+from conveyor.broker.inspect import SyncInspector
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.metrics import QueueCollector
 from conveyor.settings import Settings
@@ -46,8 +46,8 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
         conveyor = Conveyor(settings=settings)
         gauges = CollectorRegistry()
         metrics_broker = SyncBroker(settings)
-        gauges.register(QueueCollector(metrics_broker))
-        app.state.conveyor = ApiState(conveyor, Inspector(conveyor.async_broker()), api, gauges)
+        gauges.register(QueueCollector(SyncInspector(metrics_broker)))
+        app.state.conveyor = ApiState(conveyor, conveyor.async_inspector(), api, gauges)
         try:
             yield
         finally:

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from conveyor.broker.keys import validate_task_name
 from conveyor.errors import ConfigurationError
+from conveyor.names import validate_task_name
 
 #: Largest request body accepted by default (1 MiB).
 DEFAULT_MAX_BODY = 1024 * 1024

@@ -11,7 +11,7 @@ from prometheus_client.registry import CollectorRegistry
 from conveyor.api.config import ApiSettings, Scope
 from conveyor.api.security import authorize
 from conveyor.app import Conveyor
-from conveyor.broker.inspect import Inspector
+from conveyor.broker.inspect import AsyncInspector
 
 
 @dataclass(slots=True)
@@ -19,7 +19,7 @@ class ApiState:
     """Owned by the app's lifespan: one Redis client pool for the process."""
 
     conveyor: Conveyor
-    inspector: Inspector
+    inspector: AsyncInspector
     settings: ApiSettings
     gauges: CollectorRegistry
 

@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from conveyor.app import PRIORITY_RANGE
-from conveyor.broker.keys import QUEUE_NAME, TASK_NAME
 from conveyor.model import TaskRecord, TaskState
+from conveyor.names import QUEUE_NAME, TASK_NAME
+from conveyor.options import PRIORITY_RANGE
 
 TaskName = Annotated[
     str,

@@ -20,14 +20,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from conveyor.broker.connection import first_error
+from conveyor.broker.ops import Op, Operations
 from conveyor.broker.records import EnqueueResult, NewTask
-
-if TYPE_CHECKING:
-    from conveyor.broker.async_broker import AsyncBroker
-    from conveyor.broker.ops import Op
+from conveyor.broker.transport import AsyncTransport, first_error
 
 T = TypeVar("T")
 
@@ -48,10 +45,11 @@ class _Request:
 
 
 class Coalescer:
-    """Runs operations on `broker` in pipelines, batching those that queue up."""
+    """Runs operations over `transport` in pipelines, batching those that queue up."""
 
-    def __init__(self, broker: AsyncBroker) -> None:
-        self.broker = broker
+    def __init__(self, transport: AsyncTransport, ops: Operations) -> None:
+        self.transport = transport
+        self.ops = ops
         self._waiting: list[_Request] = []
         self._flushers: set[asyncio.Task[None]] = set()
 
@@ -96,10 +94,10 @@ class Coalescer:
         for requests in _by_queue(r for r in batch if r.op is None):
             tasks = [task for r in requests for task in r.tasks]
             new_queues = sorted({queue for r in requests for queue in r.new_queues})
-            parts.append((self.broker.ops.enqueue(tasks, new_queues), _deliver_to(requests)))
+            parts.append((self.ops.enqueue(tasks, new_queues), _deliver_to(requests)))
         calls = [call for op, _ in parts for call in op.calls]
         try:
-            replies = await self.broker.execute(calls, raise_errors=False)
+            replies = await self.transport.execute(calls, raise_errors=False)
         except asyncio.CancelledError:
             for request in batch:
                 request.future.cancel()

@@ -8,15 +8,17 @@ concurrently is never seen half done.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.broker.keys import QueueKeys, validate_queue_name
-from conveyor.broker.scripts import Call, load_scripts
-from conveyor.broker.sync_broker import SyncBroker
+from conveyor.broker.admin import Procedure, command
+from conveyor.broker.keys import QueueKeys
+from conveyor.broker.ops import Op, Operations, raw
+from conveyor.broker.scripts import Call
 from conveyor.errors import InvalidNameError
 from conveyor.model import to_millis
+from conveyor.names import validate_queue_name
 
 #: Keys read per SCAN/ZSCAN step, and ids checked per script call.
 BATCH = 500
@@ -46,106 +48,107 @@ class Finding:
 
 
 class Fsck:
-    """Checks one deployment (one key prefix)."""
+    """Checks one deployment (one key prefix): sans-IO, run by the Inspector."""
 
-    def __init__(self, broker: SyncBroker, *, stuck_after: float = STUCK_AFTER) -> None:
-        self.broker = broker
-        self.keys = broker.ops.keys
-        self.scripts = load_scripts()
+    def __init__(self, ops: Operations, *, stuck_after: float = STUCK_AFTER) -> None:
+        self.ops = ops
+        self.keys = ops.keys
         self.stuck_after = stuck_after
 
-    def run(self, repair: bool = False, queues: list[str] | None = None) -> list[Finding]:
+    def run(self, repair: bool = False, queues: Sequence[str] = ()) -> Procedure[list[Finding]]:
         """Every finding, queue by queue; with `repair`, each is fixed as it is found."""
         findings: list[Finding] = []
         if not queues:
-            findings, discovered = self._check_registry(repair)
-            queues = sorted(set(self._registered()) | discovered)
+            findings, discovered = yield from self._check_registry(repair)
+            registered = yield from self._registered()
+            queues = sorted(set(registered) | discovered)
         for queue in queues:
             keys = self.keys.queue(queue)
             for index in INDEX_STATES:
-                findings += self._check_index(keys, index, repair)
-            findings += self._check_records(keys, repair)
+                findings += yield from self._check_index(keys, index, repair)
+            findings += yield from self._check_records(keys, repair)
         return findings
 
-    def _registered(self) -> list[str]:
-        (members,) = self.broker.execute([Call.command("SMEMBERS", self.keys.queues)])
+    def _registered(self) -> Procedure[list[str]]:
+        members = yield command("SMEMBERS", self.keys.queues)
         return sorted(m.decode() for m in members)
 
-    def _check_registry(self, repair: bool) -> tuple[list[Finding], set[str]]:
+    def _check_registry(self, repair: bool) -> Procedure[tuple[list[Finding], set[str]]]:
         """Queues that have keys but are missing from the registry (workers and the API
         list queues from it, so such a queue would be invisible)."""
         pattern = re.compile(
             rf"^{re.escape(self.keys.prefix)}:\{{([^}}]+)\}}:(pending|active|scheduled|dead|paused|task:.+)$"
         )
         seen: set[str] = set()
-        for key in self._scan(f"{self.keys.prefix}:{{*}}:*"):
-            match = pattern.match(key)
-            if match:
-                seen.add(match[1])
-        missing = sorted(seen - set(self._registered()))
+        cursor = 0
+        while True:
+            cursor, keys = yield self._scan(cursor, f"{self.keys.prefix}:{{*}}:*")
+            seen.update(match[1] for match in map(pattern.match, keys) if match)
+            if cursor == 0:
+                break
+        missing = sorted(seen - set((yield from self._registered())))
         valid = [q for q in missing if _valid_queue(q)]
         if repair and valid:
-            self.broker.execute([Call.command("SADD", self.keys.queues, *valid)])
+            yield command("SADD", self.keys.queues, *valid)
         action = "registered" if repair else ""
         findings = [Finding(q, self.keys.queues, "queue missing from the registry",
                             action if q in valid else "") for q in missing]  # fmt: skip
         return findings, set(valid)
 
-    def _check_index(self, keys: QueueKeys, index: str, repair: bool) -> list[Finding]:
+    def _check_index(self, keys: QueueKeys, index: str, repair: bool) -> Procedure[list[Finding]]:
         index_key = getattr(keys, index)
         findings = []
         cursor = 0
         while True:
-            cursor, entries = self.broker.execute(
-                [Call.command("ZSCAN", index_key, cursor, "COUNT", BATCH)]
-            )[0]
+            cursor, entries = yield command("ZSCAN", index_key, cursor, "COUNT", BATCH)
             ids = [member.decode() for member in _members(entries)]
             if ids:
                 call = Call.script_call(
-                    self.scripts["fsck_index"],
+                    self.ops.scripts["fsck_index"],
                     [index_key, keys.task_prefix],
                     [int(repair), INDEX_STATES[index], *ids],
                 )
-                findings += _findings(keys.queue, self.broker.execute([call])[0], index)
+                findings += _findings(keys.queue, (yield raw(call)), index)
             if int(cursor) == 0:
                 return findings
 
-    def _check_records(self, keys: QueueKeys, repair: bool) -> list[Finding]:
+    def _check_records(self, keys: QueueKeys, repair: bool) -> Procedure[list[Finding]]:
         findings = []
         prefix = keys.task_prefix
-        batch: list[str] = []
-        for key in self._scan(_glob_escape(prefix) + "*"):
-            batch.append(key[len(prefix) :])
-            if len(batch) >= BATCH:
-                findings += self._records_batch(keys, batch, repair)
-                batch = []
-        if batch:
-            findings += self._records_batch(keys, batch, repair)
-        return findings
+        cursor = 0
+        while True:
+            cursor, found = yield self._scan(cursor, _glob_escape(prefix) + "*")
+            ids = [key[len(prefix) :] for key in found]
+            for start in range(0, len(ids), BATCH):
+                findings += yield from self._records_batch(keys, ids[start : start + BATCH], repair)
+            if cursor == 0:
+                return findings
 
-    def _records_batch(self, keys: QueueKeys, ids: list[str], repair: bool) -> list[Finding]:
-        s = self.broker.settings
+    def _records_batch(
+        self, keys: QueueKeys, ids: list[str], repair: bool
+    ) -> Procedure[list[Finding]]:
+        s = self.ops.settings
         retention = [
             to_millis(t)
             for t in (s.succeeded_retention, s.failed_retention, s.cancelled_retention,
                       s.dead_retention)
         ]  # fmt: skip
         call = Call.script_call(
-            self.scripts["fsck_records"],
+            self.ops.scripts["fsck_records"],
             [keys.pending, keys.active, keys.scheduled, keys.dead, keys.task_prefix],
             [int(repair), *retention, to_millis(self.stuck_after), *ids],
         )
-        return _findings(keys.queue, self.broker.execute([call])[0], "record")
+        return _findings(keys.queue, (yield raw(call)), "record")
 
-    def _scan(self, pattern: str) -> Iterator[str]:
-        cursor = 0
-        while True:
-            cursor, keys = self.broker.execute(
-                [Call.command("SCAN", cursor, "MATCH", pattern, "COUNT", BATCH)]
-            )[0]
-            yield from (k.decode() for k in keys)
-            if int(cursor) == 0:
-                return
+    @staticmethod
+    def _scan(cursor: int, pattern: str) -> Op[tuple[int, list[str]]]:
+        """One SCAN step: the next cursor (0 at the end) and the keys it found."""
+
+        def decode(replies: list[Any]) -> tuple[int, list[str]]:
+            cursor, keys = replies[0]
+            return int(cursor), [k.decode() for k in keys]
+
+        return Op([Call.command("SCAN", cursor, "MATCH", pattern, "COUNT", BATCH)], decode)
 
 
 def _findings(queue: str, reply: list[Any], where: str) -> list[Finding]:

@@ -6,34 +6,9 @@ slot and every script touching it is cluster-safe.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from conveyor.errors import InvalidNameError
-
-#: Queue names: no `{`, `}` or `:` (they would break the hash tag or the key layout).
-QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-#: Task names: what producers send as "type"; also used as metric labels.
-TASK_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
-PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
-
-
-def validate_queue_name(name: str) -> str:
-    """Return `name` if it is a valid queue name, else raise InvalidNameError."""
-    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
-        raise InvalidNameError(
-            f"invalid queue name {name!r}: use 1-64 of letters, digits, '_', '.', '-'"
-        )
-    return name
-
-
-def validate_task_name(name: str) -> str:
-    """Return `name` if it is a valid task name, else raise InvalidNameError."""
-    if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
-        raise InvalidNameError(
-            f"invalid task name {name!r}: use 1-128 of letters, digits, '_', '.', '-'"
-        )
-    return name
+from conveyor.names import validate_prefix, validate_queue_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +18,7 @@ class GlobalKeys:
     prefix: str
 
     def __post_init__(self) -> None:
-        if not PREFIX.fullmatch(self.prefix):
-            raise InvalidNameError(f"invalid key prefix {self.prefix!r}")
+        validate_prefix(self.prefix)
 
     @property
     def queues(self) -> str:
@@ -131,5 +105,6 @@ class QueueKeys:
 
 
 #: Width of one priority band in a pending score: `(100 - priority) * band + ms`.
-#: 2**42 ms lasts until the year 2109; the scripts spell out the same number.
+#: 2**42 ms lasts until the year 2109. Defined only here: the scripts get it from
+#: `scripts.load_scripts`, which prepends it to each of them.
 PRIORITY_BAND = 2**42

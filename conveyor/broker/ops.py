@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from conveyor import serializers
-from conveyor.broker.keys import PRIORITY_BAND, GlobalKeys, QueueKeys
-from conveyor.broker.records import Claim, ClaimedTask, EnqueueResult, NewTask, QueueStats
+from conveyor.broker.keys import GlobalKeys, QueueKeys
+from conveyor.broker.records import Claim, ClaimedTask, EnqueueResult, NewTask
 from conveyor.broker.scripts import Arg, Call, load_scripts
 from conveyor.ids import new_ulid, queue_of
-from conveyor.model import TaskRecord, to_millis
+from conveyor.model import to_millis
 from conveyor.settings import MAX_CLAIM_BATCH, Settings
 
 T_co = TypeVar("T_co", covariant=True)
@@ -26,8 +26,6 @@ ENQUEUE_CHUNK = 1000
 MAINTENANCE_BATCH = 500
 #: Most queues whose key builders are kept (beyond it they are built per call).
 MAX_CACHED_QUEUES = 10_000
-#: Most workers the registry lists at once.
-MAX_WORKERS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +37,6 @@ class Op(Generic[T_co]):
 
 
 CLAIM_WIDTH = 12  # values per task in claim.lua's reply
-_STATS_WIDTH = 6  # replies per queue in queue_stats
 
 
 class Operations:
@@ -122,15 +119,6 @@ class Operations:
         )
         return Op([call], lambda r: (bool(r[0][0]), r[0][1].decode()))
 
-    def fetch_record(self, task_id: str) -> Op[TaskRecord | None]:
-        """Read a task record by id."""
-        keys = self.task_keys(task_id)
-
-        def decode(replies: list[Any]) -> TaskRecord | None:
-            return TaskRecord.from_hash(task_id, replies[0]) if replies[0] else None
-
-        return Op([Call.command("HGETALL", keys.task(task_id))], decode)
-
     # -- consuming -------------------------------------------------------------------
 
     def claim(self, queue: str, count: int, worker_id: str, *, idle: bool = True) -> Op[Claim]:
@@ -204,49 +192,7 @@ class Operations:
         script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task(task.id)]
         return self._script("requeue", script_keys, argv)
 
-    # -- reading -------------------------------------------------------------------
-
-    def queue_names(self) -> Op[list[str]]:
-        """Every queue ever enqueued to, sorted."""
-        call = Call.command("SMEMBERS", self.keys.queues)
-        return Op([call], lambda r: sorted(m.decode() for m in r[0]))
-
-    def queue_stats(self, names: Sequence[str]) -> Op[list[QueueStats]]:
-        """Depth per state and lag of each queue, in one round trip."""
-        calls = [Call.command("TIME")]
-        for name in names:
-            k = self.queue_keys(name)
-            calls += [
-                Call.command("ZCARD", k.pending),
-                Call.command("ZCARD", k.active),
-                Call.command("ZCARD", k.scheduled),
-                Call.command("ZCARD", k.dead),
-                Call.command("EXISTS", k.paused),
-                Call.command("ZRANGE", k.pending, 0, 0, "WITHSCORES"),
-            ]
-
-        def decode(replies: list[Any]) -> list[QueueStats]:
-            seconds, micros = replies[0]
-            now_ms = int(seconds) * 1000 + int(micros) // 1000
-            stats = []
-            for i, name in enumerate(names):
-                start = 1 + _STATS_WIDTH * i
-                pending, active, scheduled, dead, paused, head = replies[
-                    start : start + _STATS_WIDTH
-                ]
-                lag = _lag(head, now_ms)
-                stats.append(QueueStats(name, pending, active, scheduled, dead, bool(paused), lag))
-            return stats
-
-        return Op(calls, decode)
-
     # -- workers ---------------------------------------------------------------------
-
-    def workers(self) -> Op[list[dict[str, Any]]]:
-        """Descriptions of the workers alive by heartbeat (expired ones are forgotten)."""
-        keys = [self.keys.workers, self.keys.worker_prefix]
-        call = self._script("workers", keys, [MAX_WORKERS])
-        return Op([call], lambda r: [serializers.loads(info) for info in r[0]])
 
     def register_worker(self, worker_id: str, info: bytes, now_ms: int) -> Op[None]:
         """Announce a live worker; its description expires unless renewed by heartbeat."""
@@ -363,6 +309,11 @@ def encode_error(exc: BaseException, traceback_text: str) -> bytes:
     )
 
 
+def raw(call: Call) -> Op[Any]:
+    """One call whose reply is used as it comes."""
+    return Op([call], lambda replies: replies[0])
+
+
 def combine(ops: Sequence[Op[Any]]) -> Op[list[Any]]:
     """One Op sending the calls of several in a single round trip; decodes to their results."""
     calls = [call for op in ops for call in op.calls]
@@ -375,12 +326,3 @@ def combine(ops: Sequence[Op[Any]]) -> Op[list[Any]]:
         return results
 
     return Op(calls, decode)
-
-
-def _lag(head: list[Any], now_ms: int) -> float:
-    """Seconds the next pending task has waited; a pending score's time part is when the
-    task became pending (enqueue, promotion or requeue)."""
-    if not head:
-        return 0.0
-    score = float(head[0][1]) if isinstance(head[0], list | tuple) else float(head[1])
-    return max(0.0, (now_ms - score % PRIORITY_BAND) / 1000)

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.broker.scripts import Arg
+from conveyor.options import NO_OPTIONS, TaskOptions
+
+#: Options kept on the task record (as hash fields of the same name) when set; the others
+#: act at enqueue only. Priority 0, the default, is not written.
+STORED_OPTIONS = ("priority", "max_retries", "timeout", "idempotency_key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,24 +24,28 @@ class NewTask:
     args: bytes | None
     kwargs: bytes | None
     delay_ms: int = 0
-    priority: int = 0
-    idempotency_key: str | None = None
-    max_retries: int | None = None
-    timeout: float | None = None
+    options: TaskOptions = NO_OPTIONS
+
+    @property
+    def priority(self) -> int:
+        """Its priority (0 unless set)."""
+        return self.options.priority or 0
+
+    @property
+    def idempotency_key(self) -> str | None:
+        """Its idempotency key, if any."""
+        return self.options.idempotency_key
 
     def fields(self) -> list[Arg]:
         """Field/value pairs of the task hash, only those that differ from the defaults."""
         out: list[Arg] = ["name", self.name]
-        optional: tuple[tuple[str, Arg | None], ...] = (
-            ("args", self.args),
-            ("kwargs", self.kwargs),
-            ("priority", self.priority or None),
-            ("max_retries", self.max_retries),
-            ("timeout", self.timeout),
-            ("idempotency_key", self.idempotency_key),
-        )
-        for name, value in optional:
-            if value is not None:
+        if self.args is not None:
+            out += ["args", self.args]
+        if self.kwargs is not None:
+            out += ["kwargs", self.kwargs]
+        for name in STORED_OPTIONS:
+            value = getattr(self.options, name)
+            if value is not None and (value or name != "priority"):  # priority 0: the default
                 out += [name, value]
         return out
 

@@ -6,10 +6,8 @@ import sys
 
 import click
 
-from conveyor.broker.fsck import Fsck
-from conveyor.broker.sync_broker import SyncBroker
-from conveyor.cli.root import Context, pass_context, run_operation
-from conveyor.doctor import Doctor, Verdict
+from conveyor.cli.root import Context, inspect, pass_context
+from conveyor.tools.doctor import Doctor, Verdict
 
 
 @click.command()
@@ -24,19 +22,12 @@ def fsck(ctx: Context, repair: bool, queues: tuple[str, ...]) -> None:
     1 when problems were found and left as they are.
     """
 
-    def check() -> int:
-        broker = SyncBroker(ctx.settings())
-        try:
-            findings = Fsck(broker).run(repair=repair, queues=list(queues) or None)
-        finally:
-            broker.close()
-        for finding in findings:
-            click.echo(str(finding))
-        verb = "repaired" if repair else "found"
-        click.echo(f"{len(findings)} problem(s) {verb}", err=True)
-        return 0 if repair or not findings else 1
-
-    sys.exit(run_operation(check))
+    findings = inspect(ctx, lambda i: i.fsck(repair, queues))
+    for finding in findings:
+        click.echo(str(finding))
+    verb = "repaired" if repair else "found"
+    click.echo(f"{len(findings)} problem(s) {verb}", err=True)
+    sys.exit(0 if repair or not findings else 1)
 
 
 @click.command()
@@ -49,15 +40,8 @@ def doctor(ctx: Context) -> None:
     Exit code 1 on a blocking problem, so it can gate a deploy.
     """
 
-    def examine() -> int:
-        broker = SyncBroker(ctx.settings())
-        try:
-            checks = Doctor(broker).run()
-        finally:
-            broker.close()
-        for check in checks:
-            fix = f"  (fix: {check.fix})" if check.fix else ""
-            click.echo(f"{check.verdict.upper():<5} {check.name:<12} {check.detail}{fix}")
-        return 1 if any(c.verdict is Verdict.FAIL for c in checks) else 0
-
-    sys.exit(run_operation(examine))
+    checks = inspect(ctx, lambda i: Doctor(i).run())
+    for check in checks:
+        fix = f"  (fix: {check.fix})" if check.fix else ""
+        click.echo(f"{check.verdict.upper():<5} {check.name:<12} {check.detail}{fix}")
+    sys.exit(1 if any(c.verdict is Verdict.FAIL for c in checks) else 0)

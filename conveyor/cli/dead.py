@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from conveyor import serializers
-from conveyor.broker.inspect import Inspector
+from conveyor.broker.inspect import SyncInspector
 from conveyor.cli.root import Context, inspect, pass_context
 from conveyor.errors import TaskNotFoundError
 from conveyor.model import TaskRecord
@@ -27,11 +27,10 @@ def list_dead(
 ) -> None:
     """List dead letters, newest first: id, task, reason, error."""
 
-    async def read(inspector: Inspector) -> tuple[int, list[TaskRecord]]:
-        names = [queue] if queue else await inspector.queue_names()
-        return await inspector.dead.page(names, offset=offset, limit=limit, task_name=task_name)
-
-    total, records = inspect(ctx, read)
+    queues = [queue] if queue else None
+    total, records = inspect(
+        ctx, lambda i: i.dead_letters(queues, offset=offset, limit=limit, task_name=task_name)
+    )
     for record in records:
         error = record.error or {}
         message = f"{error.get('type', '')}: {error.get('message', '')}".strip(": ")
@@ -46,8 +45,8 @@ def list_dead(
 def show_dead(ctx: Context, task_id: str) -> None:
     """Print one dead letter's record, traceback included, as JSON."""
 
-    async def read(inspector: Inspector) -> TaskRecord:
-        record = await inspector.dead.get(task_id)
+    def read(inspector: SyncInspector) -> TaskRecord:
+        record = inspector.dead_letter(task_id)
         if record is None:
             raise TaskNotFoundError(f"no dead letter {task_id}")
         return record
@@ -72,13 +71,10 @@ def retry_dead(
     if bool(task_ids) == everything:
         raise click.UsageError("give task ids, or --all (not both)")
 
-    async def replay(inspector: Inspector) -> int:
-        if task_ids:
-            return len(await inspector.dead.replay(task_ids))
-        names = [queue] if queue else await inspector.queue_names()
-        return await inspector.dead.replay_all(names, task_name)
-
-    count = inspect(ctx, replay)
+    if task_ids:
+        count = len(inspect(ctx, lambda i: i.replay(task_ids)))
+    else:
+        count = inspect(ctx, lambda i: i.replay_all([queue] if queue else None, task_name))
     click.echo(f"requeued {count} dead letters")
     if task_ids and count < len(task_ids):
         raise click.ClickException(f"{len(task_ids) - count} of the ids were not dead letters")
@@ -89,7 +85,7 @@ def retry_dead(
 @pass_context
 def delete_dead(ctx: Context, task_ids: tuple[str, ...]) -> None:
     """Delete dead letters by id."""
-    count = inspect(ctx, lambda i: i.dead.delete(task_ids))
+    count = inspect(ctx, lambda i: i.delete_dead(task_ids))
     click.echo(f"deleted {count} dead letters")
     if count < len(task_ids):
         raise click.ClickException(f"{len(task_ids) - count} of the ids were not dead letters")
@@ -104,8 +100,5 @@ def purge_dead(ctx: Context, queue: str | None, yes: bool) -> None:
     if not yes:
         click.confirm(f"Delete every dead letter of {queue or 'every queue'}?", abort=True)
 
-    async def purge(inspector: Inspector) -> int:
-        names = [queue] if queue else await inspector.queue_names()
-        return await inspector.dead.purge(names)
-
-    click.echo(f"purged {inspect(ctx, purge)} dead letters")
+    purged = inspect(ctx, lambda i: i.purge_dead([queue] if queue else None))
+    click.echo(f"purged {purged} dead letters")

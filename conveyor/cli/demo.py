@@ -14,8 +14,8 @@ import click
 from conveyor.app import Conveyor
 from conveyor.cli.root import Context, pass_context, run_operation
 from conveyor.model import TaskRecord
+from conveyor.producer import TaskHandle
 from conveyor.redis_server import RedisServer
-from conveyor.task import TaskHandle
 from conveyor.worker.runtime import Worker
 
 DATA_DIR = Path(".conveyor") / "redis"
@@ -51,7 +51,7 @@ def demo(ctx: Context, bulk: int) -> None:
 def _run(redis_url: str | None, bulk: int) -> None:
     with embedded_redis(redis_url) as url:
         os.environ["CONVEYOR_REDIS_URL"] = url  # the demo app (and its child processes) read it
-        from conveyor import demo as tasks
+        from conveyor.tools import demo_tasks as tasks
 
         app = tasks.app
         app.settings = app.settings.replace(redis_url=url, retry_backoff_base=0.1)

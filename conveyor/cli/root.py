@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -15,7 +15,7 @@ from conveyor.settings import Settings
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.broker.inspect import Inspector
+    from conveyor.broker.inspect import SyncInspector
 
 T = TypeVar("T")
 
@@ -52,10 +52,10 @@ SUBCOMMANDS = {
     "enqueue": "conveyor.cli.tasks:enqueue",
     "status": "conveyor.cli.tasks:status",
     "cancel": "conveyor.cli.tasks:cancel",
-    "queues": "conveyor.cli.queues:queues",
-    "pause": "conveyor.cli.queues:pause",
-    "resume": "conveyor.cli.queues:resume",
-    "workers": "conveyor.cli.queues:workers",
+    "queues": "conveyor.cli.queue_admin:queues",
+    "pause": "conveyor.cli.queue_admin:pause",
+    "resume": "conveyor.cli.queue_admin:resume",
+    "workers": "conveyor.cli.queue_admin:workers",
     "dlq": "conveyor.cli.dead:dlq",
     "fsck": "conveyor.cli.admin:fsck",
     "doctor": "conveyor.cli.admin:doctor",
@@ -116,24 +116,16 @@ def run_operation(operation: Callable[[], T]) -> T:
         sys.exit(EXIT_FAILED)
 
 
-def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run an async operation to completion, with the same error handling."""
-    import asyncio
-
-    return run_operation(lambda: asyncio.run(coro_fn()))
-
-
-def inspect(ctx: Context, use: Callable[[Inspector], Coroutine[Any, Any, T]]) -> T:
+def inspect(ctx: Context, use: Callable[[SyncInspector], T]) -> T:
     """Run `use(inspector)` on a fresh connection, with the CLI's error handling."""
+    from conveyor.broker.inspect import SyncInspector
+    from conveyor.broker.sync_broker import SyncBroker
 
-    from conveyor.broker.async_broker import AsyncBroker
-    from conveyor.broker.inspect import Inspector
-
-    async def session() -> T:
-        broker = AsyncBroker(ctx.settings())
+    def session() -> T:
+        broker = SyncBroker(ctx.settings())
         try:
-            return await use(Inspector(broker))
+            return use(SyncInspector(broker))
         finally:
-            await broker.close()
+            broker.close()
 
-    return run_async(session)
+    return run_operation(session)

@@ -10,7 +10,8 @@ from conveyor import serializers
 from conveyor.cli.root import Context, pass_context, run_operation
 from conveyor.errors import SerializationError, TaskNotFoundError
 from conveyor.ids import queue_of
-from conveyor.task import Message
+from conveyor.options import TaskOptions
+from conveyor.producer import Message, TaskHandle
 
 
 @click.command()
@@ -43,10 +44,18 @@ def enqueue(
     if not isinstance(kwargs, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--kwargs")
     # options and handler kwargs stay apart: a handler argument named "queue" is no option
-    message = Message(
-        name, args, kwargs, queue, delay, None, priority, idempotency_key, max_retries, timeout
-    )
-    [handle] = run_operation(lambda: ctx.app().enqueue_many([message]))
+    def send() -> TaskHandle:
+        options = TaskOptions(
+            queue=queue,
+            delay=delay,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            max_retries=max_retries,
+            timeout=timeout,
+        )
+        return ctx.app().enqueue_many([Message(name, args, kwargs, options)])[0]
+
+    handle = run_operation(send)
     click.echo(handle.id + (" (replayed: idempotency key matched)" if handle.replayed else ""))
 
 

@@ -14,7 +14,7 @@ import click
 from conveyor.cli.root import Context, pass_context, run_operation
 from conveyor.errors import ConfigurationError
 from conveyor.worker.pool import WorkerPool
-from conveyor.worker.queues import QueueSelection
+from conveyor.worker.selection import QueueSelection
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor

@@ -176,9 +176,8 @@ class Executor:
                 raise Undeliverable("bad arguments", f"{task.name}: {exc}") from None
             if len(self._shapes_bound) < MAX_SHAPES:
                 self._shapes_bound.add(shape)
-        timeout = next(
-            (t for t in (task.timeout, definition.timeout, self.app.settings.timeout) if t), None
-        )
+        timeouts = (task.timeout, definition.defaults.timeout, self.app.settings.timeout)
+        timeout = next((t for t in timeouts if t), None)
         return Invocation(definition, args, kwargs, timeout)
 
     async def _invoke(self, task: ClaimedTask, call: Invocation) -> Any:

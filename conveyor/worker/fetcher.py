@@ -15,7 +15,7 @@ from conveyor.errors import BrokerUnavailableError
 from conveyor.worker.executor import Executor
 from conveyor.worker.leases import Leases
 from conveyor.worker.loop import outage_backoff, sleep_or_stop
-from conveyor.worker.queues import QueueSelection
+from conveyor.worker.selection import QueueSelection
 
 log = logging.getLogger("conveyor.worker")
 

@@ -13,17 +13,18 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.broker.async_broker import AsyncBroker
-from conveyor.broker.health import durability_findings
+from conveyor.broker.inspect import AsyncInspector
 from conveyor.metrics import Exporter
+from conveyor.tools.health import durability_findings
 from conveyor.worker import signals
 from conveyor.worker.completer import Completer
 from conveyor.worker.executor import Executor
 from conveyor.worker.fetcher import Fetcher
 from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.leases import Leases
-from conveyor.worker.queues import QueueSelection
 from conveyor.worker.recoverer import Recoverer
 from conveyor.worker.scheduler import Scheduler
+from conveyor.worker.selection import QueueSelection
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -141,7 +142,7 @@ class Worker:
 
     async def _preflight(self, broker: AsyncBroker) -> None:
         try:
-            for level, message in await durability_findings(broker.client):
+            for level, message in await durability_findings(AsyncInspector(broker)):
                 log.log(level, "Redis: %s", message)
         except Exception as exc:  # unreachable Redis is handled by the components' backoff
             log.warning("could not check the Redis configuration: %s", exc)

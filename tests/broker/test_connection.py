@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from conveyor.broker.connection import async_client
+from conveyor.broker.transport import async_client
 from conveyor.settings import Settings
 
 

@@ -147,7 +147,7 @@ def test_a_batch_over_the_chunk_size_is_split_and_kept_in_order(
         app.message("bulk", i, idempotency_key="dup" if i in (0, repeat) else None)
         for i in range(count)
     ]
-    tasks = [app.encode(m) for m in messages]
+    tasks = [app.producer.encode(m) for m in messages]
     op = broker.ops.enqueue(tasks, ["default"])
     assert [c.script.name if c.script else c.args[0] for c in op.calls] == [
         "SADD",  # the queue is registered before any of its keys exist

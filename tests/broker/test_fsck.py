@@ -16,10 +16,11 @@ import pytest
 import redis
 
 from conveyor import Conveyor, Retry, TaskContext
-from conveyor.broker.fsck import BATCH, STUCK_AFTER, Finding, Fsck
+from conveyor.broker.fsck import BATCH, STUCK_AFTER, Finding
+from conveyor.broker.inspect import SyncInspector
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.broker.sync_broker import SyncBroker
-from conveyor.task import Message, TaskHandle
+from conveyor.producer import Message, TaskHandle
 from tests.broker.seed import (
     assert_ttl,
     assert_ttls_kept,
@@ -67,19 +68,19 @@ def check_and_repair(
     """A report-only run finds `expected` (with no action) and changes nothing, TTLs
     included; a repairing run reports `expected` with the actions it took. Returns the
     keyspace as it was before the repair, to derive the repaired one from."""
-    fsck = Fsck(broker, stuck_after=stuck_after)
+    inspector = SyncInspector(broker)
     before, lives = dump(r, prefix), ttls(r, prefix)
     unrepaired = [dataclasses.replace(f, action="") for f in expected]
-    assert ordered(fsck.run()) == ordered(unrepaired)
+    assert ordered(inspector.fsck(stuck_after=stuck_after)) == ordered(unrepaired)
     assert dump(r, prefix) == before
     assert_ttls_kept(lives, ttls(r, prefix))
-    assert ordered(fsck.run(repair=True)) == ordered(expected)
+    assert ordered(inspector.fsck(True, stuck_after=stuck_after)) == ordered(expected)
     return before
 
 
 def assert_clean(broker: SyncBroker, stuck_after: float = STUCK_AFTER) -> None:
     """A fresh run finds nothing."""
-    assert Fsck(broker, stuck_after=stuck_after).run() == []
+    assert SyncInspector(broker).fsck(stuck_after=stuck_after) == []
 
 
 def ended(app: Conveyor, broker: SyncBroker, state: str, retry_in: float = 60.0) -> str:
@@ -272,7 +273,7 @@ async def test_an_unindexed_waiting_task_is_reindexed_at_its_due_time_and_runs(
     assert after[keys.task(task_id)]["state"] == state
     assert_clean(broker)
     async with running_worker(aapp):
-        assert await TaskHandle(aapp, task_id).result_async(timeout=10) == "done"
+        assert await TaskHandle(aapp.producer, task_id).result_async(timeout=10) == "done"
     assert ran == [task_id]
 
 
@@ -298,7 +299,7 @@ def test_a_dead_letter_in_no_index_and_without_a_ttl_is_repaired_in_one_pass(
     died = int(r.hget(keys.task(task_id), "finished_at") or 0)
     r.zrem(keys.dead, task_id)
     r.persist(keys.task(task_id))
-    repaired = Fsck(broker).run(repair=True)
+    repaired = SyncInspector(broker).fsck(repair=True)
     assert Finding("default", record(task_id), "unindexed", "re-indexed") in repaired
     assert scores(r, keys.dead) == {task_id: died}
     assert round(int(r.pttl(keys.task(task_id))) / 1000) == app.settings.dead_retention
@@ -410,7 +411,7 @@ def test_a_corrupt_record_the_worker_dead_lettered_is_consistent(
         r.hset(keys.task(task_id), "token", "not a number")
     assert claim(broker, 5) == []
     assert list(scores(r, keys.dead)) == [task_id]
-    assert Fsck(broker).run() == []
+    assert SyncInspector(broker).fsck() == []
 
 
 # -- the queue registry ----------------------------------------------------------------
@@ -446,8 +447,8 @@ def test_an_invalid_queue_name_in_keys_is_reported_but_not_registered(
     r.zadd(f"{prefix}:{{{queue}}}:pending", {f"{queue}:01JD0000000000000000000000": 1})
     before = dump(r, prefix)
     found = [Finding(queue, registry, "queue missing from the registry", "")]
-    assert Fsck(broker).run() == found
-    assert Fsck(broker).run(repair=True) == found  # no action: it cannot be a queue
+    assert SyncInspector(broker).fsck() == found
+    assert SyncInspector(broker).fsck(repair=True) == found  # no action: it cannot be a queue
     assert dump(r, prefix) == before
     assert r.smembers(registry) == {b"default"}
 
@@ -479,9 +480,9 @@ LOAD = 3000
 class Repeatedly(threading.Thread):
     """Runs a report-only fsck back to back until stopped, keeping every result."""
 
-    def __init__(self, fsck: Fsck) -> None:
+    def __init__(self, inspector: SyncInspector) -> None:
         super().__init__(daemon=True)
-        self.fsck = fsck
+        self.inspector = inspector
         self.halt = threading.Event()
         self.runs: list[list[Finding]] = []
         self.error: BaseException | None = None
@@ -489,7 +490,7 @@ class Repeatedly(threading.Thread):
     def run(self) -> None:
         try:
             while not self.halt.is_set():
-                self.runs.append(self.fsck.run())
+                self.runs.append(self.inspector.fsck())
         except BaseException as exc:  # surfaced by stop(), in the test's thread
             self.error = exc
 
@@ -529,7 +530,7 @@ async def test_a_healthy_keyspace_under_load_has_no_findings(
 ) -> None:
     messages, doomed = load_messages(aapp)
     ids = [h.id for h in await aapp.enqueue_many_async(messages[:100])]
-    checker = Repeatedly(Fsck(aapp.sync_broker()))
+    checker = Repeatedly(aapp.inspector)
     async with running_worker(aapp, concurrency=100):
         checker.start()
         try:

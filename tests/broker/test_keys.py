@@ -7,9 +7,10 @@ import redis
 from redis.crc import key_slot
 
 from conveyor import Conveyor
-from conveyor.broker.keys import GlobalKeys, QueueKeys, validate_queue_name, validate_task_name
+from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.errors import InvalidNameError
+from conveyor.names import validate_queue_name, validate_task_name
 from tests.broker.seed import claim
 from tests.support.keyspace import dump
 

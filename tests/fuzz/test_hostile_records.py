@@ -26,7 +26,7 @@ import redis
 from hypothesis import HealthCheck, example, given, note
 
 from conveyor import Conveyor
-from conveyor.broker.fsck import Finding, Fsck
+from conveyor.broker.fsck import Finding
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.settings import Settings
 from conveyor.worker.runtime import Worker
@@ -236,7 +236,7 @@ class Fuzz:
 
     def findings(self, planted: Planted) -> list[Finding]:
         """What fsck reports about the example's tasks."""
-        found = Fsck(self.app.sync_broker()).run(queues=[QUEUE])
+        found = self.app.inspector.fsck(queues=[QUEUE])
         return [f for f in found if any(task_id in f.subject for task_id in planted.ids)]
 
     def remove(self, planted: Planted) -> None:

@@ -8,7 +8,7 @@ import redis
 
 from conveyor import Conveyor, TaskState
 from conveyor.broker.keys import GlobalKeys
-from conveyor.task import TaskHandle
+from conveyor.producer import TaskHandle
 from tests.support.worker import running_worker, wait_until
 
 

@@ -15,7 +15,6 @@ import pytest
 import redis
 
 from conveyor import Conveyor, TaskContext, TaskState
-from conveyor.broker.inspect import Inspector
 from conveyor.settings import Settings
 from tests.support.handlers import read_ledger
 from tests.support.worker import running_worker, wait_until
@@ -98,7 +97,7 @@ def gil_workers(settings: Settings, log_dir: Path, count: int = 2) -> Iterator[l
 
 
 async def _registered(app: Conveyor, count: int) -> None:
-    inspector = Inspector(app.async_broker())
+    inspector = app.async_inspector()
 
     async def all_up() -> bool:
         return len(await inspector.workers()) == count

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from conveyor import BrokerUnavailableError, Conveyor, TaskState
+from conveyor.producer import TaskHandle
 from conveyor.redis_server import RedisServer
-from conveyor.task import TaskHandle
 from conveyor.worker.runtime import Worker
 from tests.support.worker import wait_until
 

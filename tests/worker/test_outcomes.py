@@ -11,7 +11,8 @@ import redis
 
 from conveyor import Conveyor, Retry, TaskContext, TaskFailedError, TaskState
 from conveyor.errors import SerializationError
-from conveyor.task import Executor, TaskHandle
+from conveyor.options import ExecutorKind
+from conveyor.producer import TaskHandle
 from tests.support import handlers
 from tests.support.worker import running_worker, wait_until
 
@@ -135,9 +136,8 @@ async def test_without_dead_letter_the_task_ends_failed(aapp: Conveyor) -> None:
 
 
 async def _dead_count(app: Conveyor, queue: str) -> int:
-    from conveyor.broker.inspect import Inspector
 
-    [stats] = await Inspector(app.async_broker()).queue_stats([queue])
+    [stats] = await app.async_inspector().queue_stats([queue])
     return stats.dead
 
 
@@ -149,7 +149,7 @@ async def test_timeout_fails_the_attempt_and_retries(aapp: Conveyor, executor: s
         async def slow(seconds: float) -> None:
             await asyncio.sleep(seconds)
     else:
-        kind = cast(Executor, executor)
+        kind = cast(ExecutorKind, executor)
         aapp.task(name="slow", timeout=0.3, max_retries=1, executor=kind)(handlers.burn)
 
     async with running_worker(aapp, processes=1):

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from conveyor import Conveyor
-from conveyor.broker.health import evaluate_config
+from conveyor.tools.health import evaluate_config
 from tests.support.worker import running_worker, wait_until
 
 

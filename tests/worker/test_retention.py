@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from conveyor import Conveyor, TaskState
+from conveyor.producer import TaskHandle
 from conveyor.settings import Settings
-from conveyor.task import TaskHandle
 from tests.support.keyspace import dump, task_keys
 from tests.support.worker import running_worker, wait_until
 

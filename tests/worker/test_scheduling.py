@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from conveyor import Conveyor, TaskContext, TaskState
-from conveyor.task import TaskHandle
+from conveyor.producer import TaskHandle
 from tests.support.keyspace import dump
 from tests.support.worker import running_worker, wait_until
 

@@ -13,9 +13,8 @@ import pytest
 import redis
 
 from conveyor import Conveyor, TaskState
-from conveyor.broker.inspect import Inspector
+from conveyor.producer import TaskHandle
 from conveyor.settings import Settings
-from conveyor.task import TaskHandle
 from conveyor.worker.runtime import Worker
 from tests.support import handlers
 from tests.support.keyspace import dump
@@ -166,7 +165,7 @@ async def test_fast_stop_cuts_a_drain_already_under_way(
 async def test_a_worker_is_registered_while_running_and_deregistered_after(
     aapp: Conveyor, r: redis.Redis, prefix: str
 ) -> None:
-    inspector = Inspector(aapp.async_broker())
+    inspector = aapp.async_inspector()
     worker, job = _start(aapp, concurrency=7, worker_id="shutdown-test-worker")
 
     async def registered() -> bool:

@@ -14,7 +14,8 @@ from conveyor.api.config import ApiSettings
 from conveyor.api.errors import ApiError
 from conveyor.api.schemas import Enqueued, NewTaskIn
 from conveyor.model import TaskState
-from conveyor.task import Message, TaskHandle
+from conveyor.options import TaskOptions
+from conveyor.producer import Message, TaskHandle
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -61,18 +62,8 @@ def to_message(body: NewTaskIn, api: ApiSettings, field: str = "name") -> Messag
     """The Message for a validated body; `payload` becomes the one positional argument."""
     check_allowed(body.name, api, field)
     args = (body.payload,) if "payload" in body.model_fields_set else tuple(body.args or ())
-    return Message(
-        name=body.name,
-        args=args,
-        kwargs=body.kwargs or {},
-        queue=body.queue,
-        delay=body.delay,
-        eta=body.eta,
-        priority=body.priority,
-        idempotency_key=body.idempotency_key,
-        max_retries=body.max_retries,
-        timeout=body.timeout,
-    )
+    options = TaskOptions(**body.model_dump(include=set(TaskOptions.NAMES)))
+    return Message(body.name, args, body.kwargs or {}, options)
 
 
 def enqueued(handle: TaskHandle) -> Enqueued:

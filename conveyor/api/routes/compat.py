@@ -10,7 +10,7 @@ from conveyor.api.deps import Api, ApiState, require_read
 from conveyor.api.routes.common import DirectRoute, check_allowed, parse_body, request_body
 from conveyor.api.schemas import QueueOut, SeedQueued, SeedStats, SeedTask
 from conveyor.api.security import authorize
-from conveyor.task import Message
+from conveyor.producer import Message
 
 router = APIRouter(tags=["seed-compatible"])
 

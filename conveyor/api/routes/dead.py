@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from conveyor.api.deps import Api, ApiState, require_read, require_write
+from conveyor.api.deps import Api, require_read, require_write
 from conveyor.api.schemas import (
     DeadPage,
     Deleted,
@@ -25,10 +25,6 @@ NOT_FOUND: dict[int | str, dict[str, object]] = {
 }
 
 
-async def _queues(api: ApiState, queue: str | None) -> list[str]:
-    return [queue] if queue else await api.inspector.queue_names()
-
-
 @router.get("", response_model=DeadPage, dependencies=[Depends(require_read)])
 async def list_dead(
     api: Api,
@@ -38,8 +34,8 @@ async def list_dead(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> DeadPage:
     """Dead letters, newest first, with their error and reason."""
-    total, records = await api.inspector.dead.page(
-        await _queues(api, queue), offset=offset, limit=limit, task_name=task
+    total, records = await api.inspector.dead_letters(
+        [queue] if queue else None, offset=offset, limit=limit, task_name=task
     )
     return DeadPage(total=total, offset=offset, limit=limit, items=[TaskOut.of(r) for r in records])
 
@@ -49,7 +45,7 @@ async def list_dead(
 )
 async def get_dead(task_id: str, api: Api) -> TaskOut:
     """One dead letter, traceback included."""
-    record = await api.inspector.dead.get(task_id)
+    record = await api.inspector.dead_letter(task_id)
     if record is None:
         raise TaskNotFoundError(f"no dead letter {task_id}")
     return TaskOut.of(record)
@@ -63,15 +59,15 @@ async def get_dead(task_id: str, api: Api) -> TaskOut:
 )
 async def retry_dead(task_id: str, api: Api) -> Requeued:
     """Requeue one dead letter as a fresh pending task."""
-    if await api.inspector.dead.get(task_id) is None:
+    if await api.inspector.dead_letter(task_id) is None:
         raise TaskNotFoundError(f"no dead letter {task_id}")
-    return Requeued(requeued=len(await api.inspector.dead.replay([task_id])))
+    return Requeued(requeued=len(await api.inspector.replay([task_id])))
 
 
 @router.post("/retry", response_model=Requeued, dependencies=[Depends(require_write)])
 async def retry_all_dead(body: ReplayIn, api: Api) -> Requeued:
     """Requeue every dead letter, or those of one queue and/or task name."""
-    count = await api.inspector.dead.replay_all(await _queues(api, body.queue), body.task)
+    count = await api.inspector.replay_all([body.queue] if body.queue else None, body.task)
     return Requeued(requeued=count)
 
 
@@ -80,9 +76,9 @@ async def retry_all_dead(body: ReplayIn, api: Api) -> Requeued:
 )
 async def delete_dead(task_id: str, api: Api) -> Deleted:
     """Delete one dead letter and its record."""
-    if await api.inspector.dead.get(task_id) is None:
+    if await api.inspector.dead_letter(task_id) is None:
         raise TaskNotFoundError(f"no dead letter {task_id}")
-    return Deleted(deleted=await api.inspector.dead.delete([task_id]))
+    return Deleted(deleted=await api.inspector.delete_dead([task_id]))
 
 
 @router.delete("", response_model=Deleted, dependencies=[Depends(require_write)])
@@ -91,4 +87,4 @@ async def purge_dead(
     queue: Annotated[QueueName | None, Query(description="One queue (default: all)")] = None,
 ) -> Deleted:
     """Delete every dead letter (of one queue, or all)."""
-    return Deleted(deleted=await api.inspector.dead.purge(await _queues(api, queue)))
+    return Deleted(deleted=await api.inspector.purge_dead([queue] if queue else None))

@@ -37,14 +37,12 @@ async def get_queue(name: QueueParam, api: Api) -> QueueOut:
 @router.post("/{name}/pause", response_model=QueueOut, dependencies=[Depends(require_write)])
 async def pause_queue(name: QueueParam, api: Api) -> QueueOut:
     """No worker claims from a paused queue until it is resumed; enqueueing goes on."""
-    await api.inspector.set_paused(name, True)
-    [stats] = await api.inspector.queue_stats([name])
+    stats = await api.inspector.set_paused(name, True)
     return QueueOut(**stats.to_json())
 
 
 @router.post("/{name}/resume", response_model=QueueOut, dependencies=[Depends(require_write)])
 async def resume_queue(name: QueueParam, api: Api) -> QueueOut:
     """Let workers claim from the queue again."""
-    await api.inspector.set_paused(name, False)
-    [stats] = await api.inspector.queue_stats([name])
+    stats = await api.inspector.set_paused(name, False)
     return QueueOut(**stats.to_json())

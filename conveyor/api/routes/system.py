@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from conveyor.api.deps import Api, require_read
 from conveyor.api.errors import ApiError
 from conveyor.api.schemas import ErrorOut, Health, WorkerOut, WorkersOut
-from conveyor.broker.connection import UNAVAILABLE
+from conveyor.errors import BrokerUnavailableError
 
 router = APIRouter(tags=["system"])
 
@@ -28,8 +28,8 @@ async def healthz() -> Health:
 async def readyz(api: Api) -> Health:
     """Redis answers: the API can take tasks."""
     try:
-        await api.inspector.broker.client.ping()
-    except UNAVAILABLE:
+        await api.inspector.ping()
+    except BrokerUnavailableError:
         raise ApiError(503, "redis_unavailable", "Redis is not reachable") from None
     return Health(status="ready")
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from conveyor.broker.health import evaluate_config
-from conveyor.broker.scripts import Call
-from conveyor.broker.sync_broker import SyncBroker
+from conveyor.broker.inspect import SyncInspector
+from conveyor.broker.transport import ReplyError
+from conveyor.tools.health import evaluate_config
 
 PINGS = 20
 
@@ -37,12 +37,12 @@ class Check:
 class Doctor:
     """Runs every check against one Redis (and one key prefix, for the workers)."""
 
-    def __init__(self, broker: SyncBroker) -> None:
-        self.broker = broker
+    def __init__(self, inspector: SyncInspector) -> None:
+        self.inspector = inspector
 
     def run(self) -> list[Check]:
         """Every check, in a stable order; a check that cannot run is a failure."""
-        info = self._command("INFO", "all")
+        info = self.inspector.server_info()
         config = self._config()
         checks: list[Callable[[], Check]] = [
             lambda: _version(info),
@@ -56,21 +56,17 @@ class Doctor:
         ]
         return [check() for check in checks]
 
-    def _command(self, *args: Any) -> Any:
-        return self.broker.execute([Call.command(*args)])[0]
-
     def _config(self) -> dict[str, str] | None:
         try:
-            raw = self._command("CONFIG", "GET", "*")
-        except Exception:  # managed Redis often forbids CONFIG
+            return self.inspector.server_config()
+        except ReplyError:  # managed Redis often forbids CONFIG
             return None
-        return {_text(k): _text(v) for k, v in raw.items()}
 
     def _latency(self) -> Check:
         samples = []
         for _ in range(PINGS):
             started = time.perf_counter()
-            self._command("PING")
+            self.inspector.ping()
             samples.append((time.perf_counter() - started) * 1000)
         median = statistics.median(samples)
         detail = f"median round trip {median:.2f} ms over {PINGS} PINGs"
@@ -82,9 +78,9 @@ class Doctor:
 
     def _clock(self) -> Check:
         before = time.time()
-        seconds, micros = self._command("TIME")
+        server = self.inspector.server_time()
         after = time.time()
-        skew = int(seconds) + int(micros) / 1e6 - (before + after) / 2
+        skew = server - (before + after) / 2
         detail = f"Redis clock {skew:+.3f} s from this host"
         fix = "run NTP on both; leases use Redis' clock, but eta= uses the producer's"
         if abs(skew) > 30:
@@ -94,9 +90,10 @@ class Doctor:
         return Check("clock", Verdict.OK, detail)
 
     def _workers(self) -> Check:
-        alive = self.broker.run(self.broker.ops.workers())
+        alive = self.inspector.workers()
         if not alive:
-            fix = "start `conveyor worker MODULE:APP` (prefix " + self.broker.settings.prefix + ")"
+            prefix = self.inspector.broker.settings.prefix
+            fix = f"start `conveyor worker MODULE:APP` (prefix {prefix})"
             return Check("workers", Verdict.WARN, "no worker alive by heartbeat", fix)
         queues = sorted({q for w in alive for q in w.get("queues", [])})
         return Check("workers", Verdict.OK, f"{len(alive)} alive, serving {', '.join(queues)}")
@@ -162,7 +159,3 @@ def _memory(info: dict[str, Any]) -> Check:
     if share > 0.7:
         return Check("memory", Verdict.WARN, detail, "plan more memory")
     return Check("memory", Verdict.OK, detail)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from conveyor import serializers
-from conveyor.broker.inspect import Inspector
 from conveyor.cli.root import Context, inspect, pass_context
 
 COLUMNS = ("pending", "active", "scheduled", "dead")
@@ -53,8 +52,5 @@ def resume(ctx: Context, queue: str) -> None:
 def workers(ctx: Context) -> None:
     """List the workers alive by heartbeat, as JSON lines."""
 
-    async def read(inspector: Inspector) -> list[dict[str, object]]:
-        return await inspector.workers()
-
-    for info in inspect(ctx, read):
+    for info in inspect(ctx, lambda i: i.workers()):
         click.echo(serializers.dumps(info).decode())

@@ -6,8 +6,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from conveyor.broker.keys import validate_queue_name
 from conveyor.errors import ConfigurationError
+from conveyor.names import validate_queue_name
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-import redis.asyncio
-from redis.exceptions import ResponseError
+from conveyor.broker.inspect import AsyncInspector
+from conveyor.broker.transport import ReplyError
 
 Finding = tuple[int, str]  # (logging level, message with the fix)
 
 
-async def durability_findings(client: redis.asyncio.Redis) -> list[Finding]:
+async def durability_findings(inspector: AsyncInspector) -> list[Finding]:
     """Check eviction and persistence; managed Redis may forbid CONFIG, which is reported."""
     try:
-        config: dict[Any, Any] = await client.config_get("*")
-    except ResponseError as exc:
+        config = await inspector.server_config()
+    except ReplyError as exc:
         return [(logging.WARNING, f"cannot read the Redis configuration ({exc}); check "
                  "maxmemory-policy=noeviction and persistence by hand")]  # fmt: skip
-    return evaluate_config({_text(k): _text(v) for k, v in config.items()})
+    return evaluate_config(config)
 
 
 def evaluate_config(config: dict[str, str]) -> list[Finding]:
@@ -52,7 +51,3 @@ def evaluate_config(config: dict[str, str]) -> list[Finding]:
             )
         )
     return findings
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

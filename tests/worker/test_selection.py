@@ -8,10 +8,9 @@ from collections.abc import Sequence
 import pytest
 
 from conveyor import Conveyor, TaskContext, TaskState
-from conveyor.broker.inspect import Inspector
 from conveyor.errors import ConfigurationError, InvalidNameError
-from conveyor.task import TaskHandle
-from conveyor.worker.queues import QueueSelection
+from conveyor.producer import TaskHandle
+from conveyor.worker.selection import QueueSelection
 from tests.support.worker import running_worker, wait_until
 
 
@@ -84,7 +83,7 @@ async def test_higher_priority_runs_first_within_a_queue(aapp: Conveyor) -> None
 async def test_a_paused_queue_is_not_claimed_until_resumed(aapp: Conveyor) -> None:
     order: list[str] = []
     _noter(aapp, order)
-    inspector = Inspector(aapp.async_broker())
+    inspector = aapp.async_inspector()
     await inspector.set_paused("a", True)
     paused = _enqueue(aapp, "a", 3)
     served = _enqueue(aapp, "b", 3)

@@ -1,0 +1,280 @@
+"""The transport: the only code that touches redis-py, with a sync and an async side.
+
+Connections, packing, pipelines, the retry policy, script loading (and reloading after
+Redis lost its script cache), the blocking wait, and the mapping of connection errors to
+BrokerUnavailableError all live here. Above it, the operations only build `Call`s and
+decode replies; a Redis Cluster or Sentinel transport is one more implementation of the
+same two classes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import hiredis
+import redis
+import redis.asyncio
+from redis.asyncio.connection import AbstractConnection as AsyncConnection
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from conveyor.broker.scripts import Arg, Call
+from conveyor.broker.steps import Steps, drive, drive_async
+from conveyor.errors import BrokerUnavailableError
+from conveyor.settings import Settings
+
+#: Errors that mean Redis is unreachable or stalled, as opposed to a bad command.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+#: An error reply of Redis (a refused command, a script error), raised by `first_error`.
+ReplyError = ResponseError
+#: One quick retry: redis-py's default of many retries turns a stall into a long outage.
+CALL_RETRIES = 1
+
+
+class SyncTransport:
+    """Blocking side, for producers and tools without an event loop.
+
+    Calls go over a connection this transport holds, packed by hiredis, when no other
+    thread is using it: taking a connection from the pool and returning it costs about a
+    fifth of a loopback round trip. Concurrent callers use the pool.
+    """
+
+    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.client = client or sync_client(settings)
+        self._lane = threading.Lock()
+        self._held: AbstractConnection | None = None
+        self._held_pid = 0
+
+    def execute(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:
+        """Send calls in one pipeline (one more if Redis forgot a script); with
+        `raise_errors=False`, an error reply stays in its place in the result."""
+        try:
+            replies = drive(with_scripts(calls), self._send)
+        except UNAVAILABLE as exc:
+            raise unavailable(exc, self.settings) from exc
+        if raise_errors:
+            first_error(replies)
+        return replies
+
+    def _send(self, calls: Sequence[Call]) -> list[Any]:
+        if self._lane.acquire(blocking=False):
+            try:
+                return self._send_held(calls)
+            finally:
+                self._lane.release()
+        if len(calls) == 1:  # another thread has the held connection: take one from the pool
+            try:
+                return [self.client.execute_command(*calls[0].args)]  # type: ignore[no-untyped-call]
+            except ResponseError as exc:  # NOSCRIPT or a script error: in place, as a pipeline
+                return [exc]
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command(*call.args)  # type: ignore[no-untyped-call]
+        return list(pipe.execute(raise_on_error=False))
+
+    def _send_held(self, calls: Sequence[Call]) -> list[Any]:
+        """Calls pipelined over the held connection, retried as the client retries its own;
+        replies parsed as the client parses them, an error reply left in its place."""
+        connection = self._held
+        if connection is None or self._held_pid != os.getpid():  # none yet, or forked
+            connection = self._held = cast(
+                AbstractConnection, self.client.connection_pool.make_connection()
+            )
+            self._held_pid = os.getpid()
+        packed = [pack_command(call.args) for call in calls]
+
+        def reply(command: Arg) -> Any:
+            try:
+                return self.client.parse_response(connection, command)  # type: ignore[no-untyped-call]
+            except ResponseError as exc:
+                return exc
+
+        def round_trip() -> list[Any]:
+            connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
+            return [reply(call.args[0]) for call in calls]
+
+        return connection.retry.call_with_retry(
+            round_trip,
+            lambda _: connection.disconnect(),  # type: ignore[no-untyped-call]
+        )
+
+    def close(self) -> None:
+        """Close the held connection and the connection pool."""
+        with self._lane:
+            if self._held is not None and self._held_pid == os.getpid():
+                self._held.disconnect()  # type: ignore[no-untyped-call]
+            self._held = None
+        self.client.close()
+
+
+class AsyncTransport:
+    """Asyncio side: one connection pool for calls, and one for blocking waits (their
+    socket timeout is widened by the wait)."""
+
+    def __init__(self, settings: Settings, client: redis.asyncio.Redis | None = None) -> None:
+        self.settings = settings
+        self.client = client or async_client(settings)
+        self._blocking: redis.asyncio.Redis | None = None
+
+    async def execute(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:
+        """Send calls in one pipeline (one more if Redis forgot a script); with
+        `raise_errors=False`, an error reply stays in its place in the result."""
+        try:
+            replies = await drive_async(with_scripts(calls), self._send)
+        except UNAVAILABLE as exc:
+            raise unavailable(exc, self.settings) from exc
+        if raise_errors:
+            first_error(replies)
+        return replies
+
+    async def _send(self, calls: Sequence[Call]) -> list[Any]:
+        if len(calls) == 1:
+            try:
+                return [await self.client.execute_command(*calls[0].args)]  # type: ignore[no-untyped-call]
+            except ResponseError as exc:  # NOSCRIPT or a script error: in place, as a pipeline
+                return [exc]
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command(*call.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def wait(self, keys: Sequence[str], timeout: float) -> bool:
+        """Block until one of the lists `keys` gets an element (popped: True) or `timeout`
+        passes (False)."""
+        try:
+            return await self._blocking_client(timeout).blpop(keys, timeout=timeout) is not None
+        except UNAVAILABLE as exc:
+            raise unavailable(exc, self.settings) from exc
+
+    async def wait_then_execute(
+        self, key: str, timeout: float, calls: Sequence[Call]
+    ) -> list[Any] | None:
+        """Block on the list `key` as `wait` does, with `calls` pipelined behind the wait:
+        Redis holds them in the connection's buffer and runs them the moment the wait ends.
+        None when Redis lost its script cache: the caller sends them again with `execute`."""
+        pipe = self._blocking_client(timeout).pipeline(transaction=False)
+        pipe.blpop([key], timeout=timeout)
+        for call in calls:
+            pipe.execute_command(*call.args)
+        try:
+            replies = list(await pipe.execute(raise_on_error=False))[1:]
+        except UNAVAILABLE as exc:
+            raise unavailable(exc, self.settings) from exc
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            return None
+        first_error(replies)
+        return replies
+
+    def _blocking_client(self, timeout: float) -> redis.asyncio.Redis:
+        if self._blocking is None:
+            self._blocking = async_client(self.settings, blocking_margin=timeout)
+        return self._blocking
+
+    async def close(self) -> None:
+        """Close both connection pools."""
+        await self.client.aclose()
+        if self._blocking is not None:
+            await self._blocking.aclose()
+
+
+def with_scripts(calls: Sequence[Call]) -> Steps[Sequence[Call], list[Any]]:
+    """The round trips that run `calls`: one, plus one more if Redis lost its script cache
+    (a restart or SCRIPT FLUSH): the missing scripts are loaded and the calls that needed
+    them sent again, in the same pipeline."""
+    replies: list[Any] = yield calls
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        again = [calls[i] for i in missing]
+        sources = {c.script.sha: c.script.source for c in again if c.script}.values()
+        loads = [Call.command("SCRIPT", "LOAD", source) for source in sources]
+        answers: list[Any] = yield [*loads, *again]
+        first_error(answers[: len(loads)])
+        for i, reply in zip(missing, answers[len(loads) :], strict=True):
+            replies[i] = reply
+    return replies
+
+
+def first_error(replies: list[Any]) -> None:
+    """Raise the first error reply of a pipeline, if any."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+
+
+def unavailable(exc: BaseException, settings: Settings) -> BrokerUnavailableError:
+    """The error producers see when Redis is down or stalled."""
+    url = urlsplit(settings.redis_url)
+    target = url.path if url.scheme == "unix" else f"{url.hostname}:{url.port or 6379}"
+    return BrokerUnavailableError(f"Redis at {target} is unavailable: {exc}")
+
+
+# -- clients -----------------------------------------------------------------------------
+
+
+def _client_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "socket_timeout": settings.call_timeout,
+        "socket_connect_timeout": min(settings.connect_timeout, settings.call_timeout * 2),
+        "health_check_interval": 0,
+        "client_name": "conveyor",
+    }
+
+
+def _backoff() -> ExponentialWithJitterBackoff:
+    return ExponentialWithJitterBackoff(base=0.05, cap=0.5)
+
+
+def sync_client(settings: Settings) -> redis.Redis:
+    """A thread-safe synchronous client (connection pool)."""
+    retry = Retry(_backoff(), CALL_RETRIES, (RedisConnectionError, RedisTimeoutError))
+    return redis.Redis.from_url(settings.redis_url, retry=retry, **_client_options(settings))
+
+
+def async_client(settings: Settings, *, blocking_margin: float = 0.0) -> redis.asyncio.Redis:
+    """An asyncio client; `blocking_margin` widens the socket timeout for BLPOP connections."""
+    options = _client_options(settings)
+    options["socket_timeout"] += blocking_margin
+    retry = AsyncRetry(_backoff(), CALL_RETRIES, (RedisConnectionError, RedisTimeoutError))
+    client = redis.asyncio.Redis.from_url(settings.redis_url, retry=retry, **options)
+    pool = client.connection_pool
+    pool.connection_class = _packing_with_hiredis(pool.connection_class)
+    return client
+
+
+def pack_command(args: Sequence[Any]) -> bytes:
+    """One command in the Redis protocol, packed in C by hiredis."""
+    first = args[0]
+    if isinstance(first, str) and " " in first:  # e.g. "CONFIG GET" as one argument
+        args = (*first.split(), *args[1:])
+    try:
+        return hiredis.pack_command(tuple(args))  # type: ignore[no-any-return]
+    except TypeError as exc:
+        raise redis.DataError(str(exc)) from exc
+
+
+class _HiredisPacking(AsyncConnection):
+    """Packs commands in C, as redis-py's sync client does (its asyncio one packs in Python,
+    which was the largest single cost of an enqueue in a profile of the API)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return [pack_command(args)]
+
+
+_packing: dict[type[AsyncConnection], type[AsyncConnection]] = {}
+
+
+def _packing_with_hiredis(base: type[AsyncConnection]) -> type[AsyncConnection]:
+    """`base` (TCP, TLS or Unix socket connection) with commands packed by hiredis."""
+    if base not in _packing:
+        _packing[base] = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
+    return _packing[base]

@@ -1,0 +1,240 @@
+"""Producing: messages in, handles out, over the Redis connections a process shares.
+
+The layer under the `Conveyor` facade: task definitions and handles call down into it,
+never back up into the facade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor import metrics, serializers
+from conveyor.broker.async_broker import AsyncBroker
+from conveyor.broker.inspect import AsyncInspector, SyncInspector
+from conveyor.broker.records import EnqueueResult, NewTask
+from conveyor.broker.steps import Steps, drive, drive_async
+from conveyor.broker.sync_broker import SyncBroker
+from conveyor.errors import ResultTimeoutError, TaskFailedError
+from conveyor.ids import new_task_id
+from conveyor.model import TaskRecord, TaskState, to_millis
+from conveyor.names import validate_task_name
+from conveyor.options import DEFAULT_QUEUE, NO_OPTIONS, TaskOptions
+from conveyor.settings import Settings
+
+_STATES = {state.value: state for state in TaskState}  # a dict lookup: Enum() costs more
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One task to enqueue: a task name, the handler's arguments, and the options."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: TaskOptions = NO_OPTIONS
+
+
+class Producer:
+    """Validates, encodes and enqueues messages; owns the sync broker and one async broker
+    per event loop (clients are bound to one loop), and an Inspector on each."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._sync: tuple[SyncBroker, SyncInspector] | None = None
+        self._async: dict[asyncio.AbstractEventLoop, tuple[AsyncBroker, AsyncInspector]] = {}
+        self._known_queues: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- enqueueing ------------------------------------------------------------------
+
+    def enqueue_many(self, messages: Iterable[Message]) -> list[TaskHandle]:
+        """Enqueue many tasks, of any queues, in one round trip; handles in the same order."""
+        tasks = [self.encode(m) for m in messages]
+        if not tasks:
+            return []
+        broker = self.sync_broker()
+        new_queues = self._new_queues(tasks)
+        results = broker.run(broker.ops.enqueue(tasks, new_queues))
+        return self._enqueued(tasks, new_queues, results)
+
+    async def enqueue_many_async(self, messages: Iterable[Message]) -> list[TaskHandle]:
+        """Like `enqueue_many`, from asyncio code; concurrent calls share round trips."""
+        tasks = [self.encode(m) for m in messages]
+        if not tasks:
+            return []
+        broker = self.async_broker()
+        new_queues = self._new_queues(tasks)
+        results = await broker.shared.enqueue(tasks, new_queues)
+        return self._enqueued(tasks, new_queues, results)
+
+    def encode(self, message: Message) -> NewTask:
+        """Validate and encode a message (raises before anything is sent)."""
+        validate_task_name(message.name)
+        options = message.options
+        queue = options.queue or DEFAULT_QUEUE
+        delay = options.delay or 0.0
+        if options.eta is not None:
+            delay = max(delay, options.eta.timestamp() - time.time())
+        return NewTask(
+            id=new_task_id(queue),
+            queue=queue,
+            name=message.name,
+            args=serializers.dumps(list(message.args)) if message.args else None,
+            kwargs=serializers.dumps(message.kwargs) if message.kwargs else None,
+            delay_ms=to_millis(delay),
+            options=options,
+        )
+
+    def _new_queues(self, tasks: Sequence[NewTask]) -> list[str]:
+        return sorted({t.queue for t in tasks} - self._known_queues)
+
+    def _enqueued(
+        self, tasks: Sequence[NewTask], new_queues: list[str], results: list[EnqueueResult]
+    ) -> list[TaskHandle]:
+        self._known_queues.update(new_queues)
+        fresh = [(t.queue, t.name) for t, r in zip(tasks, results, strict=True) if not r.replayed]
+        metrics.count_enqueued(fresh)
+        return [TaskHandle(self, r.id, r.replayed, _STATES.get(r.state)) for r in results]
+
+    # -- connections -----------------------------------------------------------------
+
+    def sync_broker(self) -> SyncBroker:
+        """The shared synchronous broker (thread-safe connection pool)."""
+        return self._sync_pair()[0]
+
+    def inspector(self) -> SyncInspector:
+        """The Inspector on the synchronous broker."""
+        return self._sync_pair()[1]
+
+    def async_broker(self) -> AsyncBroker:
+        """The asyncio broker of the running event loop."""
+        return self._async_pair()[0]
+
+    def async_inspector(self) -> AsyncInspector:
+        """The Inspector on the running event loop's broker."""
+        return self._async_pair()[1]
+
+    def _sync_pair(self) -> tuple[SyncBroker, SyncInspector]:
+        if self._sync is None:
+            with self._lock:
+                if self._sync is None:
+                    broker = SyncBroker(self.settings)
+                    self._sync = broker, SyncInspector(broker)
+        return self._sync
+
+    def _async_pair(self) -> tuple[AsyncBroker, AsyncInspector]:
+        loop = asyncio.get_running_loop()
+        pair = self._async.get(loop)
+        if pair is None:
+            for stale in [old for old in self._async if old.is_closed()]:
+                del self._async[stale]
+            broker = AsyncBroker(self.settings)
+            pair = self._async[loop] = broker, AsyncInspector(broker)
+        return pair
+
+    def close(self) -> None:
+        """Close the synchronous connection pool."""
+        if self._sync is not None:
+            self._sync[0].close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        """Close the running loop's asyncio connection pool."""
+        pair = self._async.pop(asyncio.get_running_loop(), None)
+        if pair is not None:
+            await pair[0].close()
+
+
+class TaskHandle:
+    """A reference to an enqueued task: its id, and ways to read its state and result."""
+
+    __slots__ = ("enqueued_state", "id", "producer", "replayed")
+
+    def __init__(
+        self,
+        producer: Producer,
+        task_id: str,
+        replayed: bool = False,
+        enqueued_state: TaskState | None = None,
+    ) -> None:
+        self.producer = producer
+        self.id = task_id
+        #: True when an idempotency key matched and this is the first task's handle.
+        self.replayed = replayed
+        #: The state Redis stored when `enqueue` returned (None when not known).
+        self.enqueued_state = enqueued_state
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskHandle) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def record(self) -> TaskRecord | None:
+        """The task's record, or None once it expired."""
+        return self.producer.inspector().task(self.id)
+
+    def status(self) -> TaskState | None:
+        """The task's state, or None once its record expired."""
+        record = self.record()
+        return record.state if record else None
+
+    def cancel(self) -> bool:
+        """Cancel the task if it has not started; see `Conveyor.cancel`."""
+        self.producer.inspector().cancel(self.id)
+        return True
+
+    def result(self, timeout: float | None = None, poll: float = 0.05) -> Any:
+        """Wait for the task to finish and return its result.
+
+        Raises TaskFailedError if it ended dead, failed or cancelled, and
+        ResultTimeoutError if it is not finished after `timeout` seconds.
+        """
+
+        def read_after(delay: float) -> TaskRecord | None:
+            time.sleep(delay)
+            return self.record()
+
+        return drive(_outcome(self.id, timeout, poll), read_after)
+
+    async def record_async(self) -> TaskRecord | None:
+        """Like `record`, from asyncio code."""
+        return await self.producer.async_inspector().task(self.id)
+
+    async def cancel_async(self) -> bool:
+        """Like `cancel`, from asyncio code."""
+        await self.producer.async_inspector().cancel(self.id)
+        return True
+
+    async def result_async(self, timeout: float | None = None, poll: float = 0.05) -> Any:
+        """Like `result`, from asyncio code."""
+
+        async def read_after(delay: float) -> TaskRecord | None:
+            await asyncio.sleep(delay)
+            return await self.record_async()
+
+        return await drive_async(_outcome(self.id, timeout, poll), read_after)
+
+
+def _outcome(task_id: str, timeout: float | None, poll: float) -> Steps[float, Any]:
+    """Polls a task's record until it is finished: yields how long to wait before each
+    read (0 before the first), receives the record; returns the result or raises."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.0
+    while True:
+        record: TaskRecord | None = yield delay
+        if record is not None and record.state.is_terminal:
+            if record.state is TaskState.SUCCEEDED:
+                return record.result
+            raise TaskFailedError(record.id, record.state, record.error)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise ResultTimeoutError(f"task {task_id} not finished after {timeout}s")
+        delay = poll if not delay else min(delay * 1.5, 0.5)
