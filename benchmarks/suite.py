@@ -89,7 +89,7 @@ def _flush(server: RedisServer) -> None:
     client.close()
 
 
-def _matrix(
+def matrix(
     systems: list[System],
     sizes: Sizes,
     server: RedisServer,
@@ -97,6 +97,7 @@ def _matrix(
     names: list[str] | None = None,
     repeats: int | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """The throughput scenarios (`names`, else all), interleaved: runs[system][scenario]."""
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {s.key: {} for s in systems}
     repeats = repeats or sizes.repeats
     for repeat in range(repeats):
@@ -193,7 +194,7 @@ def run(
         results["ceilings"] = ceilings.measure(
             main.port, main.url, sizes.sequential, sizes.pipelined
         )
-        results["runs"] = _matrix(systems, sizes, main, log)
+        results["runs"] = matrix(systems, sizes, main, log)
         results["latency"] = _latency(systems, sizes, main, log)
         with server() as counter:
             results["cost"] = _cost(systems, sizes, main, counter, log)
@@ -207,5 +208,5 @@ def run(
         log("Redis with appendonly yes (appendfsync everysec)")
         with server(appendonly=True, extra_args=("--appendfsync", "everysec")) as aof:
             only = ["enqueue", "bulk", "e2e_1"]
-            results["runs_aof"] = _matrix(systems, sizes, aof, log, only, repeats=1)
+            results["runs_aof"] = matrix(systems, sizes, aof, log, only, repeats=1)
     return results

@@ -22,14 +22,20 @@ class System:
 
     key: str
     python: Path
+    #: the driver's name when it is not `key`: the A/B runs Conveyor's as two systems
+    driver: str = ""
+
+    @property
+    def driver_name(self) -> str:
+        return self.driver or self.key
 
     @property
     def is_conveyor(self) -> bool:
-        return self.key == "conveyor"
+        return self.driver_name == "conveyor"
 
     def run(self, spec: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
         """Run one scenario in a fresh driver process; its one JSON line is the result."""
-        driver = DRIVERS / f"{self.key}_driver.py"
+        driver = DRIVERS / f"{self.driver_name}_driver.py"
         done = subprocess.run(
             [str(self.python), str(driver), json.dumps(spec)],
             cwd=DRIVERS,
