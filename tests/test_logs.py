@@ -125,3 +125,39 @@ def test_configure_routes_logs_to_stderr(as_json: bool, capsys: pytest.CaptureFi
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+@pytest.fixture
+def conveyor_level() -> Iterator[logging.Logger]:
+    """Conveyor's logger; its level, and the root logger's setup, restored after the test."""
+    logger, root = logging.getLogger("conveyor"), logging.getLogger()
+    saved = (logger.level, root.level, root.handlers[:])
+    yield logger
+    logger.setLevel(saved[0])
+    root.setLevel(saved[1])
+    root.handlers[:] = saved[2]
+
+
+def test_the_log_level_setting_sets_conveyors_loggers(conveyor_level: logging.Logger) -> None:
+    from conveyor import Conveyor
+
+    Conveyor(redis_url="redis://127.0.0.1:1/0", log_level="debug")
+    assert conveyor_level.level == logging.DEBUG
+    Conveyor(redis_url="redis://127.0.0.1:1/0", log_level="WARNING")
+    assert not logging.getLogger("conveyor.worker").isEnabledFor(logging.INFO)
+
+
+def test_the_cli_takes_its_log_settings_from_the_environment(
+    conveyor_level: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from conveyor.cli import cli
+
+    monkeypatch.setenv("CONVEYOR_LOG_JSON", "yes")
+    monkeypatch.setenv("CONVEYOR_LOG_LEVEL", "ERROR")
+    result = CliRunner().invoke(cli, ["queues", "--help"])
+    assert result.exit_code == 0, result.output
+    root = logging.getLogger()
+    assert root.level == logging.ERROR
+    assert isinstance(root.handlers[0].formatter, JsonFormatter)

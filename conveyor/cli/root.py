@@ -27,13 +27,18 @@ EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
 class Context:
     """What every subcommand needs: settings from the root options and the environment."""
 
-    def __init__(self, redis_url: str | None, prefix: str | None) -> None:
-        self.redis_url = redis_url
-        self.prefix = prefix
+    def __init__(self, redis_url: str | None, prefix: str | None, **options: Any) -> None:
+        self.options = {"redis_url": redis_url, "prefix": prefix, **options}
+
+    @property
+    def redis_url(self) -> str | None:
+        """The --redis-url option (or CONVEYOR_REDIS_URL), if given."""
+        url: str | None = self.options["redis_url"]
+        return url
 
     def settings(self, **overrides: Any) -> Settings:
         """Settings from CONVEYOR_* variables, then the root options, then `overrides`."""
-        return Settings.from_env(redis_url=self.redis_url, prefix=self.prefix, **overrides)
+        return Settings.from_env(**{**self.options, **overrides})
 
     def app(self, **overrides: Any) -> Conveyor:
         """An app for producing and inspecting; it needs no registered tasks."""
@@ -88,20 +93,28 @@ class LazyGroup(click.Group):
     help="Redis to use (env CONVEYOR_REDIS_URL; default redis://127.0.0.1:6379/0).",
 )
 @click.option("--prefix", envvar="CONVEYOR_PREFIX", help="Key prefix (env CONVEYOR_PREFIX).")
-@click.option("--log-level", default="INFO", show_default=True, envvar="CONVEYOR_LOG_LEVEL")
-@click.option("--json-logs", is_flag=True, envvar="CONVEYOR_LOG_JSON", help="Log JSON lines.")
+@click.option("--log-level", help="DEBUG, INFO, WARNING... (env CONVEYOR_LOG_LEVEL; INFO).")
+@click.option("--json-logs", is_flag=True, default=None, help="Log JSON lines (CONVEYOR_LOG_JSON).")
 @click.version_option(package_name="conveyor-queue")
 @click.pass_context
 def cli(
-    ctx: click.Context, redis_url: str | None, prefix: str | None, log_level: str, json_logs: bool
+    ctx: click.Context,
+    redis_url: str | None,
+    prefix: str | None,
+    log_level: str | None,
+    json_logs: bool | None,
 ) -> None:
     """Conveyor: a reliable, fast distributed task queue on Redis.
 
     Run workers, enqueue tasks, inspect queues and dead letters. Every option can also
     be set by a CONVEYOR_* environment variable.
     """
-    logs.configure(log_level, json_logs)
-    ctx.obj = Context(redis_url, prefix)
+    ctx.obj = Context(redis_url, prefix, log_level=log_level, log_json=json_logs)
+    try:
+        settings = ctx.obj.settings()
+    except ConveyorError:  # a bad variable: the subcommand reports it when it reads settings
+        settings = Settings()
+    logs.configure(settings.log_level, settings.log_json)
 
 
 def run_operation(operation: Callable[[], T]) -> T:

@@ -43,6 +43,7 @@ def enqueue(
     kwargs = _json_option(kwargs_json, "--kwargs") if kwargs_json else {}
     if not isinstance(kwargs, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--kwargs")
+
     # options and handler kwargs stay apart: a handler argument named "queue" is no option
     def send() -> TaskHandle:
         options = TaskOptions(

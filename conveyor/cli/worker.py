@@ -13,6 +13,7 @@ import click
 
 from conveyor.cli.root import Context, pass_context, run_operation
 from conveyor.errors import ConfigurationError
+from conveyor.settings import ENV_PREFIX
 from conveyor.worker.pool import WorkerPool
 from conveyor.worker.selection import QueueSelection
 
@@ -86,10 +87,9 @@ def worker(
     def load() -> Conveyor:
         app = load_app(app_spec)
         overrides = {
+            **ctx.options,
             "lease_timeout": lease_timeout,
             "shutdown_grace": shutdown_grace,
-            "redis_url": ctx.redis_url,
-            "prefix": ctx.prefix,
         }
         changed = {k: v for k, v in overrides.items() if v is not None}
         app.settings = app.settings.replace(**changed)
@@ -106,10 +106,13 @@ def worker(
                                 ("--lease-timeout", lease_timeout),
                                 ("--shutdown-grace", shutdown_grace)):  # fmt: skip
                 child += [flag, str(value)] if value is not None else []
-            root = {"CONVEYOR_REDIS_URL": ctx.redis_url, "CONVEYOR_PREFIX": ctx.prefix}
+            # the root options reach the children as the variables they stand for
+            root = {
+                f"{ENV_PREFIX}{k.upper()}": str(v) for k, v in ctx.options.items() if v is not None
+            }
             pool = WorkerPool(
                 child, workers, QueueSelection.parse(queues).names, metrics_port, metrics_host,
-                env={name: value for name, value in root.items() if value is not None},
+                env=root,
             )  # fmt: skip
             sys.exit(pool.run(lambda: load().settings))
         from conveyor.worker.loop import run_event_loop
