@@ -31,7 +31,7 @@ import click
 
 from benchmarks import report, suite, venvs
 from benchmarks.systems import DRIVERS, System
-from conveyor.redis_server import RedisServer
+from conveyor.tools.embedded import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the A/B's scenarios, and the suite's runs each one stands for

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.drivers._common import payload
-from conveyor.redis_server import free_port
+from conveyor.tools.embedded import free_port
 
 LUA = Path(__file__).parent / "wrk" / "post.lua"
 BATCH = 100

@@ -22,7 +22,7 @@ import redis
 
 from benchmarks import ceilings, http
 from benchmarks.systems import System
-from conveyor.redis_server import RedisServer, find_redis_server
+from conveyor.tools.embedded import RedisServer, find_redis_server
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from conveyor import Conveyor
-from conveyor.redis_server import RedisServer, bundled_redis_server
 from conveyor.settings import Settings
+from conveyor.tools.embedded import RedisServer, bundled_redis_server
 
 
 def _redis_binaries() -> dict[str, str]:

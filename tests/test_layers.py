@@ -24,7 +24,7 @@ LAYERS = {
     "broker": ["broker"],
     "producer": ["producer", "task", "metrics"],
     "facade": ["app"],
-    "edges": ["worker", "api", "cli", "tools", "redis_server", "__main__"],
+    "edges": ["worker", "api", "cli", "tools", "__main__"],
 }  # fmt: skip
 
 
@@ -34,7 +34,7 @@ def _modules() -> dict[str, Path]:
 
 def _imports(path: Path) -> set[str]:
     """The conveyor modules and third-party packages a module imports, anywhere in it."""
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)

@@ -20,7 +20,7 @@ from conveyor import (
 )
 from conveyor.errors import ConfigurationError, InvalidNameError, SerializationError
 from conveyor.producer import Message, TaskHandle
-from conveyor.redis_server import free_port
+from conveyor.tools.embedded import free_port
 from tests.support.keyspace import dump
 
 

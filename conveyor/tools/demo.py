@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conveyor.app import Conveyor
 from conveyor.producer import TaskHandle
-from conveyor.redis_server import RedisServer
+from conveyor.tools.embedded import RedisServer
 from conveyor.worker.runtime import Worker
 
 DATA_DIR = Path(".conveyor") / "redis"

@@ -12,8 +12,8 @@ import redis
 from conveyor.api.config import ApiSettings, Scope, parse_tokens
 from conveyor.errors import ConfigurationError
 from conveyor.ids import new_ulid
-from conveyor.redis_server import RedisServer
 from conveyor.settings import Settings
+from conveyor.tools.embedded import RedisServer
 from tests.api.conftest import ClientFactory, api_client
 from tests.api.helpers import assert_error, enqueue, task_ids
 from tests.support.keyspace import dump

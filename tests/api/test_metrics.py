@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from conveyor import Conveyor, Retry, TaskContext
 from conveyor.broker.keys import PRIORITY_BAND, GlobalKeys
 from conveyor.broker.sync_broker import SyncBroker
-from conveyor.redis_server import free_port
 from conveyor.settings import Settings
+from conveyor.tools.embedded import free_port
 from tests.api.helpers import DEPTHS, depths, enqueue, wait_for_state
 from tests.support.worker import running_worker, wait_until
 

@@ -15,8 +15,8 @@ import redis
 
 from conveyor import Conveyor
 from conveyor.broker.keys import GlobalKeys
-from conveyor.redis_server import free_port
 from conveyor.settings import Settings
+from conveyor.tools.embedded import free_port
 from tests.support.worker import wait_until_sync
 
 SEED_BODY = b'{"type": "email-notification", "payload": "user@example.com"}'

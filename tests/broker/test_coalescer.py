@@ -11,8 +11,8 @@ import redis
 from conveyor import BrokerUnavailableError, Conveyor, TaskState
 from conveyor.broker.coalescer import BATCH, IN_FLIGHT
 from conveyor.broker.keys import GlobalKeys
-from conveyor.redis_server import free_port
 from conveyor.settings import Settings
+from conveyor.tools.embedded import free_port
 
 
 def reads(r: redis.Redis) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from conveyor.redis_server import free_port
+from conveyor.tools.embedded import free_port
 from tests.chaos import ledger
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
-from conveyor.redis_server import RedisServer
+from conveyor.tools.embedded import RedisServer
 from tests.chaos.aof import AofTail
 from tests.chaos.cluster import Fleet, WorkerSlot
 from tests.chaos.proxy import ChaosProxy

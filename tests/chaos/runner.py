@@ -22,8 +22,8 @@ import redis
 
 from conveyor import Conveyor
 from conveyor.broker.keys import GlobalKeys
-from conveyor.redis_server import RedisServer, find_redis_server
 from conveyor.settings import Settings
+from conveyor.tools.embedded import RedisServer, find_redis_server
 from tests.chaos import ledger
 from tests.chaos.aof import AofTail
 from tests.chaos.cluster import ApiProcess, Deployment, Fleet

@@ -12,7 +12,7 @@ import redis
 
 from conveyor import Conveyor, TaskState
 from conveyor.broker.keys import GlobalKeys
-from conveyor.redis_server import RedisServer
+from conveyor.tools.embedded import RedisServer
 from tests.chaos import ledger
 from tests.chaos.cluster import Deployment, Fleet
 from tests.chaos.proxy import ChaosProxy

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from conveyor.redis_server import RedisServer
+from conveyor.tools.embedded import RedisServer
 from tests.chaos.proxy import ChaosProxy
 from tests.chaos.runner import redis_binary
 

@@ -15,8 +15,8 @@ from click.testing import CliRunner, Result
 from conveyor import Conveyor
 from conveyor.broker.keys import GlobalKeys
 from conveyor.cli import cli
-from conveyor.redis_server import RedisServer, free_port
 from conveyor.tools.doctor import Check, Verdict, _memory, _mode, _persistence, _version
+from conveyor.tools.embedded import RedisServer, free_port
 from tests.broker.seed import claim_one
 from tests.support.keyspace import dump
 from tests.support.worker import running_worker, wait_until

@@ -18,7 +18,7 @@ from conveyor import Conveyor, TaskState
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.cli import cli
 from conveyor.producer import TaskHandle
-from conveyor.redis_server import RedisServer, free_port
+from conveyor.tools.embedded import RedisServer, free_port
 from tests.support.keyspace import dump
 from tests.support.worker import running_worker, wait_until
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.redis_server import env_without_redis_url
+from conveyor.tools.embedded import env_without_redis_url
 
 
 def line_of(output: str, label: str) -> str:

@@ -15,7 +15,7 @@ import redis
 
 from conveyor import Conveyor, TaskState
 from conveyor.broker.keys import GlobalKeys
-from conveyor.redis_server import RedisServer, env_without_redis_url
+from conveyor.tools.embedded import RedisServer, env_without_redis_url
 from tests.support.handlers import read_ledger
 from tests.support.worker import wait_until_sync
 

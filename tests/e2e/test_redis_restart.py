@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from conveyor import Conveyor, TaskState
-from conveyor.redis_server import RedisServer
 from conveyor.settings import Settings
+from conveyor.tools.embedded import RedisServer
 from tests.support.handlers import read_ledger
 from tests.support.processes import WorkerProcess
 from tests.support.worker import wait_until_sync

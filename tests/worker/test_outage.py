@@ -15,7 +15,7 @@ import pytest
 
 from conveyor import BrokerUnavailableError, Conveyor, TaskState
 from conveyor.producer import TaskHandle
-from conveyor.redis_server import RedisServer
+from conveyor.tools.embedded import RedisServer
 from conveyor.worker.runtime import Worker
 from tests.support.worker import wait_until
 

