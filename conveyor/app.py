@@ -90,7 +90,7 @@ class Conveyor:
             task_name = validate_task_name(name or default)
             if task_name in self.tasks:
                 raise ConfigurationError(f"a task named {task_name!r} is already registered")
-            defaults = TaskOptions.pop_from(rest).over(TaskOptions(queue=DEFAULT_QUEUE))
+            defaults = TaskOptions.pop_from(rest, TaskOptions(queue=DEFAULT_QUEUE))
             definition = TaskDefinition(
                 self.producer, func, name=task_name, defaults=defaults, **rest
             )

@@ -67,19 +67,21 @@ class TaskOptions:
             raise ConfigurationError("idempotency_key must be a string of 1-200 characters")
 
     @classmethod
-    def pop_from(cls, kwargs: dict[str, Any]) -> TaskOptions:
-        """Take the options out of `kwargs` (what remains is the handler's own)."""
-        found = {name: kwargs.pop(name) for name in cls.NAMES & kwargs.keys()}
-        return cls(**found) if found else NO_OPTIONS
+    def pop_from(cls, kwargs: dict[str, Any], inherited: TaskOptions | None = None) -> TaskOptions:
+        """Take the options out of `kwargs` (what remains is the handler's own), filling
+        in those unset from `inherited` (a task definition's `inheritable()`)."""
+        found = {name: kwargs.pop(name) for name in cls.NAMES & kwargs.keys()} if kwargs else {}
+        if not found:  # the common case, answered without building anything
+            return inherited or NO_OPTIONS
+        if inherited is not None:
+            for name in cls.DEFINITION_DEFAULTS:
+                if found.get(name) is None:
+                    found[name] = getattr(inherited, name)
+        return cls(**found)
 
-    def over(self, defaults: TaskOptions) -> TaskOptions:
-        """These options, with the definition defaults taken from `defaults` where unset."""
-        missing = {
-            name: getattr(defaults, name)
-            for name in self.DEFINITION_DEFAULTS
-            if getattr(self, name) is None and getattr(defaults, name) is not None
-        }
-        return dataclasses.replace(self, **missing) if missing else self
+    def inheritable(self) -> TaskOptions:
+        """Only the options an enqueue inherits from these (DEFINITION_DEFAULTS)."""
+        return TaskOptions(**{name: getattr(self, name) for name in self.DEFINITION_DEFAULTS})
 
 
 TaskOptions.NAMES = frozenset(f.name for f in dataclasses.fields(TaskOptions))

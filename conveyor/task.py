@@ -33,6 +33,7 @@ class TaskDefinition:
         self.name = name
         #: Options its tasks get unless the enqueue sets them (see TaskOptions).
         self.defaults = defaults
+        self._inherited = defaults.inheritable()
         self.queue = defaults.queue
         self.is_async = inspect.iscoroutinefunction(fn)
         self.executor: ExecutorKind = executor or ("async" if self.is_async else "thread")
@@ -66,7 +67,7 @@ class TaskDefinition:
 
     def message(self, *args: Any, **kwargs: Any) -> Message:
         """A Message for `enqueue_many`; options (see TaskOptions) are taken from `kwargs`."""
-        options = TaskOptions.pop_from(kwargs).over(self.defaults)
+        options = TaskOptions.pop_from(kwargs, self._inherited)
         return Message(self.name, args, kwargs, options)
 
     def enqueue(self, *args: Any, **kwargs: Any) -> TaskHandle:
