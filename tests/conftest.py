@@ -6,13 +6,15 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from conveyor import Conveyor
+from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.settings import Settings
 from conveyor.tools.embedded import RedisServer, bundled_redis_server
 
@@ -62,6 +64,12 @@ def prefix() -> str:
 
 
 @pytest.fixture
+def keys(prefix: str) -> QueueKeys:
+    """Keys of the default queue under this test's prefix."""
+    return GlobalKeys(prefix).queue("default")
+
+
+@pytest.fixture
 def settings(redis_server: RedisServer, prefix: str) -> Settings:
     """Settings on the test server with short timings, so failure paths run quickly."""
     return Settings(
@@ -95,3 +103,18 @@ async def aapp(app: Conveyor) -> AsyncIterator[Conveyor]:
     """The same app, with its asyncio connection closed after an async test."""
     yield app
     await app.aclose()
+
+
+@pytest.fixture
+async def app_with(settings: Settings) -> AsyncIterator[Callable[..., Conveyor]]:
+    """Makes apps on this test's keyspace with some settings changed; closes them after."""
+    made: list[Conveyor] = []
+
+    def make(**changes: Any) -> Conveyor:
+        made.append(Conveyor(settings=settings.replace(**changes)))
+        return made[-1]
+
+    yield make
+    for each in made:
+        await each.aclose()
+        each.close()

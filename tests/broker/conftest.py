@@ -1,4 +1,4 @@
-"""Fixtures of the script tests: the sync broker, the default queue's keys, a short lease."""
+"""Fixtures of the script tests: the sync broker, brokers and apps with other settings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor
-from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.settings import Settings
 from tests.broker.seed import SHORT_LEASE
@@ -18,12 +17,6 @@ from tests.broker.seed import SHORT_LEASE
 def broker(app: Conveyor) -> SyncBroker:
     """The app's synchronous broker, which runs the scripts under test."""
     return app.sync_broker()
-
-
-@pytest.fixture
-def keys(prefix: str) -> QueueKeys:
-    """Keys of the default queue under this test's prefix."""
-    return GlobalKeys(prefix).queue("default")
 
 
 @pytest.fixture

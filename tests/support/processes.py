@@ -29,12 +29,18 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
+#: The app the worker subprocesses run unless a test names another.
+TEST_APP = "tests.support.tasks:app"
+
+
 class WorkerProcess:
     """One `conveyor worker` subprocess; its output goes to a log file for post-mortems."""
 
-    def __init__(self, settings: Settings, log_dir: Path, *args: str, **env: str) -> None:
+    def __init__(
+        self, settings: Settings, log_dir: Path, *args: str, app: str = TEST_APP, **env: str
+    ) -> None:
         self.log_path = log_dir / f"worker-{len(list(log_dir.glob('worker-*.log')))}.log"
-        command = [sys.executable, "-m", "conveyor", "worker", "tests.support.tasks:app", *args]
+        command = [sys.executable, "-m", "conveyor", "worker", app, *args]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command,

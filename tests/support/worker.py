@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from conveyor import Conveyor
+from conveyor import Conveyor, TaskState
+from conveyor.producer import TaskHandle
 from conveyor.worker.runtime import Worker
 
 
@@ -44,3 +45,19 @@ def wait_until_sync(check: Callable[[], bool], timeout: float = 10.0, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
         time.sleep(0.02)
+
+
+async def in_state(handles: Sequence[TaskHandle], state: TaskState) -> bool:
+    """True when every task of `handles` has a record in `state`."""
+    for handle in handles:
+        record = await handle.record_async()
+        if record is None or record.state != state:
+            return False
+    return True
+
+
+async def wait_all(
+    handles: Sequence[TaskHandle], state: TaskState, timeout: float = 10.0, what: str = ""
+) -> None:
+    """Wait until every task of `handles` is in `state`; fail the test after `timeout`."""
+    await wait_until(lambda: in_state(handles, state), timeout, what or f"tasks to be {state}")

@@ -1,4 +1,4 @@
-"""A handler that really holds the GIL, and the app the worker subprocesses of test_leases run.
+"""A handler that really holds the GIL, and the app test_heartbeat's worker subprocesses run.
 
 `tests.support.handlers.burn` spins in pure Python, and CPython hands the GIL to other
 threads every `sys.getswitchinterval()` (5 ms) during such a loop: it slows the worker's

@@ -8,13 +8,7 @@ import redis
 
 from conveyor import Conveyor, TaskState
 from conveyor.broker.keys import GlobalKeys
-from conveyor.producer import TaskHandle
-from tests.support.worker import running_worker, wait_until
-
-
-async def _all_succeeded(handles: list[TaskHandle]) -> bool:
-    records = [await h.record_async() for h in handles]
-    return all(rec is not None and rec.state == TaskState.SUCCEEDED for rec in records)
+from tests.support.worker import running_worker, wait_all, wait_until
 
 
 async def test_a_busy_worker_that_skips_a_suspect_waits_without_claiming(
@@ -39,5 +33,5 @@ async def test_a_busy_worker_that_skips_a_suspect_waits_without_claiming(
         suspect = await aapp.enqueue_async("work", 0.01)
         r.hset(GlobalKeys(prefix).queue("default").task(suspect.id), "crashes", 1)
         rest = await aapp.enqueue_many_async([aapp.message("work", 0.01) for _ in range(20)])
-        await wait_until(lambda: _all_succeeded([*busy, suspect, *rest]), 20, "every task")
+        await wait_all([*busy, suspect, *rest], TaskState.SUCCEEDED, 20, "every task")
     assert most <= 2

@@ -1,4 +1,7 @@
-"""Idempotency keys across producer processes, and the end of their window."""
+"""Idempotency keys across producer processes, and the end of their window.
+
+A cross-cutting behaviour (producers in several processes, the enqueue script, the key's
+expiry) tested end to end, so it has a file of its own rather than a component's."""
 
 from __future__ import annotations
 

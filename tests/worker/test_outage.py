@@ -1,7 +1,9 @@
 """A Redis outage under a running worker: it logs, keeps running, and resumes afterwards.
 
-These tests stop the session's shared redis-server and always restart it on the same
-port. Persistence is off, so whatever was stored before the stop is gone afterwards.
+A cross-cutting behaviour (every component backs off and retries, producers fail clearly),
+so it has a file of its own rather than one per component. These tests stop the session's
+shared redis-server and always restart it on the same port. Persistence is off, so
+whatever was stored before the stop is gone afterwards.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from conveyor import BrokerUnavailableError, Conveyor, TaskState
-from conveyor.producer import TaskHandle
 from conveyor.tools.embedded import RedisServer
 from conveyor.worker.runtime import Worker
-from tests.support.worker import wait_until
+from tests.support.worker import wait_all, wait_until
 
 
 @pytest.fixture
@@ -28,14 +29,6 @@ def outage(redis_server: RedisServer) -> Iterator[RedisServer]:
     finally:
         if not redis_server.ping():
             redis_server.start()
-
-
-async def _active(handles: list[TaskHandle]) -> bool:
-    for handle in handles:
-        record = await handle.record_async()
-        if record is None or record.state != TaskState.ACTIVE:
-            return False
-    return True
 
 
 async def test_a_worker_survives_a_redis_outage_and_resumes(
@@ -54,7 +47,7 @@ async def test_a_worker_survives_a_redis_outage_and_resumes(
         assert await echo.enqueue(1).result_async(timeout=10) == 1
         # running when Redis goes away: their outcomes cannot be written for a while
         in_flight = [echo.enqueue(n, seconds=0.5) for n in range(2, 5)]
-        await wait_until(lambda: _active(in_flight), 10, "the tasks to start")
+        await wait_all(in_flight, TaskState.ACTIVE, 10, "the tasks to start")
 
         port = outage.port
         outage.stop()

@@ -1,50 +1,26 @@
-"""Bounded memory: finished tasks leave no keys behind, the dead-letter queue stays bounded."""
+"""Bounded memory, end to end: a worker's finished tasks leave no keys behind once their
+retention ends (set by the scripts that finish a task, swept by the recoverer). A
+cross-cutting behaviour, so it has a file of its own; the recoverer's trimming of the
+dead-letter queue by size is tested in test_recoverer.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
-import pytest
 import redis
 
 from conveyor import Conveyor, TaskState
-from conveyor.producer import TaskHandle
-from conveyor.settings import Settings
 from tests.support.keyspace import dump, task_keys
-from tests.support.worker import running_worker, wait_until
-
-#: The recoverer, which trims dead letters, runs every lease_timeout / 2.
-LEASE = 1.0
-
-
-@pytest.fixture
-async def make_app(settings: Settings) -> AsyncIterator[Callable[..., Conveyor]]:
-    """Makes apps with a one-second lease and other overrides; closes them after the test."""
-    apps: list[Conveyor] = []
-
-    def make(**overrides: Any) -> Conveyor:
-        apps.append(Conveyor(settings=settings.replace(lease_timeout=LEASE, **overrides)))
-        return apps[-1]
-
-    yield make
-    for app in apps:
-        await app.aclose()
-        app.close()
-
-
-async def _states(handles: Sequence[TaskHandle], state: TaskState) -> bool:
-    for handle in handles:
-        record = await handle.record_async()
-        if record is None or record.state != state:
-            return False
-    return True
+from tests.support.worker import running_worker, wait_all, wait_until
 
 
 async def test_finished_tasks_leave_no_keys_after_their_retention(
-    make_app: Callable[..., Conveyor], r: redis.Redis, prefix: str
+    app_with: Callable[..., Conveyor], r: redis.Redis, prefix: str
 ) -> None:
-    short_app = make_app(succeeded_retention=0.3, dead_retention=0.3, cancelled_retention=0.3)
+    # the recoverer, which drops expired dead letters, runs every lease_timeout / 2
+    short_app = app_with(
+        lease_timeout=1.0, succeeded_retention=0.3, dead_retention=0.3, cancelled_retention=0.3
+    )
 
     @short_app.task(max_retries=0)
     async def works() -> str:
@@ -58,8 +34,8 @@ async def test_finished_tasks_leave_no_keys_after_their_retention(
         succeeded, dead = works.enqueue(), fails.enqueue()
         cancelled = works.enqueue(delay=60)
         assert cancelled.cancel()
-        await wait_until(lambda: _states([succeeded], TaskState.SUCCEEDED), 10, "success")
-        await wait_until(lambda: _states([dead], TaskState.DEAD), 10, "the dead letter")
+        await wait_all([succeeded], TaskState.SUCCEEDED, 10, "success")
+        await wait_all([dead], TaskState.DEAD, 10, "the dead letter")
         assert task_keys(r, prefix, dead.id)  # its record and its dead-letter entry, for now
         handles = {"succeeded": succeeded, "dead": dead, "cancelled": cancelled}
 
@@ -71,31 +47,3 @@ async def test_finished_tasks_leave_no_keys_after_their_retention(
     left = dump(r, prefix)
     assert f"{prefix}:{{default}}:dead" not in left
     assert f"{prefix}:{{default}}:scheduled" not in left
-
-
-async def test_the_dead_letter_queue_is_trimmed_to_its_size_keeping_the_newest(
-    make_app: Callable[..., Conveyor], r: redis.Redis, prefix: str
-) -> None:
-    short_app = make_app(dead_letter_max_size=3)
-
-    @short_app.task(max_retries=0)
-    async def fails(n: int) -> None:
-        raise ValueError(n)
-
-    handles = short_app.enqueue_many([fails.message(n) for n in range(6)])
-    dead_key = f"{prefix}:{{default}}:dead"
-    async with running_worker(short_app, concurrency=1):  # they die in enqueue order
-        await wait_until(lambda: _states(handles[3:], TaskState.DEAD), 10, "the last to die")
-
-        async def trimmed() -> bool:
-            return int(r.zcard(dead_key)) == 3
-
-        await wait_until(trimmed, 10, "the recoverer to trim the dead letters")
-    kept = list(dump(r, prefix)[dead_key])
-    assert sorted(kept) == sorted(h.id for h in handles[3:])
-    for handle in handles[:3]:
-        assert await handle.record_async() is None  # dropped with their records
-        assert task_keys(r, prefix, handle.id) == []
-    for handle in handles[3:]:
-        record = await handle.record_async()
-        assert record is not None and record.state == TaskState.DEAD

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 
 import pytest
 
@@ -11,7 +10,7 @@ from conveyor import Conveyor, TaskContext, TaskState
 from conveyor.errors import ConfigurationError, InvalidNameError
 from conveyor.producer import TaskHandle
 from conveyor.worker.selection import QueueSelection
-from tests.support.worker import running_worker, wait_until
+from tests.support.worker import running_worker, wait_all
 
 
 def _noter(app: Conveyor, order: list[str]) -> None:
@@ -26,14 +25,6 @@ def _enqueue(app: Conveyor, queue: str, count: int) -> list[TaskHandle]:
     return app.enqueue_many([app.message("note", queue=queue) for _ in range(count)])
 
 
-async def _all_succeeded(handles: Sequence[TaskHandle]) -> bool:
-    for handle in handles:
-        record = await handle.record_async()
-        if record is None or record.state != TaskState.SUCCEEDED:
-            return False
-    return True
-
-
 async def test_strict_order_serves_a_queue_only_while_those_before_it_are_empty(
     aapp: Conveyor,
 ) -> None:
@@ -41,7 +32,7 @@ async def test_strict_order_serves_a_queue_only_while_those_before_it_are_empty(
     _noter(aapp, order)
     handles = _enqueue(aapp, "b", 10) + _enqueue(aapp, "a", 10)  # b's are older
     async with running_worker(aapp, "a,b", concurrency=1):
-        await wait_until(lambda: _all_succeeded(handles), 10, "every task to run")
+        await wait_all(handles, TaskState.SUCCEEDED, 10, "every task to run")
     assert order == ["a"] * 10 + ["b"] * 10
 
 
@@ -53,7 +44,7 @@ async def test_weighted_order_favours_heavy_queues_without_starving_light_ones(
     per_queue = 200
     handles = _enqueue(aapp, "a", per_queue) + _enqueue(aapp, "b", per_queue)
     async with running_worker(aapp, "a:3,b:1", concurrency=1):
-        await wait_until(lambda: _all_succeeded(handles), 30, "every task to run")
+        await wait_all(handles, TaskState.SUCCEEDED, 30, "every task to run")
     assert len(order) == 2 * per_queue
     # In the first `per_queue` slots both queues certainly still have work, and each slot
     # goes to a with probability 3/4: a ~ 150, b ~ 50 (sd 6). The bounds are ~5 sd away.
@@ -75,7 +66,7 @@ async def test_higher_priority_runs_first_within_a_queue(aapp: Conveyor) -> None
         [labelled.message(label, priority=p) for label, p in priorities.items()]
     )
     async with running_worker(aapp, concurrency=1):
-        await wait_until(lambda: _all_succeeded(handles), 10, "every task to run")
+        await wait_all(handles, TaskState.SUCCEEDED, 10, "every task to run")
     # equal priorities keep their enqueue order
     assert order == ["max", "p10", "p5", "p5-later", "p0", "m3", "min"]
 
@@ -89,7 +80,7 @@ async def test_a_paused_queue_is_not_claimed_until_resumed(aapp: Conveyor) -> No
     served = _enqueue(aapp, "b", 3)
     # strict order puts a first: had the pause been ignored, a's tasks would run before b's
     async with running_worker(aapp, "a,b", concurrency=1):
-        await wait_until(lambda: _all_succeeded(served), 10, "b's tasks to run")
+        await wait_all(served, TaskState.SUCCEEDED, 10, "b's tasks to run")
         [stats] = await inspector.queue_stats(["a"])
         assert (stats.paused, stats.pending, stats.active) == (True, 3, 0)
         for handle in paused:
@@ -98,7 +89,7 @@ async def test_a_paused_queue_is_not_claimed_until_resumed(aapp: Conveyor) -> No
         assert order == ["b"] * 3
 
         await inspector.set_paused("a", False)
-        await wait_until(lambda: _all_succeeded(paused), 10, "a's tasks to run once resumed")
+        await wait_all(paused, TaskState.SUCCEEDED, 10, "a's tasks to run once resumed")
     assert order == ["b"] * 3 + ["a"] * 3
     [stats] = await inspector.queue_stats(["a"])
     assert (stats.paused, stats.pending) == (False, 0)

@@ -1,7 +1,9 @@
 """A Redis that stops answering (SIGSTOP: connections stay open, replies never come).
 
 redis-py's default of retrying a call many times turned a 1 s socket timeout into a 15 s
-stall; Conveyor bounds every call so a stall never outlasts a lease.
+stall; Conveyor bounds every call so a stall never outlasts a lease. A cross-cutting
+behaviour (the transport's retry policy, every component's backoff), tested end to end in
+a file of its own.
 """
 
 from __future__ import annotations

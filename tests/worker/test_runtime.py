@@ -1,4 +1,5 @@
-"""Stopping a worker in-process: drain, then give back what is left at once, deregister."""
+"""The Worker (worker/runtime.py): its start-up check of Redis, and the shutdown order it
+owns: stop claiming, drain, give back what is left at once, write every outcome."""
 
 from __future__ import annotations
 
@@ -6,28 +7,17 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 
 from conveyor import Conveyor, TaskState
-from conveyor.producer import TaskHandle
-from conveyor.settings import Settings
 from conveyor.worker.runtime import Worker
 from tests.support import handlers
 from tests.support.keyspace import dump
-from tests.support.worker import wait_until
-
-
-@pytest.fixture
-async def hasty_app(settings: Settings) -> AsyncIterator[Conveyor]:
-    """An app whose workers give running tasks only 0.2 s to finish when stopping."""
-    app = Conveyor(settings=settings.replace(shutdown_grace=0.2))
-    yield app
-    await app.aclose()
-    app.close()
+from tests.support.worker import running_worker, wait_all, wait_until
 
 
 def _start(app: Conveyor, **options: Any) -> tuple[Worker, asyncio.Task[None]]:
@@ -35,9 +25,50 @@ def _start(app: Conveyor, **options: Any) -> tuple[Worker, asyncio.Task[None]]:
     return worker, asyncio.create_task(worker.run())
 
 
-async def _active(handle: TaskHandle) -> bool:
-    record = await handle.record_async()
-    return record is not None and record.state == TaskState.ACTIVE
+def _messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.name == "conveyor.worker" and r.levelno == level
+    ]
+
+
+async def _run_until_started(app: Conveyor, caplog: pytest.LogCaptureFixture) -> None:
+    """Start a worker, wait for its "started" line (logged after the check), stop it."""
+    caplog.set_level(logging.INFO, logger="conveyor.worker")
+    async with running_worker(app):
+
+        async def started() -> bool:
+            return any("started" in m for m in _messages(caplog, logging.INFO))
+
+        await wait_until(started, 10, "the worker to start")
+
+
+# -- start-up ----------------------------------------------------------------------------
+
+
+async def test_an_evicting_redis_is_reported_as_an_error(
+    aapp: Conveyor, r: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    r.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        await _run_until_started(aapp, caplog)
+    finally:
+        r.config_set("maxmemory-policy", "noeviction")
+    errors = _messages(caplog, logging.ERROR)
+    assert len(errors) == 1, errors
+    assert "allkeys-lru" in errors[0] and "noeviction" in errors[0]
+
+
+async def test_a_safe_redis_raises_no_error_but_warns_about_persistence(
+    aapp: Conveyor, r: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert r.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    await _run_until_started(aapp, caplog)
+    assert _messages(caplog, logging.ERROR) == []
+    # the test server runs without AOF or RDB
+    assert any("persists nothing" in m for m in _messages(caplog, logging.WARNING))
+
+
+# -- shutdown ----------------------------------------------------------------------------
 
 
 async def test_stop_lets_a_running_task_finish(aapp: Conveyor) -> None:
@@ -97,14 +128,19 @@ def _blocking_handlers(app: Conveyor, release: threading.Event) -> None:
     [("long_async", ()), ("long_thread", ()), ("long_process", (30,))],
 )
 async def test_past_the_grace_a_running_task_is_back_to_pending_at_once(
-    hasty_app: Conveyor, r: redis.Redis, prefix: str, name: str, args: tuple[Any, ...]
+    app_with: Callable[..., Conveyor],
+    r: redis.Redis,
+    prefix: str,
+    name: str,
+    args: tuple[Any, ...],
 ) -> None:
+    hasty_app = app_with(shutdown_grace=0.2)  # running tasks get 0.2 s to finish
     release = threading.Event()
     _blocking_handlers(hasty_app, release)
     try:
         worker, job = _start(hasty_app, processes=1)
         handle = hasty_app.enqueue(name, *args)
-        await wait_until(lambda: _active(handle), 10, "the task to start")
+        await wait_all([handle], TaskState.ACTIVE, 10, "the task to start")
         stopping = time.monotonic()
         worker.stop()
         await asyncio.wait_for(job, 10)
@@ -127,7 +163,7 @@ async def test_fast_stop_skips_the_grace(aapp: Conveyor) -> None:
     _blocking_handlers(aapp, release)
     worker, job = _start(aapp)
     handle = aapp.enqueue("long_async")
-    await wait_until(lambda: _active(handle), 10, "the task to start")
+    await wait_all([handle], TaskState.ACTIVE, 10, "the task to start")
     stopping = time.monotonic()
     worker.stop(fast=True)
     await asyncio.wait_for(job, 10)
@@ -146,7 +182,7 @@ async def test_fast_stop_cuts_a_drain_already_under_way(
     _blocking_handlers(aapp, release)
     worker, job = _start(aapp)
     handle = aapp.enqueue("long_async")
-    await wait_until(lambda: _active(handle), 10, "the task to start")
+    await wait_all([handle], TaskState.ACTIVE, 10, "the task to start")
     worker.stop()  # drains for up to 5 s ...
 
     async def draining() -> bool:
@@ -160,21 +196,3 @@ async def test_fast_stop_cuts_a_drain_already_under_way(
     assert time.monotonic() - stopping < 2.0
     record = await handle.record_async()
     assert record is not None and (record.state, record.crashes) == (TaskState.PENDING, 0)
-
-
-async def test_a_worker_is_registered_while_running_and_deregistered_after(
-    aapp: Conveyor, r: redis.Redis, prefix: str
-) -> None:
-    inspector = aapp.async_inspector()
-    worker, job = _start(aapp, concurrency=7, worker_id="shutdown-test-worker")
-
-    async def registered() -> bool:
-        return [w["id"] for w in await inspector.workers()] == ["shutdown-test-worker"]
-
-    await wait_until(registered, 10, "the worker to register")
-    [info] = await inspector.workers()
-    assert (info["queues"], info["concurrency"]) == (["default"], 7)
-    worker.stop()
-    await asyncio.wait_for(job, 10)
-    assert await inspector.workers() == []
-    assert not [k for k in dump(r, prefix) if "worker" in k]

@@ -1,4 +1,5 @@
-"""What a worker does with each kind of handler and each way a task can end."""
+"""The executor: each kind of handler (async, thread, process) and each way a task can end
+(success, retry, dead letter, failure, timeout, undeliverable, a dying pool process)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from conveyor.errors import SerializationError
 from conveyor.options import ExecutorKind
 from conveyor.producer import TaskHandle
 from tests.support import handlers
-from tests.support.worker import running_worker, wait_until
+from tests.support.worker import in_state, running_worker, wait_until
 
 
 async def finished(handle: TaskHandle, timeout: float = 10.0) -> Any:
@@ -113,14 +114,9 @@ async def test_retry_waits_its_backoff_in_the_scheduled_set(aapp: Conveyor) -> N
 
     async with running_worker(aapp):
         handle = later.enqueue()
-        await wait_until(lambda: _state_is(handle, TaskState.RETRYING), 5, "retrying state")
+        await wait_until(lambda: in_state([handle], TaskState.RETRYING), 5, "retrying state")
         await finished(handle)
     assert starts[1] - starts[0] >= 0.55
-
-
-async def _state_is(handle: TaskHandle, state: TaskState) -> bool:
-    record = await handle.record_async()
-    return record is not None and record.state == state
 
 
 async def test_without_dead_letter_the_task_ends_failed(aapp: Conveyor) -> None:

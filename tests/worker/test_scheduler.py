@@ -1,26 +1,47 @@
-"""Delayed tasks: promoted when due, never early, exactly once across workers."""
+"""The Scheduler: delayed tasks and retries promoted when due, never early, exactly once
+across workers."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import redis
 
 from conveyor import Conveyor, TaskContext, TaskState
-from conveyor.producer import TaskHandle
+from conveyor.broker.keys import GlobalKeys, QueueKeys
+from conveyor.worker.scheduler import MAX_SLEEP, Scheduler
+from tests.broker.seed import clock, scores, wait_due
 from tests.support.keyspace import dump
-from tests.support.worker import running_worker, wait_until
+from tests.support.worker import in_state, running_worker, wait_all
 
 
-async def _all_succeeded(handles: Sequence[TaskHandle]) -> bool:
-    for handle in handles:
-        record = await handle.record_async()
-        if record is None or record.state != TaskState.SUCCEEDED:
-            return False
-    return True
+async def test_a_pass_promotes_the_due_tasks_of_every_queue(
+    aapp: Conveyor, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    due = [aapp.enqueue("job", delay=0.001), aapp.enqueue("job", delay=0.001, queue="emails")]
+    later = aapp.enqueue("job", delay=60)
+    wait_due(r, keys, due[0].id)
+    wait_due(r, GlobalKeys(prefix).queue("emails"), due[1].id)
+    scheduler = Scheduler(aapp.async_broker(), ("default", "emails"))
+    assert await scheduler.promote() == MAX_SLEEP  # the next due task is a minute away
+    assert await in_state(due, TaskState.PENDING)
+    assert await in_state([later], TaskState.SCHEDULED)
+    assert list(dump(r, prefix)[keys.scheduled]) == [later.id]
+
+
+async def test_a_pass_sleeps_until_the_next_due_task(
+    aapp: Conveyor, r: redis.Redis, keys: QueueKeys
+) -> None:
+    scheduler = Scheduler(aapp.async_broker(), ("default",))
+    assert await scheduler.promote() == MAX_SLEEP  # nothing scheduled at all
+    soon = aapp.enqueue("job", delay=0.3)
+    due_ms = scores(r, keys.scheduled)[soon.id]
+    with clock(r) as window:
+        wait = await scheduler.promote()
+    assert (due_ms - window.hi) / 1000 <= wait <= (due_ms - window.lo) / 1000 < MAX_SLEEP
+    assert await in_state([soon], TaskState.SCHEDULED)  # not due yet: left alone
 
 
 async def test_delayed_tasks_run_no_earlier_than_their_delay(aapp: Conveyor) -> None:
@@ -37,7 +58,7 @@ async def test_delayed_tasks_run_no_earlier_than_their_delay(aapp: Conveyor) -> 
             record = await handle.record_async()
             assert record is not None and record.state == TaskState.SCHEDULED
             assert record.due_at is not None
-        await wait_until(lambda: _all_succeeded(handles), 10, "the delayed tasks to run")
+        await wait_all(handles, TaskState.SUCCEEDED, 10, "the delayed tasks to run")
     for handle in handles:
         waited = started[handle.id] - enqueued
         # Redis stamps due times in whole milliseconds: allow one of rounding
@@ -59,7 +80,7 @@ async def test_two_workers_run_each_delayed_task_exactly_once(
     async with running_worker(aapp, concurrency=10), running_worker(aapp, concurrency=10):
         handles = aapp.enqueue_many([count.message(delay=0.4) for _ in range(200)])
         assert len(dump(r, prefix)[f"{prefix}:{{default}}:scheduled"]) == 200
-        await wait_until(lambda: _all_succeeded(handles), 15, "every delayed task to run")
+        await wait_all(handles, TaskState.SUCCEEDED, 15, "every delayed task to run")
     assert set(runs) == {h.id for h in handles}
     assert set(runs.values()) == {1}, [i for i, n in runs.items() if n > 1]
     assert len(set(workers.values())) == 2  # both workers took part
