@@ -10,9 +10,6 @@ import redis
 from conveyor.broker.keys import GlobalKeys
 from tests.support.worker import wait_until
 
-#: The states whose depth a queue reports, with the ZSET holding each.
-DEPTHS = ("pending", "active", "scheduled", "dead")
-
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     """Check the one error shape, the status and the code; returns the `error` object."""
@@ -70,12 +67,6 @@ def task_ids(r: redis.Redis, prefix: str) -> set[str]:
     client: Any = r
     keys = client.scan_iter(match=f"{prefix}:*:task:*", count=1000)
     return {k.decode().split(":task:", 1)[1] for k in keys}
-
-
-def depths(r: redis.Redis, prefix: str, queue: str) -> dict[str, int]:
-    """ZCARD of each state's set of `queue`, read straight from Redis."""
-    keys = GlobalKeys(prefix).queue(queue)
-    return {state: int(r.zcard(getattr(keys, state))) for state in DEPTHS}
 
 
 def members(r: redis.Redis, prefix: str, queue: str, state: str) -> set[str]:

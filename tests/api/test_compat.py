@@ -8,7 +8,8 @@ import redis
 
 from conveyor import Conveyor
 from conveyor.broker.keys import GlobalKeys
-from tests.api.helpers import depths, enqueue, members, record, task_ids, wait_for_state
+from tests.api.helpers import enqueue, members, record, task_ids, wait_for_state
+from tests.support.keyspace import depths
 from tests.support.worker import running_worker
 
 #: The seeds' curl example, byte for byte: `curl -X POST -H 'Content-Type: application/json'

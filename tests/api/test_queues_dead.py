@@ -16,7 +16,6 @@ from conveyor.broker.keys import GlobalKeys
 from conveyor.ids import new_ulid
 from tests.api.helpers import (
     assert_error,
-    depths,
     enqueue,
     fields_named,
     members,
@@ -24,6 +23,7 @@ from tests.api.helpers import (
     task_ids,
     wait_for_state,
 )
+from tests.support.keyspace import depths
 from tests.support.worker import running_worker, wait_until
 
 # -- queues ------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from conveyor.ids import new_ulid
 from tests.api.conftest import ClientFactory
 from tests.api.helpers import (
     assert_error,
-    depths,
     enqueue,
     fields_named,
     members,
@@ -23,7 +22,7 @@ from tests.api.helpers import (
     task_ids,
     wait_for_state,
 )
-from tests.support.keyspace import dump
+from tests.support.keyspace import depths, dump
 from tests.support.worker import running_worker
 
 

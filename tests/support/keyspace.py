@@ -6,6 +6,11 @@ from typing import Any
 
 import redis
 
+from conveyor.broker.keys import GlobalKeys
+
+#: The states whose depth a queue reports, with the ZSET holding each.
+DEPTHS = ("pending", "active", "scheduled", "dead")
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -46,3 +51,9 @@ def task_keys(r: redis.Redis, prefix: str, task_id: str) -> list[str]:
         if task_id in key or (isinstance(value, dict | list) and task_id in value):
             found.append(key)
     return sorted(found)
+
+
+def depths(r: redis.Redis, prefix: str, queue: str) -> dict[str, int]:
+    """ZCARD of each state's set of `queue`, read straight from Redis."""
+    keys = GlobalKeys(prefix).queue(queue)
+    return {state: int(r.zcard(getattr(keys, state))) for state in DEPTHS}
