@@ -1,4 +1,5 @@
-"""Fixtures of the script tests: the sync broker, brokers and apps with other settings."""
+"""Fixtures of the broker tests: the sync broker, brokers and apps with other settings,
+and tasks built in any state."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from conveyor import Conveyor
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.settings import Settings
 from tests.broker.seed import SHORT_LEASE
+
+#: The error a failed attempt of `task_in` records.
+ERROR = b'{"type":"ValueError","message":"broken","traceback":""}'
 
 
 @pytest.fixture
@@ -39,3 +43,44 @@ def broker_with(settings: Settings) -> Iterator[Callable[..., SyncBroker]]:
     yield make
     for each in made:
         each.close()
+
+
+#: `task_in(state, name="job", queue=..., priority=..., ...)`: a task enqueued and taken to
+#: `state` through the real transitions; returns its id.
+TaskIn = Callable[..., str]
+
+
+@pytest.fixture
+def task_in(app: Conveyor, broker: SyncBroker) -> TaskIn:
+    """Builds a task in any state (pending, active, succeeded, retrying, dead, failed,
+    cancelled) by enqueueing it and running the scripts a worker would run; the claims
+    are worker w1's."""
+
+    def make(
+        state: str,
+        name: str = "job",
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        error: bytes = ERROR,
+        retry_in: float = 60.0,
+    ) -> str:
+        task_id = app.enqueue(name, queue=queue, priority=priority).id
+        if state == "pending":
+            return task_id
+        if state == "cancelled":
+            assert broker.run(broker.ops.cancel(task_id)) == (True, "pending")
+            return task_id
+        [task] = broker.run(broker.ops.claim(queue, 1, "w1")).tasks
+        assert task.id == task_id, "another task was ahead of it in the queue"
+        calls = {
+            "succeeded": broker.ops.ack([(task, b'"done"')]),
+            "retrying": broker.ops.retry(task, retry_in, error),
+            "dead": broker.ops.dead_letter(task, "error", error),
+            "failed": broker.ops.dead_letter(task, "error", error, keep=False),
+        }
+        if state != "active":  # an ack answers per task, the others once
+            assert broker.execute([calls[state]]) == ([[1]] if state == "succeeded" else [1])
+        return task_id
+
+    return make

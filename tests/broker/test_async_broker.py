@@ -1,4 +1,6 @@
-"""An idle worker's claim rides behind its BLPOP: woken by an enqueue, it gets the task."""
+"""async_broker.py: an idle worker's claim rides behind its BLPOP (`wait_then_run`); woken
+by an enqueue, it gets the task. Its other methods are the transport's (test_transport.py)
+and the scripts' (test_<script>.py)."""
 
 from __future__ import annotations
 
