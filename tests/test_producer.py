@@ -143,6 +143,18 @@ async def test_invalid_task_name(producer: Producer) -> None:
         await producer.enqueue("no spaces allowed")
 
 
+def test_a_producer_with_an_invalid_name_writes_nothing(
+    app: Conveyor, r: redis.Redis, prefix: str
+) -> None:
+    with pytest.raises(InvalidNameError):
+        app.enqueue("job", queue="a:b")
+    with pytest.raises(InvalidNameError):
+        app.enqueue_many([app.message("job"), app.message("job", queue="{emails}")])
+    with pytest.raises(InvalidNameError):
+        app.enqueue("bad name")
+    assert dump(r, prefix) == {}
+
+
 async def test_redis_unreachable_raises_a_clear_error() -> None:
     app = Conveyor(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=0.5)
     with pytest.raises(BrokerUnavailableError, match="unavailable"):

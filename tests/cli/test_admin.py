@@ -1,61 +1,21 @@
-"""`conveyor fsck` and `conveyor doctor`, run by click's CliRunner against the test Redis,
-and doctor's pure verdicts on hand-made INFO and CONFIG replies."""
+"""`conveyor fsck` and `conveyor doctor`: their output and exit codes against the test
+Redis (doctor's verdicts themselves are tested in tests/tools/test_doctor.py, fsck's
+findings in tests/broker/test_fsck.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator
-from typing import Any, Protocol
 
-import pytest
 import redis
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from conveyor import Conveyor
 from conveyor.broker.keys import GlobalKeys
-from conveyor.cli import cli
-from conveyor.tools.doctor import Check, Verdict, _memory, _mode, _persistence, _version
-from conveyor.tools.embedded import RedisServer, free_port
+from conveyor.tools.embedded import RedisServer
 from tests.broker.seed import claim_one
+from tests.cli.conftest import Invoke
 from tests.support.keyspace import dump
 from tests.support.worker import running_worker, wait_until
-
-MiB = 2**20
-
-
-class Invoke(Protocol):
-    """Runs `conveyor --redis-url <test server> --prefix <test prefix> *args`."""
-
-    def __call__(self, *args: str) -> Result: ...
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The root command points the root logger at the runner's stderr; undo it after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture
-def invoke(redis_server: RedisServer, prefix: str) -> Invoke:
-    runner = CliRunner()
-
-    def run(*args: str) -> Result:
-        options = ["--redis-url", redis_server.url, "--prefix", prefix]
-        return runner.invoke(cli, [*options, *args], prog_name="conveyor")
-
-    return run
-
-
-def unreachable(*args: str) -> Result:
-    """Runs `conveyor` against a port where no Redis listens."""
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    return CliRunner().invoke(cli, ["--redis-url", url, *args], prog_name="conveyor")
-
 
 # -- fsck ------------------------------------------------------------------------------
 
@@ -144,7 +104,7 @@ def test_fsck_rejects_an_invalid_queue_name(invoke: Invoke) -> None:
     assert "Traceback" not in result.output
 
 
-def test_fsck_with_redis_unreachable_exits_3() -> None:
+def test_fsck_with_redis_unreachable_exits_3(unreachable: Invoke) -> None:
     result = unreachable("fsck")
     assert result.exit_code == 3
     assert "unavailable" in result.stderr
@@ -226,141 +186,8 @@ async def test_doctor_names_the_queues_of_a_live_worker(
     assert verdicts(result)["workers"] == ("OK", "1 alive, serving default, emails")
 
 
-def test_doctor_with_redis_unreachable_exits_3() -> None:
+def test_doctor_with_redis_unreachable_exits_3(unreachable: Invoke) -> None:
     result = unreachable("doctor")
     assert result.exit_code == 3
     assert "unavailable" in result.stderr
     assert "Traceback" not in result.output
-
-
-# -- doctor's verdicts, pure -----------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("version", "verdict"),
-    [
-        ("5.0.14", Verdict.FAIL),
-        ("6.0.20", Verdict.FAIL),
-        ("6.2.0", Verdict.OK),
-        ("6.2.14", Verdict.OK),
-        ("7.0.15", Verdict.OK),
-        ("10.0.0", Verdict.OK),
-        ("garbage", Verdict.FAIL),
-    ],
-)
-def test_version(version: str, verdict: Verdict) -> None:
-    check = _version({"redis_version": version})
-    assert (check.name, check.verdict, check.detail) == ("version", verdict, f"Redis {version}")
-    assert check.fix == ("Conveyor needs Redis 6.2+" if verdict is Verdict.FAIL else "")
-
-
-def test_version_unknown_fails() -> None:
-    assert _version({}) == Check("version", Verdict.FAIL, "Redis ?", "Conveyor needs Redis 6.2+")
-
-
-@pytest.mark.parametrize(
-    ("info", "expected"),
-    [
-        (
-            {"redis_mode": "standalone", "role": "master"},
-            Check("mode", Verdict.OK, "standalone, master"),
-        ),
-        ({}, Check("mode", Verdict.OK, "standalone, master")),
-        (
-            {"redis_mode": "sentinel", "role": "master"},
-            Check("mode", Verdict.FAIL, "this is a Sentinel", "point Conveyor at the master"),
-        ),
-        (
-            {"redis_mode": "standalone", "role": "slave"},
-            Check("mode", Verdict.FAIL, "role slave (read-only)", "point at the master"),
-        ),
-        (
-            {"redis_mode": "cluster", "role": "slave"},
-            Check("mode", Verdict.FAIL, "role slave (read-only)", "point at the master"),
-        ),
-    ],
-    ids=["standalone", "defaults", "sentinel", "replica", "cluster-replica"],
-)
-def test_mode(info: dict[str, Any], expected: Check) -> None:
-    assert _mode(info) == expected
-
-
-def test_mode_cluster_warns_about_multi_queue_waits() -> None:
-    check = _mode({"redis_mode": "cluster", "role": "master"})
-    assert (check.verdict, check.detail) == (Verdict.WARN, "Redis Cluster")
-    assert "hash tag" in check.fix
-
-
-@pytest.mark.parametrize(
-    ("config", "expected"),
-    [
-        (
-            {"appendonly": "yes", "appendfsync": "always", "save": ""},
-            Check("persistence", Verdict.OK, "AOF, appendfsync always: no loss on restart"),
-        ),
-        (
-            {"appendonly": "yes", "appendfsync": "everysec", "save": "3600 1"},
-            Check(
-                "persistence",
-                Verdict.WARN,
-                "AOF, appendfsync everysec: a crash may lose the last second of writes",
-                "appendfsync always",
-            ),
-        ),
-        (
-            {"appendonly": "no", "save": "3600 1 300 100", "maxmemory-policy": "allkeys-lru"},
-            Check(
-                "persistence",
-                Verdict.WARN,
-                "Redis persists by RDB snapshots only: a crash loses tasks since the last "
-                "snapshot.",
-                "appendonly yes",
-            ),
-        ),
-        (
-            {"appendonly": "no", "save": ""},
-            Check(
-                "persistence",
-                Verdict.WARN,
-                "Redis persists nothing: a Redis restart loses every task.",
-                "appendonly yes",
-            ),
-        ),
-        (
-            None,
-            Check(
-                "persistence",
-                Verdict.WARN,
-                "CONFIG is not allowed here",
-                "check appendonly=yes with your provider",
-            ),
-        ),
-    ],
-    ids=["aof-always", "aof-everysec", "rdb-only", "none", "config-forbidden"],
-)
-def test_persistence(config: dict[str, str] | None, expected: Check) -> None:
-    assert _persistence(config) == expected
-
-
-@pytest.mark.parametrize(
-    ("used", "limit", "verdict", "detail"),
-    [
-        (10 * MiB, 0, Verdict.WARN, "10.0 MiB used, no maxmemory"),
-        (50 * MiB, 100 * MiB, Verdict.OK, "50.0 MiB used of 100.0 MiB (50%)"),
-        (70 * MiB, 100 * MiB, Verdict.OK, "70.0 MiB used of 100.0 MiB (70%)"),
-        (71 * MiB, 100 * MiB, Verdict.WARN, "71.0 MiB used of 100.0 MiB (71%)"),
-        (90 * MiB, 100 * MiB, Verdict.WARN, "90.0 MiB used of 100.0 MiB (90%)"),
-        (91 * MiB, 100 * MiB, Verdict.FAIL, "91.0 MiB used of 100.0 MiB (91%)"),
-        (120 * MiB, 100 * MiB, Verdict.FAIL, "120.0 MiB used of 100.0 MiB (120%)"),
-    ],
-)
-def test_memory_thresholds(used: int, limit: int, verdict: Verdict, detail: str) -> None:
-    check = _memory({"used_memory": used, "maxmemory": limit})
-    assert (check.name, check.verdict, check.detail) == ("memory", verdict, detail)
-    fixes = {
-        Verdict.OK: "",
-        Verdict.WARN: "plan more memory" if limit else "set maxmemory",
-        Verdict.FAIL: "raise maxmemory or drain queues",
-    }
-    assert check.fix.startswith(fixes[verdict])
-    assert bool(check.fix) == (verdict is not Verdict.OK)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 import redis
@@ -18,38 +16,11 @@ from conveyor import Conveyor, TaskState
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.cli import cli
 from conveyor.producer import TaskHandle
-from conveyor.tools.embedded import RedisServer, free_port
+from tests.cli.conftest import Invoke
 from tests.support.keyspace import dump
-from tests.support.worker import running_worker, wait_until
+from tests.support.worker import running_worker, wait_all, wait_until
 
 MISSING_ID = "default:01JD0000000000000000000000"
-
-
-class Invoke(Protocol):
-    """Runs `conveyor --redis-url <test server> --prefix <test prefix> *args`."""
-
-    def __call__(self, *args: str, input: str | None = None) -> Result: ...
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The root command points the root logger at the runner's stderr; undo it after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture
-def invoke(redis_server: RedisServer, prefix: str) -> Invoke:
-    runner = CliRunner()
-
-    def run(*args: str, input: str | None = None) -> Result:
-        options = ["--redis-url", redis_server.url, "--prefix", prefix]
-        return runner.invoke(cli, [*options, *args], input=input, prog_name="conveyor")
-
-    return run
 
 
 def queue_keys(prefix: str, queue: str = "default") -> QueueKeys:
@@ -337,13 +308,9 @@ class DeadLetters:
 
 
 async def _work_until_dead(app: Conveyor, handles: list[TaskHandle]) -> None:
-    async def all_dead() -> bool:
-        records = [await h.record_async() for h in handles]
-        return all(r is not None and r.state is TaskState.DEAD for r in records)
-
     try:
         async with running_worker(app, "default,emails", processes=1):
-            await wait_until(all_dead, 15, "every task to be dead-lettered")
+            await wait_all(handles, TaskState.DEAD, 15, "every task to be dead-lettered")
     finally:
         await app.aclose()
 
@@ -534,9 +501,8 @@ async def test_workers_lists_a_running_worker(
 
 
 @pytest.mark.parametrize("args", [["enqueue", "send", "--payload", "1"], ["queues"]])
-def test_unreachable_redis_exits_3(args: list[str]) -> None:
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    result = CliRunner().invoke(cli, ["--redis-url", url, *args], prog_name="conveyor")
+def test_unreachable_redis_exits_3(unreachable: Invoke, args: list[str]) -> None:
+    result = unreachable(*args)
     assert result.exit_code == 3
     assert "unavailable" in result.stderr
     assert "Traceback" not in result.output
