@@ -2,51 +2,40 @@
 
 from __future__ import annotations
 
-import copy
-
-import pytest
 import redis
 
 from conveyor import Conveyor
 from conveyor.broker.keys import QueueKeys
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.settings import Settings
+from tests.broker.conftest import Claimed, Run, StaleClaim, Unchanged
 from tests.broker.seed import (
-    STALE_WAYS,
-    Stale,
     assert_ttl,
-    assert_ttls_kept,
     claim,
     claim_one,
-    clock,
     lose_lease,
-    ttls,
 )
-from tests.support.keyspace import dump, task_keys
+from tests.support.keyspace import dump, moved, task_keys
 from tests.support.worker import wait_until_sync
 
 
 def test_ack_records_the_success_and_expires_the_record(
-    app: Conveyor,
+    claimed: Claimed,
+    run: Run,
     broker: SyncBroker,
     settings: Settings,
     r: redis.Redis,
     prefix: str,
     keys: QueueKeys,
 ) -> None:
-    app.enqueue_many([app.message("job", i) for i in range(2)])
-    task, other = claim(broker, 2)
-    before = dump(r, prefix)
-    with clock(r) as window:
-        assert broker.execute([broker.ops.ack([(task, b'{"total":3}')])]) == [[1]]
-    expected = copy.deepcopy(before)
-    del expected[keys.active][task.id]
-    expected[keys.task(task.id)] |= {
-        "state": "succeeded",
-        "finished_at": window.now,
-        "result": '{"total":3}',
-    }
-    assert dump(r, prefix) == expected  # the other lease is untouched
+    task, other = claimed(), claimed()
+    ran = run(broker.ops.ack([(task, b'{"total":3}')]))
+    assert ran.reply == [1]
+    # the other lease is untouched
+    assert dump(r, prefix) == moved(
+        ran.before, keys, task.id, source="active",
+        state="succeeded", finished_at=ran.window.now, result='{"total":3}',
+    )  # fmt: skip
     assert_ttl(r, keys.task(task.id), settings.succeeded_retention)
     assert r.pttl(keys.task(other.id)) == -1
 
@@ -69,20 +58,15 @@ def test_one_call_acks_many_and_refuses_only_the_stale(
         assert after[keys.task(task.id)]["result"] == result
 
 
-@pytest.mark.parametrize("how", STALE_WAYS)
 def test_ack_refuses_a_stale_token(
-    how: Stale, app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str
+    stale: StaleClaim, unchanged: Unchanged, broker: SyncBroker
 ) -> None:
-    app.enqueue("job")
-    task = claim_one(broker)
-    lose_lease(broker, task, how)
-    before, expiries = dump(r, prefix), ttls(r, prefix)
     # a repeat of an ack already written (a client retry after a lost reply) answers 1,
     # as the first call did; either way nothing is written
-    repeat = how == "completed"
-    assert broker.execute([broker.ops.ack([(task, b'"late"')])]) == [[1 if repeat else 0]]
-    assert dump(r, prefix) == before
-    assert_ttls_kept(expiries, ttls(r, prefix))
+    repeat = stale.how == "completed"
+    with unchanged():
+        reply = broker.execute([broker.ops.ack([(stale.task, b'"late"')])])
+    assert reply == [[1 if repeat else 0]]
 
 
 def test_a_succeeded_task_leaves_no_key_after_its_retention(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
@@ -13,34 +12,32 @@ from conveyor.broker.keys import QueueKeys
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.ids import new_task_id
 from conveyor.settings import Settings
-from tests.broker.seed import assert_ttl, assert_ttls_kept, claim_one, clock, ttls
-from tests.support.keyspace import dump
+from tests.broker.conftest import Ran, Run, TaskIn, Unchanged
+from tests.broker.seed import assert_ttl
+from tests.support.keyspace import dump, moved
 
 
-def retrying(app: Conveyor, broker: SyncBroker) -> str:
-    """A task waiting for its next attempt."""
-    app.enqueue("job")
-    task = claim_one(broker)
-    assert broker.execute([broker.ops.retry(task, 60, b'"error"')]) == [1]
-    return task.id
+def cancelled(ran: Ran, keys: QueueKeys, task_id: str, source: str) -> dict[str, Any]:
+    """The keyspace after `task_id` was cancelled out of its `source` set."""
+    return moved(
+        ran.before, keys, task_id, source=source, state="cancelled", finished_at=ran.window.now
+    )
 
 
 def test_a_pending_task_is_cancelled(
     app: Conveyor,
     broker: SyncBroker,
+    run: Run,
     settings: Settings,
     r: redis.Redis,
     prefix: str,
     keys: QueueKeys,
 ) -> None:
     target, other = app.enqueue_many([app.message("job", i) for i in range(2)])
-    before = dump(r, prefix)
-    with clock(r) as window:
-        assert broker.run(broker.ops.cancel(target.id)) == (True, "pending")
-    expected = copy.deepcopy(before)
-    del expected[keys.pending][target.id]
-    expected[keys.task(target.id)] |= {"state": "cancelled", "finished_at": window.now}
-    assert dump(r, prefix) == expected  # the other task is still pending
+    ran = run(broker.ops.cancel(target.id))
+    assert ran.reply == (True, "pending")
+    # the other task is still pending
+    assert dump(r, prefix) == cancelled(ran, keys, target.id, "pending")
     assert_ttl(r, keys.task(target.id), settings.cancelled_retention)
     assert r.pttl(keys.task(other.id)) == -1
 
@@ -48,75 +45,33 @@ def test_a_pending_task_is_cancelled(
 @pytest.mark.parametrize("state", ["scheduled", "retrying"])
 def test_a_task_waiting_for_its_time_is_cancelled(
     state: str,
-    app: Conveyor,
+    task_in: TaskIn,
     broker: SyncBroker,
+    run: Run,
     settings: Settings,
     r: redis.Redis,
     prefix: str,
     keys: QueueKeys,
 ) -> None:
-    task_id = app.enqueue("job", delay=60).id if state == "scheduled" else retrying(app, broker)
-    before = dump(r, prefix)
-    with clock(r) as window:
-        assert broker.run(broker.ops.cancel(task_id)) == (True, state)
-    expected = copy.deepcopy(before)
-    del expected[keys.scheduled]
-    expected[keys.task(task_id)] |= {"state": "cancelled", "finished_at": window.now}
-    assert dump(r, prefix) == expected
+    task_id = task_in(state)
+    ran = run(broker.ops.cancel(task_id))
+    assert ran.reply == (True, state)
+    assert dump(r, prefix) == cancelled(ran, keys, task_id, "scheduled")
     assert_ttl(r, keys.task(task_id), settings.cancelled_retention)
 
 
-def active(app: Conveyor, broker: SyncBroker) -> str:
-    app.enqueue("job")
-    return claim_one(broker).id
-
-
-def succeeded(app: Conveyor, broker: SyncBroker) -> str:
-    app.enqueue("job")
-    task = claim_one(broker)
-    assert broker.execute([broker.ops.ack([(task, b"1")])]) == [[1]]
-    return task.id
-
-
-def dead(app: Conveyor, broker: SyncBroker) -> str:
-    app.enqueue("job")
-    task = claim_one(broker)
-    assert broker.execute([broker.ops.dead_letter(task, "error", b"{}")]) == [1]
-    return task.id
-
-
-def failed(app: Conveyor, broker: SyncBroker) -> str:
-    app.enqueue("job")
-    task = claim_one(broker)
-    assert broker.execute([broker.ops.dead_letter(task, "error", b"{}", keep=False)]) == [1]
-    return task.id
-
-
-def cancelled(app: Conveyor, broker: SyncBroker) -> str:
-    task_id = app.enqueue("job").id
-    assert broker.run(broker.ops.cancel(task_id)) == (True, "pending")
-    return task_id
-
-
-@pytest.mark.parametrize("make", [active, succeeded, dead, failed, cancelled])
+@pytest.mark.parametrize("state", ["active", "succeeded", "dead", "failed", "cancelled"])
 def test_a_started_or_finished_task_is_refused_with_its_state(
-    make: Callable[[Conveyor, SyncBroker], str],
-    app: Conveyor,
-    broker: SyncBroker,
-    r: redis.Redis,
-    prefix: str,
+    state: str, task_in: TaskIn, unchanged: Unchanged, broker: SyncBroker
 ) -> None:
-    task_id = make(app, broker)
-    before, expiries = dump(r, prefix), ttls(r, prefix)
-    assert broker.run(broker.ops.cancel(task_id)) == (False, make.__name__)
-    assert dump(r, prefix) == before
-    assert_ttls_kept(expiries, ttls(r, prefix))
+    task_id = task_in(state)
+    with unchanged():
+        assert broker.run(broker.ops.cancel(task_id)) == (False, state)
 
 
 def test_an_unknown_task_is_reported_and_nothing_written(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str
+    app: Conveyor, broker: SyncBroker, unchanged: Unchanged
 ) -> None:
     app.enqueue("job")
-    before = dump(r, prefix)
-    assert broker.run(broker.ops.cancel(new_task_id("default"))) == (False, "")
-    assert dump(r, prefix) == before
+    with unchanged():
+        assert broker.run(broker.ops.cancel(new_task_id("default"))) == (False, "")

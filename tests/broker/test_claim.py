@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+from typing import Any
 
 import pytest
 import redis
@@ -12,13 +12,31 @@ from conveyor.broker.keys import QueueKeys
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.model import to_millis
 from conveyor.settings import MAX_CLAIM_BATCH, Settings
-from tests.broker.seed import claim, claim_one, clock
-from tests.support.keyspace import dump
+from tests.broker.conftest import Ran, Run, Unchanged
+from tests.broker.seed import claim, claim_one
+from tests.support.keyspace import dump, moved
+
+#: The lease of the test settings (tests/conftest.py), in milliseconds.
+LEASE_MS = 2000
+
+
+def leased(expected: dict[str, Any], keys: QueueKeys, task_id: str, ran: Ran) -> dict[str, Any]:
+    """`expected` with `task_id` leased to w1 for the test settings' 2 s, its first attempt."""
+    return moved(
+        expected, keys, task_id, source="pending", target="active", score=ran.window.at(LEASE_MS),
+        state="active", worker="w1", started_at=ran.window.now, token="1", attempts="1",
+    )  # fmt: skip
+
+
+def claimed_ids(ran: Ran) -> list[str]:
+    """The ids a claim leased."""
+    return [t.id for t in ran.reply.tasks]
 
 
 def test_leases_up_to_n_tasks_in_priority_then_fifo_order(
     app: Conveyor,
     broker: SyncBroker,
+    run: Run,
     settings: Settings,
     r: redis.Redis,
     prefix: str,
@@ -30,23 +48,13 @@ def test_leases_up_to_n_tasks_in_priority_then_fifo_order(
             for i, p in enumerate([0, 5, 0, 5, -1])
         ]
     )
-    r.delete(keys.signal)  # taken by this worker's BLPOP
-    before = dump(r, prefix)
-    with clock(r) as window:
-        tasks = claim(broker, 3, "w1")
-    assert [t.id for t in tasks] == [handles[1].id, handles[3].id, handles[0].id]
-    expected = copy.deepcopy(before)
-    lease = to_millis(settings.lease_timeout)
-    expected[keys.active] = {t.id: window.at(lease) for t in tasks}
+    ran = run(broker.ops.claim("default", 3, "w1"))  # its token taken by this worker's BLPOP
+    tasks = ran.reply.tasks
+    assert claimed_ids(ran) == [handles[1].id, handles[3].id, handles[0].id]
+    assert to_millis(settings.lease_timeout) == LEASE_MS
+    expected = ran.before
     for task in tasks:
-        del expected[keys.pending][task.id]
-        expected[keys.task(task.id)] |= {
-            "state": "active",
-            "worker": "w1",
-            "started_at": window.now,
-            "token": "1",
-            "attempts": "1",
-        }
+        expected = leased(expected, keys, task.id, ran)
     expected[keys.signal] = ["1"]  # work remains: the next idle worker is woken
     assert dump(r, prefix) == expected
 
@@ -54,8 +62,8 @@ def test_leases_up_to_n_tasks_in_priority_then_fifo_order(
     assert (first.queue, first.name, first.token, first.attempts) == ("default", "job", 1, 1)
     assert (first.args, first.kwargs, first.failures, first.crashes) == (b"[1]", None, 0, 0)
     assert (first.max_retries, first.timeout, first.due_at_ms) == (4, 2.5, None)
-    assert first.enqueued_at_ms == int(before[keys.task(first.id)]["enqueued_at"])
-    assert first.claimed_at_ms == window.now
+    assert first.enqueued_at_ms == int(ran.before[keys.task(first.id)]["enqueued_at"])
+    assert first.claimed_at_ms == ran.window.now
 
 
 def test_the_last_tasks_are_claimed_without_a_wake_up(
@@ -82,67 +90,45 @@ def test_each_claim_increments_the_token_and_the_attempts(
 
 
 def test_a_paused_queue_leases_nothing(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, keys: QueueKeys, unchanged: Unchanged
 ) -> None:
     handles = app.enqueue_many([app.message("job", i) for i in range(2)])
     r.set(keys.paused, "1")
-    before = dump(r, prefix)
-    result = broker.run(broker.ops.claim("default", 10, "w1"))
+    with unchanged():
+        result = broker.run(broker.ops.claim("default", 10, "w1"))
     assert (result.tasks, result.suspects_waiting) == ([], False)
-    assert dump(r, prefix) == before
     r.delete(keys.paused)
     assert [t.id for t in claim(broker, 10)] == [h.id for h in handles]
 
 
 def test_an_index_entry_whose_record_is_gone_is_dropped(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+    app: Conveyor, broker: SyncBroker, run: Run, r: redis.Redis, prefix: str, keys: QueueKeys
 ) -> None:
     gone, kept = app.enqueue_many([app.message("job", i) for i in range(2)])
-    r.delete(keys.task(gone.id), keys.signal)
-    before = dump(r, prefix)
-    with clock(r) as window:
-        tasks = claim(broker, 2)
-    assert [t.id for t in tasks] == [kept.id]
-    expected = copy.deepcopy(before)
-    del expected[keys.pending]
-    expected[keys.active] = {kept.id: window.at(2000)}
-    expected[keys.task(kept.id)] |= {
-        "state": "active",
-        "worker": "w1",
-        "started_at": window.now,
-        "token": "1",
-        "attempts": "1",
-    }
+    r.delete(keys.task(gone.id))
+    ran = run(broker.ops.claim("default", 2, "w1"))
+    assert claimed_ids(ran) == [kept.id]
+    expected = leased(ran.before, keys, kept.id, ran)
+    del expected[keys.pending]  # the entry of the record gone
     assert dump(r, prefix) == expected  # no dead letter, no record recreated
 
 
 def test_corrupt_records_go_to_the_dead_set_and_the_rest_is_claimed(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+    app: Conveyor, broker: SyncBroker, run: Run, r: redis.Redis, prefix: str, keys: QueueKeys
 ) -> None:
     not_a_hash, bad_token, healthy = app.enqueue_many([app.message("job", i) for i in range(3)])
-    r.delete(keys.task(not_a_hash.id), keys.signal)
+    r.delete(keys.task(not_a_hash.id))
     r.set(keys.task(not_a_hash.id), "garbage")
     r.hset(keys.task(bad_token.id), "token", "not-a-number")
-    before = dump(r, prefix)
-    with clock(r) as window:
-        tasks = claim(broker, 3)
-    assert [t.id for t in tasks] == [healthy.id]
-    expected = copy.deepcopy(before)
-    del expected[keys.pending]
-    expected[keys.dead] = {not_a_hash.id: window.now, bad_token.id: window.now}
-    expected[keys.task(bad_token.id)] |= {
-        "state": "dead",
-        "reason": "corrupt record",
-        "finished_at": window.now,
-    }
-    expected[keys.active] = {healthy.id: window.at(2000)}
-    expected[keys.task(healthy.id)] |= {
-        "state": "active",
-        "worker": "w1",
-        "started_at": window.now,
-        "token": "1",
-        "attempts": "1",
-    }
+    ran = run(broker.ops.claim("default", 3, "w1"))
+    assert claimed_ids(ran) == [healthy.id]
+    now = ran.window.now
+    expected = moved(
+        leased(ran.before, keys, healthy.id, ran), keys, bad_token.id, source="pending",
+        target="dead", score=now, state="dead", reason="corrupt record", finished_at=now,
+    )  # fmt: skip
+    del expected[keys.pending]  # the entry of the record that is not a hash
+    expected[keys.dead][not_a_hash.id] = now  # kept aside as it is, for inspection
     assert dump(r, prefix) == expected
 
 

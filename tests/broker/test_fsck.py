@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import pytest
 import redis
 
@@ -21,6 +20,7 @@ from conveyor.broker.inspect import SyncInspector
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.producer import Message, TaskHandle
+from tests.broker.conftest import TaskIn
 from tests.broker.seed import (
     assert_ttl,
     assert_ttls_kept,
@@ -35,7 +35,6 @@ from tests.broker.seed import (
 from tests.support.keyspace import dump
 from tests.support.worker import running_worker, wait_until
 
-ERROR = orjson.dumps({"type": "ValueError", "message": "boom", "traceback": ""})
 #: Distinct retentions (s), so a repaired TTL shows which setting it came from.
 RETENTION = {"succeeded": 1000.0, "failed": 2000.0, "cancelled": 3000.0, "dead": 4000.0}
 
@@ -81,26 +80,6 @@ def check_and_repair(
 def assert_clean(broker: SyncBroker, stuck_after: float = STUCK_AFTER) -> None:
     """A fresh run finds nothing."""
     assert SyncInspector(broker).fsck(stuck_after=stuck_after) == []
-
-
-def ended(app: Conveyor, broker: SyncBroker, state: str, retry_in: float = 60.0) -> str:
-    """A `job` task taken to `state` through the real transitions; returns its id."""
-    task_id = app.enqueue("job").id
-    if state == "cancelled":
-        assert app.cancel(task_id)
-        return task_id
-    task = claim_one(broker)
-    assert task.id == task_id
-    calls = {
-        "succeeded": broker.ops.ack([(task, b'"done"')]),
-        "dead": broker.ops.dead_letter(task, "error", ERROR),
-        "failed": broker.ops.dead_letter(task, "error", ERROR, keep=False),
-        "retrying": broker.ops.retry(task, retry_in, ERROR),
-    }
-    assert broker.execute([calls[state]]) == (
-        [[1]] if state == "succeeded" else [1]
-    )  # an ack answers per task
-    return task_id
 
 
 def record(task_id: str) -> str:
@@ -153,14 +132,14 @@ def test_a_lease_whose_record_is_gone_is_dropped(
 
 @pytest.mark.parametrize("index", ["pending", "scheduled", "dead"])
 def test_an_index_entry_whose_record_is_gone_is_dropped(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys, index: str
+    task_in: TaskIn,
+    broker: SyncBroker,
+    r: redis.Redis,
+    prefix: str,
+    keys: QueueKeys,
+    index: str,
 ) -> None:
-    makers: dict[str, Callable[[], str]] = {
-        "pending": lambda: app.enqueue("job").id,
-        "scheduled": lambda: app.enqueue("job", delay=60).id,
-        "dead": lambda: ended(app, broker, "dead"),
-    }
-    gone, kept = makers[index](), makers[index]()
+    gone, kept = task_in(index), task_in(index)
     r.delete(keys.task(gone))
     key = getattr(keys, index)
     expected = copy.deepcopy(dump(r, prefix))
@@ -215,9 +194,9 @@ def test_a_scheduled_task_listed_as_pending_goes_back_to_its_due_time(
 
 
 def test_a_succeeded_task_still_holding_a_lease_loses_it(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+    task_in: TaskIn, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
 ) -> None:
-    task_id = ended(app, broker, "succeeded")
+    task_id = task_in("succeeded")
     r.zadd(keys.active, {task_id: redis_ms(r) + 60_000})
     expected = copy.deepcopy(dump(r, prefix))
     del expected[keys.active]
@@ -251,6 +230,7 @@ async def test_an_unindexed_pending_task_is_reindexed_with_its_priority_and_runs
 
 @pytest.mark.parametrize("state", ["scheduled", "retrying"])
 async def test_an_unindexed_waiting_task_is_reindexed_at_its_due_time_and_runs(
+    task_in: TaskIn,
     aapp: Conveyor,
     ran: list[str],
     broker: SyncBroker,
@@ -259,10 +239,7 @@ async def test_an_unindexed_waiting_task_is_reindexed_at_its_due_time_and_runs(
     keys: QueueKeys,
     state: str,
 ) -> None:
-    if state == "scheduled":
-        task_id = aapp.enqueue("job", delay=0.5).id
-    else:
-        task_id = ended(aapp, broker, "retrying", retry_in=0.5)
+    task_id = task_in(state, retry_in=0.5)
     due = scores(r, keys.scheduled)[task_id]
     assert r.hget(keys.task(task_id), "due_at") == str(int(due)).encode()
     r.zrem(keys.scheduled, task_id)
@@ -278,9 +255,9 @@ async def test_an_unindexed_waiting_task_is_reindexed_at_its_due_time_and_runs(
 
 
 def test_an_unindexed_dead_letter_is_reindexed_at_its_time_of_death(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+    task_in: TaskIn, app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
 ) -> None:
-    task_id = ended(app, broker, "dead")
+    task_id = task_in("dead")
     died = int(r.hget(keys.task(task_id), "finished_at") or 0)
     assert scores(r, keys.dead) == {task_id: died}
     r.zrem(keys.dead, task_id)
@@ -293,9 +270,14 @@ def test_an_unindexed_dead_letter_is_reindexed_at_its_time_of_death(
 
 
 def test_a_dead_letter_in_no_index_and_without_a_ttl_is_repaired_in_one_pass(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+    task_in: TaskIn,
+    app: Conveyor,
+    broker: SyncBroker,
+    r: redis.Redis,
+    prefix: str,
+    keys: QueueKeys,
 ) -> None:
-    task_id = ended(app, broker, "dead")
+    task_id = task_in("dead")
     died = int(r.hget(keys.task(task_id), "finished_at") or 0)
     r.zrem(keys.dead, task_id)
     r.persist(keys.task(task_id))
@@ -311,8 +293,7 @@ def test_a_dead_letter_in_no_index_and_without_a_ttl_is_repaired_in_one_pass(
 
 @pytest.mark.parametrize("state", list(RETENTION))
 def test_a_finished_record_without_a_ttl_gets_the_retention_of_its_state(
-    app: Conveyor,
-    broker: SyncBroker,
+    task_in: TaskIn,
     broker_with: Callable[..., SyncBroker],
     r: redis.Redis,
     prefix: str,
@@ -320,7 +301,7 @@ def test_a_finished_record_without_a_ttl_gets_the_retention_of_its_state(
     state: str,
 ) -> None:
     """The TTL fsck restores is the one the transition into `state` would have set."""
-    task_id = ended(app, broker, state)
+    task_id = task_in(state)
     assert r.hget(keys.task(task_id), "state") == state.encode()
     r.persist(keys.task(task_id))
     checker = broker_with(**{f"{name}_retention": s for name, s in RETENTION.items()})

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import redis
 
@@ -12,60 +12,53 @@ from conveyor import Conveyor
 from conveyor.broker.keys import QueueKeys
 from conveyor.broker.ops import MAINTENANCE_BATCH
 from conveyor.broker.sync_broker import SyncBroker
-from tests.broker.seed import claim_one, clock, wait_due
-from tests.support.keyspace import dump
+from tests.broker.conftest import Ran, Run, TaskIn, Unchanged
+from tests.broker.seed import claim_one, wait_due
+from tests.support.keyspace import dump, moved
+
+
+def promoted(ran: Ran, keys: QueueKeys, task_id: str, priority: int = 0) -> dict[str, Any]:
+    """The keyspace after `task_id` of `priority` was promoted, a worker woken for it."""
+    return moved(
+        ran.before, keys, task_id, source="scheduled", target="pending",
+        score=ran.window.pending(priority), wake=True, state="pending",
+    )  # fmt: skip
 
 
 def test_promotes_only_due_tasks_and_returns_the_wait_for_the_next(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+    app: Conveyor, broker: SyncBroker, run: Run, r: redis.Redis, prefix: str, keys: QueueKeys
 ) -> None:
     due = app.enqueue("job", "due", delay=0.001, priority=9)
     later = app.enqueue("job", "later", delay=60)
     wait_due(r, keys, due.id)
-    before = dump(r, prefix)
-    next_due = before[keys.scheduled][later.id]
-    with clock(r) as window:
-        promoted, wait = broker.run(broker.ops.promote_due("default"))
-    assert promoted == 1
+    ran = run(broker.ops.promote_due("default"))
+    count, wait = ran.reply
+    assert count == 1
     assert wait is not None
+    next_due, window = ran.before[keys.scheduled][later.id], ran.window
     assert (next_due - window.hi) / 1000 <= wait <= (next_due - window.lo) / 1000
-    expected = copy.deepcopy(before)
-    del expected[keys.scheduled][due.id]
-    expected[keys.pending] = {due.id: window.pending(9)}
-    expected[keys.task(due.id)]["state"] = "pending"
-    expected[keys.signal] = ["1"]
-    assert dump(r, prefix) == expected
+    assert dump(r, prefix) == promoted(ran, keys, due.id, priority=9)
 
 
 def test_a_due_retry_is_promoted(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+    task_in: TaskIn, broker: SyncBroker, run: Run, r: redis.Redis, prefix: str, keys: QueueKeys
 ) -> None:
-    app.enqueue("job")
-    task = claim_one(broker)
-    assert broker.execute([broker.ops.retry(task, 0, b'"error"')]) == [1]
-    r.delete(keys.signal)
-    before = dump(r, prefix)
-    with clock(r) as window:
-        assert broker.run(broker.ops.promote_due("default")) == (1, None)
-    expected = copy.deepcopy(before)
-    del expected[keys.scheduled]
-    expected[keys.pending] = {task.id: window.pending(0)}
-    expected[keys.task(task.id)]["state"] = "pending"
-    expected[keys.signal] = ["1"]
-    assert dump(r, prefix) == expected
+    task_id = task_in("retrying", retry_in=0)
+    ran = run(broker.ops.promote_due("default"))
+    assert ran.reply == (1, None)
+    assert dump(r, prefix) == promoted(ran, keys, task_id)
     assert claim_one(broker).token == 2
 
 
 def test_nothing_due_changes_nothing(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, unchanged: Unchanged
 ) -> None:
     assert broker.run(broker.ops.promote_due("default")) == (0, None)
     assert dump(r, prefix) == {}
     app.enqueue("job", delay=30)
-    before = dump(r, prefix)
-    promoted, wait = broker.run(broker.ops.promote_due("default"))
+    with unchanged():
+        promoted, wait = broker.run(broker.ops.promote_due("default"))
     assert promoted == 0 and wait is not None and 29 < wait <= 30
-    assert dump(r, prefix) == before
 
 
 def test_a_due_entry_whose_record_is_gone_is_dropped(

@@ -2,33 +2,32 @@
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import orjson
 import redis
 
 from conveyor import Conveyor
 from conveyor.broker.keys import QueueKeys
 from conveyor.broker.ops import MAINTENANCE_BATCH
+from conveyor.broker.records import ClaimedTask
 from conveyor.broker.sync_broker import SyncBroker
-from conveyor.settings import Settings
+from tests.broker.conftest import Buried, Run, Unchanged
 from tests.broker.seed import (
     SHORT_LEASE,
-    assert_ttl,
     claim,
     claim_one,
     clock,
     wait_leases_expired,
 )
-from tests.support.keyspace import dump
+from tests.support.keyspace import dump, moved
 
 
 def test_only_expired_leases_are_recovered(
     app: Conveyor,
     broker: SyncBroker,
+    run: Run,
     short_lease: Conveyor,
     r: redis.Redis,
     prefix: str,
@@ -39,27 +38,23 @@ def test_only_expired_leases_are_recovered(
     held = app.enqueue("job", "held")
     claim_one(broker, "w2")
     wait_leases_expired(r, keys, expiring.id)
-    r.delete(keys.signal)
-    before = dump(r, prefix)
-    with clock(r) as window:
-        outcomes = broker.run(broker.ops.recover("default"))
-    assert outcomes == [(expiring.id, "pending")]
-    expected = copy.deepcopy(before)
-    del expected[keys.active][expiring.id]
-    expected[keys.pending] = {expiring.id: window.pending(4)}
-    expected[keys.task(expiring.id)] |= {"state": "pending", "crashes": "1"}
-    expected[keys.signal] = ["1"]
+    ran = run(broker.ops.recover("default"))
+    assert ran.reply == [(expiring.id, "pending")]
+    expected = moved(
+        ran.before, keys, expiring.id, source="active", target="pending",
+        score=ran.window.pending(4), wake=True, state="pending", crashes="1",
+    )  # fmt: skip
     assert dump(r, prefix) == expected
     assert list(expected[keys.active]) == [held.id]
 
 
 def test_a_task_whose_workers_are_lost_too_often_is_dead(
     app: Conveyor,
-    settings: Settings,
     broker_with: Callable[..., SyncBroker],
+    run: Run,
     r: redis.Redis,
-    prefix: str,
     keys: QueueKeys,
+    buried: Buried,
 ) -> None:
     broker = broker_with(lease_timeout=SHORT_LEASE, max_crashes=2)
     app.enqueue("poison")
@@ -69,30 +64,9 @@ def test_a_task_whose_workers_are_lost_too_often_is_dead(
     assert r.hget(keys.task(task.id), "crashes") == b"1"
     claim_one(broker, "w2")
     wait_leases_expired(r, keys)
-    r.delete(keys.signal)
-    before = dump(r, prefix)
-    with clock(r) as window:
-        assert broker.run(broker.ops.recover("default")) == [(task.id, "dead")]
-    state = dump(r, prefix)
-    record = state[keys.task(task.id)]
-    error = orjson.loads(record.pop("error"))
-    died = int(record["finished_at"])
-    assert died == window.now
-    expected = copy.deepcopy(before)
-    del expected[keys.active]
-    expected[keys.dead] = {task.id: died}
-    expected[keys.task(task.id)] |= {
-        "state": "dead",
-        "reason": "worker lost",
-        "crashes": "2",
-        "finished_at": str(died),
-    }
-    assert state == expected  # not pending, and no worker woken for it
-    assert error == {
-        "type": "WorkerLostError",
-        "message": "its worker was lost 2 times; last worker w2",
-    }
-    assert_ttl(r, keys.task(task.id), settings.dead_retention)
+    ran = run(broker.ops.recover("default"), on=broker)
+    assert ran.reply == [(task.id, "dead")]
+    buried(ran, task.id, 2, "its worker was lost 2 times; last worker w2")
 
 
 def test_a_lease_whose_record_is_gone_is_dropped(
@@ -104,13 +78,12 @@ def test_a_lease_whose_record_is_gone_is_dropped(
 
 
 def test_nothing_expired_changes_nothing(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str
+    app: Conveyor, broker: SyncBroker, unchanged: Unchanged
 ) -> None:
     app.enqueue("job")
     claim_one(broker)
-    before = dump(r, prefix)
-    assert broker.run(broker.ops.recover("default")) == []
-    assert dump(r, prefix) == before
+    with unchanged():
+        assert broker.run(broker.ops.recover("default")) == []
 
 
 def test_concurrent_recoverers_recover_each_task_exactly_once(
@@ -143,13 +116,10 @@ def test_concurrent_recoverers_recover_each_task_exactly_once(
 
 
 def test_a_corrupt_priority_loses_no_task(
-    short_lease: Conveyor, r: redis.Redis, prefix: str, keys: QueueKeys
+    expired: ClaimedTask, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
 ) -> None:
-    broker = short_lease.sync_broker()
-    short_lease.enqueue("job")
-    task = claim_one(broker)
+    task = expired
     r.hset(keys.task(task.id), "priority", "high")
-    wait_leases_expired(r, keys)
     with clock(r) as window:  # read as priority 0, as promote_due.lua and replay.lua do
         assert broker.run(broker.ops.recover("default")) == [(task.id, "pending")]
     state = dump(r, prefix)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import redis
 
 from conveyor import Conveyor
@@ -11,36 +9,22 @@ from conveyor.broker.keys import QueueKeys
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.ids import new_task_id
 from conveyor.settings import Settings
-from tests.broker.seed import claim_one, clock
-from tests.support.keyspace import dump
-
-ERROR = b'{"type":"ValueError","message":"broken","traceback":""}'
-
-
-def dead_letter(app: Conveyor, broker: SyncBroker, priority: int = 0) -> str:
-    """A task that failed its last attempt and was kept as a dead letter."""
-    app.enqueue("job", priority=priority)
-    task = claim_one(broker)
-    assert broker.execute([broker.ops.dead_letter(task, "error", ERROR)]) == [1]
-    return task.id
+from tests.broker.conftest import Run, TaskIn
+from tests.broker.seed import claim_one
+from tests.support.keyspace import dump, moved
 
 
 def test_a_dead_letter_becomes_pending_again(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+    task_in: TaskIn, broker: SyncBroker, run: Run, r: redis.Redis, prefix: str, keys: QueueKeys
 ) -> None:
-    task_id = dead_letter(app, broker, priority=3)
-    r.delete(keys.signal)
-    before = dump(r, prefix)
+    task_id = task_in("dead", priority=3)
     assert r.pttl(keys.task(task_id)) > 0
-    with clock(r) as window:
-        assert broker.run(broker.ops.replay_dead("default", [task_id])) == [task_id]
-    expected = copy.deepcopy(before)
-    del expected[keys.dead]
-    expected[keys.pending] = {task_id: window.pending(3)}
-    record = expected[keys.task(task_id)]
-    del record["reason"], record["finished_at"]
-    record |= {"state": "pending", "failures": "0", "crashes": "0"}
-    expected[keys.signal] = ["1"]
+    ran = run(broker.ops.replay_dead("default", [task_id]))
+    assert ran.reply == [task_id]
+    expected = moved(
+        ran.before, keys, task_id, source="dead", target="pending", score=ran.window.pending(3),
+        wake=True, drop=["reason", "finished_at"], state="pending", failures="0", crashes="0",
+    )  # fmt: skip
     assert dump(r, prefix) == expected  # the last error stays for reference
     assert r.pttl(keys.task(task_id)) == -1
 
@@ -60,9 +44,9 @@ def test_a_poison_pill_replayed_gets_its_crash_budget_back(
 
 
 def test_ids_that_are_not_dead_letters_are_skipped(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+    app: Conveyor, task_in: TaskIn, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
 ) -> None:
-    dead = dead_letter(app, broker)
+    dead = task_in("dead")
     pending = app.enqueue("job").id
     unknown = new_task_id("default")
     before = dump(r, prefix)

@@ -2,48 +2,33 @@
 
 from __future__ import annotations
 
-import copy
-
-import pytest
 import redis
 
 from conveyor import Conveyor
 from conveyor.broker.keys import QueueKeys
 from conveyor.broker.sync_broker import SyncBroker
+from tests.broker.conftest import Claimed, Run, StaleClaim, Unchanged
 from tests.broker.seed import (
-    STALE_WAYS,
-    Stale,
-    assert_ttls_kept,
     claim_one,
-    clock,
-    lose_lease,
-    ttls,
 )
-from tests.support.keyspace import dump
+from tests.support.keyspace import dump, moved
 
 ERROR = b'{"type":"ValueError","message":"broken","traceback":""}'
 
 
 def test_retry_schedules_the_next_attempt_after_the_delay(
-    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+    claimed: Claimed, run: Run, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
 ) -> None:
-    app.enqueue("job", 1)
-    task = claim_one(broker)
-    before = dump(r, prefix)
-    with clock(r) as window:
-        assert broker.execute([broker.ops.retry(task, 5.0, ERROR)]) == [1]
+    task = claimed()
+    ran = run(broker.ops.retry(task, 5.0, ERROR))
+    assert ran.reply == 1
     state = dump(r, prefix)
     due = int(state[keys.task(task.id)]["due_at"])
-    assert due == window.at(5000)
-    expected = copy.deepcopy(before)
-    del expected[keys.active]
-    expected[keys.scheduled] = {task.id: due}
-    expected[keys.task(task.id)] |= {
-        "state": "retrying",
-        "failures": "1",
-        "error": ERROR.decode(),
-        "due_at": str(due),
-    }
+    assert due == ran.window.at(5000)
+    expected = moved(
+        ran.before, keys, task.id, source="active", target="scheduled", score=due,
+        state="retrying", failures="1", error=ERROR.decode(), due_at=str(due),
+    )  # fmt: skip
     assert state == expected  # token, attempts and worker are kept
     assert r.pttl(keys.task(task.id)) == -1
 
@@ -67,14 +52,8 @@ def test_failures_accumulate_across_retries(
     )
 
 
-@pytest.mark.parametrize("how", STALE_WAYS)
 def test_retry_refuses_a_stale_token(
-    how: Stale, app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str
+    stale: StaleClaim, unchanged: Unchanged, broker: SyncBroker
 ) -> None:
-    app.enqueue("job")
-    task = claim_one(broker)
-    lose_lease(broker, task, how)
-    before, expiries = dump(r, prefix), ttls(r, prefix)
-    assert broker.execute([broker.ops.retry(task, 1.0, ERROR)]) == [0]
-    assert dump(r, prefix) == before
-    assert_ttls_kept(expiries, ttls(r, prefix))
+    with unchanged():
+        assert broker.execute([broker.ops.retry(stale.task, 1.0, ERROR)]) == [0]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from typing import Any
 
 import redis
 
-from conveyor.broker.keys import GlobalKeys
+from conveyor.broker.keys import GlobalKeys, QueueKeys
 
 #: The states whose depth a queue reports, with the ZSET holding each.
 DEPTHS = ("pending", "active", "scheduled", "dead")
@@ -57,3 +59,36 @@ def depths(r: redis.Redis, prefix: str, queue: str) -> dict[str, int]:
     """ZCARD of each state's set of `queue`, read straight from Redis."""
     keys = GlobalKeys(prefix).queue(queue)
     return {state: int(r.zcard(getattr(keys, state))) for state in DEPTHS}
+
+
+def moved(
+    before: dict[str, Any],
+    keys: QueueKeys,
+    task_id: str,
+    *,
+    source: str | None = None,
+    target: str | None = None,
+    score: Any = None,
+    wake: bool = False,
+    drop: Sequence[str] = (),
+    **fields: Any,
+) -> dict[str, Any]:
+    """The keyspace `before` (a `dump`) as a script that moves one task leaves it: out of
+    the `source` set (a QueueKeys name, e.g. "active"; Redis deletes a set left empty),
+    into the `target` set at `score`, its record without the `drop` fields and with
+    `fields` set, and with `wake`, a worker's wake-up token pushed."""
+    expected = copy.deepcopy(before)
+    if source is not None:
+        members = expected[getattr(keys, source)]
+        del members[task_id]
+        if not members:
+            del expected[getattr(keys, source)]
+    if target is not None:
+        expected.setdefault(getattr(keys, target), {})[task_id] = score
+    record = expected[keys.task(task_id)]
+    for name in drop:
+        del record[name]
+    record |= fields
+    if wake:
+        expected[keys.signal] = ["1"]
+    return expected
