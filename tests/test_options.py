@@ -55,14 +55,12 @@ def test_the_limits_themselves_are_accepted() -> None:
     assert TaskOptions() == NO_OPTIONS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: TaskOptions checks neither max_retries and timeout nor the types of delay, "
-    "eta and priority: enqueue(max_retries=1.5) or enqueue(timeout='abc') stores a record "
-    "that raises CorruptRecordError when read, timeout=-1 times every attempt out at once, "
-    "and delay=nan/inf/'5', eta='tomorrow' or priority=True fail later, at enqueue, with "
-    "ValueError, OverflowError, TypeError, AttributeError or redis' DataError",
-)
+# A bug, recorded: none of these is refused, and each breaks later instead.
+# enqueue(max_retries=1.5) or enqueue(timeout="abc") stores a record that raises
+# CorruptRecordError whenever it is read; timeout=-1 times every attempt out at once;
+# delay=nan/inf/"5", eta="tomorrow" and priority=True fail at enqueue with ValueError,
+# OverflowError, TypeError, AttributeError or redis' DataError.
+@pytest.mark.xfail(strict=True, reason="bug: TaskOptions lets these through (see above)")
 @pytest.mark.parametrize(
     "options",
     [
