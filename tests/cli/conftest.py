@@ -3,15 +3,19 @@ test Redis or against a port where no Redis listens."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 import pytest
 from click.testing import CliRunner, Result
 
+from conveyor import Conveyor
 from conveyor.cli import cli
 from conveyor.tools.embedded import RedisServer, free_port
+from tests.support.worker import running_worker, wait_until
 
 
 class Invoke(Protocol):
@@ -50,3 +54,25 @@ def invoke(redis_server: RedisServer, prefix: str) -> Invoke:
 def unreachable(prefix: str) -> Invoke:
     """The command line pointed at a port where no Redis listens."""
     return _invoker(f"redis://127.0.0.1:{free_port()}/0", prefix)
+
+
+#: `async with live_worker(worker_id):` a worker the commands can see; see the fixture.
+LiveWorker = Callable[[str], AbstractAsyncContextManager[None]]
+
+
+@pytest.fixture
+def live_worker(aapp: Conveyor) -> LiveWorker:
+    """A worker of queues default and emails, registered by heartbeat for the block."""
+
+    @contextlib.asynccontextmanager
+    async def run(worker_id: str) -> AsyncIterator[None]:
+        inspector = aapp.async_inspector()
+
+        async def registered() -> bool:
+            return worker_id in [w["id"] for w in await inspector.workers()]
+
+        async with running_worker(aapp, "default,emails", worker_id=worker_id):
+            await wait_until(registered, 10, "the worker to register")
+            yield
+
+    return run

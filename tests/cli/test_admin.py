@@ -13,9 +13,8 @@ from conveyor import Conveyor
 from conveyor.broker.keys import GlobalKeys
 from conveyor.tools.embedded import RedisServer
 from tests.broker.seed import claim_one
-from tests.cli.conftest import Invoke
+from tests.cli.conftest import Invoke, LiveWorker
 from tests.support.keyspace import dump
-from tests.support.worker import running_worker, wait_until
 
 # -- fsck ------------------------------------------------------------------------------
 
@@ -172,15 +171,9 @@ def test_doctor_fails_when_memory_is_nearly_full(invoke: Invoke, r: redis.Redis)
 
 
 async def test_doctor_names_the_queues_of_a_live_worker(
-    invoke: Invoke, aapp: Conveyor, r: redis.Redis, prefix: str
+    invoke: Invoke, live_worker: LiveWorker
 ) -> None:
-    registry = GlobalKeys(prefix)
-
-    async def registered() -> bool:
-        return bool(r.exists(registry.worker("doctor-test-worker")))
-
-    async with running_worker(aapp, "default,emails", worker_id="doctor-test-worker"):
-        await wait_until(registered, 10, "the worker to register")
+    async with live_worker("doctor-test-worker"):
         result = await asyncio.to_thread(invoke, "doctor")
     assert result.exit_code == 0, result.output
     assert verdicts(result)["workers"] == ("OK", "1 alive, serving default, emails")

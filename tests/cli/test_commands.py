@@ -16,9 +16,9 @@ from conveyor import Conveyor, TaskState
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.cli import cli
 from conveyor.producer import TaskHandle
-from tests.cli.conftest import Invoke
+from tests.cli.conftest import Invoke, LiveWorker
 from tests.support.keyspace import dump
-from tests.support.worker import running_worker, wait_all, wait_until
+from tests.support.worker import running_worker, wait_all
 
 MISSING_ID = "default:01JD0000000000000000000000"
 
@@ -478,16 +478,8 @@ def test_dlq_purge_asks_first_and_aborts_on_no(
 # -- workers ---------------------------------------------------------------------------
 
 
-async def test_workers_lists_a_running_worker(
-    invoke: Invoke, aapp: Conveyor, r: redis.Redis, prefix: str
-) -> None:
-    registry = GlobalKeys(prefix)
-
-    async def registered() -> bool:
-        return bool(r.exists(registry.worker("cli-test-worker")))
-
-    async with running_worker(aapp, "default,emails", worker_id="cli-test-worker"):
-        await wait_until(registered, 10, "the worker to register")
+async def test_workers_lists_a_running_worker(invoke: Invoke, live_worker: LiveWorker) -> None:
+    async with live_worker("cli-test-worker"):
         result = await asyncio.to_thread(invoke, "workers")
         assert result.exit_code == 0, result.output
         infos = [json.loads(line) for line in result.stdout.splitlines()]
