@@ -8,6 +8,7 @@ default for it), its encoding in `broker/records.py`, and the code that acts on 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypedDict
@@ -53,17 +54,31 @@ class TaskOptions:
     NAMES: ClassVar[frozenset[str]]
 
     def __post_init__(self) -> None:
+        """Refuse at once what would otherwise fail later, or be stored and break reads."""
         if self.queue is not None:
             validate_queue_name(self.queue)
-        priority = self.priority
-        if priority is not None and not (isinstance(priority, int) and priority in PRIORITY_RANGE):
-            raise ConfigurationError(f"priority must be an integer in -100..100, got {priority!r}")
-        if self.delay is not None and self.delay < 0:
-            raise ConfigurationError(f"delay must be >= 0, got {self.delay}")
-        key = self.idempotency_key
-        if key is not None and (
-            not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY
+        if self.priority is not None and not (
+            _is_int(self.priority) and self.priority in PRIORITY_RANGE
         ):
+            raise ConfigurationError(
+                f"priority must be an integer in -100..100, got {self.priority!r}"
+            )
+        if self.max_retries is not None and not (
+            _is_int(self.max_retries) and self.max_retries >= 0
+        ):
+            raise ConfigurationError(
+                f"max_retries must be an integer >= 0, got {self.max_retries!r}"
+            )
+        if self.timeout is not None and not (_is_number(self.timeout) and self.timeout > 0):
+            raise ConfigurationError(
+                f"timeout must be a number of seconds > 0, got {self.timeout!r}"
+            )
+        if self.delay is not None and not (_is_number(self.delay) and self.delay >= 0):
+            raise ConfigurationError(f"delay must be >= 0, got {self.delay!r}")
+        if self.eta is not None and not isinstance(self.eta, datetime):
+            raise ConfigurationError(f"eta must be a datetime, got {self.eta!r}")
+        key = self.idempotency_key
+        if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_IDEMPOTENCY_KEY):
             raise ConfigurationError("idempotency_key must be a string of 1-200 characters")
 
     @classmethod
@@ -85,6 +100,19 @@ class TaskOptions:
 
 
 TaskOptions.NAMES = frozenset(f.name for f in dataclasses.fields(TaskOptions))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    """A finite int or float (not a bool, not NaN or infinity)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value)
+
+
 #: No option set: every default applies.
 NO_OPTIONS = TaskOptions()
 

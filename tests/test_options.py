@@ -55,12 +55,10 @@ def test_the_limits_themselves_are_accepted() -> None:
     assert TaskOptions() == NO_OPTIONS
 
 
-# A bug, recorded: none of these is refused, and each breaks later instead.
-# enqueue(max_retries=1.5) or enqueue(timeout="abc") stores a record that raises
-# CorruptRecordError whenever it is read; timeout=-1 times every attempt out at once;
-# delay=nan/inf/"5", eta="tomorrow" and priority=True fail at enqueue with ValueError,
-# OverflowError, TypeError, AttributeError or redis' DataError.
-@pytest.mark.xfail(strict=True, reason="bug: TaskOptions lets these through (see above)")
+# Each of these used to pass, then break later: enqueue(max_retries=1.5) or
+# enqueue(timeout="abc") stored a record that raised CorruptRecordError whenever it was
+# read; timeout=-1 timed every attempt out at once; delay=nan/inf/"5", eta="tomorrow" and
+# priority=True failed at enqueue with ValueError, OverflowError, TypeError or DataError.
 @pytest.mark.parametrize(
     "options",
     [
