@@ -23,7 +23,9 @@ from conveyor.producer import Message, TaskHandle
 @click.option("--priority", type=click.IntRange(-100, 100), help="Higher runs first.")
 @click.option("--idempotency-key", help="Enqueue at most once per key within its window.")
 @click.option("--max-retries", type=click.IntRange(min=0))
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds an attempt may run.")
+@click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds an attempt may run."
+)
 @pass_context
 def enqueue(
     ctx: Context,
