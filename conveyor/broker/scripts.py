@@ -7,8 +7,15 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
+from conveyor.broker.keys import PRIORITY_BAND
+
 #: A value Redis accepts as an argument.
 Arg = str | bytes | int | float
+#: Numbers the scripts share with Python, each defined once on the Python side; every
+#: script starts with a `local NAME = value` line for each.
+CONSTANTS = {"PRIORITY_BAND": PRIORITY_BAND}
+#: The helpers prepended to every script (`lua/prelude.lua`); not a script itself.
+PRELUDE = "prelude.lua"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +47,19 @@ class Call:
 
 @cache
 def load_scripts() -> dict[str, Script]:
-    """All scripts of the package, by file name without `.lua`."""
+    """All scripts of the package, by file name without `.lua`.
+
+    A script is sent as one text: the constants, the prelude, then its own file. Its SHA is
+    taken over that text, the one SCRIPT LOAD caches; line numbers in a script's error
+    replies count from the top of it.
+    """
+    folder = resources.files("conveyor.broker").joinpath("lua")
+    constants = "".join(f"local {name} = {value}\n" for name, value in CONSTANTS.items())
+    head = constants.encode() + folder.joinpath(PRELUDE).read_bytes()
     scripts = {}
-    for entry in resources.files("conveyor.broker").joinpath("lua").iterdir():
-        if entry.name.endswith(".lua"):
-            source = entry.read_bytes()
+    for entry in folder.iterdir():
+        if entry.name.endswith(".lua") and entry.name != PRELUDE:
+            source = head + entry.read_bytes()
             name = entry.name.removesuffix(".lua")
             scripts[name] = Script(name, source, hashlib.sha1(source).hexdigest())
     return scripts

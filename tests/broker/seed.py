@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import redis
 
-from conveyor.broker.keys import QueueKeys
+from conveyor.broker.keys import PRIORITY_BAND, QueueKeys
 from conveyor.broker.records import ClaimedTask
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.ids import new_task_id
@@ -23,8 +23,6 @@ from tests.support.worker import wait_until_sync
 
 #: Lease of the `short_lease` app, in seconds: expires within a test, yet outlives a call.
 SHORT_LEASE = 0.05
-#: Width of one priority band of a pending score, as the scripts compute it.
-PRIORITY_BAND = 2**42
 #: How a claim can go stale: re-claimed by another worker (newer token), given back to
 #: pending (same token, no longer active), or completed already (a duplicate completion).
 Stale = Literal["reclaimed", "released", "completed"]

@@ -1,5 +1,5 @@
-"""scripts.py and the brokers: every script loads and states its contract; a flushed script
-cache is reloaded transparently, for one call and for a pipeline of several."""
+"""scripts.py and the brokers: every script loads after the prelude and states its contract;
+a flushed script cache is reloaded transparently, for one call and for a pipeline of several."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from importlib import resources
 
 import pytest
 import redis
+from redis.crc import key_slot
 
 from conveyor import Conveyor
-from conveyor.broker.keys import QueueKeys
+from conveyor.broker.keys import PRIORITY_BAND, QueueKeys
 from conveyor.broker.ops import combine
 from conveyor.broker.scripts import load_scripts
 from conveyor.broker.sync_broker import SyncBroker
@@ -48,20 +49,88 @@ def lua_files() -> dict[str, bytes]:
     }
 
 
+def head() -> bytes:
+    """What precedes each script's own file: the constants from Python, then the prelude."""
+    return f"local PRIORITY_BAND = {PRIORITY_BAND}\n".encode() + lua_files()["prelude"]
+
+
 def contract_and_body(name: str) -> tuple[str, str]:
-    """The leading comment block of a script, and the code after it."""
-    lines = load_scripts()[name].source.decode().splitlines()
+    """The leading comment block of a script's file, and the code after it."""
+    lines = lua_files()[name].decode().splitlines()
     end = next(i for i, line in enumerate(lines) if not line.startswith("--"))
     return "\n".join(lines[:end]), "\n".join(lines[end:])
 
 
-def test_every_lua_file_is_loaded_under_its_name() -> None:
+def test_every_lua_file_but_the_prelude_is_loaded_under_its_name_after_it() -> None:
     files = lua_files()
     scripts = load_scripts()
-    assert sorted(files) == sorted(scripts) == SCRIPTS
+    assert sorted(files) == sorted([*SCRIPTS, "prelude"])
+    assert sorted(scripts) == SCRIPTS
     for name, script in scripts.items():
-        assert (script.name, script.source) == (name, files[name])
-        assert script.sha == hashlib.sha1(files[name]).hexdigest()
+        assert (script.name, script.source) == (name, head() + files[name])
+        assert script.sha == hashlib.sha1(script.source).hexdigest()
+
+
+def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> None:
+    code = re.sub(r"--.*", "", lua_files()["prelude"].decode())
+    assert not re.search(r"\b(KEYS|ARGV)\b", code)
+    names = set(re.findall(r"^local (?:function )?(\w+)", head().decode(), re.M))
+    assert names == {
+        "PRIORITY_BAND",
+        "now_ms",
+        "counter",
+        "counter_or_zero",
+        "pending_score",
+        "stored_priority",
+        "wake",
+    }
+    for name in SCRIPTS:
+        source = lua_files()[name].decode()
+        assert not names & set(re.findall(r"\blocal (?:function )?(\w+)", source)), name
+        assert "'TIME'" not in source and str(PRIORITY_BAND) not in source, name
+
+
+def test_the_prelude_helpers(r: redis.Redis, keys: QueueKeys) -> None:
+    """Strict counters for what a claim fences with; lenient ones for outcome tallies."""
+    body = """
+    local strict, lenient = {}, {}
+    for i, value in ipairs(ARGV) do
+        strict[i] = counter(value) or -1
+        redis.call('HSET', KEYS[1], 'n', value)
+        lenient[i] = counter_or_zero(KEYS[1], 'n')
+    end
+    redis.call('DEL', KEYS[1])
+    local before, now, after = now_ms(), now_ms(), now_ms()
+    redis.call('HSET', KEYS[1], 'priority', '250')
+    local high = stored_priority(KEYS[1])
+    redis.call('HSET', KEYS[1], 'priority', 'x')
+    wake(KEYS[2])
+    wake(KEYS[2])
+    return {strict, lenient, counter(false), counter_or_zero(KEYS[1], 'n'),
+        before <= now and now <= after and now > 1.6e12 and 1 or 0,
+        high, stored_priority(KEYS[1]), pending_score(-100, 7), redis.call('LLEN', KEYS[2])}
+    """
+    values = ["0", "7", "123456789012345", "1000000000000000", "007", "-2", "1.5", "abc", "nan"]
+    reply = r.eval(head().decode() + body, 2, keys.task("helpers"), keys.signal, *values)
+    assert reply[0] == [0, 7, 123456789012345, -1, -1, -1, -1, -1, -1]
+    assert reply[1] == [0, 7, 123456789012345, 10**15, 7, 0, 1, 0, 0]
+    assert reply[2:7] == [0, 0, 1, 100, 0]
+    assert reply[7:] == [200 * PRIORITY_BAND + 7, 1]
+
+
+def test_keys_built_in_lua_share_the_slot_of_the_declared_prefix(keys: QueueKeys) -> None:
+    """docs/design.md lists these twelve and why each is slot-safe: the tag closes before the id."""
+    appending = {
+        name for name in SCRIPTS if re.search(r"KEYS\[\d+\] \.\.", lua_files()[name].decode())
+    }
+    declared = {
+        name
+        for name in SCRIPTS
+        if re.search(r"^-- KEYS\[\d+\] \w+ prefix ", contract_and_body(name)[0], re.M)
+    }
+    assert appending == declared and len(appending) == 12
+    for task_id in ("q:01J", "{other}x", "}{", ""):
+        assert key_slot(keys.task(task_id).encode()) == key_slot(keys.pending.encode())
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

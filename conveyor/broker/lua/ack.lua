@@ -9,8 +9,7 @@
 -- Returns: per task 1, or 0 when its token is stale (the lease was lost; nothing is
 -- written for it). A repeat of an ack that already succeeded (a client retry after a
 -- lost reply) is 1. A worker acks every task that finished since its last ack in one call.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local out = {}
 for i = 2, #ARGV, 3 do
     local id, token = ARGV[i], ARGV[i + 1]

@@ -16,8 +16,7 @@ end
 if state ~= 'pending' and state ~= 'scheduled' and state ~= 'retrying' then
     return {0, state}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[3], 'state', 'cancelled', 'finished_at', now)

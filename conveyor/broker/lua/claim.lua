@@ -23,8 +23,7 @@
 -- Each claim increments the task's fencing token; completions must present it.
 -- Suspects run alone so a poison pill that kills its process takes no innocent task
 -- with it; a busy worker that skipped one drains, then claims it idle.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local out = {now, 0}
 -- what a claim reads of a record, in one HMGET: the fields the worker gets, then the counters
 local fields = {'name', 'args', 'kwargs', 'failures', 'crashes', 'max_retries', 'timeout',
@@ -38,18 +37,6 @@ local function emit(id, values, token, attempts)
     for f = 1, SENT do
         out[#out + 1] = values[f]
     end
-end
-
--- a counter field as a number (0 when absent), or nil when corrupt: digits only, no leading
--- zero, at most 15 of them (exact in a Lua number, and what HINCRBY would accept)
-local function counter(value)
-    if not value then
-        return 0
-    end
-    if value == '0' or (#value <= 15 and string.match(value, '^[1-9]%d*$')) then
-        return tonumber(value)
-    end
-    return nil
 end
 
 if redis.call('EXISTS', KEYS[7]) == 1 then
@@ -117,8 +104,7 @@ if #taken > 0 then
     redis.call('RPUSH', KEYS[7], unpack(taken))
     redis.call('PEXPIRE', KEYS[7], ARGV[2])
     if redis.call('ZCARD', KEYS[1]) > 0 then
-        redis.call('LPUSH', KEYS[5], 1)
-        redis.call('LTRIM', KEYS[5], 0, 0)
+        wake(KEYS[5])
     end
 end
 return out

@@ -13,24 +13,14 @@
 --
 -- Returns: 1, or 0 when the token is stale (nothing is written).
 -- A repeat of a call that already succeeded (a client retry after a lost reply) is 1.
-local function counter(key, field)
-    -- a corrupt count (text, negative, fractional, NaN, huge) reads as 0, never aborts
-    local n = tonumber(redis.call('HGET', key, field)) or 0
-    if n ~= n or n < 0 or n > 1e15 then
-        n = 0
-    end
-    return math.floor(n)
-end
-
 if not redis.call('ZSCORE', KEYS[1], ARGV[1])
     or redis.call('HGET', KEYS[3], 'token') ~= ARGV[2] then
     local done = redis.call('HMGET', KEYS[3], 'token', 'state')
     return (done[1] == ARGV[2] and done[2] == ARGV[6]) and 1 or 0
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[3], 'failures', counter(KEYS[3], 'failures') + 1)
+redis.call('HSET', KEYS[3], 'failures', counter_or_zero(KEYS[3], 'failures') + 1)
 redis.call('HSET', KEYS[3], 'state', ARGV[6], 'reason', ARGV[3], 'error', ARGV[4],
     'finished_at', now)
 redis.call('PEXPIRE', KEYS[3], ARGV[5])

@@ -13,8 +13,7 @@
 --
 -- Returns: flat {id, replayed (0|1), state, ...} per task; a replay returns the first
 --          task's id and its state now ("" if its record is gone).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local window = tonumber(ARGV[1])
 local out = {}
 local i = 2
@@ -55,7 +54,7 @@ while i <= #ARGV do
             redis.call('ZADD', KEYS[2], now + delay, id)
         else
             redis.call('HSET', key, 'enqueued_at', now, 'state', state, unpack(ARGV, first, last))
-            ready[#ready + 1] = (100 - priority) * 4398046511104 + now
+            ready[#ready + 1] = pending_score(priority, now)
             ready[#ready + 1] = id
         end
         out[#out + 1] = id

@@ -7,8 +7,7 @@
 -- ARGV[2..] pairs of id, fencing token
 --
 -- Returns: the ids whose lease is lost (recovered or re-claimed by someone else).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local deadline = now + tonumber(ARGV[1])
 local lost = {}
 for i = 2, #ARGV, 2 do

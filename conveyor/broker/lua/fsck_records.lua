@@ -22,15 +22,9 @@
 --   "stuck scheduled"        due more than the grace ago, not promoted -> promoted
 --   "corrupt record"         not a hash, or no state, and not yet kept in the dead set
 --                            -> dead-lettered (kept for inspection, with the dead TTL)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local repair = ARGV[1] == '1'
 local out = {}
-
-local function pending_score(key)
-    local priority = math.min(100, math.max(-100, tonumber(redis.call('HGET', key, 'priority')) or 0))
-    return (100 - priority) * 4398046511104 + now
-end
 
 local function report(id, problem, action)
     out[#out + 1] = id
@@ -42,7 +36,7 @@ local function to_pending(id, key)
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZREM', KEYS[3], id)
     redis.call('HSET', key, 'state', 'pending')
-    redis.call('ZADD', KEYS[1], pending_score(key), id)
+    redis.call('ZADD', KEYS[1], pending_score(stored_priority(key), now), id)
 end
 
 local retention = {succeeded = ARGV[2], failed = ARGV[3], cancelled = ARGV[4], dead = ARGV[5]}

@@ -9,24 +9,21 @@
 -- ARGV[1] most tasks to promote in this call
 --
 -- Returns: {promoted count, ms until the next due task or -1 if none}.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local promoted = 0
 for _, id in ipairs(due) do
     redis.call('ZREM', KEYS[1], id)
     local key = KEYS[4] .. id
     if redis.call('TYPE', key)['ok'] == 'hash' then
-        local priority = math.min(100, math.max(-100, tonumber(redis.call('HGET', key, 'priority')) or 0))
+        local priority = stored_priority(key)
         redis.call('HSET', key, 'state', 'pending')
-        redis.call('ZADD', KEYS[2],
-            (100 - priority) * 4398046511104 + now, id)
+        redis.call('ZADD', KEYS[2], pending_score(priority, now), id)
         promoted = promoted + 1
     end
 end
 if promoted > 0 then
-    redis.call('LPUSH', KEYS[3], 1)
-    redis.call('LTRIM', KEYS[3], 0, 0)
+    wake(KEYS[3])
 end
 local next_due = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if next_due[2] then

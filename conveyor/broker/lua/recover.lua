@@ -13,17 +13,7 @@
 -- ARGV[3] retention of a dead record (ms)
 --
 -- Returns: flat {id, "pending"|"dead"|"gone", ...}.
-local function counter(key, field)
-    -- a corrupt count (text, negative, fractional, NaN, huge) reads as 0, never aborts
-    local n = tonumber(redis.call('HGET', key, field)) or 0
-    if n ~= n or n < 0 or n > 1e15 then
-        n = 0
-    end
-    return math.floor(n)
-end
-
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 local woke = false
@@ -32,7 +22,7 @@ for _, id in ipairs(expired) do
     local key = KEYS[5] .. id
     local outcome = 'gone'
     if redis.call('TYPE', key)['ok'] == 'hash' then
-        local crashes = counter(key, 'crashes') + 1
+        local crashes = counter_or_zero(key, 'crashes') + 1
         redis.call('HSET', key, 'crashes', crashes)
         if crashes >= tonumber(ARGV[1]) then
             local worker = redis.call('HGET', key, 'worker') or ''
@@ -44,10 +34,9 @@ for _, id in ipairs(expired) do
             redis.call('ZADD', KEYS[3], now, id)
             outcome = 'dead'
         else
-            local priority = math.min(100, math.max(-100, tonumber(redis.call('HGET', key, 'priority')) or 0))
+            local priority = stored_priority(key)
             redis.call('HSET', key, 'state', 'pending')
-            redis.call('ZADD', KEYS[2],
-                (100 - priority) * 4398046511104 + now, id)
+            redis.call('ZADD', KEYS[2], pending_score(priority, now), id)
             outcome = 'pending'
             woke = true
         end
@@ -56,7 +45,6 @@ for _, id in ipairs(expired) do
     out[#out + 1] = outcome
 end
 if woke then
-    redis.call('LPUSH', KEYS[4], 1)
-    redis.call('LTRIM', KEYS[4], 0, 0)
+    wake(KEYS[4])
 end
 return out

@@ -15,24 +15,14 @@
 -- ARGV[5] retention of a dead record (ms)
 --
 -- Returns: "pending", "dead", or "" when the token is stale (nothing is written).
-local function counter(key, field)
-    -- a corrupt count (text, negative, fractional, NaN, huge) reads as 0, never aborts
-    local n = tonumber(redis.call('HGET', key, field)) or 0
-    if n ~= n or n < 0 or n > 1e15 then
-        n = 0
-    end
-    return math.floor(n)
-end
-
 if not redis.call('ZSCORE', KEYS[1], ARGV[1])
     or redis.call('HGET', KEYS[5], 'token') ~= ARGV[2] then
     return ''
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[3] == '1' then
-    local crashes = counter(KEYS[5], 'crashes') + 1
+    local crashes = counter_or_zero(KEYS[5], 'crashes') + 1
     redis.call('HSET', KEYS[5], 'crashes', crashes)
     if crashes >= tonumber(ARGV[4]) then
         local worker = redis.call('HGET', KEYS[5], 'worker') or ''
@@ -45,9 +35,8 @@ if ARGV[3] == '1' then
         return 'dead'
     end
 end
-local priority = math.min(100, math.max(-100, tonumber(redis.call('HGET', KEYS[5], 'priority')) or 0))
+local priority = stored_priority(KEYS[5])
 redis.call('HSET', KEYS[5], 'state', 'pending')
-redis.call('ZADD', KEYS[2], (100 - priority) * 4398046511104 + now, ARGV[1])
-redis.call('LPUSH', KEYS[4], 1)
-redis.call('LTRIM', KEYS[4], 0, 0)
+redis.call('ZADD', KEYS[2], pending_score(priority, now), ARGV[1])
+wake(KEYS[4])
 return 'pending'

@@ -8,8 +8,7 @@
 -- ARGV[3] most entries to drop in this call
 --
 -- Returns: how many dead letters were dropped.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local limit = tonumber(ARGV[3])
 local victims = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]),
     'LIMIT', 0, limit)

@@ -1,0 +1,50 @@
+-- prelude.lua: the helpers every script may use; not a script of its own. scripts.py loads
+-- each script as one text: `local` lines for the constants Python shares with the scripts
+-- (PRIORITY_BAND), this file, then the script's file. It reads no KEYS or ARGV and calls
+-- nothing at load, so a script pays only for the helpers it calls.
+
+-- Redis' clock in ms; a script calls it once and keeps the value (one TIME per call)
+local function now_ms()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- a counter value as a number (0 when absent), or nil when corrupt: digits only, no
+-- leading zero, at most 15 of them (exact in a Lua number, and what HINCRBY would accept).
+-- For counters a corrupt record must not get past (the fencing token, attempts).
+local function counter(value)
+    if not value then
+        return 0
+    end
+    if value == '0' or (#value <= 15 and string.match(value, '^[1-9]%d*$')) then
+        return tonumber(value)
+    end
+    return nil
+end
+
+-- a record's tally (failures, crashes) about to be incremented: a corrupt count (text,
+-- negative, fractional, NaN, huge) reads as 0, so recording an outcome never aborts
+local function counter_or_zero(key, field)
+    local n = tonumber(redis.call('HGET', key, field)) or 0
+    if n ~= n or n < 0 or n > 1e15 then
+        n = 0
+    end
+    return math.floor(n)
+end
+
+-- the pending score: the priority band first (a higher priority, a lower band), then the ms
+-- the task became pending, so the lowest score is claimed first
+local function pending_score(priority, now)
+    return (100 - priority) * PRIORITY_BAND + now
+end
+
+-- wake one idle worker: a token on the queue's signal list, which holds at most one
+local function wake(signal)
+    redis.call('LPUSH', signal, 1)
+    redis.call('LTRIM', signal, 0, 0)
+end
+
+-- the priority kept in a record, clamped to -100..100; absent or not a number reads as 0
+local function stored_priority(key)
+    return math.min(100, math.max(-100, tonumber(redis.call('HGET', key, 'priority')) or 0))
+end
