@@ -8,12 +8,17 @@ from functools import cache
 from importlib import resources
 
 from conveyor.broker.keys import PRIORITY_BAND
+from conveyor.options import PRIORITY_RANGE
 
 #: A value Redis accepts as an argument.
 Arg = str | bytes | int | float
 #: Numbers the scripts share with Python, each defined once on the Python side; every
 #: script starts with a `local NAME = value` line for each.
-CONSTANTS = {"PRIORITY_BAND": PRIORITY_BAND}
+CONSTANTS = {
+    "PRIORITY_BAND": PRIORITY_BAND,
+    "MIN_PRIORITY": PRIORITY_RANGE[0],
+    "MAX_PRIORITY": PRIORITY_RANGE[-1],
+}
 #: The helpers prepended to every script (`lua/prelude.lua`); not a script itself.
 PRELUDE = "prelude.lua"
 

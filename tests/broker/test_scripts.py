@@ -14,7 +14,7 @@ from redis.crc import key_slot
 from conveyor import Conveyor
 from conveyor.broker.keys import PRIORITY_BAND, QueueKeys
 from conveyor.broker.ops import combine
-from conveyor.broker.scripts import load_scripts
+from conveyor.broker.scripts import CONSTANTS, load_scripts
 from conveyor.broker.sync_broker import SyncBroker
 from tests.broker.seed import claim
 from tests.support.keyspace import dump
@@ -51,7 +51,8 @@ def lua_files() -> dict[str, bytes]:
 
 def head() -> bytes:
     """What precedes each script's own file: the constants from Python, then the prelude."""
-    return f"local PRIORITY_BAND = {PRIORITY_BAND}\n".encode() + lua_files()["prelude"]
+    constants = "".join(f"local {name} = {value}\n" for name, value in CONSTANTS.items())
+    return constants.encode() + lua_files()["prelude"]
 
 
 def contract_and_body(name: str) -> tuple[str, str]:
@@ -75,8 +76,9 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
     code = re.sub(r"--.*", "", lua_files()["prelude"].decode())
     assert not re.search(r"\b(KEYS|ARGV)\b", code)
     names = set(re.findall(r"^local (?:function )?(\w+)", head().decode(), re.M))
+    assert CONSTANTS == {"PRIORITY_BAND": PRIORITY_BAND, "MIN_PRIORITY": -100, "MAX_PRIORITY": 100}
     assert names == {
-        "PRIORITY_BAND",
+        *CONSTANTS,
         "now_ms",
         "counter",
         "counter_or_zero",

@@ -35,7 +35,7 @@ end
 -- the pending score: the priority band first (a higher priority, a lower band), then the ms
 -- the task became pending, so the lowest score is claimed first
 local function pending_score(priority, now)
-    return (100 - priority) * PRIORITY_BAND + now
+    return (MAX_PRIORITY - priority) * PRIORITY_BAND + now
 end
 
 -- wake one idle worker: a token on the queue's signal list, which holds at most one
@@ -44,7 +44,8 @@ local function wake(signal)
     redis.call('LTRIM', signal, 0, 0)
 end
 
--- the priority kept in a record, clamped to -100..100; absent or not a number reads as 0
+-- the priority kept in a record, clamped to the priority range; absent or not a number: 0
 local function stored_priority(key)
-    return math.min(100, math.max(-100, tonumber(redis.call('HGET', key, 'priority')) or 0))
+    local priority = tonumber(redis.call('HGET', key, 'priority')) or 0
+    return math.min(MAX_PRIORITY, math.max(MIN_PRIORITY, priority))
 end
