@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,10 +16,16 @@ from conveyor import (
     BrokerUnavailableError,
     Conveyor,
     TaskConflictError,
+    TaskFailedError,
     TaskNotFoundError,
     TaskState,
 )
-from conveyor.errors import ConfigurationError, InvalidNameError, SerializationError
+from conveyor.errors import (
+    ConfigurationError,
+    InvalidNameError,
+    ResultTimeoutError,
+    SerializationError,
+)
 from conveyor.producer import Message, TaskHandle
 from conveyor.tools.embedded import free_port
 from tests.support.keyspace import dump
@@ -48,6 +55,11 @@ class Producer:
         if self.mode == "async":
             return await self.app.cancel_async(task_id)
         return self.app.cancel(task_id)
+
+    async def result(self, handle: TaskHandle, timeout: float) -> Any:
+        if self.mode == "async":
+            return await handle.result_async(timeout=timeout)
+        return handle.result(timeout=timeout)
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -116,6 +128,25 @@ async def test_cancel_pending_and_scheduled(producer: Producer) -> None:
         await producer.cancel(pending.id)
     with pytest.raises(TaskNotFoundError):
         await producer.cancel("default:NOPE")
+
+
+async def test_result_gives_up_after_its_timeout(producer: Producer) -> None:
+    handle = await producer.enqueue("never-run")  # no worker serves it
+    started = time.monotonic()
+    with pytest.raises(ResultTimeoutError, match=f"task {handle.id} not finished after 0.3s"):
+        await producer.result(handle, timeout=0.3)
+    assert time.monotonic() - started >= 0.3  # it waited the whole timeout first
+    assert await producer.state(handle) == TaskState.PENDING  # and changed nothing
+
+
+async def test_result_of_a_task_that_did_not_succeed_raises_task_failed(
+    producer: Producer,
+) -> None:
+    handle = await producer.enqueue("p")
+    await producer.cancel(handle.id)
+    with pytest.raises(TaskFailedError) as failed:
+        await producer.result(handle, timeout=5)
+    assert failed.value.task_id == handle.id and failed.value.state == TaskState.CANCELLED
 
 
 @pytest.mark.parametrize(
