@@ -34,8 +34,7 @@ def queues(ctx: Context, as_json: bool) -> None:
 @pass_context
 def pause(ctx: Context, queue: str) -> None:
     """Stop workers from claiming tasks of QUEUE (enqueueing still works)."""
-    inspect(ctx, lambda i: i.set_paused(queue, True))
-    click.echo(f"paused {queue}")
+    _set_paused(ctx, queue, True)
 
 
 @click.command()
@@ -43,8 +42,12 @@ def pause(ctx: Context, queue: str) -> None:
 @pass_context
 def resume(ctx: Context, queue: str) -> None:
     """Let workers claim tasks of QUEUE again."""
-    inspect(ctx, lambda i: i.set_paused(queue, False))
-    click.echo(f"resumed {queue}")
+    _set_paused(ctx, queue, False)
+
+
+def _set_paused(ctx: Context, queue: str, paused: bool) -> None:
+    inspect(ctx, lambda i: i.set_paused(queue, paused))
+    click.echo(f"{'paused' if paused else 'resumed'} {queue}")
 
 
 @click.command()
