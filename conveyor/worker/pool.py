@@ -121,19 +121,20 @@ class WorkerPool:
             process.wait()
 
     def _supervise(self, env: dict[str, str], metrics_dir: str) -> int:
-        forwarded = 0
+        forwarded: list[int] = []
         while True:
-            while forwarded < len(self._signals):  # each signal reaches every child once
+            while len(forwarded) < len(self._signals):  # each signal reaches every child once
+                signum = _to_forward(self._signals, len(forwarded))
                 for process, _ in self.children.values():
                     if process.poll() is None:
-                        process.send_signal(self._signals[forwarded])
-                forwarded += 1
+                        process.send_signal(signum)
+                forwarded.append(signum)
             if self._signals and all(p.poll() is not None for p, _ in self.children.values()):
                 codes = [p.returncode for p, _ in self.children.values()]
                 log.info("all worker processes stopped (exit codes %s)", codes)
                 # a child still starting up dies of the forwarded signal itself: it held
                 # no task yet, so that is a clean stop too
-                clean = {0, *(-s for s in self._signals)}
+                clean = {0, *(-s for s in forwarded)}
                 return 0 if all(code in clean for code in codes) else 1
             if not self._signals:
                 self._restart_dead(env, metrics_dir)
@@ -157,3 +158,16 @@ class WorkerPool:
         self._signals.append(signum)
         what = "stopping now" if len(self._signals) > 1 else "draining"
         log.warning("%s received: %s every worker process", signal.Signals(signum).name, what)
+
+
+def _to_forward(received: list[int], index: int) -> int:
+    """The signal that forwards the `index`-th stop signal received.
+
+    After the first, it is the other stop signal than the first: two signals of one number
+    sent together merge into one in the child (the kernel keeps one pending signal per
+    number), so a quick second Ctrl-C would only drain where it must stop at once.
+    """
+    first = received[0]
+    if index == 0:
+        return first
+    return signal.SIGINT if first == signal.SIGTERM else signal.SIGTERM
