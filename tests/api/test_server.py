@@ -205,3 +205,35 @@ def test_a_body_longer_than_its_content_length_is_cut_and_refused(
     answer = raw_exchange(base, post_task(SEED_BODY, headers))
     assert status_of(answer) == 400, answer
     assert r.keys(f"{prefix}:*") == []
+
+
+def test_sigterm_lets_a_request_in_flight_finish(
+    api_process: tuple[subprocess.Popen[bytes], str], r: redis.Redis, prefix: str
+) -> None:
+    """SIGTERM while a request's body is still arriving: the server stops taking new
+    connections but answers that request, then exits cleanly."""
+    process, base = api_process
+    host, port = base.removeprefix("http://").split(":")
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(SEED_BODY))}
+    request = post_task(SEED_BODY, headers)
+    cut = len(request) - 10
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(request[:cut])
+        assert r.keys(f"{prefix}:*") == []  # the route has not run: its body is incomplete
+        process.send_signal(signal.SIGTERM)
+
+        def refusing() -> bool:  # the shutdown has begun: no new connection is taken
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+            except OSError:
+                return True
+            return False
+
+        wait_until_sync(refusing, 15, "the server to stop listening")
+        sock.sendall(request[cut:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert status_of(answer) == 202, answer
+    assert process.wait(15) == 0
+    assert len(r.zrange(GlobalKeys(prefix).queue("default").pending, 0, -1)) == 1
