@@ -50,6 +50,7 @@ class Evidence:
     starts: dict[str, list[Entry]] = field(default_factory=dict)
     ends: dict[tuple[str, int], list[Entry]] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)  # label -> task name
+    kinds_by_id: dict[str, str] = field(default_factory=dict)  # task id -> task name
 
     def __post_init__(self) -> None:
         starts: dict[str, list[Entry]] = defaultdict(list)
@@ -61,6 +62,7 @@ class Evidence:
                 ends[(entry.task_id, entry.token)].append(entry)
         self.starts, self.ends = dict(starts), dict(ends)
         self.kinds = {e.spec.label: e.spec.kind for e in self.enqueues}
+        self.kinds_by_id = {e.task_id: e.spec.kind for e in self.enqueues if e.task_id}
         self.faults = self.faults + self._gil_stalls()
 
     def _gil_stalls(self) -> list[Fault]:
@@ -79,12 +81,13 @@ class Evidence:
         return {e.task_id: e for e in self.enqueues if e.outcome == ACK and e.task_id}
 
     def kind_of(self, task_id: str) -> str:
-        """The task name behind an id, from its label."""
+        """The task name behind an id, from its label, else from the enqueue that returned
+        the id; "" if no producer is known to have made it."""
         sighting = self.seen.get(task_id)
         label = sighting.label if sighting else ""
         if not label and task_id in self.starts:
             label = self.starts[task_id][0].label
-        return self.kinds.get(label, "")
+        return self.kinds.get(label) or self.kinds_by_id.get(task_id, "")
 
 
 def judge(ev: Evidence) -> Report:
@@ -300,7 +303,9 @@ def check_dead_letters(ev: Evidence, report: Report) -> None:
         kind = ev.kind_of(task_id)
         final = ev.seen[task_id].final if task_id in ev.seen else None
         reason = final.get("reason") if final else None
-        if DEAD_REASONS.get(kind) != reason:
+        if not kind:  # no producer made it and no record of it was seen: unaccounted for
+            bad.append(f"{task_id} is dead but no enqueue, attempt or record explains it")
+        elif DEAD_REASONS.get(kind) != reason:
             bad.append(f"{task_id} ({kind}) dead-lettered with reason {reason!r}")
     for task_id in ev.acked:
         if ev.kind_of(task_id) in DEAD_REASONS and task_id not in ev.dead_ids:

@@ -34,5 +34,7 @@ def test_scenario_keeps_every_invariant(scenario: Scenario, tmp_path: Path) -> N
     assert report.tasks > 0.5 * SHORT.tasks, explain(report)  # the run really ran
     if scenario.faults is not None:
         assert sum(report.faults.values()) > 0, "no fault was injected"
+    else:  # with nothing failing, every enqueue is acknowledged
+        assert (report.enqueues_failed, report.enqueues_unknown) == (0, 0), explain(report)
     if scenario.api:  # Redis was down while the API took requests: it said so
         assert report.api_refused > 0, explain(report)
