@@ -48,13 +48,23 @@ class DaemonThreadPool:
             if job is None:
                 return
             future, fn = job
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn())
-                except BaseException as exc:
-                    future.set_exception(exc)
-            with self._lock:
-                self._idle += 1
+            if not future.set_running_or_notify_cancel():
+                self._went_idle()
+                continue
+            # idle before the future's waiters wake: a caller that submits again as soon as
+            # its result arrives finds this thread free, rather than starting another
+            try:
+                result = fn()
+            except BaseException as exc:
+                self._went_idle()
+                future.set_exception(exc)
+            else:
+                self._went_idle()
+                future.set_result(result)
+
+    def _went_idle(self) -> None:
+        with self._lock:
+            self._idle += 1
 
     def shutdown(self) -> None:
         """Ask idle threads to exit; busy (abandoned) ones end with the process."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import wait
+from concurrent.futures import Future, wait
+from typing import Any
 
 import pytest
 
@@ -49,17 +51,20 @@ def test_propagates_exceptions_and_keeps_working(pool: DaemonThreadPool) -> None
 def test_never_runs_more_jobs_at_once_than_its_size(pool: DaemonThreadPool) -> None:
     lock = threading.Lock()
     running, peak, seen = [0], [0], set()
+    together = threading.Barrier(3, timeout=10)  # the first three meet: they run at once
 
-    def job() -> None:
+    def job(first: bool) -> None:
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
             seen.add(threading.get_ident())
+        if first:
+            together.wait()
         time.sleep(0.02)
         with lock:
             running[0] -= 1
 
-    futures = [pool.submit(job) for _ in range(30)]
+    futures = [pool.submit(functools.partial(job, n < 3)) for n in range(30)]
     done, not_done = wait(futures, timeout=10)
     assert not not_done and all(f.exception() is None for f in done)
     assert peak[0] == 3  # reached its size (the jobs did run in parallel) ...
@@ -67,13 +72,46 @@ def test_never_runs_more_jobs_at_once_than_its_size(pool: DaemonThreadPool) -> N
     assert len(_threads_of(pool)) <= 3
 
 
+def _raise_ident() -> None:
+    raise LookupError(threading.get_ident())
+
+
 def test_threads_are_reused_and_started_on_demand(pool: DaemonThreadPool) -> None:
     assert _threads_of(pool) == []  # nothing started before the first job
     idents = set()
-    for _ in range(10):  # one job at a time: one thread is enough
-        idents.add(pool.submit(threading.get_ident).result(timeout=5))
-        time.sleep(0.01)  # let the thread go back to waiting for work
+    for n in range(20):  # one job at a time: one thread is enough
+        # no pause between jobs: a result (or an error) reaches its caller only once the
+        # thread counts as idle, so the next submit hands it the job instead of starting
+        # another thread
+        if n % 2:
+            idents.add(pool.submit(threading.get_ident).result(timeout=5))
+        else:
+            error = pool.submit(_raise_ident).exception(timeout=5)
+            assert isinstance(error, LookupError)
+            idents.add(error.args[0])
     assert len(idents) == 1 and len(_threads_of(pool)) == 1
+
+
+def test_a_caller_woken_by_a_result_finds_its_thread_idle(pool: DaemonThreadPool) -> None:
+    # the moment a result is released is the moment its done-callbacks run: a submit made
+    # there must find the thread idle already (it used to count itself idle only after
+    # releasing its future, so a caller quick enough started a second thread)
+    release = threading.Event()
+    first = pool.submit(lambda: release.wait(5))
+    follow_up: list[Future[Any]] = []
+    submitted = threading.Event()
+
+    def submit_again(_: Future[Any]) -> None:
+        follow_up.append(pool.submit(threading.get_ident))
+        submitted.set()
+
+    first.add_done_callback(submit_again)
+    release.set()
+    assert first.result(timeout=5) is True
+    assert submitted.wait(5)  # the callback runs after the waiters are woken
+    [second] = follow_up
+    assert second.result(timeout=5) in {t.ident for t in _threads_of(pool)}
+    assert len(_threads_of(pool)) == 1
 
 
 def test_threads_are_daemons(pool: DaemonThreadPool) -> None:
