@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import redis
@@ -11,42 +14,66 @@ import redis
 from conveyor import BrokerUnavailableError, Conveyor, TaskState
 from conveyor.broker.coalescer import BATCH, IN_FLIGHT
 from conveyor.broker.keys import GlobalKeys
+from conveyor.broker.scripts import Call
 from conveyor.settings import Settings
 from conveyor.tools.embedded import free_port
 
 
-def reads(r: redis.Redis) -> int:
-    """Requests (or whole pipelines) Redis has read so far: one per round trip."""
-    return int(r.info("stats")["total_reads_processed"])
+@dataclass
+class Sent:
+    """What this test's app sent to Redis, one list of calls per round trip.
+
+    Counted at the transport's seam (`AsyncTransport._send`, one pipeline or one command
+    per call) rather than read from Redis' server-wide counters, which every other
+    connection to the server moves too.
+    """
+
+    trips: list[list[Call]] = field(default_factory=list)
+
+    def script_calls(self) -> int:
+        """EVALSHA calls sent so far."""
+        return sum(call.args[0] == "EVALSHA" for trip in self.trips for call in trip)
 
 
-async def test_concurrent_enqueues_share_round_trips(aapp: Conveyor, r: redis.Redis) -> None:
+@pytest.fixture
+async def sent(aapp: Conveyor, monkeypatch: pytest.MonkeyPatch) -> Sent:
+    """Records every round trip the app's asyncio transport (of this loop) makes."""
+    transport = aapp.async_broker().transport
+    send = transport._send
+    log = Sent()
+
+    async def recorded(calls: Sequence[Call]) -> list[Any]:
+        log.trips.append(list(calls))
+        return await send(calls)
+
+    monkeypatch.setattr(transport, "_send", recorded)
+    return log
+
+
+async def test_concurrent_enqueues_share_round_trips(aapp: Conveyor, sent: Sent) -> None:
     # connect (a connection per pipeline in flight), load the script: not what is measured
     await asyncio.gather(*(aapp.enqueue_async("warm.up") for _ in range(IN_FLIGHT * BATCH)))
-    before = reads(r)
+    sent.trips.clear()
     handles = await asyncio.gather(*(aapp.enqueue_async("t", i) for i in range(100)))
-    trips = reads(r) - before - 1  # the INFO call itself
     assert len({h.id for h in handles}) == 100
     assert all(h.enqueued_state is TaskState.PENDING for h in handles)
-    # the 100 queue up together and go in pipelines of BATCH: 4 round trips
-    assert trips == math.ceil(100 / BATCH), trips
+    # the 100 queue up together and go in pipelines of BATCH: 4 round trips, each one
+    # script call for the callers it carries
+    assert len(sent.trips) == math.ceil(100 / BATCH), sent.trips
+    assert sent.script_calls() == len(sent.trips)
     records = await asyncio.gather(*(h.record_async() for h in handles))
     assert [rec.args for rec in records if rec] == [[i] for i in range(100)]
 
 
-def script_calls(r: redis.Redis) -> int:
-    return int(r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
-
-
 async def test_waiting_enqueues_to_one_queue_run_as_one_script_call(
-    aapp: Conveyor, r: redis.Redis
+    aapp: Conveyor, sent: Sent
 ) -> None:
     await aapp.enqueue_async("warm.up")
-    before = script_calls(r)
+    sent.trips.clear()
     # callers that queue up together (of 1, 2 or 3 tasks each) share one script call
     batches = [[aapp.message("t", i, n) for n in range(i % 3 + 1)] for i in range(30)]
     results = await asyncio.gather(*(aapp.enqueue_many_async(b) for b in batches))
-    assert script_calls(r) - before <= 2  # one, or two if the first went alone
+    assert sent.script_calls() <= 2  # one, or two if the first went alone
     for batch, handles in zip(batches, results, strict=True):
         assert len(handles) == len(batch)
         records = [await h.record_async() for h in handles]
