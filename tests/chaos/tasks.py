@@ -21,13 +21,12 @@ from typing import Any
 
 from conveyor import Conveyor, TaskContext
 from tests.chaos import ledger
+from tests.support.gil import hold_gil
 
 #: A timeout task's limit; it always sleeps longer.
 OVERRUN_TIMEOUT = 0.3
 #: Retries of a timeout task: it is started this many times plus one, then dead.
 OVERRUN_RETRIES = 1
-#: Numbers summed, three times, to calibrate the speed of `sum` before holding the GIL.
-_SAMPLE = 1_000_000
 
 app = Conveyor()
 
@@ -62,18 +61,6 @@ async def overrun(label: str, ctx: TaskContext) -> None:
     ledger.write(ctx, label, "start")
     await asyncio.sleep(OVERRUN_TIMEOUT * 20)
     ledger.write(ctx, label, "end")
-
-
-def hold_gil(seconds: float) -> None:
-    """Hold the GIL for at least about `seconds` in one C call: no other thread runs
-    meanwhile. The fastest of three samples calibrates it, so a sample slowed down by
-    a busy machine cannot shorten the hold."""
-    per_item = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        sum(range(_SAMPLE))
-        per_item = min(per_item, (time.perf_counter() - started) / _SAMPLE)
-    sum(range(int(seconds / per_item)))
 
 
 def hold_gil_once(label: str, seconds: float, ctx: TaskContext) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 `tests.support.handlers.burn` spins in pure Python, and CPython hands the GIL to other
 threads every `sys.getswitchinterval()` (5 ms) during such a loop: it slows the worker's
 event loop but does not stop its heartbeats. One long C call that never releases the GIL
-(here `sum` over a `range`) does stop them, which is the limitation the README documents.
+(`tests.support.gil.hold_gil`) does stop them, which is the limitation the README documents.
 
 Run as `conveyor worker tests.worker.gil_tasks:app`; URL, prefix and lease come from
 CONVEYOR_* variables.
@@ -18,18 +18,8 @@ import orjson
 import redis
 
 from conveyor import Conveyor, TaskContext
+from tests.support.gil import hold_gil
 from tests.support.handlers import ledger_key
-
-#: Numbers summed to calibrate the speed of `sum` before holding the GIL.
-_SAMPLE = 5_000_000
-
-
-def hold_gil(seconds: float) -> None:
-    """Hold the GIL for about `seconds` in a single C call (no bytecode runs meanwhile)."""
-    started = time.perf_counter()
-    sum(range(_SAMPLE))
-    per_item = (time.perf_counter() - started) / _SAMPLE
-    sum(range(int(seconds / per_item)))
 
 
 def hold_gil_once(seconds: float, url: str, prefix: str, ctx: TaskContext) -> int:
