@@ -6,7 +6,8 @@ between two normal "canary" tasks. The hostile record must end clearly: succeede
 dead with a reason, out of the working indexes and with a retention; or, when its key is
 gone, dropped from the index with nothing left for fsck to find. It never stays active,
 never leaves every index while its record says it is unfinished, and never runs more
-often than its retry budget allows. The worker outlives every example, and both canaries
+often than its retry budget allows (never at all when its attempt counter cannot be read,
+as no claim could be counted). The worker outlives every example, and both canaries
 succeed at their first attempt.
 """
 
@@ -86,18 +87,21 @@ def look(client: Any, keys: QueueKeys, task_id: str) -> Seen:
 
 @dataclass(frozen=True)
 class Expect:
-    """What a task may do: its claim count before the worker saw it, and the most claims
-    its retry budget allows (None when its counter cannot be read)."""
+    """What a task may do: its claim count before the worker saw it (None when its
+    counter cannot be read), the most claims its retry budget allows, and its counter as
+    planted."""
 
     attempts: int | None
     allowed: int
+    planted: bytes | None = None
 
 
 def expectation(seen: Seen) -> Expect:
     """The budget of a record as planted: its own readable max_retries, else the handler's."""
     budget = as_int(seen.record.get("max_retries"))
     attempts = as_int(seen.record["attempts"]) if "attempts" in seen.record else 0
-    return Expect(attempts, max(BUDGET if budget is None else budget, 0) + 1)
+    allowed = max(BUDGET if budget is None else budget, 0) + 1
+    return Expect(attempts, allowed, seen.record.get("attempts"))
 
 
 def lost(seen: Seen) -> bool:
@@ -106,10 +110,16 @@ def lost(seen: Seen) -> bool:
     return seen.kind == "hash" and not seen.indexes and state not in TERMINAL
 
 
-def claims(seen: Seen, expect: Expect) -> int:
-    """How often the task was claimed since it was planted (0 when unreadable)."""
-    now = as_int(seen.record.get("attempts"))
-    return 0 if now is None or expect.attempts is None else now - expect.attempts
+def check_budget(task_id: str, seen: Seen, expect: Expect) -> None:
+    """Claimed no more often than its budget allows. A counter that cannot be read cannot
+    count claims against the budget, so such a task must never be claimed at all: a claim
+    rewrites the counter, and the record must still hold it as planted."""
+    if expect.attempts is None:
+        assert seen.record.get("attempts") == expect.planted, f"{task_id} claimed: {seen}"
+        return
+    now = as_int(seen.record.get("attempts"))  # None: its record is gone
+    runs = 0 if now is None else now - expect.attempts
+    assert runs <= expect.allowed, f"{task_id} ran {runs} times, budget {expect.allowed}: {seen}"
 
 
 def finished(seen: Seen) -> bool:
@@ -227,8 +237,7 @@ class Fuzz:
             worker = f"the worker {self.worker_died or 'still runs'}"
             assert not astray and not self.worker_died, "\n".join([worker, *astray, shown])
             for task_id, each in seen.items():
-                runs, allowed = claims(each, expect[task_id]), expect[task_id].allowed
-                assert runs <= allowed, f"{task_id} claimed {runs} times, budget {allowed}: {each}"
+                check_budget(task_id, each, expect[task_id])
             if all(finished(each) for each in seen.values()):
                 return seen
             assert time.monotonic() < deadline, f"not finished after {SETTLE}s: {shown}"
@@ -334,6 +343,7 @@ def run_example(fuzz: Fuzz, hostile: Hostile) -> None:
 @given(hostile=runnable(COUNTERS, (b"echo", b"fails")))
 @example(hostile=Hostile("hash", {"name": b"echo", "token": b"01"}))  # HINCRBY refuses "01"
 @example(hostile=Hostile("hash", {"name": b"fails", "failures": b"1.5"}))  # no budget then
+@example(hostile=Hostile("hash", {"name": b"echo", "attempts": b"two"}))  # must never run
 def test_corrupt_counters(fuzz: Fuzz, hostile: Hostile) -> None:
     run_example(fuzz, hostile)
 
