@@ -10,6 +10,21 @@ import redis
 
 from conveyor import Conveyor
 from conveyor.broker.keys import GlobalKeys
+from tests.support.worker import wait_until
+
+
+def blocked_clients(r: redis.Redis) -> int:
+    """Connections Redis holds blocked (on BLPOP here): a wait is under way once it grows."""
+    return int(r.info("clients")["blocked_clients"])
+
+
+async def blocking(r: redis.Redis, before: int) -> None:
+    """Return once one more connection than `before` is blocked in Redis."""
+
+    async def more() -> bool:
+        return blocked_clients(r) > before
+
+    await wait_until(more, 10, "the wait to block in Redis")
 
 
 async def test_a_claim_behind_the_wait_gets_the_task_that_woke_it(
@@ -20,11 +35,12 @@ async def test_a_claim_behind_the_wait_gets_the_task_that_woke_it(
     await broker.run(broker.ops.claim("default", 10, "w1"))  # empties the queue
     r.delete(GlobalKeys(prefix).queue("default").signal)  # and takes its wake-up token
     claim_op = broker.ops.claim("default", 10, "w1")
-    waiting = asyncio.create_task(broker.wait_then_run("default", 5.0, claim_op))
-    await asyncio.sleep(0.2)
+    before = blocked_clients(r)
+    waiting = asyncio.create_task(broker.wait_then_run("default", 30.0, claim_op))
+    await blocking(r, before)
     assert not waiting.done()  # blocked on Redis: the claim has not run yet
     handle = await aapp.enqueue_async("t", 1)
-    claim = await asyncio.wait_for(waiting, 5.0)
+    claim = await asyncio.wait_for(waiting, 10.0)
     assert claim is not None
     assert [t.id for t in claim.tasks] == [handle.id]
     record = await handle.record_async()
@@ -49,15 +65,20 @@ async def test_a_lost_script_cache_returns_none_and_loses_nothing(
     assert [t.id for t in retry.tasks] == [handle.id]
 
 
-async def test_a_cancelled_wait_claims_nothing(aapp: Conveyor) -> None:
+async def test_a_cancelled_wait_claims_nothing(aapp: Conveyor, r: redis.Redis) -> None:
     broker = aapp.async_broker()
     claim_op = broker.ops.claim("default", 10, "w1")
-    waiting = asyncio.create_task(broker.wait_then_run("default", 5.0, claim_op))
-    await asyncio.sleep(0.2)
+    assert (await broker.run(claim_op)).tasks == []  # loads the script: it could run below
+    before = blocked_clients(r)
+    waiting = asyncio.create_task(broker.wait_then_run("default", 30.0, claim_op))
+    await blocking(r, before)  # the claim now sits behind the BLPOP, in Redis
     waiting.cancel()  # a worker shutting down while idle
     await asyncio.gather(waiting, return_exceptions=True)
-    await asyncio.sleep(0.1)
     handle = await aapp.enqueue_async("t", 1)
-    await asyncio.sleep(0.2)
+    # Had the BLPOP outlived the cancel, the enqueue's wake-up token would have ended it and
+    # Redis would have run the claim behind it before answering the enqueue; so another
+    # worker's claim, sent after that answer, gets the task only if w1 claimed nothing
+    other = await broker.run(broker.ops.claim("default", 10, "w2"))
+    assert [t.id for t in other.tasks] == [handle.id]
     record = await handle.record_async()
-    assert record is not None and record.state == "pending"
+    assert record is not None and record.worker == "w2" and record.token == 1

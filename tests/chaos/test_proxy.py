@@ -35,15 +35,24 @@ def round_trip(client: redis.Redis) -> float:
     return time.monotonic() - began
 
 
+#: The injected delay: one each way is 2 of them, a third would be 3, and either side
+#: leaves a whole delay for what a loaded machine adds to a loopback round trip.
+DELAY = 1.0
+
+
 def test_latency_delays_each_direction(
     proxied: tuple[RedisServer, ChaosProxy, redis.Redis],
 ) -> None:
-    _, proxy, client = proxied
-    assert round_trip(client) < 0.1
-    proxy.latency(0.15)
-    assert 0.3 <= round_trip(client) < 0.6  # 150 ms each way
-    proxy.normal()
-    assert round_trip(client) < 0.1
+    _, proxy, _ = proxied
+    client = redis.Redis.from_url(proxy.url, socket_timeout=10 * DELAY)
+    try:
+        assert round_trip(client) < DELAY  # not delayed at all
+        proxy.latency(DELAY)
+        assert 2 * DELAY <= round_trip(client) < 3 * DELAY  # once each way
+        proxy.normal()
+        assert round_trip(client) < DELAY
+    finally:
+        client.close()
 
 
 def test_drop_all_closes_open_connections_and_accepts_new_ones(

@@ -37,22 +37,30 @@ def test_a_pool_sums_its_processes_and_restarts_the_dead(
 ) -> None:
     port = free_port()
     app = Conveyor(settings=settings)
+    # two runs of `meet` wait for each other: with one task at a time per process, they
+    # finish only once both processes hold one, however the OS schedules them
+    meets = [app.enqueue("meet", f"meet{i}") for i in range(2)]
     handles = [app.enqueue("record", f"job{i}", seconds=0.05) for i in range(40)]
-    pool = WorkerProcess(  # one task at a time per process, so both processes take a share
+    pool = WorkerProcess(
         settings, tmp_path, "--workers", "2", "--concurrency", "1",
         "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+        app="tests.support.rendezvous:app",
     )  # fmt: skip
     try:
         wait_until_sync(
-            lambda: all(h.status() == TaskState.SUCCEEDED for h in handles), 30, "all tasks"
+            lambda: all(h.status() == TaskState.SUCCEEDED for h in [*meets, *handles]),
+            60,
+            "all tasks",
         )
         children = psutil.Process(pool.pid).children()
         assert len(children) == 2
         processed = (
             'conveyor_tasks_processed_total{outcome="succeeded",queue="default",task="record"}'
         )
-        # both processes did work, and the supervisor reports their sum
+        met = 'conveyor_tasks_processed_total{outcome="succeeded",queue="default",task="meet"}'
+        # both processes did work, and the supervisor reports their sum: one meet each
         assert {e["pid"] for e in read_ledger(r, settings.prefix)} == {c.pid for c in children}
+        wait_until_sync(lambda: scrape(port).get(met) == 2, 10, "the summed meet counter")
         wait_until_sync(lambda: scrape(port).get(processed) == 40, 10, "the summed counter")
         assert scrape(port)['conveyor_workers{queue="default"}'] == 2
 

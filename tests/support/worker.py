@@ -12,6 +12,11 @@ from conveyor import Conveyor, TaskState
 from conveyor.producer import TaskHandle
 from conveyor.worker.runtime import Worker
 
+#: Seconds a busy machine may add to a step whose length the code bounds (a stop, a drain
+#: past its grace, a recovery): an unloaded run needs well under one, and each test that
+#: uses it makes the wrong behaviour cost clearly more (a 30 s grace or task, say).
+LOAD_SLACK = 10.0
+
 
 @contextlib.asynccontextmanager
 async def running_worker(

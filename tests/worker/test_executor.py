@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
+from datetime import timedelta
 from typing import Any, cast
 
 import pytest
@@ -15,7 +17,7 @@ from conveyor.errors import SerializationError
 from conveyor.options import ExecutorKind
 from conveyor.producer import TaskHandle
 from tests.support import handlers
-from tests.support.worker import in_state, running_worker, wait_until
+from tests.support.worker import running_worker, wait_until
 
 
 async def finished(handle: TaskHandle, timeout: float = 10.0) -> Any:
@@ -113,10 +115,14 @@ async def test_retry_waits_its_backoff_in_the_scheduled_set(aapp: Conveyor) -> N
             raise Retry(delay=0.6)
 
     async with running_worker(aapp):
-        handle = later.enqueue()
-        await wait_until(lambda: in_state([handle], TaskState.RETRYING), 5, "retrying state")
-        await finished(handle)
-    assert starts[1] - starts[0] >= 0.55
+        record = await finished(later.enqueue())
+    assert len(starts) == 2 and starts[1] - starts[0] >= 0.55
+    # retry.lua stamped it due 0.6 s after its failure (only a retry stamps due_at: it was
+    # enqueued without a delay) as it put it in the scheduled set, and the second attempt
+    # was claimed no earlier, by Redis's clock; no poll has to catch the 0.6 s it waited
+    assert record.enqueued_at and record.due_at and record.started_at
+    assert record.due_at - record.enqueued_at >= timedelta(seconds=0.6)
+    assert record.started_at >= record.due_at
 
 
 async def test_without_dead_letter_the_task_ends_failed(aapp: Conveyor) -> None:
@@ -139,22 +145,32 @@ async def _dead_count(app: Conveyor, queue: str) -> int:
 
 @pytest.mark.parametrize("executor", ["async", "thread", "process"])
 async def test_timeout_fails_the_attempt_and_retries(aapp: Conveyor, executor: str) -> None:
+    cut: list[float] = []  # one entry per attempt of the async handler cancelled mid-sleep
+
     if executor == "async":
 
         @aapp.task(name="slow", timeout=0.3, max_retries=1)
         async def slow(seconds: float) -> None:
-            await asyncio.sleep(seconds)
+            try:
+                await asyncio.sleep(seconds)
+            except asyncio.CancelledError:
+                cut.append(seconds)
+                raise
     else:
         kind = cast(ExecutorKind, executor)
         aapp.task(name="slow", timeout=0.3, max_retries=1, executor=kind)(handlers.burn)
 
     async with running_worker(aapp, processes=1):
-        started = time.monotonic()
-        record = await finished(aapp.enqueue("slow", 3.0), timeout=15)
+        record = await finished(aapp.enqueue("slow", 3.0), timeout=30)
+        # stopped, not waited out (a thread cannot be stopped, only abandoned): each
+        # coroutine was cancelled, and each child process killed before its attempt's
+        # outcome was written (read before the worker's shutdown kills children anyway)
+        children = multiprocessing.active_children()
     assert (record.state, record.reason, record.attempts) == (TaskState.DEAD, "timeout", 2)
     assert record.error["type"] == "TaskTimeoutError"
-    if executor != "thread":  # a thread cannot be stopped, only abandoned
-        assert time.monotonic() - started < 3.0
+    assert cut == ([3.0, 3.0] if executor == "async" else [])
+    if executor == "process":
+        assert children == [], children
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,8 @@ import pytest
 from conveyor import BrokerUnavailableError, Conveyor, TaskState
 from conveyor.settings import Settings
 from conveyor.tools.embedded import RedisServer
-from tests.support.worker import running_worker, wait_until
+from conveyor.worker.loop import MAX_OUTAGE_BACKOFF
+from tests.support.worker import LOAD_SLACK, running_worker, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,9 @@ def freeze(server: RedisServer, frozen: bool) -> None:
 
 
 def test_a_producer_call_is_bounded_by_a_fraction_of_the_lease(stallable: RedisServer) -> None:
-    settings = Settings(redis_url=stallable.url, prefix="stall", lease_timeout=2.0)
+    # a lease of 6 s: each try times out after 1.5 s, so the bound below leaves about 2.5 s
+    # that a loaded machine may add (a lease of 2 s left it under one)
+    settings = Settings(redis_url=stallable.url, prefix="stall", lease_timeout=6.0)
     app = Conveyor(settings=settings)
     app.enqueue("warm")  # the connection is open before the freeze
     freeze(stallable, True)
@@ -51,7 +54,7 @@ def test_a_producer_call_is_bounded_by_a_fraction_of_the_lease(stallable: RedisS
         elapsed = time.monotonic() - started
     finally:
         freeze(stallable, False)
-    # one attempt and one retry of call_timeout (lease/4) each, plus the backoff
+    # one attempt and one retry of call_timeout (lease/4) each, plus the backoff (<= 0.5 s)
     assert elapsed < settings.lease_timeout, elapsed
     assert app.enqueue("after").status() == TaskState.PENDING
     app.close()
@@ -78,7 +81,8 @@ async def test_a_worker_rides_out_a_stall_longer_than_its_lease(stallable: Redis
         async def finished() -> bool:
             return (await handle.record_async()) is not None and 1 in done
 
-        await wait_until(finished, 10, "the worker to resume after the stall")
+        # the fetcher's outage backoff is at most MAX_OUTAGE_BACKOFF; the rest is for load
+        await wait_until(finished, MAX_OUTAGE_BACKOFF + LOAD_SLACK, "the worker to resume")
     await app.aclose()
     app.close()
     assert done == [0, 1]
