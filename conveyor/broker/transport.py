@@ -9,8 +9,10 @@ same two classes.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -125,6 +127,8 @@ class AsyncTransport:
         self.settings = settings
         self.client = client or async_client(settings)
         self._blocking: redis.asyncio.Redis | None = None
+        #: the name of this transport's waiting connections, so a cancel can find them
+        self._waiter_name = f"conveyor-wait-{uuid.uuid4().hex[:12]}"
 
     async def execute(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:
         """Send calls in one pipeline (one more if Redis forgot a script); with
@@ -168,6 +172,9 @@ class AsyncTransport:
             pipe.execute_command(*call.args)
         try:
             replies = list(await pipe.execute(raise_on_error=False))[1:]
+        except asyncio.CancelledError:
+            await self._drop_waiters()
+            raise
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
         if any(isinstance(reply, NoScriptError) for reply in replies):
@@ -175,9 +182,28 @@ class AsyncTransport:
         first_error(replies)
         return replies
 
+    async def _drop_waiters(self) -> None:
+        """Make Redis forget a cancelled wait before the caller goes on.
+
+        Closing our end of the socket is not enough: until Redis reads the close, the wait
+        is still blocked there with the calls behind it, and a wake-up token pushed
+        meanwhile (a shutdown giving its tasks back to pending) would run them, claiming
+        tasks for a worker that is stopping. CLIENT KILL answers once Redis freed the
+        connection. Best effort: where CLIENT is forbidden (an ACL), or Redis is
+        gone, the closed socket is all there is.
+        """
+        try:
+            for client in await self.client.client_list(_type="normal"):
+                if client.get("name") == self._waiter_name:
+                    await self.client.execute_command("CLIENT", "KILL", "ID", client["id"])  # type: ignore[no-untyped-call]
+        except (ResponseError, *UNAVAILABLE):
+            pass
+
     def _blocking_client(self, timeout: float) -> redis.asyncio.Redis:
         if self._blocking is None:
-            self._blocking = async_client(self.settings, blocking_margin=timeout)
+            self._blocking = async_client(
+                self.settings, blocking_margin=timeout, name=self._waiter_name
+            )
         return self._blocking
 
     async def close(self) -> None:
@@ -221,12 +247,12 @@ def unavailable(exc: BaseException, settings: Settings) -> BrokerUnavailableErro
 # -- clients -----------------------------------------------------------------------------
 
 
-def _client_options(settings: Settings) -> dict[str, Any]:
+def _client_options(settings: Settings, name: str = "conveyor") -> dict[str, Any]:
     return {
         "socket_timeout": settings.call_timeout,
         "socket_connect_timeout": min(settings.connect_timeout, settings.call_timeout * 2),
         "health_check_interval": 0,
-        "client_name": "conveyor",
+        "client_name": name,
     }
 
 
@@ -240,9 +266,12 @@ def sync_client(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, retry=retry, **_client_options(settings))
 
 
-def async_client(settings: Settings, *, blocking_margin: float = 0.0) -> redis.asyncio.Redis:
-    """An asyncio client; `blocking_margin` widens the socket timeout for BLPOP connections."""
-    options = _client_options(settings)
+def async_client(
+    settings: Settings, *, blocking_margin: float = 0.0, name: str = "conveyor"
+) -> redis.asyncio.Redis:
+    """An asyncio client; `blocking_margin` widens the socket timeout for BLPOP connections,
+    and `name` is what CLIENT LIST shows for its connections."""
+    options = _client_options(settings, name)
     options["socket_timeout"] += blocking_margin
     retry = AsyncRetry(_backoff(), CALL_RETRIES, (RedisConnectionError, RedisTimeoutError))
     client = redis.asyncio.Redis.from_url(settings.redis_url, retry=retry, **options)

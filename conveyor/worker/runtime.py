@@ -105,8 +105,11 @@ class Worker:
                 writer = group.create_task(guard(completer.run(finished)))
                 group.create_task(guard(Scheduler(broker, names).run(self._stopping)))
                 group.create_task(guard(Recoverer(broker, names).run(self._stopping)))
-                group.create_task(guard(fetcher.run(self._stopping)))
+                fetching = group.create_task(guard(fetcher.run(self._stopping)))
                 await self._stopping.wait()
+                # claiming has stopped, and Redis forgot the fetcher's wait, before any task
+                # goes back to pending: else the claim behind that wait could take it again
+                await asyncio.wait({fetching})
                 log.info("worker %s stopping: %d tasks running", self.id, len(executor.running))
                 grace = 0.0 if self._hurry.is_set() else self.settings.shutdown_grace
                 await _drain(executor, grace, self._hurry)
