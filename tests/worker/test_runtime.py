@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from conveyor import Conveyor, TaskState
+from conveyor.producer import TaskHandle
 from conveyor.worker.runtime import Worker
 from tests.support import handlers
 from tests.support.keyspace import dump
@@ -166,13 +167,20 @@ async def test_past_the_grace_a_running_task_is_back_to_pending_at_once(
     assert f"{prefix}:{{default}}:active" not in keys
 
 
-async def test_fast_stop_skips_the_grace(app_with: Callable[..., Conveyor]) -> None:
+async def _patient_worker_running_a_long_task(
+    app_with: Callable[..., Conveyor],
+) -> tuple[Worker, asyncio.Task[None], TaskHandle]:
+    """A worker with a 30 s grace, running an async task that only a stop ends."""
     patient_app = app_with(shutdown_grace=LONG_GRACE)
-    release = threading.Event()
-    _blocking_handlers(patient_app, release)
+    _blocking_handlers(patient_app, threading.Event())
     worker, job = _start(patient_app)
     handle = patient_app.enqueue("long_async")
     await wait_all([handle], TaskState.ACTIVE, 10, "the task to start")
+    return worker, job, handle
+
+
+async def test_fast_stop_skips_the_grace(app_with: Callable[..., Conveyor]) -> None:
+    worker, job, handle = await _patient_worker_running_a_long_task(app_with)
     stopping = time.monotonic()
     worker.stop(fast=True)
     await asyncio.wait_for(job, BLOCK)
@@ -188,12 +196,7 @@ async def test_fast_stop_cuts_a_drain_already_under_way(
     app_with: Callable[..., Conveyor], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="conveyor.worker")
-    patient_app = app_with(shutdown_grace=LONG_GRACE)
-    release = threading.Event()
-    _blocking_handlers(patient_app, release)
-    worker, job = _start(patient_app)
-    handle = patient_app.enqueue("long_async")
-    await wait_all([handle], TaskState.ACTIVE, 10, "the task to start")
+    worker, job, handle = await _patient_worker_running_a_long_task(app_with)
     stopping = time.monotonic()
     worker.stop()  # drains for up to 30 s ...
 
