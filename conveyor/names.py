@@ -16,6 +16,8 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 TASK_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 #: Key prefixes: the first segment of every key.
 PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
+#: Worker ids: part of keys and of the names of the worker's connections.
+WORKER_ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 
 
 def validate_queue_name(name: str) -> str:
@@ -41,3 +43,12 @@ def validate_prefix(prefix: str) -> str:
     if not isinstance(prefix, str) or not PREFIX.fullmatch(prefix):
         raise InvalidNameError(f"invalid key prefix {prefix!r}")
     return prefix
+
+
+def validate_worker_id(worker_id: str) -> str:
+    """Return `worker_id` if it is a valid worker id, else raise InvalidNameError."""
+    if not isinstance(worker_id, str) or not WORKER_ID.fullmatch(worker_id):
+        raise InvalidNameError(
+            f"invalid worker id {worker_id!r}: use 1-128 of letters, digits, '_', '.', '-'"
+        )
+    return worker_id

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from conveyor import serializers
 from conveyor.broker.keys import PRIORITY_BAND
-from conveyor.broker.ops import MAINTENANCE_BATCH, Op, Operations, raw
+from conveyor.broker.ops import MAINTENANCE_BATCH, Op, Operations, as_text, parse_info, raw, scored
 from conveyor.broker.records import QueueStats
 from conveyor.broker.scripts import Call
 from conveyor.broker.steps import Steps
@@ -137,13 +137,13 @@ class Admin:
     def server_info(self) -> Procedure[dict[str, Any]]:
         """INFO all, as a dict."""
         reply = yield command("INFO", "all")
-        return reply if isinstance(reply, dict) else _parse_info(reply)
+        return reply if isinstance(reply, dict) else parse_info(reply)
 
     def server_config(self) -> Procedure[dict[str, str]]:
         """CONFIG GET * as text; raises redis' ReplyError where CONFIG is forbidden."""
         reply = yield command("CONFIG", "GET", "*")
         items = reply.items() if isinstance(reply, dict) else _pairs(reply)
-        return {_text(k): _text(v) for k, v in items}
+        return {as_text(k): as_text(v) for k, v in items}
 
 
 def queue_names(ops: Operations) -> Procedure[list[str]]:
@@ -187,7 +187,7 @@ class DeadLetterAdmin:
         total = sum(int(n) for n in replies[0::2])
         newest: list[tuple[float, str, str]] = []
         for queue, entries in zip(queues, replies[1::2], strict=True):
-            newest += [(-score, member.decode(), queue) for member, score in _scored(entries)]
+            newest += [(-score, member.decode(), queue) for member, score in scored(entries)]
         chosen = heapq.nsmallest(offset + limit, newest)[offset:]
         records = yield self._records([(task_id, queue) for _, task_id, queue in chosen])
         return total, records
@@ -299,13 +299,6 @@ def _death_order(record: TaskRecord) -> float:
     return -(record.finished_at.timestamp() if record.finished_at else 0.0)
 
 
-def _scored(entries: list[Any]) -> list[tuple[bytes, float]]:
-    """A raw WITHSCORES reply is flat (member, score, ...); RESP3 clients nest the pairs."""
-    if entries and isinstance(entries[0], list | tuple):
-        return [(member, float(score)) for member, score in entries]
-    return [(member, float(score)) for member, score in _pairs(entries)]
-
-
 def _pairs(flat: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
     items = iter(flat)
     return zip(items, items, strict=True)
@@ -319,17 +312,3 @@ def _chunks_by_queue(task_ids: Iterable[str]) -> Iterator[tuple[str, list[str]]]
     for queue, ids in groups.items():
         for start in range(0, len(ids), MAINTENANCE_BATCH):
             yield queue, ids[start : start + MAINTENANCE_BATCH]
-
-
-def _parse_info(text: bytes | str) -> dict[str, Any]:
-    """INFO's `key:value` lines; numbers as numbers, as redis-py parses them."""
-    info: dict[str, Any] = {}
-    for line in _text(text).splitlines():
-        key, sep, value = line.partition(":")
-        if sep and not line.startswith("#"):
-            info[key] = int(value) if value.isdigit() else value
-    return info
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -47,6 +47,10 @@ class AsyncBroker:
         replies = await self.transport.wait_then_execute(signal, timeout, op.calls)
         return None if replies is None else op.decode(replies)
 
+    async def hold_presence(self, worker_id: str, timeout: float) -> None:
+        """Keep `worker_id`'s presence connection open in Redis for up to `timeout` s."""
+        await self.transport.hold(self.ops.presence(worker_id), timeout)
+
     async def close(self) -> None:
         """Close the transport's connections."""
         await self.transport.close()

@@ -39,6 +39,15 @@ class GlobalKeys:
         """STRING (JSON) describing one worker; expires unless renewed."""
         return self.worker_prefix + worker_id
 
+    def presence(self, worker_id: str) -> str:
+        """LIST a worker's presence connection blocks on; nothing is ever pushed to it."""
+        return f"{self.prefix}:{{workers}}:presence:{worker_id}"
+
+    @property
+    def reaper(self) -> str:
+        """STRING the id of the worker surveying the others for the dead; expires."""
+        return f"{self.prefix}:{{workers}}:reaper"
+
     def queue(self, name: str) -> QueueKeys:
         """The keys of one queue."""
         return QueueKeys(self.prefix, validate_queue_name(name))
@@ -108,3 +117,20 @@ class QueueKeys:
 #: 2**42 ms lasts until the year 2109. Defined only here: the scripts get it from
 #: `scripts.load_scripts`, which prepends it to each of them.
 PRIORITY_BAND = 2**42
+
+
+#: Start of the name (CLIENT SETNAME) of every connection a worker opens.
+WORKER_CONNECTION = "conveyor-worker:"
+
+
+def worker_connection_name(worker_id: str) -> str:
+    """The name a worker's connections carry, so the reaper can tell whose they are."""
+    return WORKER_CONNECTION + worker_id
+
+
+def worker_of_connection(name: str) -> str | None:
+    """The worker a connection name belongs to (its waits and presence add `:` suffixes),
+    or None for connections of producers, the API and tools."""
+    if not name.startswith(WORKER_CONNECTION):
+        return None
+    return name[len(WORKER_CONNECTION) :].split(":", 1)[0] or None

@@ -37,6 +37,24 @@ class Op(Generic[T_co]):
 
 
 CLAIM_WIDTH = 12  # values per task in claim.lua's reply
+#: Most registered workers one survey of the reaper reads.
+MAX_SURVEYED = 10_000
+#: Leases release_worker.lua reads per call.
+RELEASE_WINDOW = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """What the reaper sees in one look at Redis."""
+
+    #: worker id -> its last heartbeat (ms since the epoch)
+    beats: dict[str, float]
+    #: the names of the connections Redis holds (CLIENT LIST)
+    connections: set[str]
+    #: which Redis process answered; a restart or a failover changes it
+    server_id: str
+    #: how long that process has run, in seconds
+    uptime: float
 
 
 class Operations:
@@ -211,6 +229,68 @@ class Operations:
         ]
         return Op(calls, lambda r: None)
 
+    def presence(self, worker_id: str) -> str:
+        """The key a worker's presence connection blocks on."""
+        return self.keys.presence(worker_id)
+
+    # -- the reaper ------------------------------------------------------------------
+
+    def lead(self, worker_id: str, role_ttl: float) -> Op[bool]:
+        """Take or renew the reaper's role (`role_ttl` 0: give it up); decodes to whether
+        it is `worker_id`'s."""
+        call = self._script("lead", [self.keys.reaper], [worker_id, to_millis(role_ttl)])
+        return Op([call], lambda r: bool(r[0]))
+
+    def survey(self) -> Op[Survey]:
+        """The registered workers, the names of the connections Redis holds, and which
+        Redis this is and since when, in one round trip."""
+        calls = [
+            Call.command("ZRANGE", self.keys.workers, 0, MAX_SURVEYED - 1, "WITHSCORES"),
+            Call.command("CLIENT", "LIST", "TYPE", "normal"),
+            Call.command("INFO", "server"),
+        ]
+
+        def decode(replies: list[Any]) -> Survey:
+            registry, clients, info = replies
+            beats = {as_text(worker): score for worker, score in scored(registry)}
+            server = info if isinstance(info, dict) else parse_info(info)
+            return Survey(
+                beats,
+                _connection_names(clients),
+                str(server.get("run_id", "")),
+                float(server.get("uptime_in_seconds", 0)),
+            )
+
+        return Op(calls, decode)
+
+    def worker_queues(self, worker_ids: Sequence[str]) -> Op[dict[str, list[str]]]:
+        """The queues each worker said it serves (absent when its description expired)."""
+        calls = [Call.command("GET", self.keys.worker(w)) for w in worker_ids]
+
+        def decode(replies: list[Any]) -> dict[str, list[str]]:
+            found = {}
+            for worker_id, info in zip(worker_ids, replies, strict=True):
+                if info is not None:
+                    queues = serializers.loads(info).get("queues", [])
+                    found[worker_id] = [q for q in queues if isinstance(q, str)]
+            return found
+
+        return Op(calls, decode)
+
+    def release_worker(
+        self, queue: str, worker_id: str, start: int = 0
+    ) -> Op[tuple[int, list[tuple[str, str]]]]:
+        """Take back what a dead worker leased in `queue`, one window of the leases from
+        `start`; decodes to (where the next window starts, or -1; (id, outcome) pairs)."""
+        keys = self.queue_keys(queue)
+        s = self.settings
+        argv: list[Arg] = [
+            worker_id, s.max_crashes, to_millis(s.dead_retention), start, RELEASE_WINDOW
+        ]  # fmt: skip
+        script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task_prefix]
+        call = self._script("release_worker", script_keys, argv)
+        return Op([call], lambda r: (int(r[0][0]), _pairs(r[0][1:])))
+
     # -- maintenance -----------------------------------------------------------------
 
     def recover(self, queue: str) -> Op[list[tuple[str, str]]]:
@@ -326,3 +406,38 @@ def combine(ops: Sequence[Op[Any]]) -> Op[list[Any]]:
         return results
 
     return Op(calls, decode)
+
+
+def scored(entries: list[Any]) -> list[tuple[bytes, float]]:
+    """A raw WITHSCORES reply is flat (member, score, ...); RESP3 clients nest the pairs."""
+    if entries and isinstance(entries[0], list | tuple):
+        return [(member, float(score)) for member, score in entries]
+    items = iter(entries)
+    return [(member, float(score)) for member, score in zip(items, items, strict=True)]
+
+
+def parse_info(text: bytes | str) -> dict[str, Any]:
+    """INFO's `key:value` lines; numbers as numbers, as redis-py parses them."""
+    info: dict[str, Any] = {}
+    for line in as_text(text).splitlines():
+        key, sep, value = line.partition(":")
+        if sep and not line.startswith("#"):
+            info[key] = int(value) if value.isdigit() else value
+    return info
+
+
+def _connection_names(reply: Any) -> set[str]:
+    """The `name=` of each line of CLIENT LIST (parsed into dicts by some clients)."""
+    if isinstance(reply, list):
+        return {as_text(client.get("name", "")) for client in reply} - {""}
+    names = set()
+    for line in as_text(reply).splitlines():
+        for field in line.split(" "):
+            if field.startswith("name=") and len(field) > 5:
+                names.add(field[5:])
+    return names
+
+
+def as_text(value: Any) -> str:
+    """A reply as text, whether the client decoded it or not."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -120,15 +120,27 @@ class SyncTransport:
 
 
 class AsyncTransport:
-    """Asyncio side: one connection pool for calls, and one for blocking waits (their
-    socket timeout is widened by the wait)."""
+    """Asyncio side: one connection pool for calls, one for blocking waits (their socket
+    timeout is widened by the wait), and, for a worker, one presence connection.
 
-    def __init__(self, settings: Settings, client: redis.asyncio.Redis | None = None) -> None:
+    `name` is what CLIENT LIST shows for every connection of this transport: a worker's
+    carry its id, so the reaper can see which workers still have a connection.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.asyncio.Redis | None = None,
+        *,
+        name: str = "conveyor",
+    ) -> None:
         self.settings = settings
-        self.client = client or async_client(settings)
+        self.name = name
+        self.client = client or async_client(settings, name=name)
         self._blocking: redis.asyncio.Redis | None = None
+        self._presence: redis.asyncio.Redis | None = None
         #: the name of this transport's waiting connections, so a cancel can find them
-        self._waiter_name = f"conveyor-wait-{uuid.uuid4().hex[:12]}"
+        self._waiter_name = f"{name}:wait:{uuid.uuid4().hex[:12]}"
 
     async def execute(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:
         """Send calls in one pipeline (one more if Redis forgot a script); with
@@ -199,6 +211,19 @@ class AsyncTransport:
         except (ResponseError, *UNAVAILABLE):
             pass
 
+    async def hold(self, key: str, timeout: float) -> None:
+        """Keep one connection open in Redis for `timeout` seconds: blocked on the list
+        `key`, which nobody pushes to, it costs nothing while open, and when Redis or a
+        proxy drops it the wait fails at once, so the caller reconnects at once."""
+        if self._presence is None:
+            self._presence = async_client(
+                self.settings, blocking_margin=timeout, name=f"{self.name}:presence"
+            )
+        try:
+            await self._presence.blpop([key], timeout=timeout)
+        except UNAVAILABLE as exc:
+            raise unavailable(exc, self.settings) from exc
+
     def _blocking_client(self, timeout: float) -> redis.asyncio.Redis:
         if self._blocking is None:
             self._blocking = async_client(
@@ -207,10 +232,11 @@ class AsyncTransport:
         return self._blocking
 
     async def close(self) -> None:
-        """Close both connection pools."""
+        """Close every connection pool."""
         await self.client.aclose()
-        if self._blocking is not None:
-            await self._blocking.aclose()
+        for extra in (self._blocking, self._presence):
+            if extra is not None:
+                await extra.aclose()
 
 
 def with_scripts(calls: Sequence[Call]) -> Steps[Sequence[Call], list[Any]]:

@@ -25,9 +25,9 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-def outage_backoff(failures: int) -> float:
+def outage_backoff(failures: int, cap: float = MAX_OUTAGE_BACKOFF) -> float:
     """Jittered wait before trying Redis again after `failures` failed attempts in a row."""
-    return random.uniform(0.5, 1.0) * min(MAX_OUTAGE_BACKOFF, 0.1 * 2.0**failures)
+    return random.uniform(0.5, 1.0) * min(cap, 0.1 * 2.0**failures)
 
 
 async def periodically(

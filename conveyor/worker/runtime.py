@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -14,7 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.inspect import AsyncInspector
+from conveyor.broker.keys import worker_connection_name
+from conveyor.broker.transport import AsyncTransport
 from conveyor.metrics import Exporter
+from conveyor.names import validate_worker_id
 from conveyor.tools.health import durability_findings
 from conveyor.worker import signals
 from conveyor.worker.completer import Completer
@@ -22,6 +26,8 @@ from conveyor.worker.executor import Executor
 from conveyor.worker.fetcher import Fetcher
 from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.leases import Leases
+from conveyor.worker.presence import Presence
+from conveyor.worker.reaper import Reaper
 from conveyor.worker.recoverer import Recoverer
 from conveyor.worker.scheduler import Scheduler
 from conveyor.worker.selection import QueueSelection
@@ -34,7 +40,8 @@ log = logging.getLogger("conveyor.worker")
 
 def new_worker_id() -> str:
     """host-pid-random: readable in logs, unique across restarts."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    host = re.sub(r"[^A-Za-z0-9_.\-]", "_", socket.gethostname())[:100]
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 class Worker:
@@ -71,7 +78,7 @@ class Worker:
         self.queues = QueueSelection.parse(queues)
         self.concurrency = concurrency or self.settings.concurrency
         self.processes = processes or os.cpu_count() or 1
-        self.id = worker_id or new_worker_id()
+        self.id = validate_worker_id(worker_id) if worker_id else new_worker_id()
         self.handle_signals = handle_signals
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
@@ -88,7 +95,9 @@ class Worker:
     async def run(self) -> None:
         """Run until `stop()` (or a signal); returns after a clean shutdown."""
         finished = asyncio.Event()
-        broker = AsyncBroker(self.settings)
+        # every connection carries the worker's id: the reaper looks for them
+        transport = AsyncTransport(self.settings, name=worker_connection_name(self.id))
+        broker = AsyncBroker(self.settings, transport)
         leases = Leases()
         completer = Completer(broker, leases)
         executor = Executor(self.app, completer, self.id, self.concurrency, self.processes)
@@ -102,9 +111,11 @@ class Worker:
             guard = functools.partial(self._guard, finished)
             async with asyncio.TaskGroup() as group:
                 group.create_task(guard(heartbeat.run(finished)))
+                group.create_task(guard(Presence(broker, self.id).run(finished)))
                 writer = group.create_task(guard(completer.run(finished)))
                 group.create_task(guard(Scheduler(broker, names).run(self._stopping)))
                 group.create_task(guard(Recoverer(broker, names).run(self._stopping)))
+                group.create_task(guard(Reaper(broker, self.id).run(self._stopping)))
                 fetching = group.create_task(guard(fetcher.run(self._stopping)))
                 await self._stopping.wait()
                 # claiming has stopped, and Redis forgot the fetcher's wait, before any task

@@ -29,8 +29,10 @@ SCRIPTS = [
     "extend_leases",
     "fsck_index",
     "fsck_records",
+    "lead",
     "promote_due",
     "recover",
+    "release_worker",
     "replay",
     "requeue",
     "retry",
@@ -85,6 +87,8 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
         "pending_score",
         "stored_priority",
         "wake",
+        "to_pending",
+        "after_crash",
     }
     for name in SCRIPTS:
         source = lua_files()[name].decode()
@@ -121,7 +125,7 @@ def test_the_prelude_helpers(r: redis.Redis, keys: QueueKeys) -> None:
 
 
 def test_keys_built_in_lua_share_the_slot_of_the_declared_prefix(keys: QueueKeys) -> None:
-    """docs/design.md lists these twelve and why each is slot-safe: the tag closes before the id."""
+    """docs/design.md lists these thirteen and why each is slot-safe: the tag closes first."""
     appending = {
         name for name in SCRIPTS if re.search(r"KEYS\[\d+\] \.\.", lua_files()[name].decode())
     }
@@ -130,7 +134,7 @@ def test_keys_built_in_lua_share_the_slot_of_the_declared_prefix(keys: QueueKeys
         for name in SCRIPTS
         if re.search(r"^-- KEYS\[\d+\] \w+ prefix ", contract_and_body(name)[0], re.M)
     }
-    assert appending == declared and len(appending) == 12
+    assert appending == declared and len(appending) == 13
     for task_id in ("q:01J", "{other}x", "}{", ""):
         assert key_slot(keys.task(task_id).encode()) == key_slot(keys.pending.encode())
 

@@ -32,11 +32,10 @@ local function report(id, problem, action)
     out[#out + 1] = repair and action or ''
 end
 
-local function to_pending(id, key)
+local function requeue(id, key)
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZREM', KEYS[3], id)
-    redis.call('HSET', key, 'state', 'pending')
-    redis.call('ZADD', KEYS[1], pending_score(stored_priority(key), now), id)
+    to_pending(key, id, KEYS[1], now)
 end
 
 local retention = {succeeded = ARGV[2], failed = ARGV[3], cancelled = ARGV[4], dead = ARGV[5]}
@@ -80,7 +79,7 @@ local function check_scheduled(id, key)
         end
     elseif tonumber(due) < now - tonumber(ARGV[6]) then
         report(id, 'stuck scheduled', 'promoted')
-        if repair then to_pending(id, key) end
+        if repair then requeue(id, key) end
     end
 end
 
@@ -95,10 +94,10 @@ for i = 7, #ARGV do
         check_corrupt(id, key, kind)
     elseif state == 'active' and not redis.call('ZSCORE', KEYS[2], id) then
         report(id, 'active without lease', 'requeued')
-        if repair then to_pending(id, key) end
+        if repair then requeue(id, key) end
     elseif state == 'pending' and not redis.call('ZSCORE', KEYS[1], id) then
         report(id, 'unindexed', 're-indexed')
-        if repair then to_pending(id, key) end
+        if repair then requeue(id, key) end
     elseif state == 'scheduled' or state == 'retrying' then
         check_scheduled(id, key)
     elseif state == 'dead' then

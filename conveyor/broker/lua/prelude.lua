@@ -49,3 +49,29 @@ local function stored_priority(key)
     local priority = tonumber(redis.call('HGET', key, 'priority')) or 0
     return math.min(MAX_PRIORITY, math.max(MIN_PRIORITY, priority))
 end
+
+-- a task back in pending (its lease already removed), at its priority, from now
+local function to_pending(key, id, pending, now)
+    redis.call('HSET', key, 'state', 'pending')
+    redis.call('ZADD', pending, pending_score(stored_priority(key), now), id)
+end
+
+-- a leased task whose worker or process died (its lease already removed): one crash more,
+-- then back to pending, or dead once it lost `max_crashes` workers (a poison pill that
+-- kills whatever runs it). `how` tells the record what died. Returns 'pending' or 'dead'.
+local function after_crash(key, id, pending, dead, max_crashes, retention, now, how)
+    local crashes = counter_or_zero(key, 'crashes') + 1
+    redis.call('HSET', key, 'crashes', crashes)
+    if crashes < tonumber(max_crashes) then
+        to_pending(key, id, pending, now)
+        return 'pending'
+    end
+    local worker = redis.call('HGET', key, 'worker') or ''
+    local err = cjson.encode({type = 'WorkerLostError',
+        message = how .. ' ' .. crashes .. ' times; last worker ' .. worker})
+    redis.call('HSET', key, 'state', 'dead', 'reason', 'worker lost', 'error', err,
+        'finished_at', now)
+    redis.call('PEXPIRE', key, retention)
+    redis.call('ZADD', dead, now, id)
+    return 'dead'
+end

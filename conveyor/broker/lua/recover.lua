@@ -22,24 +22,9 @@ for _, id in ipairs(expired) do
     local key = KEYS[5] .. id
     local outcome = 'gone'
     if redis.call('TYPE', key)['ok'] == 'hash' then
-        local crashes = counter_or_zero(key, 'crashes') + 1
-        redis.call('HSET', key, 'crashes', crashes)
-        if crashes >= tonumber(ARGV[1]) then
-            local worker = redis.call('HGET', key, 'worker') or ''
-            local err = cjson.encode({type = 'WorkerLostError',
-                message = 'its worker was lost ' .. crashes .. ' times; last worker ' .. worker})
-            redis.call('HSET', key, 'state', 'dead', 'reason', 'worker lost', 'error', err,
-                'finished_at', now)
-            redis.call('PEXPIRE', key, ARGV[3])
-            redis.call('ZADD', KEYS[3], now, id)
-            outcome = 'dead'
-        else
-            local priority = stored_priority(key)
-            redis.call('HSET', key, 'state', 'pending')
-            redis.call('ZADD', KEYS[2], pending_score(priority, now), id)
-            outcome = 'pending'
-            woke = true
-        end
+        outcome = after_crash(key, id, KEYS[2], KEYS[3], ARGV[1], ARGV[3], now,
+            'its worker was lost')
+        woke = woke or outcome == 'pending'
     end
     out[#out + 1] = id
     out[#out + 1] = outcome

@@ -21,22 +21,14 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1])
 end
 local now = now_ms()
 redis.call('ZREM', KEYS[1], ARGV[1])
+local outcome = 'pending'
 if ARGV[3] == '1' then
-    local crashes = counter_or_zero(KEYS[5], 'crashes') + 1
-    redis.call('HSET', KEYS[5], 'crashes', crashes)
-    if crashes >= tonumber(ARGV[4]) then
-        local worker = redis.call('HGET', KEYS[5], 'worker') or ''
-        local err = cjson.encode({type = 'WorkerLostError',
-            message = 'the process running it died ' .. crashes .. ' times; last worker ' .. worker})
-        redis.call('HSET', KEYS[5], 'state', 'dead', 'reason', 'worker lost', 'error', err,
-            'finished_at', now)
-        redis.call('PEXPIRE', KEYS[5], ARGV[5])
-        redis.call('ZADD', KEYS[3], now, ARGV[1])
-        return 'dead'
-    end
+    outcome = after_crash(KEYS[5], ARGV[1], KEYS[2], KEYS[3], ARGV[4], ARGV[5], now,
+        'the process running it died')
+else
+    to_pending(KEYS[5], ARGV[1], KEYS[2], now)
 end
-local priority = stored_priority(KEYS[5])
-redis.call('HSET', KEYS[5], 'state', 'pending')
-redis.call('ZADD', KEYS[2], pending_score(priority, now), ARGV[1])
-wake(KEYS[4])
-return 'pending'
+if outcome == 'pending' then
+    wake(KEYS[4])
+end
+return outcome

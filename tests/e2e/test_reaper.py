@@ -1,0 +1,126 @@
+"""Real worker processes: a SIGKILLed worker's task runs elsewhere within seconds, not a
+lease; a SIGSTOPped worker keeps its task, and it runs once."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from conveyor import Conveyor, TaskState
+from conveyor.broker.keys import GlobalKeys
+from conveyor.producer import TaskHandle
+from conveyor.settings import Settings
+from conveyor.worker.reaper import ABSENCE, RESTART_GRACE, SURVEY_INTERVAL
+from tests.support.handlers import read_ledger
+from tests.support.processes import WorkerProcess
+from tests.support.rendezvous import gate_key
+from tests.support.worker import LOAD_SLACK, wait_until_sync
+
+pytestmark = pytest.mark.slow
+
+#: The lease: far longer than the reaper needs, so only the reaper can explain a takeover.
+LEASE = 60.0
+RENDEZVOUS = "tests.support.rendezvous:app"
+
+
+@pytest.fixture
+def long_lease(settings: Settings, r: redis.Redis) -> Settings:
+    # the reaper trusts what it sees only once Redis has run its restart grace
+    wait_until_sync(
+        lambda: int(r.info("server")["uptime_in_seconds"]) >= RESTART_GRACE,
+        RESTART_GRACE + LOAD_SLACK,
+        "Redis to be older than the reaper's restart grace",
+    )
+    return settings.replace(lease_timeout=LEASE)
+
+
+@pytest.fixture
+def workers(long_lease: Settings, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def one_task_and_two_workers(
+    settings: Settings, r: redis.Redis, tmp_path: Path, workers: list[WorkerProcess]
+) -> tuple[Conveyor, TaskHandle]:
+    """A task held by a first worker (until the gate opens), and a second worker ready."""
+    app = Conveyor(settings=settings)
+    handle = app.enqueue("hold", "job")
+    workers.append(WorkerProcess(settings, tmp_path, app=RENDEZVOUS))
+    wait_until_sync(lambda: len(starts(r, settings.prefix)) == 1, LOAD_SLACK, "the start")
+    workers.append(WorkerProcess(settings, tmp_path, app=RENDEZVOUS))
+    wait_until_sync(lambda: len(app.inspector.workers()) == 2, LOAD_SLACK, "two workers")
+    return app, handle
+
+
+def starts(r: redis.Redis, prefix: str) -> list[dict[str, object]]:
+    return [e for e in read_ledger(r, prefix) if e["event"] == "start"]
+
+
+def surveys(r: redis.Redis) -> int:
+    """CLIENT LIST calls Redis served: one per survey of a reaper (tests send none)."""
+    stats = r.info("commandstats")
+    return int(stats.get("cmdstat_client|list", {}).get("calls", 0))
+
+
+def test_a_killed_workers_task_runs_elsewhere_within_seconds(
+    long_lease: Settings, r: redis.Redis, tmp_path: Path, workers: list[WorkerProcess]
+) -> None:
+    app, handle = one_task_and_two_workers(long_lease, r, tmp_path, workers)
+    prefix = long_lease.prefix
+    first, second = workers
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    killed_at = time.monotonic()
+    wait_until_sync(lambda: len(starts(r, prefix)) == 2, LEASE / 2, "the task to run again")
+    back_in = time.monotonic() - killed_at
+    r.set(gate_key(prefix), 1)
+    wait_until_sync(lambda: handle.status() == TaskState.SUCCEEDED, LOAD_SLACK, "its end")
+    runs = [(e["pid"], e["token"]) for e in starts(r, prefix)]
+    assert runs == [(first.pid, 1), (second.pid, 2)]
+    record = handle.record()
+    assert record is not None and record.crashes == 1
+    assert "is gone (none of its connections is left)" in second.log()
+    # the absence window and a survey or two; a loaded machine gets LOAD_SLACK, still far
+    # below the lease the task would otherwise have waited out
+    assert back_in < ABSENCE + 4 * SURVEY_INTERVAL + LOAD_SLACK < LEASE
+    print(f"SIGKILL to the task running elsewhere: {back_in:.2f}s")
+    app.close()
+
+
+def test_a_stopped_worker_keeps_its_task_and_the_task_runs_once(
+    long_lease: Settings, r: redis.Redis, tmp_path: Path, workers: list[WorkerProcess]
+) -> None:
+    app, handle = one_task_and_two_workers(long_lease, r, tmp_path, workers)
+    prefix = long_lease.prefix
+    first, second = workers
+    first.signal(signal.SIGSTOP)
+    try:
+        # the second worker surveys (it has the reaper's role, or takes it once the stopped
+        # one lets it lapse) across many absence windows
+        before = surveys(r)
+        needed = 4 * round(ABSENCE / SURVEY_INTERVAL)
+        wait_until_sync(lambda: surveys(r) >= before + needed, LOAD_SLACK * 2, "surveys")
+        role = r.get(GlobalKeys(prefix).reaper)
+        assert role is not None and role != first_worker_id(app, first.pid).encode()
+    finally:
+        first.signal(signal.SIGCONT)
+    r.set(gate_key(prefix), 1)
+    wait_until_sync(lambda: handle.status() == TaskState.SUCCEEDED, LOAD_SLACK, "its end")
+    assert [(e["pid"], e["token"]) for e in starts(r, prefix)] == [(first.pid, 1)]
+    record = handle.record()
+    assert record is not None and record.crashes == 0
+    assert "is gone" not in second.log()
+    app.close()
+
+
+def first_worker_id(app: Conveyor, pid: int) -> str:
+    [worker] = [w for w in app.inspector.workers() if w["pid"] == pid]
+    return str(worker["id"])
