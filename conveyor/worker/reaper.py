@@ -35,8 +35,9 @@ log = logging.getLogger("conveyor.worker")
 
 #: Seconds between two surveys of the reaper.
 SURVEY_INTERVAL = 0.25
-#: Seconds between two tries of the other workers to take the role.
-FOLLOW_INTERVAL = 0.5
+#: Seconds between two tries of the other workers to take the role: when the reaper itself
+#: dies, its role lapses after ROLE_TTL and the next worker takes it within this.
+FOLLOW_INTERVAL = 0.25
 #: The role lapses this long after its holder stopped renewing it.
 ROLE_TTL = 1.0
 #: Seconds a worker must be seen with no connection before it is declared dead: longer

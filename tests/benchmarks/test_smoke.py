@@ -97,3 +97,19 @@ def test_the_suite_prefers_a_system_redis() -> None:
     else:  # no system Redis: the one every other tool would choose
         assert chosen == find_redis_server()
     assert binary_version(chosen), f"{chosen} does not run as redis-server"
+
+
+def test_the_recovery_benchmark_times_each_kill_and_sees_no_takeover_of_a_stop(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.recovery", "--kills", "2", "--stops", "1",
+         "--json", str(tmp_path / "recovery.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    figures = json.loads((tmp_path / "recovery.json").read_text())
+    assert figures["kills"] == 2 and 0 < figures["median_s"] <= figures["max_s"]
+    # the reaper, not the lease, brought the task back; the stopped worker kept its task
+    assert figures["max_s"] < figures["lease_s"] / 2
+    assert figures["takeovers_of_stopped_workers"] == 0
