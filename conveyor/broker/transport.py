@@ -25,13 +25,13 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from conveyor.broker.scripts import Arg, Call
 from conveyor.broker.steps import Steps, drive, drive_async
-from conveyor.errors import BrokerUnavailableError
+from conveyor.errors import BrokerFullError, BrokerUnavailableError
 from conveyor.settings import Settings
 
 #: Errors that mean Redis is unreachable or stalled, as opposed to a bad command.
@@ -61,7 +61,7 @@ class SyncTransport:
         """Send calls in one pipeline (one more if Redis forgot a script); with
         `raise_errors=False`, an error reply stays in its place in the result."""
         try:
-            replies = drive(with_scripts(calls), self._send)
+            replies = name_refusals(drive(with_scripts(calls), self._send))
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
         if raise_errors:
@@ -146,7 +146,7 @@ class AsyncTransport:
         """Send calls in one pipeline (one more if Redis forgot a script); with
         `raise_errors=False`, an error reply stays in its place in the result."""
         try:
-            replies = await drive_async(with_scripts(calls), self._send)
+            replies = name_refusals(await drive_async(with_scripts(calls), self._send))
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
         if raise_errors:
@@ -191,7 +191,7 @@ class AsyncTransport:
             raise unavailable(exc, self.settings) from exc
         if any(isinstance(reply, NoScriptError) for reply in replies):
             return None
-        first_error(replies)
+        first_error(name_refusals(replies))
         return replies
 
     async def _drop_waiters(self) -> None:
@@ -261,6 +261,33 @@ def first_error(replies: list[Any]) -> None:
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
+
+
+#: How Redis words a write refused at maxmemory, in a plain command's reply and in a
+#: script's (Redis 6.2 wraps it in a script error, 7 sends it as it is).
+_OOM_TEXT = "command not allowed when used memory > 'maxmemory'"
+
+
+def is_full(reply: object) -> bool:
+    """Whether a reply is Redis refusing a write at maxmemory.
+
+    Redis checks memory at a script's first write, and only if the script has not written
+    yet (6.2 and 7 alike): a refused script stored nothing, and once a script wrote, the
+    rest of its writes go through.
+    """
+    return isinstance(reply, OutOfMemoryError) or (
+        isinstance(reply, ResponseError) and _OOM_TEXT in str(reply)
+    )
+
+
+def name_refusals(replies: list[Any]) -> list[Any]:
+    """`replies` with each refusal at maxmemory replaced by a BrokerFullError in its place."""
+    for i, reply in enumerate(replies):
+        if isinstance(reply, ResponseError) and is_full(reply):
+            refused = BrokerFullError()
+            refused.__cause__ = reply
+            replies[i] = refused
+    return replies
 
 
 def unavailable(exc: BaseException, settings: Settings) -> BrokerUnavailableError:
