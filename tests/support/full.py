@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from conveyor.settings import Settings
 from conveyor.tools.embedded import RedisServer
 
 
@@ -48,7 +50,37 @@ class Memory:
         """No limit."""
         self.r.config_set("maxmemory", 0)
 
+    def room(self) -> int:
+        """Bytes left below the limit (negative: over it)."""
+        info = self.info()
+        return int(info["maxmemory"]) - int(info["used_memory"])
+
     def is_full(self) -> bool:
         """Whether Redis uses more than its limit (and so refuses writes that grow memory)."""
         info = self.info()
         return 0 < int(info["maxmemory"]) < int(info["used_memory"])
+
+
+@dataclass
+class Private:
+    """A private server with what a test needs of it."""
+
+    server: RedisServer
+    r: redis.Redis
+    memory: Memory
+    #: the test's settings, on this server
+    settings: Settings
+
+
+@contextlib.contextmanager
+def private_setup(like: RedisServer, settings: Settings) -> Iterator[Private]:
+    """A private server of `like`'s version, a client, its memory limit and `settings` on
+    it; the limit is lifted before the server goes, so the test's teardown can write."""
+    with private_redis(like) as server:
+        client = redis.Redis.from_url(server.url)
+        memory = Memory(client)
+        try:
+            yield Private(server, client, memory, settings.replace(redis_url=server.url))
+        finally:
+            memory.free()
+            client.close()
