@@ -8,6 +8,7 @@ server never gets a limit.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 import redis
 
 from conveyor import BrokerFullError, Conveyor
+from conveyor.broker.coalescer import _own, _Request
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.broker.ops import Op
 from conveyor.broker.records import ClaimedTask
@@ -333,3 +335,23 @@ def test_a_script_refused_for_another_reason_is_not_called_full(
     with pytest.raises(redis.ResponseError) as raised:
         run(broker.ops.claim("default", 1, "w1"))
     assert not isinstance(raised.value, BrokerFullError)
+
+
+async def test_each_caller_of_a_merged_enqueue_hears_of_its_own_stored_tasks(
+    app: Conveyor,
+) -> None:
+    """Concurrent enqueues to one queue share a script call (the coalescer); when Redis
+    filled up part way, each caller's error names only its own tasks that were stored."""
+    loop = asyncio.get_running_loop()
+    mine = [app.producer.encode(app.message("job", i)) for i in range(2)]
+    theirs = [app.producer.encode(app.message("job", i)) for i in range(3)]
+    error = BrokerFullError((mine[0].id, theirs[0].id, theirs[1].id), 5)
+    seen = [_own(error, _Request(loop.create_future(), tasks=tasks)) for tasks in (mine, theirs)]
+    assert [(type(e), e.stored) for e in seen] == [  # type: ignore[attr-defined]
+        (BrokerFullError, (mine[0].id,)),
+        (BrokerFullError, (theirs[0].id, theirs[1].id)),
+    ]
+    assert "1 of the 2 tasks were stored" in str(seen[0])
+    assert "2 of the 3 tasks were stored" in str(seen[1])
+    nothing = _own(BrokerFullError(), _Request(loop.create_future(), tasks=mine))
+    assert "nothing was stored" in str(nothing)
