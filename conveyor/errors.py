@@ -35,17 +35,29 @@ class BrokerFullError(BrokerUnavailableError):
     refused, the tasks of those before it are stored, and their ids are in `stored`.
     """
 
-    def __init__(self, stored: tuple[str, ...] = (), total: int = 0) -> None:
+    def __init__(
+        self,
+        stored: tuple[str, ...] = (),
+        total: int = 0,
+        memory: tuple[int, int, str] | None = None,
+    ) -> None:
         if stored:
             what = f"{len(stored)} of the {total} tasks were stored (ids in .stored), the rest not"
         else:
             what = "nothing was stored"
+        usage = "used memory above maxmemory"
+        if memory is not None:
+            used, limit, policy = memory
+            usage = f"{used / 2**20:.1f} MiB used of maxmemory {limit / 2**20:.1f} MiB, {policy}"
         super().__init__(
-            "Redis is full (used memory above maxmemory, policy noeviction): it refused "
-            f"the write, {what}. Workers free memory as tasks finish and their records "
-            "expire; retry later, or raise maxmemory"
+            f"Redis is full ({usage}): it refused the write, {what}. "
+            "Workers free memory as tasks finish and their records expire; retry later, or "
+            "raise maxmemory"
         )
         self.stored = stored
+        #: (used_memory, maxmemory, maxmemory_policy), read just after the refusal if Redis
+        #: answered
+        self.memory = memory
 
 
 class TaskNotFoundError(ConveyorError):

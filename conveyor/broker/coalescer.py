@@ -136,7 +136,8 @@ def _own(error: Exception, request: _Request) -> Exception:
     if not isinstance(error, BrokerFullError) or request.op is not None:
         return error
     mine = {task.id for task in request.tasks}
-    return BrokerFullError(tuple(i for i in error.stored if i in mine), len(request.tasks))
+    stored = tuple(i for i in error.stored if i in mine)
+    return BrokerFullError(stored, len(request.tasks), error.memory)
 
 
 def _deliver_to(requests: list[_Request]) -> Callable[[Any, Exception | None], None]:

@@ -363,8 +363,9 @@ def _enqueue_error(replies: list[Any], chunks: list[Any], total: int) -> Excepti
     """Why an enqueue failed: the first error reply, or, when Redis refused only for lack
     of memory, a BrokerFullError naming the tasks stored by the script calls before."""
     errors = [reply for reply in replies if isinstance(reply, Exception)]
-    if not all(isinstance(error, BrokerFullError) for error in errors):
-        return next(e for e in errors if not isinstance(e, BrokerFullError))
+    refusals = [error for error in errors if isinstance(error, BrokerFullError)]
+    if len(refusals) < len(errors):
+        return next(error for error in errors if not isinstance(error, BrokerFullError))
     stored = tuple(
         result.id
         for reply in chunks
@@ -372,7 +373,7 @@ def _enqueue_error(replies: list[Any], chunks: list[Any], total: int) -> Excepti
         for result in _enqueued(reply)
         if not result.replayed
     )
-    return BrokerFullError(stored, total) if stored else errors[0]
+    return BrokerFullError(stored, total, refusals[0].memory) if stored else refusals[0]
 
 
 def _pairs(reply: list[bytes]) -> list[tuple[str, str]]:

@@ -62,6 +62,8 @@ class SyncTransport:
         `raise_errors=False`, an error reply stays in its place in the result."""
         try:
             replies = name_refusals(drive(with_scripts(calls), self._send))
+            if any(isinstance(reply, BrokerFullError) for reply in replies):
+                replies = with_memory(replies, self._send([MEMORY])[0])
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
         if raise_errors:
@@ -147,6 +149,8 @@ class AsyncTransport:
         `raise_errors=False`, an error reply stays in its place in the result."""
         try:
             replies = name_refusals(await drive_async(with_scripts(calls), self._send))
+            if any(isinstance(reply, BrokerFullError) for reply in replies):
+                replies = with_memory(replies, (await self._send([MEMORY]))[0])
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
         if raise_errors:
@@ -287,6 +291,27 @@ def name_refusals(replies: list[Any]) -> list[Any]:
             refused = BrokerFullError()
             refused.__cause__ = reply
             replies[i] = refused
+    return replies
+
+
+#: The call that reads Redis' memory figures after a refusal.
+MEMORY = Call.command("INFO", "memory")
+
+
+def with_memory(replies: list[Any], info: Any) -> list[Any]:
+    """`replies` with each BrokerFullError carrying Redis' memory figures in `info` (an
+    INFO memory reply read just after; left as they are if it is not one)."""
+    if not isinstance(info, dict) or not info.get("maxmemory"):
+        return replies
+    memory = (
+        int(info.get("used_memory", 0)),
+        int(info["maxmemory"]),
+        str(info.get("maxmemory_policy", "?")),
+    )
+    for i, reply in enumerate(replies):
+        if isinstance(reply, BrokerFullError):
+            replies[i] = BrokerFullError(reply.stored, memory=memory)
+            replies[i].__cause__ = reply.__cause__
     return replies
 
 

@@ -144,6 +144,8 @@ def test_an_enqueue_at_maxmemory_is_refused_and_stores_nothing(
     assert "Redis is full" in str(refused.value)
     assert "nothing was stored" in str(refused.value)
     assert refused.value.stored == ()
+    used, limit, policy = refused.value.memory or (0, 0, "")
+    assert (used > 2**19, limit, policy) == (True, 1, "noeviction")
     assert app.inspector.queue_names() == ["default"]
     memory.free()  # the same call goes through once Redis has room, a new queue listed
     ENQUEUES[how](app)

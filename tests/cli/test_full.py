@@ -3,6 +3,7 @@ was stored (exit 3, as for an unreachable Redis); `doctor` says so too, and why.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -38,7 +39,10 @@ def test_enqueue_on_a_full_redis_says_so_and_stores_nothing(
         result = on_private("enqueue", "job", *options)
         assert result.exit_code == 3, result.output
         assert result.stdout == ""
-        assert result.stderr.startswith("Error: Redis is full (used memory above maxmemory")
+        assert re.match(
+            r"Error: Redis is full \(\d+\.\d MiB used of maxmemory 0\.0 MiB, noeviction\)",
+            result.stderr,
+        ), result.stderr
         assert "nothing was stored" in result.stderr
         assert "Traceback" not in result.output
     assert dump(private.r, private.settings.prefix) == before
