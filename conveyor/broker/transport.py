@@ -2,7 +2,8 @@
 
 Connections, packing, pipelines, the retry policy, script loading (and reloading after
 Redis lost its script cache), the blocking wait, and the mapping of connection errors to
-BrokerUnavailableError all live here. Above it, the operations only build `Call`s and
+BrokerUnavailableError (and of Redis' refusals at maxmemory to BrokerFullError, left in
+their place in the replies) all live here. Above it, the operations only build `Call`s and
 decode replies; a Redis Cluster or Sentinel transport is one more implementation of the
 same two classes.
 """
@@ -10,6 +11,7 @@ same two classes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import uuid
@@ -62,10 +64,11 @@ class SyncTransport:
         `raise_errors=False`, an error reply stays in its place in the result."""
         try:
             replies = name_refusals(drive(with_scripts(calls), self._send))
-            if any(isinstance(reply, BrokerFullError) for reply in replies):
-                replies = with_memory(replies, self._send([MEMORY])[0])
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
+        if any(isinstance(reply, BrokerFullError) for reply in replies):
+            with contextlib.suppress(*UNAVAILABLE):  # the figures are a courtesy
+                replies = with_memory(replies, self._send([MEMORY])[0])
         if raise_errors:
             first_error(replies)
         return replies
@@ -149,10 +152,11 @@ class AsyncTransport:
         `raise_errors=False`, an error reply stays in its place in the result."""
         try:
             replies = name_refusals(await drive_async(with_scripts(calls), self._send))
-            if any(isinstance(reply, BrokerFullError) for reply in replies):
-                replies = with_memory(replies, (await self._send([MEMORY]))[0])
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
+        if any(isinstance(reply, BrokerFullError) for reply in replies):
+            with contextlib.suppress(*UNAVAILABLE):  # the figures are a courtesy
+                replies = with_memory(replies, (await self._send([MEMORY]))[0])
         if raise_errors:
             first_error(replies)
         return replies
