@@ -357,3 +357,27 @@ async def test_each_caller_of_a_merged_enqueue_hears_of_its_own_stored_tasks(
     assert "2 of the 3 tasks were stored" in str(seen[1])
     nothing = _own(BrokerFullError(), _Request(loop.create_future(), tasks=mine))
     assert "nothing was stored" in str(nothing)
+
+
+def test_a_refusal_says_so_without_figures_where_info_is_forbidden(
+    private: RedisServer, settings: Settings, r: redis.Redis, memory: Memory
+) -> None:
+    """The memory figures are read after the refusal, where INFO is allowed (managed
+    Redis often forbids it): without them the error still says what happened."""
+    r.acl_setuser(
+        "noinfo", enabled=True, passwords=["+secret"], keys=["*"], categories=["+@all"],
+        commands=["-info"],
+    )  # fmt: skip
+    url = f"redis://noinfo:secret@127.0.0.1:{private.port}/0"
+    app = Conveyor(settings=settings.replace(redis_url=url))
+    try:
+        app.enqueue("job")
+        memory.fill()
+        with pytest.raises(BrokerFullError) as refused:
+            app.enqueue("job")
+    finally:
+        app.close()
+    assert refused.value.memory is None
+    assert str(refused.value).startswith(
+        "Redis is full (used memory above maxmemory): it refused the write, nothing was stored."
+    )
