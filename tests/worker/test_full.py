@@ -26,8 +26,9 @@ log = logging.getLogger("conveyor.worker")
 
 @pytest.fixture
 def private(redis_server: RedisServer, settings: Settings) -> Iterator[Private]:
-    """A server of this test alone, with a one-second lease (a beat every third of it)."""
-    with private_setup(redis_server, settings.replace(lease_timeout=1.0)) as made:
+    """A server of this test alone; leases of 3 s, renewed every second, so a loaded
+    machine does not lose one."""
+    with private_setup(redis_server, settings.replace(lease_timeout=3.0)) as made:
         yield made
 
 
