@@ -2,8 +2,8 @@
 before it writes anything (BrokerFullError), and everything a worker does to drain the
 queue (claim, renew, complete, recover, promote) goes through, so memory comes back.
 
-Each test runs on a private server the test makes full (maxmemory 1 byte): the session's
-server never gets a limit.
+Each test runs on a private server the test makes full (maxmemory 1 byte): the shared
+test server never gets a limit.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from tests.support.keyspace import dump
 
 @pytest.fixture
 def private(redis_server: RedisServer) -> Iterator[RedisServer]:
-    """A server of this test alone, of the session server's Redis version."""
+    """A server of this test alone, of the shared test server's Redis version."""
     with private_redis(redis_server) as server:
         yield server
 

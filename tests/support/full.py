@@ -1,5 +1,5 @@
 """A private Redis that a test makes full on cue (maxmemory, policy noeviction), to see what
-Conveyor does when Redis refuses writes. Private: the session's server never gets a limit."""
+Conveyor does when Redis refuses writes. Private: the shared test server never gets a limit."""
 
 from __future__ import annotations
 
