@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.context import TaskContext
     from conveyor.errors import (
+        BrokerFullError,
         BrokerUnavailableError,
         ConveyorError,
         Retry,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "BrokerFullError": "conveyor.errors",
     "BrokerUnavailableError": "conveyor.errors",
     "Conveyor": "conveyor.app",
     "ConveyorError": "conveyor.errors",
@@ -40,6 +42,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "BrokerFullError",
     "BrokerUnavailableError",
     "Conveyor",
     "ConveyorError",

@@ -27,6 +27,39 @@ class BrokerUnavailableError(ConveyorError):
     """Redis cannot be reached, or did not answer in time."""
 
 
+class BrokerFullError(BrokerUnavailableError):
+    """Redis refused a write: its memory is at `maxmemory` (policy noeviction).
+
+    Redis refuses a script before it writes anything, so a refused call stored nothing. A
+    bulk enqueue is one script call per queue and chunk of tasks: when a later one is
+    refused, the tasks of those before it are stored, and their ids are in `stored`.
+    """
+
+    def __init__(
+        self,
+        stored: tuple[str, ...] = (),
+        total: int = 0,
+        memory: tuple[int, int, str] | None = None,
+    ) -> None:
+        if stored:
+            what = f"{len(stored)} of the {total} tasks were stored (ids in .stored), the rest not"
+        else:
+            what = "nothing was stored"
+        usage = "used memory above maxmemory"
+        if memory is not None:
+            used, limit, policy = memory
+            usage = f"{used / 2**20:.1f} MiB used of maxmemory {limit / 2**20:.1f} MiB, {policy}"
+        super().__init__(
+            f"Redis is full ({usage}): it refused the write, {what}. "
+            "Workers free memory as tasks finish and their records expire; retry later, or "
+            "raise maxmemory"
+        )
+        self.stored = stored
+        #: (used_memory, maxmemory, maxmemory_policy), read just after the refusal if Redis
+        #: answered
+        self.memory = memory
+
+
 class TaskNotFoundError(ConveyorError):
     """No record exists for this task id (never enqueued, or expired)."""
 

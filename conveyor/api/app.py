@@ -31,7 +31,11 @@ COMMON_ERRORS: dict[int | str, dict[str, object]] = {
         (413, "The body is over the size limit"),
         (422, "A field is invalid; the details name it"),
         (500, "Unexpected error (logged; no traceback is sent)"),
-        (503, "Redis is unavailable; nothing was stored"),
+        (
+            503,
+            "Redis is unavailable (`redis_unavailable`: a write may or may not have been "
+            "stored) or full (`redis_full`: nothing was stored); see Retry-After",
+        ),
     )
 }
 

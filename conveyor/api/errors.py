@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor.errors import (
+    BrokerFullError,
     BrokerUnavailableError,
     ConfigurationError,
     ConveyorError,
@@ -22,6 +23,12 @@ from conveyor.errors import (
 )
 
 log = logging.getLogger("conveyor.api")
+
+#: The message of a 503 for an unreachable Redis: the request's fate is unknown.
+UNAVAILABLE = "Redis is unavailable; what this request writes may or may not have been stored"
+#: Seconds a client should wait before it tries again after a 503.
+RETRY_AFTER = 5
+_RETRY = {"Retry-After": str(RETRY_AFTER)}
 
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
           405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
@@ -84,9 +91,13 @@ async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 
 async def _conveyor(request: Request, exc: ConveyorError) -> JSONResponse:
+    if isinstance(exc, BrokerFullError):
+        log.warning("Redis full: %s", exc)
+        return _full(exc)
     if isinstance(exc, BrokerUnavailableError):
+        # a lost reply leaves the outcome unknown: Redis may have applied the write
         log.warning("Redis unavailable: %s", exc)
-        return error_response(503, "redis_unavailable", "Redis is unavailable; nothing was stored")
+        return error_response(503, "redis_unavailable", UNAVAILABLE, headers=_RETRY)
     if isinstance(exc, TaskNotFoundError):
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, TaskConflictError):
@@ -97,6 +108,15 @@ async def _conveyor(request: Request, exc: ConveyorError) -> JSONResponse:
     if isinstance(exc, ConfigurationError | SerializationError):
         return error_response(422, "invalid_request", str(exc))
     return await _unexpected(request, exc)
+
+
+def _full(exc: BrokerFullError) -> JSONResponse:
+    """Redis refused the write for lack of memory, before writing: say what was stored."""
+    if exc.stored:
+        message = f"Redis is full; {len(exc.stored)} of the tasks were stored (see details)"
+    else:
+        message = "Redis is full (maxmemory); nothing was stored"
+    return error_response(503, "redis_full", message, {"stored": list(exc.stored)}, _RETRY)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

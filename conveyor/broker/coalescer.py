@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from conveyor.broker.ops import Op, Operations
 from conveyor.broker.records import EnqueueResult, NewTask
 from conveyor.broker.transport import AsyncTransport, first_error
+from conveyor.errors import BrokerFullError
 
 T = TypeVar("T")
 
@@ -112,7 +113,8 @@ class Coalescer:
             mine = replies[start : start + len(op.calls)]
             start += len(op.calls)
             try:
-                first_error(mine)
+                if not op.reads_errors:
+                    first_error(mine)
                 deliver(op.decode(mine), None)
             except Exception as exc:
                 deliver(None, exc)
@@ -128,6 +130,16 @@ def _by_queue(enqueues: Iterable[_Request]) -> Iterable[list[_Request]]:
     return groups.values()
 
 
+def _own(error: Exception, request: _Request) -> Exception:
+    """The error as one caller of a merged enqueue sees it: of the tasks stored before
+    Redis ran out of memory, those it sent."""
+    if not isinstance(error, BrokerFullError) or request.op is not None:
+        return error
+    mine = {task.id for task in request.tasks}
+    stored = tuple(i for i in error.stored if i in mine)
+    return BrokerFullError(stored, len(request.tasks), error.memory)
+
+
 def _deliver_to(requests: list[_Request]) -> Callable[[Any, Exception | None], None]:
     """Hands an operation's result (or error) to its caller; a merged enqueue's results
     are split among its callers, each getting as many as it sent tasks."""
@@ -139,7 +151,7 @@ def _deliver_to(requests: list[_Request]) -> Callable[[Any, Exception | None], N
             if request.future.done():  # its caller was cancelled
                 continue
             if error is not None:
-                request.future.set_exception(error)
+                request.future.set_exception(_own(error, request))
             elif request.op is not None:
                 request.future.set_result(result)
             else:

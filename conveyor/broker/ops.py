@@ -13,6 +13,7 @@ from conveyor import serializers
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.broker.records import Claim, ClaimedTask, EnqueueResult, NewTask
 from conveyor.broker.scripts import Arg, Call, load_scripts
+from conveyor.errors import BrokerFullError
 from conveyor.ids import new_ulid, queue_of
 from conveyor.model import to_millis
 from conveyor.settings import MAX_CLAIM_BATCH, Settings
@@ -34,6 +35,8 @@ class Op(Generic[T_co]):
 
     calls: Sequence[Call]
     decode: Callable[[list[Any]], T_co]
+    #: the decoder takes error replies in their place (else the first one is raised)
+    reads_errors: bool = False
 
 
 CLAIM_WIDTH = 12  # values per task in claim.lua's reply
@@ -105,17 +108,16 @@ class Operations:
                 order.extend(t.id for t in chunk)
 
         def decode(replies: list[Any]) -> list[EnqueueResult]:
-            results = []
-            for reply in replies[1 if registry else 0 :]:
-                items = iter(reply)
-                for returned, replayed, state in zip(items, items, items, strict=True):
-                    results.append(EnqueueResult(returned.decode(), bool(replayed), state.decode()))
+            chunks = replies[1 if registry else 0 :]
+            if any(isinstance(reply, Exception) for reply in replies):
+                raise _enqueue_error(replies, chunks, len(tasks))
+            results = [result for reply in chunks for result in _enqueued(reply)]
             if len(by_queue) == 1:  # replies are already in the order of `tasks`
                 return results
             by_id = dict(zip(order, results, strict=True))
             return [by_id[t.id] for t in tasks]
 
-        return Op(calls, decode)
+        return Op(calls, decode, reads_errors=True)
 
     def _enqueue_call(self, keys: QueueKeys, tasks: Sequence[NewTask]) -> Call:
         script_keys = [keys.pending, keys.scheduled, keys.signal, keys.task_prefix]
@@ -212,14 +214,28 @@ class Operations:
 
     # -- workers ---------------------------------------------------------------------
 
-    def register_worker(self, worker_id: str, info: bytes, now_ms: int) -> Op[None]:
-        """Announce a live worker; its description expires unless renewed by heartbeat."""
+    def register_worker(self, worker_id: str, info: bytes, now_ms: int) -> Op[bool]:
+        """Announce a live worker; its description expires unless renewed by heartbeat.
+
+        Decodes to False when Redis is full: it refuses the ZADD and the SET then, but not
+        the PEXPIRE, so the description stays (its heartbeat time goes stale) for as long
+        as the worker lives and Redis is full.
+        """
         ttl = to_millis(self.settings.lease_timeout * 3)
         calls = [
+            Call.command("PEXPIRE", self.keys.worker(worker_id), ttl),
             Call.command("ZADD", self.keys.workers, now_ms, worker_id),
             Call.command("SET", self.keys.worker(worker_id), info, "PX", ttl),
         ]
-        return Op(calls, lambda r: None)
+
+        def decode(replies: list[Any]) -> bool:
+            errors = [reply for reply in replies if isinstance(reply, Exception)]
+            for error in errors:
+                if not isinstance(error, BrokerFullError):
+                    raise error
+            return not errors
+
+        return Op(calls, decode, reads_errors=True)
 
     def deregister_worker(self, worker_id: str) -> Op[None]:
         """Remove a worker that stopped cleanly."""
@@ -335,6 +351,31 @@ class Operations:
         return Op([call], lambda r: int(r[0]))
 
 
+def _enqueued(reply: list[Any]) -> list[EnqueueResult]:
+    items = iter(reply)
+    return [
+        EnqueueResult(returned.decode(), bool(replayed), state.decode())
+        for returned, replayed, state in zip(items, items, items, strict=True)
+    ]
+
+
+def _enqueue_error(replies: list[Any], chunks: list[Any], total: int) -> Exception:
+    """Why an enqueue failed: the first error reply, or, when Redis refused only for lack
+    of memory, a BrokerFullError naming the tasks stored by the script calls before."""
+    errors = [reply for reply in replies if isinstance(reply, Exception)]
+    refusals = [error for error in errors if isinstance(error, BrokerFullError)]
+    if len(refusals) < len(errors):
+        return next(error for error in errors if not isinstance(error, BrokerFullError))
+    stored = tuple(
+        result.id
+        for reply in chunks
+        if not isinstance(reply, Exception)
+        for result in _enqueued(reply)
+        if not result.replayed
+    )
+    return BrokerFullError(stored, total, refusals[0].memory) if stored else refusals[0]
+
+
 def _pairs(reply: list[bytes]) -> list[tuple[str, str]]:
     items = iter(reply)
     return [(a.decode(), b.decode()) for a, b in zip(items, items, strict=True)]
@@ -401,11 +442,15 @@ def combine(ops: Sequence[Op[Any]]) -> Op[list[Any]]:
     def decode(replies: list[Any]) -> list[Any]:
         results, start = [], 0
         for op in ops:
-            results.append(op.decode(replies[start : start + len(op.calls)]))
+            mine = replies[start : start + len(op.calls)]
             start += len(op.calls)
+            if not op.reads_errors:
+                for error in (reply for reply in mine if isinstance(reply, Exception)):
+                    raise error
+            results.append(op.decode(mine))
         return results
 
-    return Op(calls, decode)
+    return Op(calls, decode, reads_errors=any(op.reads_errors for op in ops))
 
 
 def scored(entries: list[Any]) -> list[tuple[bytes, float]]:

@@ -23,7 +23,7 @@ class SyncBroker:
 
     def run(self, op: Op[T]) -> T:
         """Execute `op` and decode its replies."""
-        return op.decode(self.transport.execute(op.calls))
+        return op.decode(self.transport.execute(op.calls, raise_errors=not op.reads_errors))
 
     def execute(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:
         """Send calls in one pipeline; see `SyncTransport.execute`."""

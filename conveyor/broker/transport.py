@@ -2,7 +2,8 @@
 
 Connections, packing, pipelines, the retry policy, script loading (and reloading after
 Redis lost its script cache), the blocking wait, and the mapping of connection errors to
-BrokerUnavailableError all live here. Above it, the operations only build `Call`s and
+BrokerUnavailableError (and of Redis' refusals at maxmemory to BrokerFullError, left in
+their place in the replies) all live here. Above it, the operations only build `Call`s and
 decode replies; a Redis Cluster or Sentinel transport is one more implementation of the
 same two classes.
 """
@@ -10,6 +11,7 @@ same two classes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import uuid
@@ -25,13 +27,13 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from conveyor.broker.scripts import Arg, Call
 from conveyor.broker.steps import Steps, drive, drive_async
-from conveyor.errors import BrokerUnavailableError
+from conveyor.errors import BrokerFullError, BrokerUnavailableError
 from conveyor.settings import Settings
 
 #: Errors that mean Redis is unreachable or stalled, as opposed to a bad command.
@@ -61,9 +63,12 @@ class SyncTransport:
         """Send calls in one pipeline (one more if Redis forgot a script); with
         `raise_errors=False`, an error reply stays in its place in the result."""
         try:
-            replies = drive(with_scripts(calls), self._send)
+            replies = name_refusals(drive(with_scripts(calls), self._send))
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
+        if any(isinstance(reply, BrokerFullError) for reply in replies):
+            with contextlib.suppress(*UNAVAILABLE):  # the figures are a courtesy
+                replies = with_memory(replies, self._send([MEMORY])[0])
         if raise_errors:
             first_error(replies)
         return replies
@@ -146,9 +151,12 @@ class AsyncTransport:
         """Send calls in one pipeline (one more if Redis forgot a script); with
         `raise_errors=False`, an error reply stays in its place in the result."""
         try:
-            replies = await drive_async(with_scripts(calls), self._send)
+            replies = name_refusals(await drive_async(with_scripts(calls), self._send))
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
+        if any(isinstance(reply, BrokerFullError) for reply in replies):
+            with contextlib.suppress(*UNAVAILABLE):  # the figures are a courtesy
+                replies = with_memory(replies, (await self._send([MEMORY]))[0])
         if raise_errors:
             first_error(replies)
         return replies
@@ -191,7 +199,7 @@ class AsyncTransport:
             raise unavailable(exc, self.settings) from exc
         if any(isinstance(reply, NoScriptError) for reply in replies):
             return None
-        first_error(replies)
+        first_error(name_refusals(replies))
         return replies
 
     async def _drop_waiters(self) -> None:
@@ -261,6 +269,54 @@ def first_error(replies: list[Any]) -> None:
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
+
+
+#: How Redis words a write refused at maxmemory, in a plain command's reply and in a
+#: script's (Redis 6.2 wraps it in a script error, 7 sends it as it is).
+_OOM_TEXT = "command not allowed when used memory > 'maxmemory'"
+
+
+def is_full(reply: object) -> bool:
+    """Whether a reply is Redis refusing a write at maxmemory.
+
+    Redis checks memory at a script's first write, and only if the script has not written
+    yet (6.2 and 7 alike): a refused script stored nothing, and once a script wrote, the
+    rest of its writes go through.
+    """
+    return isinstance(reply, OutOfMemoryError) or (
+        isinstance(reply, ResponseError) and _OOM_TEXT in str(reply)
+    )
+
+
+def name_refusals(replies: list[Any]) -> list[Any]:
+    """`replies` with each refusal at maxmemory replaced by a BrokerFullError in its place."""
+    for i, reply in enumerate(replies):
+        if isinstance(reply, ResponseError) and is_full(reply):
+            refused = BrokerFullError()
+            refused.__cause__ = reply
+            replies[i] = refused
+    return replies
+
+
+#: The call that reads Redis' memory figures after a refusal.
+MEMORY = Call.command("INFO", "memory")
+
+
+def with_memory(replies: list[Any], info: Any) -> list[Any]:
+    """`replies` with each BrokerFullError carrying Redis' memory figures in `info` (an
+    INFO memory reply read just after; left as they are if it is not one)."""
+    if not isinstance(info, dict) or not info.get("maxmemory"):
+        return replies
+    memory = (
+        int(info.get("used_memory", 0)),
+        int(info["maxmemory"]),
+        str(info.get("maxmemory_policy", "?")),
+    )
+    for i, reply in enumerate(replies):
+        if isinstance(reply, BrokerFullError):
+            replies[i] = BrokerFullError(reply.stored, memory=memory)
+            replies[i].__cause__ = reply.__cause__
+    return replies
 
 
 def unavailable(exc: BaseException, settings: Settings) -> BrokerUnavailableError:

@@ -126,9 +126,18 @@ def _eviction(config: dict[str, str] | None) -> Check:
                      "check maxmemory-policy=noeviction with your provider")  # fmt: skip
     policy = config.get("maxmemory-policy", "?")
     if policy != "noeviction":
-        return Check("eviction", Verdict.FAIL, f"maxmemory-policy {policy}: Redis may evict "
-                     "queued tasks", "CONFIG SET maxmemory-policy noeviction")  # fmt: skip
+        why = _EVICTS.get(policy.split("-")[0], "Redis may evict queued tasks")
+        fix = "CONFIG SET maxmemory-policy noeviction"
+        return Check("eviction", Verdict.FAIL, f"maxmemory-policy {policy}: {why}", fix)
     return Check("eviction", Verdict.OK, "maxmemory-policy noeviction")
+
+
+#: What an evicting policy deletes at maxmemory, by the policy's first word.
+_EVICTS = {
+    "allkeys": "at maxmemory Redis deletes any key, so queued tasks vanish without an error",
+    "volatile": "at maxmemory Redis deletes keys with a TTL: idempotency keys (duplicates "
+    "get in), claim retries, worker registrations, finished results",
+}
 
 
 def _persistence(config: dict[str, str] | None) -> Check:
@@ -148,14 +157,22 @@ def _persistence(config: dict[str, str] | None) -> Check:
 
 def _memory(info: dict[str, Any]) -> Check:
     used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    policy = str(info.get("maxmemory_policy", "noeviction"))
     detail = f"{used / 2**20:.1f} MiB used"
     if not limit:
         fix = "set maxmemory: Redis then refuses writes instead of being OOM-killed"
         return Check("memory", Verdict.WARN, detail + ", no maxmemory", fix)
     share = used / limit
-    detail += f" of {limit / 2**20:.1f} MiB ({share:.0%})"
+    detail += f" of {limit / 2**20:.1f} MiB ({share:.0%}), {policy}"
+    if policy != "noeviction":
+        detail += ": at the limit Redis evicts keys, tasks among them (see eviction)"
+    elif share >= 1:
+        detail += ": Redis is full and refuses new tasks; workers still finish theirs"
+    elif share > 0.9:
+        detail += ": once full, Redis refuses new tasks"
+    fix = "raise maxmemory or drain queues; a shorter retention of finished tasks frees memory"
     if share > 0.9:
-        return Check("memory", Verdict.FAIL, detail, "raise maxmemory or drain queues")
+        return Check("memory", Verdict.FAIL, detail, fix)
     if share > 0.7:
         return Check("memory", Verdict.WARN, detail, "plan more memory")
     return Check("memory", Verdict.OK, detail)

@@ -31,6 +31,8 @@ class Heartbeat:
         self.worker_id = worker_id
         self.info = serializers.dumps(info)
         self.interval = broker.settings.heartbeat_interval
+        #: whether the last beat refreshed the registration (False while Redis is full)
+        self.registered = True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Beat until `stop`, then remove this worker from the registry (best effort)."""
@@ -53,4 +55,25 @@ class Heartbeat:
                 if task is not None:
                     log.warning("lease of task %s was lost; another worker may run it", task_id)
                     self.leases.release(task)
+        self._note_registration(registered=results[-1])
         return self.interval
+
+    def _note_registration(self, *, registered: bool) -> None:
+        """Log when Redis starts and stops refusing the registration for lack of memory.
+
+        The beat keeps its interval meanwhile: the leases are renewed all the same (a
+        renewal does not grow memory, and Redis lets it through), and the registration
+        is retried at every beat.
+        """
+        if registered == self.registered:
+            return
+        self.registered = registered
+        if registered:
+            log.info("heartbeat: Redis accepts the worker's registration again")
+        else:
+            log.warning(
+                "heartbeat: Redis is full (maxmemory) and refuses to refresh the worker's "
+                "registration; leases are still renewed, the registration is retried every "
+                "%.1fs",
+                self.interval,
+            )

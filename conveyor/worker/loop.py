@@ -9,12 +9,14 @@ import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from conveyor.errors import BrokerUnavailableError
+from conveyor.errors import BrokerFullError, BrokerUnavailableError
 
 T = TypeVar("T")
 
 #: Longest pause between attempts while Redis is unreachable.
 MAX_OUTAGE_BACKOFF = 5.0
+#: Longest pause between attempts of a periodic step while Redis is full.
+FULL_PACE = 1.0
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
@@ -39,15 +41,22 @@ async def periodically(
     """Run `step` until `stop`; it returns the seconds to wait before the next run.
 
     A failing step is logged and retried with backoff, so one component's trouble never
-    takes down the worker (the supervisor's job, as in asynq and saq).
+    takes down the worker (the supervisor's job, as in asynq and saq). A step refused
+    because Redis is full keeps its pace instead: Redis answers, and the step must be
+    there the moment memory comes back (logged once, when it starts and when it ends).
     """
-    failures = 0
+    failures, pace, full = 0, FULL_PACE, False
     while not stop.is_set():
         try:
-            wait = await step()
-            if failures:
-                log.info("%s: Redis is reachable again", name)
-            failures = 0
+            wait = pace = await step()
+            if failures or full:
+                log.info("%s: Redis %s again", name, "accepts writes" if full else "is reachable")
+            failures, full = 0, False
+        except BrokerFullError as exc:
+            wait = min(pace, FULL_PACE)
+            if not full:
+                log.warning("%s: %s; trying again every %.1fs", name, exc, wait)
+            full = True
         except BrokerUnavailableError as exc:
             failures += 1
             wait = outage_backoff(failures)

@@ -166,7 +166,8 @@ def test_doctor_fails_when_memory_is_nearly_full(invoke: Invoke, r: redis.Redis)
     assert result.exit_code == 1, result.output
     verdict, detail = verdicts(result)["memory"]
     assert verdict == "FAIL"
-    assert "(fix: raise maxmemory or drain queues)" in detail
+    assert ", noeviction: " in detail and "refuses new tasks" in detail
+    assert "(fix: raise maxmemory or drain queues; " in detail
     assert [name for name, (v, _) in verdicts(result).items() if v == "FAIL"] == ["memory"]
 
 

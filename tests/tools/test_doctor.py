@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from conveyor.tools.doctor import Check, Verdict, _memory, _mode, _persistence, _version
+from conveyor.tools.doctor import (
+    Check,
+    Verdict,
+    _eviction,
+    _memory,
+    _mode,
+    _persistence,
+    _version,
+)
 
 MiB = 2**20
 
@@ -122,16 +130,34 @@ def test_persistence(config: dict[str, str] | None, expected: Check) -> None:
     ("used", "limit", "verdict", "detail"),
     [
         (10 * MiB, 0, Verdict.WARN, "10.0 MiB used, no maxmemory"),
-        (50 * MiB, 100 * MiB, Verdict.OK, "50.0 MiB used of 100.0 MiB (50%)"),
-        (70 * MiB, 100 * MiB, Verdict.OK, "70.0 MiB used of 100.0 MiB (70%)"),
-        (71 * MiB, 100 * MiB, Verdict.WARN, "71.0 MiB used of 100.0 MiB (71%)"),
-        (90 * MiB, 100 * MiB, Verdict.WARN, "90.0 MiB used of 100.0 MiB (90%)"),
-        (91 * MiB, 100 * MiB, Verdict.FAIL, "91.0 MiB used of 100.0 MiB (91%)"),
-        (120 * MiB, 100 * MiB, Verdict.FAIL, "120.0 MiB used of 100.0 MiB (120%)"),
+        (50 * MiB, 100 * MiB, Verdict.OK, "50.0 MiB used of 100.0 MiB (50%), noeviction"),
+        (70 * MiB, 100 * MiB, Verdict.OK, "70.0 MiB used of 100.0 MiB (70%), noeviction"),
+        (71 * MiB, 100 * MiB, Verdict.WARN, "71.0 MiB used of 100.0 MiB (71%), noeviction"),
+        (90 * MiB, 100 * MiB, Verdict.WARN, "90.0 MiB used of 100.0 MiB (90%), noeviction"),
+        (
+            91 * MiB,
+            100 * MiB,
+            Verdict.FAIL,
+            "91.0 MiB used of 100.0 MiB (91%), noeviction: once full, Redis refuses new tasks",
+        ),
+        (
+            100 * MiB,
+            100 * MiB,
+            Verdict.FAIL,
+            "100.0 MiB used of 100.0 MiB (100%), noeviction: Redis is full and refuses new "
+            "tasks; workers still finish theirs",
+        ),
+        (
+            120 * MiB,
+            100 * MiB,
+            Verdict.FAIL,
+            "120.0 MiB used of 100.0 MiB (120%), noeviction: Redis is full and refuses new "
+            "tasks; workers still finish theirs",
+        ),
     ],
 )
 def test_memory_thresholds(used: int, limit: int, verdict: Verdict, detail: str) -> None:
-    check = _memory({"used_memory": used, "maxmemory": limit})
+    check = _memory({"used_memory": used, "maxmemory": limit, "maxmemory_policy": "noeviction"})
     assert (check.name, check.verdict, check.detail) == ("memory", verdict, detail)
     fixes = {
         Verdict.OK: "",
@@ -140,3 +166,32 @@ def test_memory_thresholds(used: int, limit: int, verdict: Verdict, detail: str)
     }
     assert check.fix.startswith(fixes[verdict])
     assert bool(check.fix) == (verdict is not Verdict.OK)
+
+
+@pytest.mark.parametrize("share", [50, 95])
+def test_memory_under_an_evicting_policy_says_tasks_are_evicted(share: int) -> None:
+    info = {"used_memory": share * MiB, "maxmemory": 100 * MiB, "maxmemory_policy": "allkeys-lru"}
+    check = _memory(info)
+    assert check.detail == (
+        f"{share}.0 MiB used of 100.0 MiB ({share}%), allkeys-lru: at the limit Redis evicts "
+        "keys, tasks among them (see eviction)"
+    )
+    assert check.verdict is (Verdict.FAIL if share > 90 else Verdict.OK)
+
+
+@pytest.mark.parametrize(
+    ("policy", "why"),
+    [
+        ("allkeys-lru", "deletes any key, so queued tasks vanish without an error"),
+        ("allkeys-random", "deletes any key, so queued tasks vanish without an error"),
+        ("volatile-ttl", "deletes keys with a TTL: idempotency keys (duplicates get in)"),
+        ("some-future-policy", "Redis may evict queued tasks"),
+    ],
+)
+def test_eviction_says_what_an_evicting_policy_loses(policy: str, why: str) -> None:
+    check = _eviction({"maxmemory-policy": policy})
+    assert check.verdict is Verdict.FAIL
+    assert check.detail.startswith(f"maxmemory-policy {policy}: ")
+    assert why in check.detail
+    assert check.fix == "CONFIG SET maxmemory-policy noeviction"
+    assert _eviction({"maxmemory-policy": "noeviction"}).verdict is Verdict.OK

@@ -55,8 +55,11 @@ end
 local candidates = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 local deadline = now + tonumber(ARGV[2])
 local may_take_suspect = ARGV[4] == '1'
--- index writes are gathered and made once at the end: one ZREM, one ZADD, one RPUSH
-local unlisted, leases, taken = {}, {}, {}
+-- Decide first, then write, beginning with the ZREM from pending. At maxmemory
+-- (noeviction) Redis refuses a script's first write only when it may grow memory, which
+-- a ZREM cannot, and then lets the script finish: so workers go on claiming while Redis is
+-- full, and draining the queue is how its memory comes back (a claim adds a few fields).
+local unlisted, claims, corrupt, not_hash = {}, {}, {}, {}
 for _, id in ipairs(candidates) do
     local key = KEYS[6] .. id
     local values = redis.pcall('HMGET', key, unpack(fields))
@@ -65,11 +68,11 @@ for _, id in ipairs(candidates) do
         -- kept in the dead set for inspection
         unlisted[#unlisted + 1] = id
         if values['err'] then
-            redis.call('ZADD', KEYS[4], now, id)
+            not_hash[#not_hash + 1] = id
         end
     else
         local suspect = (tonumber(values[CRASHES]) or 0) > 0
-        if suspect and not (may_take_suspect and #taken == 0) then
+        if suspect and not (may_take_suspect and #claims == 0) then
             out[2] = 1
         else
             unlisted[#unlisted + 1] = id
@@ -77,18 +80,9 @@ for _, id in ipairs(candidates) do
             -- the script half way (Redis does not roll back a failed script)
             local token, attempts = counter(values[TOKEN]), counter(values[ATTEMPTS])
             if token and attempts then
-                token, attempts = token + 1, attempts + 1
-                redis.call('HSET', key, 'token', token, 'attempts', attempts, 'state', 'active',
-                    'started_at', now, 'worker', ARGV[3])
-                leases[#leases + 1] = deadline
-                leases[#leases + 1] = id
-                taken[#taken + 1] = id
-                emit(id, values, token, attempts)
+                claims[#claims + 1] = {id, values, token + 1, attempts + 1}
             else
-                -- a counter that is not a number: the record is corrupt, keep it for inspection
-                redis.call('HSET', key, 'state', 'dead', 'reason', 'corrupt record', 'finished_at', now)
-                redis.call('PEXPIRE', key, ARGV[5])
-                redis.call('ZADD', KEYS[4], now, id)
+                corrupt[#corrupt + 1] = id
             end
             if suspect then
                 break
@@ -98,6 +92,27 @@ for _, id in ipairs(candidates) do
 end
 if #unlisted > 0 then
     redis.call('ZREM', KEYS[1], unpack(unlisted))
+end
+for _, id in ipairs(not_hash) do
+    redis.call('ZADD', KEYS[4], now, id)
+end
+for _, id in ipairs(corrupt) do
+    -- a counter that is not a number: the record is corrupt, keep it for inspection
+    local key = KEYS[6] .. id
+    redis.call('HSET', key, 'state', 'dead', 'reason', 'corrupt record', 'finished_at', now)
+    redis.call('PEXPIRE', key, ARGV[5])
+    redis.call('ZADD', KEYS[4], now, id)
+end
+-- index writes are gathered and made once at the end: one ZADD, one RPUSH
+local leases, taken = {}, {}
+for _, claim in ipairs(claims) do
+    local id, values, token, attempts = claim[1], claim[2], claim[3], claim[4]
+    redis.call('HSET', KEYS[6] .. id, 'token', token, 'attempts', attempts, 'state', 'active',
+        'started_at', now, 'worker', ARGV[3])
+    leases[#leases + 1] = deadline
+    leases[#leases + 1] = id
+    taken[#taken + 1] = id
+    emit(id, values, token, attempts)
 end
 if #taken > 0 then
     redis.call('ZADD', KEYS[2], unpack(leases))

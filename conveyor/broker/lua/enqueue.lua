@@ -13,6 +13,8 @@
 --
 -- Returns: flat {id, replayed (0|1), state, ...} per task; a replay returns the first
 --          task's id and its state now ("" if its record is gone).
+-- At maxmemory (noeviction) Redis refuses the script at its first write, a SET or HSET
+-- that may grow memory, so a refused enqueue has stored nothing; keep the first write so.
 local now = now_ms()
 local window = tonumber(ARGV[1])
 local out = {}

@@ -7,6 +7,11 @@
 -- ARGV[2..] pairs of id, fencing token
 --
 -- Returns: the ids whose lease is lost (recovered or re-claimed by someone else).
+--
+-- At maxmemory (noeviction) Redis refuses a script's first write when that command may
+-- grow memory, as ZADD may even with XX, but not a ZREM, and lets a script that has
+-- written finish. Each lease is renewed as ZREM then ZADD of the same member: memory
+-- stays as it was, and leases are renewed while Redis is full.
 local now = now_ms()
 local deadline = now + tonumber(ARGV[1])
 local lost = {}
@@ -14,7 +19,8 @@ for i = 2, #ARGV, 2 do
     local id = ARGV[i]
     if redis.call('ZSCORE', KEYS[1], id)
         and redis.call('HGET', KEYS[2] .. id, 'token') == ARGV[i + 1] then
-        redis.call('ZADD', KEYS[1], 'XX', deadline, id)
+        redis.call('ZREM', KEYS[1], id)
+        redis.call('ZADD', KEYS[1], deadline, id)
     else
         lost[#lost + 1] = id
     end

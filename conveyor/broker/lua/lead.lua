@@ -7,12 +7,16 @@
 -- ARGV[2] how long the role lasts unless renewed (ms); 0 gives it up
 --
 -- Returns: 1 if the role is (or was, when giving it up) this worker's, else 0.
+-- Renewal is a PEXPIRE, which Redis allows at maxmemory (a SET it would refuse), so the
+-- reaper keeps its role while Redis is full; taking a free role is refused then.
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then
     return 0
 end
 if ARGV[2] == '0' then
     redis.call('DEL', KEYS[1])
+elseif holder then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
 else
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
