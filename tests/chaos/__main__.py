@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.chaos.partitions import NETNS_SCENARIOS, requirement
 from tests.chaos.report import Report, markdown
 from tests.chaos.runner import run_scenario
 from tests.chaos.scenarios import SCENARIOS, Scenario, Size
@@ -50,7 +51,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    chosen = [s for s in SCENARIOS if not args.only or s.name in args.only.split(",")]
+    every = [*SCENARIOS, *NETNS_SCENARIOS]
+    chosen = [s for s in every if not args.only or s.name in args.only.split(",")]
+    for scenario in [s for s in chosen if s.netns]:  # root only; say why one is left out
+        if (reason := requirement(scenario)) is not None:
+            print(f"skipping {scenario.name}: {reason}", file=sys.stderr)
+            chosen.remove(scenario)
     if not chosen:
         print(f"no scenario matches {args.only!r}", file=sys.stderr)
         return 2

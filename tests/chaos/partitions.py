@@ -1,0 +1,104 @@
+"""Chaos scenarios with real network partitions: workers in network namespaces (netns.py).
+
+`netns-partition` cuts the veth links of one or two workers at a time for half a lease
+to two and a half leases, over and over. A short cut must cost nothing but latency: the
+worker's sockets stay open on both sides, so Redis still lists its connections and the
+reaper (which takes back the tasks of a worker whose connections are all gone) leaves
+it alone. A cut past the lease lets the other workers take its tasks back; when the
+link heals, fencing must refuse the outcomes it reports late. `netns-netem` delays and
+drops packets on every link instead (`tc netem`), where the kernel has it.
+
+Both go through the same runner and judge as every other scenario. They need root (or
+CAP_NET_ADMIN), so they are not in `SCENARIOS`; `requirement()` says why one cannot run:
+
+    python -m pytest tests/chaos/test_netns.py           # both, each skipped if it cannot run
+    python -m tests.chaos --only netns-partition --minutes 3
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from tests.chaos import netns
+from tests.chaos.faults import Chaos, Fault, Steps
+from tests.chaos.netns import NetnsError, Network
+from tests.chaos.scenarios import Mix, Scenario
+
+#: How long a cut lasts, in leases: from well inside one to well past it.
+CUT_LEASES = (0.5, 2.5)
+#: Seconds between the end of one cut and the next.
+CUT_GAP = 0.5
+#: What `netns-netem` does to every packet: a delay each way and a loss rate.
+NETEM_DELAY_MS = 50.0
+NETEM_LOSS_PERCENT = 5.0
+#: What the workers log when a partition cost a task its owner, by what it counts.
+TAKEOVER_SIGNS = {
+    "reaped workers": "is gone (none of its connections is left)",
+    "leases expired": "lease expired; returned to pending",
+    "late outcomes fenced off": "lease lost; outcome dropped",
+}
+
+
+def _network(chaos: Chaos) -> Network:
+    if chaos.network is None:
+        raise RuntimeError("a network-namespace fault needs a scenario with netns=True")
+    return chaos.network
+
+
+def link_cuts(chaos: Chaos) -> Steps:
+    """Cut one or two random workers' links for `CUT_LEASES` leases, heal, repeat."""
+    network = _network(chaos)
+    yield 1.0
+    while chaos.injecting():
+        live = [slot for slot in chaos.fleet.live() if chaos.ready(slot.worker_id)]
+        victims = chaos.rng.sample(live, min(len(live), chaos.rng.choice((1, 1, 2))))
+        cuts: list[tuple[int, Fault]] = []
+        try:
+            for slot in victims:  # logged before the cut, healed after: it covers it all
+                cuts.append((slot.index, chaos.begin("link cut", slot.worker_id)))
+                network.cut(slot.index)
+            yield chaos.rng.uniform(*CUT_LEASES) * chaos.lease
+        finally:
+            for index, fault in cuts:
+                with contextlib.suppress(NetnsError):  # heal_all() in the runner retries
+                    network.heal(index)
+                chaos.heal(fault)
+        yield CUT_GAP
+
+
+def lossy_links(chaos: Chaos) -> Steps:
+    """Delay and drop packets on every worker's link for the whole production."""
+    network = _network(chaos)
+    fault = chaos.begin(f"netem {NETEM_DELAY_MS:.0f} ms, {NETEM_LOSS_PERCENT:.0f}% loss")
+    try:
+        for link in network.links:
+            network.shape(link.index, NETEM_DELAY_MS, NETEM_LOSS_PERCENT)
+        while chaos.injecting():
+            yield 0.5
+    finally:
+        for link in network.links:
+            network.unshape(link.index)
+        chaos.heal(fault)
+
+
+NETNS_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("netns-partition", link_cuts, mix=Mix(long=2, work_seconds=0.3), netns=True),
+    Scenario("netns-netem", lossy_links, mix=Mix(long=2), netns=True),
+)
+
+
+def requirement(scenario: Scenario) -> str | None:
+    """Why `scenario` cannot run on this machine, or None if it can."""
+    if not scenario.netns:
+        return None
+    if scenario.faults is lossy_links:
+        return netns.netem_unavailable()
+    return netns.unavailable()
+
+
+def takeovers(log_dir: Path) -> str:
+    """A note counting, from the worker logs, how partitions passed work to others."""
+    text = "".join(log.read_text(errors="replace") for log in sorted(log_dir.glob("*.log")))
+    counts = ", ".join(f"{text.count(sign)} {what}" for what, sign in TAKEOVER_SIGNS.items())
+    return f"worker logs: {counts}"

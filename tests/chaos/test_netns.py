@@ -1,0 +1,184 @@
+"""Real network partitions: the namespace plumbing, and the scenarios that use it.
+
+Needs root (CAP_NET_ADMIN) and iproute2; without them every test here skips and says
+why. Run it alone with `python -m pytest tests/chaos/test_netns.py`; the soak version is
+`python -m tests.chaos --only netns-partition --minutes 3`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from conveyor.tools.embedded import RedisServer
+from tests.chaos import netns
+from tests.chaos.cluster import ROOT
+from tests.chaos.netns import NetnsError, Network
+from tests.chaos.partitions import NETNS_SCENARIOS, requirement
+from tests.chaos.report import Report, markdown
+from tests.chaos.runner import redis_binary, run_scenario
+from tests.chaos.scenarios import SHORT_TASKS, Scenario, Size
+
+pytestmark = pytest.mark.chaos
+
+#: The size of the chaos suite's short runs: a few hundred tasks over a few seconds.
+SHORT = Size(tasks=SHORT_TASKS, window=7.0)
+#: Seconds a probe from a cut namespace may try to reach Redis: it must fail anyway.
+CUT_PROBE_TIMEOUT = 1.0
+#: Seconds a probe across a working link may take on a loaded machine.
+PROBE_TIMEOUT = 30.0
+#: Connects from inside a namespace, names the connection, PINGs once per stdin line.
+HOLDER = """
+import socket, sys
+conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
+conn.sendall(b"CLIENT SETNAME holder\\r\\n")
+print(conn.recv(64).decode().strip(), flush=True)
+for _ in sys.stdin:
+    conn.sendall(b"PING\\r\\n")
+    print(conn.recv(64).decode().strip(), flush=True)
+"""
+#: Connects from inside a namespace and PINGs once: exit code 0 for PONG.
+PINGER = """
+import socket, sys
+conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
+conn.sendall(b"PING\\r\\n")
+sys.exit(0 if conn.recv(7).startswith(b"+PONG") else 1)
+"""
+
+
+def ours() -> list[str]:
+    """Namespaces this process made and has not deleted yet."""
+    listed = netns.run("ip", "netns", "list").splitlines()
+    return [line.split()[0] for line in listed if line.startswith(f"{netns.PREFIX}-{os.getpid()}-")]
+
+
+def explain(report: Report) -> str:
+    """The report as a failure message: its row, then each violation and note."""
+    lines = [markdown([report]), *(f"FAIL: {v}" for v in report.violations)]
+    return "\n".join(lines + [f"note: {n}" for n in report.notes])
+
+
+@pytest.fixture(scope="module")
+def permitted() -> None:
+    reason = netns.unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def network(permitted: None) -> Iterator[Network]:
+    with Network(2) as made:
+        yield made
+
+
+@pytest.fixture
+def server(network: Network, tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server listening on the root ends of `network`'s links."""
+    bind = ("--bind", " ".join(["127.0.0.1", *network.bind_addresses()]), "--protected-mode", "no")
+    with RedisServer(redis_binary(), data_dir=tmp_path / "redis", extra_args=bind) as started:
+        network.redis_port = started.port
+        yield started
+
+
+def ping_from(network: Network, index: int, timeout: float) -> bool:
+    """True if a process in slot `index`'s namespace gets PONG from the server."""
+    link = network.links[index]
+    argv = [sys.executable, "-c", PINGER, link.outer_address, str(network.redis_port), str(timeout)]
+    done = subprocess.run(network.command(index, argv), capture_output=True)
+    return done.returncode == 0
+
+
+def test_a_cut_partitions_its_own_slot_and_keeps_sockets_open(
+    network: Network, server: RedisServer
+) -> None:
+    holder = subprocess.Popen(
+        network.command(0, [sys.executable, "-c", HOLDER, network.links[0].outer_address,
+                            str(server.port), str(PROBE_TIMEOUT)]),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "+OK"
+        network.cut(0)
+        assert not ping_from(network, 0, CUT_PROBE_TIMEOUT)  # no new connection gets through
+        assert ping_from(network, 1, PROBE_TIMEOUT)  # the other slot is not cut
+        client = redis.Redis.from_url(server.url)
+        names = [c["name"] for c in client.client_list()]
+        client.close()
+        assert "holder" in names  # Redis still lists the partitioned connection
+        network.heal(0)
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "+PONG"  # the same socket works again
+        assert ping_from(network, 0, PROBE_TIMEOUT)
+    finally:
+        holder.kill()
+        holder.communicate()
+
+
+def test_close_removes_a_half_made_network(permitted: None) -> None:
+    tag = os.urandom(3).hex()
+    blocker = f"cv{tag}r1"  # the name slot 1's root end needs: its creation fails
+    netns.run("ip", "link", "add", blocker, "type", "veth", "peer", "name", f"cv{tag}b1")
+    try:
+        with pytest.raises(NetnsError, match="exists"):
+            Network(2, tag=tag).create()
+        assert not [name for name in ours() if f"-{tag}-" in name]
+        assert tag not in netns.run("ip", "-o", "link", "show")
+    finally:
+        subprocess.run(["ip", "link", "delete", blocker], capture_output=True)
+
+
+def test_sweep_deletes_only_the_namespaces_of_dead_runs(permitted: None) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead, alive = f"{netns.PREFIX}-{gone.pid}-abcdef-0", f"{netns.PREFIX}-{os.getpid()}-abcdef-0"
+    for name in (dead, alive):
+        netns.run("ip", "netns", "add", name)
+    try:
+        assert dead in netns.sweep()
+        assert ours() == [alive]
+    finally:
+        for name in (dead, alive):
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_without_cap_net_admin_it_says_why(permitted: None) -> None:
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
+    code = "from tests.chaos import netns; print(netns.unavailable())"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([*nobody, sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env=env, check=True)  # fmt: skip
+    assert "cannot create a network namespace" in done.stdout
+
+
+def test_netem_shapes_a_link_or_fails_loudly(network: Network) -> None:
+    if netns.netem_unavailable() is None:
+        network.shape(0, 1.0, 0.0)
+        assert "netem" in netns.run("tc", "qdisc", "show", "dev", network.links[0].outer)
+        network.unshape(0)
+        assert "netem" not in netns.run("tc", "qdisc", "show", "dev", network.links[0].outer)
+    else:  # the netem scenario skips; a fault script that tried anyway would not pass
+        with pytest.raises(NetnsError, match="netem"):
+            network.shape(0, 1.0, 0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", NETNS_SCENARIOS, ids=lambda s: s.name)
+def test_netns_scenario_keeps_every_invariant(scenario: Scenario, tmp_path: Path) -> None:
+    reason = requirement(scenario)
+    if reason is not None:
+        pytest.skip(reason)
+    report = run_scenario(scenario, SHORT, tmp_path / scenario.name, seed=7)
+    assert report.passed, explain(report)
+    assert report.tasks > 0.5 * SHORT.tasks, explain(report)
+    assert sum(report.faults.values()) > 0, "no fault was injected"
+    assert ours() == []  # every namespace (and its veth pair) is gone
