@@ -2,7 +2,8 @@
 
 Runs every scenario for its share of N minutes (10,000 tasks in all, or as many as fit),
 prints a markdown table and writes the reports as JSON. Exit code 1 if any invariant
-failed.
+failed. The network-namespace scenarios (partitions.py) run too where this is root; where
+not, each is left out with the reason on stderr.
 """
 
 from __future__ import annotations

@@ -2,12 +2,15 @@
 
 Needs root (CAP_NET_ADMIN) and iproute2; without them every test here skips and says
 why. Run it alone with `python -m pytest tests/chaos/test_netns.py`; the soak version is
-`python -m tests.chaos --only netns-partition --minutes 3`.
+`python -m tests.chaos --only netns-partition --minutes 3`. To see the skips as root, drop
+every capability: `setpriv --bounding-set=-all --inh-caps=-all python -m pytest ...`.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -19,17 +22,20 @@ import redis
 
 from conveyor.tools.embedded import RedisServer
 from tests.chaos import netns
-from tests.chaos.cluster import ROOT
+from tests.chaos.cluster import ROOT, Deployment, Fleet, WorkerSlot
+from tests.chaos.faults import Chaos
 from tests.chaos.netns import NetnsError, Network
-from tests.chaos.partitions import NETNS_SCENARIOS, requirement
+from tests.chaos.partitions import NETNS_SCENARIOS, link_cuts, requirement
+from tests.chaos.proxy import ChaosProxy
 from tests.chaos.report import Report, markdown
 from tests.chaos.runner import redis_binary, run_scenario
 from tests.chaos.scenarios import SHORT_TASKS, Scenario, Size
 
 pytestmark = pytest.mark.chaos
 
-#: The size of the chaos suite's short runs: a few hundred tasks over a few seconds.
-SHORT = Size(tasks=SHORT_TASKS, window=7.0)
+#: A few hundred tasks over a few seconds, like the chaos suite's short runs, with time
+#: for three to five cuts: the scenario takes about 20 s.
+SHORT = Size(tasks=SHORT_TASKS, window=10.0)
 #: Seconds a probe from a cut namespace may try to reach Redis: it must fail anyway.
 CUT_PROBE_TIMEOUT = 1.0
 #: Seconds a probe across a working link may take on a loaded machine.
@@ -123,6 +129,36 @@ def test_a_cut_partitions_its_own_slot_and_keeps_sockets_open(
         holder.communicate()
 
 
+def link_state(network: Network, index: int) -> str:
+    """UP or DOWN: the state of slot `index`'s root end."""
+    return netns.run("ip", "-br", "link", "show", network.links[index].outer).split()[1]
+
+
+def test_closing_the_cut_script_heals_every_link(network: Network, tmp_path: Path) -> None:
+    sleepers = [subprocess.Popen(network.command(i, ["sleep", "300"])) for i in range(2)]
+    deployment = Deployment("redis://127.0.0.1:1/0", "p", "", "", 2.0, 1.0, tmp_path)
+    fleet = Fleet(deployment, 2, 1, 1.0, launcher=network)
+    fleet.slots = [WorkerSlot(i, p, f"w{i}") for i, p in enumerate(sleepers)]
+    with ChaosProxy(1) as proxy:
+        idle = RedisServer(redis_binary(), data_dir=tmp_path / "redis")  # never started
+        chaos = Chaos(fleet, proxy, idle, 2.0, math.inf, random.Random(1), network=network)
+        script = link_cuts(chaos, most=2)
+        try:
+            assert next(script) == 1.0  # the settling pause, nothing cut yet
+            assert next(script) >= 1.0  # a cut of half a lease or more
+            cut = sorted(network.cut_links)
+            assert cut and all(link_state(network, i) == "DOWN" for i in cut)
+            assert [f.worker for f in chaos.faults] == [f"w{i}" for i in cut]
+            script.close()  # the run ends (or fails) mid-cut
+            assert network.cut_links == set()
+            assert [link_state(network, i) for i in range(2)] == ["UP", "UP"]
+            assert all(f.end is not None for f in chaos.faults)
+        finally:
+            for sleeper in sleepers:
+                sleeper.kill()
+                sleeper.wait()
+
+
 def test_close_removes_a_half_made_network(permitted: None) -> None:
     tag = os.urandom(3).hex()
     blocker = f"cv{tag}r1"  # the name slot 1's root end needs: its creation fails
@@ -152,11 +188,13 @@ def test_sweep_deletes_only_the_namespaces_of_dead_runs(permitted: None) -> None
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
 def test_without_cap_net_admin_it_says_why(permitted: None) -> None:
-    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
+    # root with an empty bounding set execs with no capability at all, yet can still
+    # read its own files (a fresh virtualenv may be private to root)
+    powerless = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
     code = "from tests.chaos import netns; print(netns.unavailable())"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([*nobody, sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, env=env, check=True)  # fmt: skip
+    done = subprocess.run([*powerless, sys.executable, "-c", code], capture_output=True,
+                          text=True, cwd=ROOT, env=env, check=True)  # fmt: skip
     assert "cannot create a network namespace" in done.stdout
 
 
