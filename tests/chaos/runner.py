@@ -2,7 +2,8 @@
 
 A private redis-server under test (appendonly yes, appendfsync always or everysec), a
 ledger redis-server that is never faulted, the proxy between them and everything else,
-K `conveyor worker` subprocesses (restarted whenever one exits), producers through the
+K `conveyor worker` subprocesses (restarted whenever one exits; with `netns`, each in its
+own network namespace, reaching Redis across its own link: netns.py), producers through the
 library and optionally `conveyor api`; the scenario's faults while the work runs; then a
 bounded wait until every acknowledged task is terminal, the retention, and the checks.
 Everything started here is stopped in `finally` blocks (an ExitStack).
@@ -125,7 +126,7 @@ class ScenarioRun:
         scenario models an OS crash of an everysec Redis."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         fsync: tuple[str, ...] = ("--appendfsync", self.scenario.appendfsync)
-        ledger_args = self._start_network(stack) if self.scenario.netns else ()
+        ledger_socket = self._start_network(stack) if self.scenario.netns else None
         if self.network is not None:  # the workers reach Redis across their own links,
             addresses = " ".join(["127.0.0.1", *self.network.bind_addresses()])  # private
             fsync += ("--bind", addresses, "--protected-mode", "no")
@@ -140,26 +141,27 @@ class ScenarioRun:
         if aof is not None:
             aof.start()
             stack.callback(aof.stop)
+        unix = (
+            ("--unixsocket", str(ledger_socket), "--unixsocketperm", "700") if ledger_socket else ()
+        )
         self.ledger_server = RedisServer(self.binary, data_dir=self.workdir / "ledger",
-                                         extra_args=ledger_args)  # fmt: skip
+                                         extra_args=unix)  # fmt: skip
         stack.callback(self.ledger_server.cleanup)
         self.ledger_server.start()
-        if not ledger_args:
-            self.ledger_url = self.ledger_server.url
+        self.ledger_url = f"unix://{ledger_socket}" if ledger_socket else self.ledger_server.url
         self.proxy = ChaosProxy(self.redis.port)
         stack.callback(self.proxy.close)
         return aof
 
-    def _start_network(self, stack: contextlib.ExitStack) -> tuple[str, ...]:
+    def _start_network(self, stack: contextlib.ExitStack) -> Path:
         """One network namespace per worker slot (removed by `stack` after the fleet
-        stopped); returns the ledger's arguments: a Unix socket, which no cut reaches."""
+        stopped); returns where the ledger listens: a Unix socket, which no cut reaches."""
         self.network = Network(self.scenario.workers, random.Random(self.rng.random()))
         stack.callback(self.network.close)
         self.network.create()
         short = Path(tempfile.mkdtemp(prefix="cvns-ledger-"))  # a socket path has 107 bytes
         stack.callback(shutil.rmtree, short, ignore_errors=True)
-        self.ledger_url = f"unix://{short / 'ledger.sock'}"
-        return ("--unixsocket", str(short / "ledger.sock"), "--unixsocketperm", "700")
+        return short / "ledger.sock"
 
     def _check_redis_config(self) -> None:
         client = redis.Redis.from_url(self.redis.url)
