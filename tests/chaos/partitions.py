@@ -55,8 +55,11 @@ def _network(chaos: Chaos) -> Network:
 
 
 def link_cuts(chaos: Chaos, most: int = 2) -> Steps:
-    """Cut the links of up to `most` random workers for `CUT_LEASES` leases, heal, repeat."""
+    """Cut the links of up to `most` random workers for `CUT_LEASES` leases, heal, repeat.
+    The first cut is the longest, so even a short run sees leases run out and late
+    outcomes fenced off."""
     network = _network(chaos)
+    span = CUT_LEASES[1]
     yield 1.0
     while chaos.injecting():
         live = [slot for slot in chaos.fleet.live() if chaos.ready(slot.worker_id)]
@@ -66,12 +69,13 @@ def link_cuts(chaos: Chaos, most: int = 2) -> Steps:
             for slot in victims:  # logged before the cut, healed after: it covers it all
                 cuts.append((slot.index, chaos.begin("link cut", slot.worker_id)))
                 network.cut(slot.index)
-            yield chaos.rng.uniform(*CUT_LEASES) * chaos.lease
+            yield span * chaos.lease
         finally:
             for index, fault in cuts:
                 with contextlib.suppress(NetnsError):  # heal_all() in the runner retries
                     network.heal(index)
                 chaos.heal(fault)
+        span = chaos.rng.uniform(*CUT_LEASES)
         yield CUT_GAP
 
 
