@@ -11,8 +11,8 @@ delays and drops packets on both ends with `tc ... netem`, where the kernel has 
 
 The ledger is reached over a Unix socket, which no network namespace separates, so a
 cut never hides the evidence. Names carry the creating pid (`cvns-<pid>-<tag>-<i>`):
-parallel runs never collide, and `sweep()` deletes what runs whose process is gone left
-behind; deleting a namespace also deletes the veth pair that ends in it.
+parallel runs never collide, and `sweep()` deletes the namespaces and veth pairs that runs
+whose process is gone (killed, aborted) left behind.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ PREFIX = "cvns"
 COMMAND_TIMEOUT = 30.0
 #: The second octet of the private 10.x.y.0/24 a run may pick.
 SECOND_OCTETS = range(200, 250)
-_OURS = re.compile(rf"^{PREFIX}-(\d+)-[0-9a-f]+-\d+$")
+_OURS = re.compile(rf"^{PREFIX}-(\d+)-([0-9a-f]+)-(\d+)$")
 
 
 class NetnsError(RuntimeError):
@@ -85,17 +85,18 @@ def netem_unavailable() -> str | None:
 
 
 def _alive(pid: int) -> bool:
+    """True if `pid` runs; a zombie (killed, not yet reaped) does not."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep() -> list[str]:
-    """Delete the namespaces of runs whose process is gone; returns their names."""
+    """Delete the namespaces of runs whose process is gone, and their veth pairs; returns
+    the namespaces' names. A pair must go explicitly: a socket still retransmitting into
+    a cut link keeps its namespace, and so the pair, alive for minutes after the delete."""
     if shutil.which("ip") is None:
         return []
     try:
@@ -110,6 +111,8 @@ def sweep() -> list[str]:
             with contextlib.suppress(NetnsError):
                 run("ip", "netns", "delete", name)
                 stale.append(name)
+            with contextlib.suppress(NetnsError):  # gone with its namespace, normally
+                run("ip", "link", "delete", _outer(match.group(2), int(match.group(3))))
     return stale
 
 
@@ -125,6 +128,11 @@ def _free_subnet(rng: random.Random) -> ipaddress.IPv4Network:
         if not any(subnet.overlaps(other) for other in used):
             return subnet
     raise NetnsError("no free 10.x.y.0/24 for the chaos namespaces")
+
+
+def _outer(tag: str, index: int) -> str:
+    """The name of the root end of slot `index`'s veth pair (15 bytes at most)."""
+    return f"cv{tag}r{index}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +168,7 @@ class Network:
             for i in range(self.size):
                 outer, inner = str(hosts[4 * i]), str(hosts[4 * i + 1])  # .4i+1 and .4i+2
                 name = f"{PREFIX}-{os.getpid()}-{tag}-{i}"
-                self._add(Link(i, name, f"cv{tag}r{i}", f"cv{tag}n{i}", outer, inner))
+                self._add(Link(i, name, _outer(tag, i), f"cv{tag}n{i}", outer, inner))
         except BaseException:
             self.close()
             raise
@@ -184,7 +192,7 @@ class Network:
             with contextlib.suppress(NetnsError, OSError, subprocess.TimeoutExpired):
                 run("ip", "netns", "delete", link.namespace)
             with contextlib.suppress(NetnsError, OSError, subprocess.TimeoutExpired):
-                run("ip", "link", "delete", link.outer)  # only if the pair outlived it
+                run("ip", "link", "delete", link.outer)  # if something holds the namespace
         self.links = []
 
     def __enter__(self) -> Network:

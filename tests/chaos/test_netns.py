@@ -28,7 +28,7 @@ from tests.chaos.netns import NetnsError, Network
 from tests.chaos.partitions import NETNS_SCENARIOS, link_cuts, requirement
 from tests.chaos.proxy import ChaosProxy
 from tests.chaos.report import Report, markdown
-from tests.chaos.runner import redis_binary, run_scenario
+from tests.chaos.runner import redis_binary, run_scenario, wait_for
 from tests.chaos.scenarios import SHORT_TASKS, Scenario, Size
 
 pytestmark = pytest.mark.chaos
@@ -172,18 +172,29 @@ def test_close_removes_a_half_made_network(permitted: None) -> None:
         subprocess.run(["ip", "link", "delete", blocker], capture_output=True)
 
 
-def test_sweep_deletes_only_the_namespaces_of_dead_runs(permitted: None) -> None:
+def test_sweep_deletes_only_what_dead_runs_left(permitted: None) -> None:
     gone = subprocess.Popen(["true"])
     gone.wait()
-    dead, alive = f"{netns.PREFIX}-{gone.pid}-abcdef-0", f"{netns.PREFIX}-{os.getpid()}-abcdef-0"
+    tag = os.urandom(3).hex()
+    dead, alive = f"{netns.PREFIX}-{gone.pid}-{tag}-0", f"{netns.PREFIX}-{os.getpid()}-{tag}-0"
     for name in (dead, alive):
         netns.run("ip", "netns", "add", name)
+    netns.run("ip", "link", "add", f"cv{tag}r0", "type", "veth", "peer", "name", f"cv{tag}n0",
+              "netns", dead)  # fmt: skip
+    # a process inside keeps the namespace, and so the pair, alive after its delete
+    holder = subprocess.Popen(["ip", "netns", "exec", dead, "sleep", "300"])
     try:
+        inside = f"/proc/{holder.pid}/exe"  # `ip` execs sleep once it joined the namespace
+        wait_for(lambda: os.path.realpath(inside).endswith("sleep"), 30, "sleep to start")
         assert dead in netns.sweep()
         assert ours() == [alive]
+        assert f"cv{tag}r0" not in netns.run("ip", "-o", "link", "show")
     finally:
+        holder.kill()
+        holder.wait()
         for name in (dead, alive):
             subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        subprocess.run(["ip", "link", "delete", f"cv{tag}r0"], capture_output=True)
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
