@@ -2,7 +2,8 @@
 
 Runs every scenario for its share of N minutes (10,000 tasks in all, or as many as fit),
 prints a markdown table and writes the reports as JSON. Exit code 1 if any invariant
-failed.
+failed. The network-namespace scenarios (partitions.py) run too where this is root; where
+not, each is left out with the reason on stderr.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.chaos.partitions import NETNS_SCENARIOS, requirement
 from tests.chaos.report import Report, markdown
 from tests.chaos.runner import run_scenario
 from tests.chaos.scenarios import SCENARIOS, Scenario, Size
@@ -50,7 +52,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    chosen = [s for s in SCENARIOS if not args.only or s.name in args.only.split(",")]
+    every = [*SCENARIOS, *NETNS_SCENARIOS]
+    chosen = [s for s in every if not args.only or s.name in args.only.split(",")]
+    for scenario in [s for s in chosen if s.netns]:  # root only; say why one is left out
+        if (reason := requirement(scenario)) is not None:
+            print(f"skipping {scenario.name}: {reason}", file=sys.stderr)
+            chosen.remove(scenario)
     if not chosen:
         print(f"no scenario matches {args.only!r}", file=sys.stderr)
         return 2

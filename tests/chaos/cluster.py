@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -72,6 +73,16 @@ def _reap(process: subprocess.Popen[bytes], grace: float) -> None:
         process.wait(10)
 
 
+class Launcher(Protocol):
+    """Where a worker slot runs (netns.Network: in its own network namespace)."""
+
+    def command(self, index: int, command: list[str]) -> list[str]:
+        """`command` as slot `index` must run it."""
+
+    def env(self, index: int) -> dict[str, str]:
+        """Variables that differ for slot `index`."""
+
+
 @dataclass(slots=True)
 class WorkerSlot:
     """One of the K workers; `process` is replaced when the runner restarts it."""
@@ -95,6 +106,7 @@ class Fleet:
     #: Every worker id ever started, with its pid.
     pids: dict[str, int] = field(default_factory=dict)
     started: int = 0
+    launcher: Launcher | None = None
 
     def start(self) -> None:
         """Start the K workers."""
@@ -107,9 +119,13 @@ class Fleet:
         command = [sys.executable, "-m", "conveyor", "worker", APP_SPEC,
                    "--worker-id", worker_id, "--concurrency", str(self.concurrency),
                    "--processes", "1", "--shutdown-grace", str(self.shutdown_grace)]  # fmt: skip
+        env = self.deployment.env()
+        if self.launcher is not None:
+            command = self.launcher.command(index, command)
+            env.update(self.launcher.env(index))
         with log.open("wb") as out:
             process = subprocess.Popen(
-                command, env=self.deployment.env(), cwd=ROOT, stdout=out,
+                command, env=env, cwd=ROOT, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self.pids[worker_id] = process.pid

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from conveyor.tools.embedded import RedisServer
 from tests.chaos.aof import AofTail
 from tests.chaos.cluster import Fleet, WorkerSlot
+from tests.chaos.netns import Network
 from tests.chaos.proxy import ChaosProxy
 
 #: A fault script: given the run, a generator of waits (seconds) between its steps.
@@ -61,6 +62,8 @@ class Chaos:
     #: one still importing its modules (SIGTERM would kill it before its handlers exist).
     ready: Callable[[str], bool] = lambda worker_id: True
     faults: list[Fault] = field(default_factory=list)
+    #: The workers' network namespaces, in a scenario that has them (partitions.py).
+    network: Network | None = None
 
     def pick(self) -> WorkerSlot | None:
         """A random worker that runs and is not already on its way out."""

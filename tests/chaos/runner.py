@@ -2,7 +2,8 @@
 
 A private redis-server under test (appendonly yes, appendfsync always or everysec), a
 ledger redis-server that is never faulted, the proxy between them and everything else,
-K `conveyor worker` subprocesses (restarted whenever one exits), producers through the
+K `conveyor worker` subprocesses (restarted whenever one exits; with `netns`, each in its
+own network namespace, reaching Redis across its own link: netns.py), producers through the
 library and optionally `conveyor api`; the scenario's faults while the work runs; then a
 bounded wait until every acknowledged task is terminal, the retention, and the checks.
 Everything started here is stopped in `finally` blocks (an ExitStack).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Generator
@@ -24,11 +26,12 @@ from conveyor import Conveyor
 from conveyor.broker.keys import GlobalKeys
 from conveyor.settings import Settings
 from conveyor.tools.embedded import RedisServer, find_redis_server
-from tests.chaos import ledger
+from tests.chaos import ledger, partitions
 from tests.chaos.aof import AofTail
 from tests.chaos.cluster import ApiProcess, Deployment, Fleet
 from tests.chaos.faults import Chaos, no_faults
 from tests.chaos.invariants import Evidence, judge
+from tests.chaos.netns import Network
 from tests.chaos.observer import Observer
 from tests.chaos.producers import ACK, ApiProducer, LibraryProducer, Producer
 from tests.chaos.proxy import ChaosProxy
@@ -77,6 +80,7 @@ class ScenarioRun:
         self.anomalies: list[str] = []
         self.producers: list[Producer] = []
         self.fleet_stopped = False
+        self.network: Network | None = None
         self.began = time.monotonic()
 
     def run(self) -> Report:
@@ -98,12 +102,13 @@ class ScenarioRun:
         aof = self._start_servers(stack)
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
-        self.deployment = Deployment(self.proxy.url, self.prefix, self.ledger_server.url,
+        self.deployment = Deployment(self.proxy.url, self.prefix, self.ledger_url,
                                      f"{self.prefix}:ledger", s.lease, RETENTION, logs)  # fmt: skip
-        self.fleet = Fleet(self.deployment, s.workers, s.concurrency, s.shutdown_grace)
+        self.fleet = Fleet(self.deployment, s.workers, s.concurrency, s.shutdown_grace,
+                           launcher=self.network)  # fmt: skip
         stack.callback(self._stop_fleet)
         self.chaos = Chaos(self.fleet, self.proxy, self.redis, s.lease, float("inf"), self.rng,
-                           aof)  # fmt: skip
+                           aof, network=self.network)  # fmt: skip
         self.fleet.start()
         self.api = ApiProcess(self.deployment) if s.api else None
         if self.api is not None:
@@ -120,22 +125,43 @@ class ScenarioRun:
         """The Redis under test, the ledger Redis and the proxy; the AOF watcher if the
         scenario models an OS crash of an everysec Redis."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        fsync = ("--appendfsync", self.scenario.appendfsync)
+        fsync: tuple[str, ...] = ("--appendfsync", self.scenario.appendfsync)
+        ledger_socket = self._start_network(stack) if self.scenario.netns else None
+        if self.network is not None:  # the workers reach Redis across their own links,
+            addresses = " ".join(["127.0.0.1", *self.network.bind_addresses()])  # private
+            fsync += ("--bind", addresses, "--protected-mode", "no")
         self.redis = RedisServer(self.binary, data_dir=self.workdir / "redis", appendonly=True,
                                  extra_args=fsync)  # fmt: skip
         stack.callback(self.redis.cleanup)
+        if self.network is not None:
+            self.network.redis_port = self.redis.port
         self.redis.start()
         self._check_redis_config()
         aof = AofTail(self.redis.data_dir) if self.scenario.appendfsync == "everysec" else None
         if aof is not None:
             aof.start()
             stack.callback(aof.stop)
-        self.ledger_server = RedisServer(self.binary, data_dir=self.workdir / "ledger")
+        unix = (
+            ("--unixsocket", str(ledger_socket), "--unixsocketperm", "700") if ledger_socket else ()
+        )
+        self.ledger_server = RedisServer(self.binary, data_dir=self.workdir / "ledger",
+                                         extra_args=unix)  # fmt: skip
         stack.callback(self.ledger_server.cleanup)
         self.ledger_server.start()
+        self.ledger_url = f"unix://{ledger_socket}" if ledger_socket else self.ledger_server.url
         self.proxy = ChaosProxy(self.redis.port)
         stack.callback(self.proxy.close)
         return aof
+
+    def _start_network(self, stack: contextlib.ExitStack) -> Path:
+        """One network namespace per worker slot (removed by `stack` after the fleet
+        stopped); returns where the ledger listens: a Unix socket, which no cut reaches."""
+        self.network = Network(self.scenario.workers, random.Random(self.rng.random()))
+        stack.callback(self.network.close)
+        self.network.create()
+        short = Path(tempfile.mkdtemp(prefix="cvns-ledger-"))  # a socket path has 107 bytes
+        stack.callback(shutil.rmtree, short, ignore_errors=True)
+        return short / "ledger.sock"
 
     def _check_redis_config(self) -> None:
         client = redis.Redis.from_url(self.redis.url)
@@ -261,6 +287,8 @@ class ScenarioRun:
         notes = []
         if self.chaos.aof is not None:
             notes.append(f"OS crash model: {self.chaos.aof.bytes_cut} bytes of unsynced AOF lost")
+        if self.network is not None:
+            notes.append(partitions.takeovers(self.deployment.log_dir))
         return notes
 
     def _wait_for_retention(self) -> list[str]:
@@ -279,6 +307,8 @@ class ScenarioRun:
         self.fleet_stopped = True
         try:  # a draining worker needs Redis: heal whatever a failure left broken
             self.proxy.normal()
+            if self.network is not None:
+                self.network.heal_all()
             if self.redis.process is None:
                 self.redis.start()
         finally:

@@ -55,6 +55,8 @@ class Scenario:
     shutdown_grace: float = 5.0
     #: Leases a long task lasts, and GIL tasks hold the GIL.
     long_leases: float = 2.5
+    #: Each worker in its own network namespace, Redis across a veth link (netns.py).
+    netns: bool = False
 
     def plan(self, size: Size, rng: random.Random) -> list[TaskSpec]:
         """The tasks to enqueue, shuffled: ordinary ones fill what the mix leaves."""
