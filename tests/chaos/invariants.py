@@ -24,9 +24,10 @@ from tests.chaos.tasks import OVERRUN_RETRIES
 TERMINAL_BOUND = 60.0
 #: The dead-letter reason each kind of task must die with; other kinds must never die.
 DEAD_REASONS = {"poison": "worker lost", "overrun": "timeout"}
-#: Redis memory may end this much above its baseline whatever the run's size (allocator
-#: pages, dictionaries sized for the peak, a connection or two more than at the start) ...
-MEMORY_SLACK = 192 * 1024
+#: Redis memory may end this much above its baseline whatever the run's size: Redis 7.0
+#: holds about 400 KiB more, clients aside, once it has served any work (measured the
+#: same after 60, 250 and 600 tasks) ...
+MEMORY_SLACK = 512 * 1024
 #: ... plus this much per task: a quarter of a record (about 1 KiB), so a leak of even a
 #: fraction of each task's record shows.
 MEMORY_PER_TASK = 256

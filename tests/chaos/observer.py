@@ -77,6 +77,7 @@ class Observer(threading.Thread):
 
     def __init__(self, url: str, prefix: str, interval: float = 0.2) -> None:
         super().__init__(name="chaos-observer", daemon=True)
+        self.url = url
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
         self.keys = QueueKeys(prefix, QUEUE)
         self.registry = GlobalKeys(prefix)
@@ -157,18 +158,20 @@ class Observer(threading.Thread):
 
     def load_scripts(self) -> None:
         """Cache every Conveyor script in Redis, as the run will: each costs memory, so
-        a baseline taken before some of them were loaded would be too low."""
-        pipe = self.client.pipeline(transaction=False)
-        for script in load_scripts().values():
-            pipe.script_load(script.source)
-        pipe.execute()
+        a baseline taken before some of them were loaded would be too low. A connection
+        of its own carries them, and its buffers go with it."""
+        with redis.Redis.from_url(self.url, socket_timeout=2) as loader:
+            pipe = loader.pipeline(transaction=False)
+            for script in load_scripts().values():
+                pipe.script_load(script.source)
+            pipe.execute()
 
     def memory(self, *, without_keys: bool = False) -> int:
-        """Redis' used_memory; `without_keys` leaves this run's keys out, for the baseline
-        of a server that has just loaded them from its AOF. Each connection holds memory
-        too (about 24 KiB idle): compare reads made with the same clients connected."""
+        """Redis' used_memory less its clients' (about 24 KiB a connection, come and gone
+        with them); `without_keys` leaves this run's keys out too, for the baseline of a
+        server that has just loaded them from its AOF."""
         info: dict[str, Any] = self.client.info("memory")
-        held = int(info["used_memory"])
+        held = int(info["used_memory"]) - int(info["mem_clients_normal"])
         if without_keys:
             pipe = self.client.pipeline(transaction=False)
             for key in self.client.scan_iter(match=f"{self.keys.prefix}:*", count=1000):
@@ -177,8 +180,8 @@ class Observer(threading.Thread):
         return held
 
     def settled_memory(self, *, without_keys: bool = False) -> int:
-        """`memory()` once two reads agree: Redis shrinks the buffers of a client gone
-        idle only on its next pass over the clients, within a second or two."""
+        """`memory()` once two reads agree: Redis counts a new client's memory as its
+        clients' only on its next pass over them."""
         last = self.memory(without_keys=without_keys)
         for _ in range(SETTLE_READS):
             time.sleep(self.interval)
