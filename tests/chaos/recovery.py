@@ -26,6 +26,8 @@ def check_faults(ev: Evidence, report: Report) -> None:
     """Each kind of fault was injected at least as often as the scenario needs at this
     size; the API said 503 while Redis was down."""
     report.faults = dict(Counter(f.kind for f in ev.faults))
+    if ev.scenario.faults is not None and not report.faults:  # even with no minimum named
+        report.violations.append("a fault scenario injected no fault")
     for kind, needed in ev.scenario.fault_minimum(ev.size).items():
         if report.faults.get(kind, 0) < needed:
             report.violations.append(

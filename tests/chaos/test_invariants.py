@@ -382,3 +382,7 @@ def test_a_scenario_that_injected_too_few_faults_fails() -> None:
     assert violations(check_faults, evidence(scenario=scenario, fault_log=sigkills(5),
                                              size=longer)) != []  # fmt: skip
     assert violations(check_faults, evidence(scenario=scenario, fault_log=[])) != []
+    unnamed = Scenario("by-hand", faults.sigkill)  # no minimum named: one fault at least
+    assert violations(check_faults, evidence(scenario=unnamed)) == [
+        "a fault scenario injected no fault"
+    ]
