@@ -94,6 +94,16 @@ class WorkerSlot:
     expected_exit: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Life:
+    """One worker process: the slot it filled and when it was started (time.monotonic()).
+    The workers of a slot after it are its replacements."""
+
+    worker_id: str
+    slot: int
+    started: float
+
+
 @dataclass(slots=True)
 class Fleet:
     """K `conveyor worker` subprocesses; the runner restarts any that exits."""
@@ -105,6 +115,8 @@ class Fleet:
     slots: list[WorkerSlot] = field(default_factory=list)
     #: Every worker id ever started, with its pid.
     pids: dict[str, int] = field(default_factory=dict)
+    #: Every worker ever started, in order.
+    lives: list[Life] = field(default_factory=list)
     started: int = 0
     launcher: Launcher | None = None
 
@@ -129,6 +141,7 @@ class Fleet:
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self.pids[worker_id] = process.pid
+        self.lives.append(Life(worker_id, index, time.monotonic()))
         return WorkerSlot(index, process, worker_id)
 
     def exited(self) -> list[tuple[WorkerSlot, int]]:

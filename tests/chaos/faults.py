@@ -28,6 +28,9 @@ Steps = Generator[float, None, None]
 FaultScript = Callable[["Chaos"], Steps]
 #: Seconds of acknowledged writes an everysec Redis may hold unsynced (fsync once a second).
 EVERYSEC_LAG = 1.0
+#: Seconds into production of the first fault: the short run is only a few seconds long,
+#: and each kind of fault must hit it several times.
+FIRST_FAULT = 0.5
 
 
 @dataclass(slots=True)
@@ -52,8 +55,8 @@ class Chaos:
     proxy: ChaosProxy
     redis: RedisServer
     lease: float
-    #: Faults stop being injected this long before the producers finish, so every
-    #: fault heals while there is still work whose resumption can be measured.
+    #: Every fault heals by then, a while before the producers finish, so there is still
+    #: work whose resumption can be measured after each of them.
     quiet_until: float
     rng: random.Random
     #: With everysec, what an OS crash loses: the AOF tail written since the last fsync.
@@ -64,15 +67,18 @@ class Chaos:
     faults: list[Fault] = field(default_factory=list)
     #: The workers' network namespaces, in a scenario that has them (partitions.py).
     network: Network | None = None
+    #: Called when the Redis under test is back after a restart (a new memory baseline).
+    restarted: Callable[[], None] = lambda: None
 
-    def pick(self) -> WorkerSlot | None:
-        """A random worker that runs and is not already on its way out."""
-        live = [slot for slot in self.fleet.live() if self.ready(slot.worker_id)]
+    def pick(self, besides: frozenset[str] = frozenset()) -> WorkerSlot | None:
+        """A random worker that runs, is not already on its way out, nor in `besides`."""
+        live = [slot for slot in self.fleet.live()
+                if self.ready(slot.worker_id) and slot.worker_id not in besides]  # fmt: skip
         return self.rng.choice(live) if live else None
 
-    def injecting(self) -> bool:
-        """True while there is time for another fault."""
-        return time.monotonic() < self.quiet_until
+    def injecting(self, lasting: float = 0.0) -> bool:
+        """True while a fault started now and lasting `lasting` seconds heals in time."""
+        return time.monotonic() + lasting < self.quiet_until
 
     def begin(self, kind: str, worker: str | None = None) -> Fault:
         """Log a fault that starts now."""
@@ -104,46 +110,71 @@ def signal_one(chaos: Chaos, signum: signal.Signals, kind: str) -> None:
         chaos.instant(kind, slot.worker_id)
 
 
-def sigkill(chaos: Chaos, period: float = 2.0) -> Steps:
+def sigkill(chaos: Chaos, period: float = 1.5) -> Steps:
     """SIGKILL a random worker every `period` seconds (the runner restarts it)."""
-    yield 1.0
+    yield FIRST_FAULT
     while chaos.injecting():
         signal_one(chaos, signal.SIGKILL, "sigkill")
         yield period * chaos.rng.uniform(0.7, 1.3)
 
 
-def sigterm(chaos: Chaos, period: float = 2.5) -> Steps:
+def sigterm(chaos: Chaos, period: float = 1.5) -> Steps:
     """SIGTERM a random worker under load: it drains and exits; the runner restarts it."""
-    yield 1.0
+    yield FIRST_FAULT
     while chaos.injecting():
         signal_one(chaos, signal.SIGTERM, "sigterm")
         yield period * chaos.rng.uniform(0.7, 1.3)
 
 
-def sigstop(chaos: Chaos, leases: float = 2.5, period: float = 1.5) -> Steps:
-    """SIGSTOP a worker for `leases` leases (others take its tasks over), then SIGCONT:
-    the zombie wakes up holding work that is no longer its own."""
-    yield 1.0
-    while chaos.injecting():
-        slot = chaos.pick()
-        if slot is None:
-            yield period
-            continue
-        fault = chaos.begin("sigstop", slot.worker_id)
-        try:
-            os.kill(slot.process.pid, signal.SIGSTOP)
-            yield leases * chaos.lease
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(slot.process.pid, signal.SIGCONT)
-            chaos.heal(fault)
-        yield period
+def sigstop(chaos: Chaos, leases: float = 1.5, period: float = 1.0) -> Steps:
+    """Every `period` seconds SIGSTOP another worker for `leases` leases (others take its
+    tasks over), then SIGCONT: the zombie wakes up holding work that is no longer its
+    own. Pauses overlap, but one worker at least always runs."""
+    yield FIRST_FAULT
+    paused: dict[str, tuple[float, Fault, WorkerSlot]] = {}
+    next_pause = time.monotonic()
+    try:
+        while paused or chaos.injecting():
+            now = time.monotonic()
+            for worker_id, (until, fault, slot) in list(paused.items()):
+                if now >= until:
+                    _resume(chaos, slot, fault)
+                    del paused[worker_id]
+            room = len(paused) < len(chaos.fleet.slots) - 1
+            if room and now >= next_pause and chaos.injecting(leases * chaos.lease):
+                pause = _pause(chaos, frozenset(paused), leases * chaos.lease)
+                if pause is not None:
+                    paused[pause[2].worker_id] = pause
+                    next_pause = now + period
+            yield 0.05
+    finally:
+        for _, fault, slot in paused.values():
+            _resume(chaos, slot, fault)
 
 
-def redis_restart(chaos: Chaos, down: float = 1.0, period: float = 2.0) -> Steps:
+def _pause(
+    chaos: Chaos, besides: frozenset[str], seconds: float
+) -> tuple[float, Fault, WorkerSlot] | None:
+    """SIGSTOP a worker not in `besides`: (when to resume it, its fault, its slot)."""
+    slot = chaos.pick(besides=besides)
+    if slot is None:
+        return None
+    fault = chaos.begin("sigstop", slot.worker_id)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(slot.process.pid, signal.SIGSTOP)
+    return time.monotonic() + seconds, fault, slot
+
+
+def _resume(chaos: Chaos, slot: WorkerSlot, fault: Fault) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(slot.process.pid, signal.SIGCONT)
+    chaos.heal(fault)
+
+
+def redis_restart(chaos: Chaos, down: float = 1.0, period: float = 1.0) -> Steps:
     """kill -9 the Redis under test, then start it again on the same port and data dir."""
-    yield 1.0
-    while chaos.injecting():
+    yield FIRST_FAULT
+    while chaos.injecting(down):
         yield from restart_once(chaos, down)
         yield period
 
@@ -160,22 +191,24 @@ def restart_once(chaos: Chaos, down: float) -> Steps:
     finally:
         if chaos.redis.process is None:
             chaos.redis.start()
+            chaos.restarted()
         chaos.heal(fault)
 
 
 def drop_all(chaos: Chaos, period: float = 1.0) -> Steps:
     """Close every connection through the proxy, every `period` seconds."""
-    yield 1.0
+    yield FIRST_FAULT
     while chaos.injecting():
         chaos.proxy.drop_all()
         chaos.instant("drop all")
         yield period * chaos.rng.uniform(0.5, 1.5)
 
 
-def blackhole(chaos: Chaos, leases: float = 2.0, period: float = 2.0) -> Steps:
-    """Swallow all traffic for `leases` leases (longer than a lease), then heal."""
-    yield 1.0
-    while chaos.injecting():
+def blackhole(chaos: Chaos, leases: float = 1.1, period: float = 0.3) -> Steps:
+    """Swallow all traffic for `leases` leases (longer than a lease: every lease held when
+    it began runs out), then heal."""
+    yield FIRST_FAULT
+    while chaos.injecting(leases * chaos.lease):
         fault = chaos.begin("blackhole")
         try:
             chaos.proxy.blackhole()
@@ -198,15 +231,15 @@ def latency(chaos: Chaos, seconds: float = 0.2) -> Steps:
         chaos.heal(fault)
 
 
-def outage_mix(chaos: Chaos) -> Steps:
-    """What producers must ride out: Redis down for 2 s, every connection dropped, a
-    worker killed; repeated."""
-    yield 1.0
-    while chaos.injecting():
-        yield from restart_once(chaos, down=2.0)
-        yield 1.0
+def outage_mix(chaos: Chaos, down: float = 1.0, gap: float = 0.5) -> Steps:
+    """What producers must ride out: Redis down for `down` seconds, every connection
+    dropped, a worker killed; repeated."""
+    yield FIRST_FAULT
+    while chaos.injecting(down):
+        yield from restart_once(chaos, down)
+        yield gap
         chaos.proxy.drop_all()
         chaos.instant("drop all")
-        yield 1.0
+        yield gap
         signal_one(chaos, signal.SIGKILL, "sigkill")
-        yield 1.5
+        yield gap

@@ -17,12 +17,17 @@ import orjson
 import redis
 
 from conveyor.broker.keys import GlobalKeys, QueueKeys
+from conveyor.broker.scripts import load_scripts
+from tests.chaos.keyspace import QUEUE, KeyState, read_keyspace
 
-QUEUE = "default"
 TERMINAL = frozenset({"succeeded", "failed", "dead", "cancelled"})
 _FIELDS = ("state", "token", "result", "reason", "crashes", "attempts")
 #: Terminal records are read again every this many polls, to catch a later change.
 RECHECK_EVERY = 4
+#: Two memory reads this close (bytes) mean Redis' accounting has settled ...
+SETTLED = 8 * 1024
+#: ... and this many reads at most are made waiting for it.
+SETTLE_READS = 25
 
 
 @dataclass(slots=True)
@@ -33,11 +38,17 @@ class Sighting:
     states: list[str] = field(default_factory=list)  # each change of state, in order
     final: dict[str, str] | None = None  # the last terminal record seen
     terminal_at: float | None = None  # time.monotonic() it was first seen terminal
+    changed: list[float] = field(default_factory=list)  # when each of `states` was seen
+    #: The most crashes (leases taken back) its record ever showed.
+    crashes: int = 0
 
     def saw(self, record: dict[str, str], now: float) -> None:
         state = record.get("state", "")
         if not self.states or self.states[-1] != state:
             self.states.append(state)
+            self.changed.append(now)
+        crashes = record.get("crashes", "0")
+        self.crashes = max(self.crashes, int(crashes) if crashes.isdigit() else 0)
         if state in TERMINAL:
             self.final = record
             self.terminal_at = self.terminal_at or now
@@ -66,12 +77,15 @@ class Observer(threading.Thread):
 
     def __init__(self, url: str, prefix: str, interval: float = 0.2) -> None:
         super().__init__(name="chaos-observer", daemon=True)
+        self.url = url
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
         self.keys = QueueKeys(prefix, QUEUE)
         self.registry = GlobalKeys(prefix)
         self.interval = interval
         self.seen: dict[str, Sighting] = {}
         self.dead_ids: set[str] = set()
+        #: worker id -> time.monotonic() it was first seen registered
+        self.workers: dict[str, float] = {}
         self.lock = threading.Lock()
         self.halt = threading.Event()
         self._polls = 0
@@ -98,10 +112,13 @@ class Observer(threading.Thread):
         for task_id in ids:
             pipe.hmget(self.keys.task(task_id), *_FIELDS)
         pipe.zrange(self.keys.dead, 0, -1)
-        *records, dead = pipe.execute()
+        pipe.zrange(self.registry.workers, 0, -1)
+        *records, dead, workers = pipe.execute()
         now = time.monotonic()
         with self.lock:
             self.dead_ids.update(_text(d) for d in dead)
+            for worker in workers:
+                self.workers.setdefault(_text(worker), now)
             for task_id, values in zip(ids, records, strict=True):
                 if values[0] is not None:
                     record = {k: _text(v) for k, v in zip(_FIELDS, values, strict=True) if v}
@@ -128,14 +145,9 @@ class Observer(threading.Thread):
         with self.lock:
             return {i for i in ids if i not in self.seen or self.seen[i].final is None}
 
-    def leftover_keys(self) -> list[str]:
-        """Keys of this run that hold task state: records, and non-empty indexes."""
-        left = [_text(k) for k in self.client.scan_iter(match=self.keys.task_prefix + "*")]
-        k = self.keys
-        for index in (k.pending, k.active, k.scheduled, k.dead):
-            if self.client.zcard(index):
-                left.append(index)
-        return left
+    def keyspace(self) -> list[KeyState]:
+        """Every key of this run left in Redis."""
+        return read_keyspace(self.client, self.keys.prefix)
 
     def backlog(self) -> int:
         """Tasks pending, active or scheduled right now."""
@@ -144,10 +156,45 @@ class Observer(threading.Thread):
             pipe.zcard(index)
         return sum(int(n) for n in pipe.execute())
 
-    def used_memory(self) -> int:
-        """Redis's used_memory, in bytes."""
+    def load_scripts(self) -> None:
+        """Cache every Conveyor script in Redis, as the run will: each costs memory, so
+        a baseline taken before some of them were loaded would be too low. A connection
+        of its own carries them, and its buffers go with it."""
+        with redis.Redis.from_url(self.url, socket_timeout=2) as loader:
+            pipe = loader.pipeline(transaction=False)
+            for script in load_scripts().values():
+                pipe.script_load(script.source)
+            pipe.execute()
+
+    def memory(self, *, without_keys: bool = False) -> int:
+        """Redis' used_memory less its clients' (about 24 KiB a connection, come and gone
+        with them); `without_keys` leaves this run's keys out too, for the baseline of a
+        server that has just loaded them from its AOF."""
         info: dict[str, Any] = self.client.info("memory")
-        return int(info["used_memory"])
+        held = int(info["used_memory"]) - int(info["mem_clients_normal"])
+        if without_keys:
+            pipe = self.client.pipeline(transaction=False)
+            for key in self.client.scan_iter(match=f"{self.keys.prefix}:*", count=1000):
+                pipe.memory_usage(key, samples=0)
+            held -= sum(int(n or 0) for n in pipe.execute())
+        return held
+
+    def settled_memory(self, *, without_keys: bool = False) -> int:
+        """`memory()` once two reads agree: Redis counts a new client's memory as its
+        clients' only on its next pass over them."""
+        last = self.memory(without_keys=without_keys)
+        for _ in range(SETTLE_READS):
+            time.sleep(self.interval)
+            now = self.memory(without_keys=without_keys)
+            if abs(now - last) <= SETTLED:
+                return now
+            last = now
+        return last
+
+    def cached_scripts(self) -> int:
+        """Scripts in Redis' script cache (a script built per call would grow it)."""
+        info: dict[str, Any] = self.client.info("memory")
+        return int(info.get("number_of_cached_scripts", 0))
 
     def close(self) -> None:
         """Close the connection."""

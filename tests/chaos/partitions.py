@@ -77,7 +77,7 @@ def link_cuts(chaos: Chaos, most: int = 2) -> Steps:
     span = CUT_LEASES[1]
     healed: dict[int, float] = {}  # slot -> when its last cut ended
     yield 1.0
-    while chaos.injecting():
+    while chaos.injecting(span * chaos.lease):
         rested = _rested(chaos, healed)
         if not rested:
             yield CUT_GAP
@@ -115,8 +115,20 @@ def lossy_links(chaos: Chaos) -> Steps:
 
 
 NETNS_SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("netns-partition", link_cuts, mix=Mix(work_seconds=0.3), netns=True),
-    Scenario("netns-netem", lossy_links, mix=Mix(long=2), netns=True),
+    Scenario(
+        "netns-partition",
+        link_cuts,
+        mix=Mix(work_seconds=0.3),
+        netns=True,
+        min_faults=(("link cut", 2),),
+    ),
+    Scenario(
+        "netns-netem",
+        lossy_links,
+        mix=Mix(long=2),
+        netns=True,
+        min_faults=((f"netem {NETEM_DELAY_MS:.0f} ms, {NETEM_LOSS_PERCENT:.0f}% loss", 1),),
+    ),
 )
 
 

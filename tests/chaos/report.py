@@ -18,13 +18,18 @@ class Report:
     enqueues_unknown: int = 0
     #: Enqueues the API refused with 503 (Redis unavailable: nothing stored).
     api_refused: int = 0
-    #: Enqueues answered with an error (or timed out) whose task was stored after all.
+    #: Enqueues answered 503 "nothing was stored" whose task was stored after all.
     stored_despite_error: int = 0
+    #: Library enqueues that raised (not a timeout) whose task was stored: the connection
+    #: broke after Redis ran the call. Ambiguous, not false; each must still end.
+    stored_after_error: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     lost: int = 0
     duplicates: int = 0
     explained: int = 0
     unexplained: int = 0
+    #: How the extra runs of the duplicates were explained, e.g. {"lease taken back": 4}.
+    duplicate_evidence: dict[str, int] = field(default_factory=dict)
     dead: int = 0
     #: Longest time from an acknowledged enqueue to its task's end.
     slowest_s: float = 0.0
@@ -59,8 +64,8 @@ class Report:
         return out
 
 
-COLUMNS = ("scenario", "tasks", "faults injected", "lost", "duplicates (explained/unexplained)",
-           "dead", "time to recover", "result")  # fmt: skip
+COLUMNS = ("scenario", "tasks", "enqueues failed/unknown", "faults injected", "lost",
+           "duplicates (explained/unexplained)", "dead", "time to recover", "result")  # fmt: skip
 
 
 def row(report: Report) -> list[str]:
@@ -72,6 +77,7 @@ def row(report: Report) -> list[str]:
     return [
         report.scenario,
         str(report.tasks),
+        f"{report.enqueues_failed}/{report.enqueues_unknown}",
         report.faults_text,
         lost,
         f"{report.duplicates} ({report.explained}/{report.unexplained})",
@@ -88,6 +94,8 @@ def markdown(reports: list[Report]) -> str:
     total = Report("**total**", "")
     for r in reports:
         total.tasks += r.tasks
+        total.enqueues_failed += r.enqueues_failed
+        total.enqueues_unknown += r.enqueues_unknown
         total.lost += r.lost
         total.duplicates += r.duplicates
         total.explained += r.explained
@@ -99,6 +107,6 @@ def markdown(reports: list[Report]) -> str:
     recovers = [r.recover_s for r in reports if r.recover_s is not None]
     total.recover_s = max(recovers) if recovers else None
     cells = row(total)
-    cells[2] = f"{sum(total.faults.values())} faults"
+    cells[3] = f"{sum(total.faults.values())} faults"
     lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

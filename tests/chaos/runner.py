@@ -29,8 +29,10 @@ from conveyor.tools.embedded import RedisServer, find_redis_server
 from tests.chaos import ledger, partitions
 from tests.chaos.aof import AofTail
 from tests.chaos.cluster import ApiProcess, Deployment, Fleet
+from tests.chaos.evidence import Evidence
 from tests.chaos.faults import Chaos, no_faults
-from tests.chaos.invariants import Evidence, judge
+from tests.chaos.invariants import judge
+from tests.chaos.keyspace import KeyState, unexplained
 from tests.chaos.netns import Network
 from tests.chaos.observer import Observer
 from tests.chaos.producers import ACK, ApiProducer, LibraryProducer, Producer
@@ -42,12 +44,16 @@ from tests.chaos.scenarios import Scenario, Size
 SETTLE_BOUND = 60.0
 #: Seconds with no task pending, active or scheduled after which the wait ends early.
 IDLE_BOUND = 5.0
-#: Seconds before the end of production after which no new fault starts.
-QUIET_TAIL = 2.0
+#: Seconds before the end of production by which every fault has healed (work left to
+#: show that each worker resumed).
+QUIET_TAIL = 1.5
 #: Records of finished tasks expire after this many seconds in a chaos run.
 RETENTION = 4.0  # longer than any Redis outage, or the observer could miss a record
 #: How often the runner supervises workers and steps the fault script.
 TICK = 0.05
+#: Seconds after a restart of Redis when its new memory baseline is taken: every client
+#: has reconnected by then (each connection holds memory of its own).
+REBASELINE_AFTER = 1.5
 
 
 def redis_binary() -> str:
@@ -81,6 +87,8 @@ class ScenarioRun:
         self.producers: list[Producer] = []
         self.fleet_stopped = False
         self.network: Network | None = None
+        #: When to take the memory baseline of a restarted Redis; None: not now.
+        self.rebaseline_at: float | None = None
         self.began = time.monotonic()
 
     def run(self) -> Report:
@@ -116,10 +124,25 @@ class ScenarioRun:
         self.observer = Observer(self.redis.url, self.prefix)
         stack.callback(self.observer.close)
         stack.callback(self.observer.stop)
+        self.observer.load_scripts()  # first: its buffers are idle again at the baseline
         self._wait_for_workers()
         if self.api is not None:
             self.api.wait_ready()
-        self.memory_before = self.observer.used_memory()
+        self.memory_before = self.observer.settled_memory()
+        self.chaos.restarted = self._restarted
+
+    def _restarted(self) -> None:
+        self.rebaseline_at = time.monotonic() + REBASELINE_AFTER
+
+    def _rebaseline(self) -> None:
+        """A restarted Redis is a new server: once its clients are back, memory is judged
+        against what it holds then (scripts loaded), less the keys (they must go)."""
+        if self.rebaseline_at is None or time.monotonic() < self.rebaseline_at:
+            return
+        with contextlib.suppress(redis.RedisError):
+            self.observer.load_scripts()
+            self.memory_before = self.observer.settled_memory(without_keys=True)
+            self.rebaseline_at = None
 
     def _start_servers(self, stack: contextlib.ExitStack) -> AofTail | None:
         """The Redis under test, the ledger Redis and the proxy; the AOF watcher if the
@@ -241,6 +264,7 @@ class ScenarioRun:
 
     def _supervise(self) -> None:
         """Restart workers that exited; an exit nobody caused is a crash (a poison pill)."""
+        self._rebaseline()
         for slot, code in self.fleet.exited():
             if not slot.expected_exit:
                 self.chaos.instant("crash", slot.worker_id)
@@ -267,7 +291,8 @@ class ScenarioRun:
         self.observer.stop()
         self.observer.poll()
         leftover = self._wait_for_retention()
-        memory_after = self.observer.used_memory()
+        memory_after = self.observer.settled_memory()
+        scripts = self.observer.cached_scripts()
         self._stop_fleet()
         client = redis.Redis.from_url(self.ledger_server.url)
         try:
@@ -281,6 +306,8 @@ class ScenarioRun:
             [e for p in self.producers for e in p.log], entries,
             self.observer.seen, self.observer.dead_ids, self.chaos.faults, leftover,
             self.memory_before, memory_after, self.began, self.anomalies, self._notes(),
+            self.size, self.prefix, list(self.fleet.lives), dict(self.observer.workers),
+            scripts,
         )  # fmt: skip
 
     def _notes(self) -> list[str]:
@@ -291,15 +318,17 @@ class ScenarioRun:
             notes.append(partitions.takeovers(self.deployment.log_dir))
         return notes
 
-    def _wait_for_retention(self) -> list[str]:
-        """Wait (workers running: they trim the dead letters) until no task key is left."""
+    def _wait_for_retention(self) -> list[KeyState]:
+        """Wait (workers running: they trim the dead letters) until every key left is
+        one Conveyor keeps on purpose; returns the whole keyspace of the run."""
         deadline = time.monotonic() + RETENTION + 3 * self.scenario.lease + 10
-        left = self.observer.leftover_keys()
-        while left and time.monotonic() < deadline:
+        workers = {life.worker_id for life in self.fleet.lives}
+        keys = self.observer.keyspace()
+        while unexplained(keys, self.prefix, workers) and time.monotonic() < deadline:
             self._supervise()
             time.sleep(0.25)
-            left = self.observer.leftover_keys()
-        return left
+            keys = self.observer.keyspace()
+        return keys
 
     def _stop_fleet(self) -> None:
         if self.fleet_stopped:

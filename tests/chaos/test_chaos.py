@@ -12,12 +12,9 @@ import pytest
 
 from tests.chaos.report import Report, markdown
 from tests.chaos.runner import run_scenario
-from tests.chaos.scenarios import SCENARIOS, SHORT_TASKS, Scenario, Size
+from tests.chaos.scenarios import SCENARIOS, SHORT, Scenario
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
-
-#: A few hundred tasks over a few seconds per scenario: the file runs in about 3 minutes.
-SHORT = Size(tasks=SHORT_TASKS, window=7.0)
 
 
 def explain(report: Report) -> str:
@@ -29,12 +26,7 @@ def explain(report: Report) -> str:
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_scenario_keeps_every_invariant(scenario: Scenario, tmp_path: Path) -> None:
+    # the judge also fails a run that acknowledged too few enqueues or injected too few
+    # faults, and a fault-free one with any enqueue not acknowledged: the soak shares it
     report = run_scenario(scenario, SHORT, tmp_path / scenario.name, seed=7)
     assert report.passed, explain(report)
-    assert report.tasks > 0.5 * SHORT.tasks, explain(report)  # the run really ran
-    if scenario.faults is not None:
-        assert sum(report.faults.values()) > 0, "no fault was injected"
-    else:  # with nothing failing, every enqueue is acknowledged
-        assert (report.enqueues_failed, report.enqueues_unknown) == (0, 0), explain(report)
-    if scenario.api:  # Redis was down while the API took requests: it said so
-        assert report.api_refused > 0, explain(report)

@@ -1,0 +1,120 @@
+"""The checks on the faults themselves: enough of them were injected to prove anything,
+and after each one every worker it hit went back to work within RECOVERY_BOUND."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from tests.chaos.cluster import Life
+from tests.chaos.evidence import Evidence
+from tests.chaos.faults import Fault
+from tests.chaos.report import Report
+
+#: Work must resume within this many seconds after a fault heals.
+RECOVERY_BOUND = 10.0
+#: Faults after which the worker is gone for good: its replacement must resume instead.
+KILLS = frozenset({"sigkill", "sigterm", "crash"})
+#: Seconds a worker back from a fault may take to claim again (reconnect, back off).
+RESUME_GRACE = 1.0
+#: A worker that got none of this many attempts started elsewhere once it was back (and
+#: past RESUME_GRACE) did not resume; fewer prove nothing (there was little work left).
+RESUME_WORK = 10
+
+
+def check_faults(ev: Evidence, report: Report) -> None:
+    """Each kind of fault was injected at least as often as the scenario needs at this
+    size; the API said 503 while Redis was down."""
+    report.faults = dict(Counter(f.kind for f in ev.faults))
+    if ev.scenario.faults is not None and not report.faults:  # even with no minimum named
+        report.violations.append("a fault scenario injected no fault")
+    for kind, needed in ev.scenario.fault_minimum(ev.size).items():
+        if report.faults.get(kind, 0) < needed:
+            report.violations.append(
+                f"{report.faults.get(kind, 0)} {kind} injected, the run needs at least {needed}"
+            )
+    if ev.scenario.api and report.faults.get("redis restart") and not report.api_refused:
+        report.violations.append("the API never answered 503 while Redis was down")
+
+
+def check_recovery(ev: Evidence, report: Report) -> None:
+    """After each fault heals, each worker it hit (or the replacement of one it ended)
+    completes an attempt started after the healing within RECOVERY_BOUND."""
+    times: list[float] = []
+    for fault in ev.faults:
+        for line in _lines(ev, fault):
+            took = _resumed(ev, fault, line, report)
+            if took is not None:
+                times.append(took)
+    report.recover_s = max(times) if times else None
+    slow = [t for t in times if t > RECOVERY_BOUND]
+    if slow:
+        report.violations.append(f"work resumed only {max(slow):.1f}s after a fault healed")
+
+
+def _lines(ev: Evidence, fault: Fault) -> list[list[Life]]:
+    """For each worker `fault` hit, the processes that must resume for it: that worker,
+    or for a kill the workers started in its place, each with its later replacements."""
+    healed = fault.end if fault.end is not None else fault.start
+    if fault.worker is None:
+        slots = {life.slot for life in ev.lives}
+        hit = [max((x for x in ev.lives if x.slot == s and x.started <= healed),
+                   key=lambda x: x.started, default=None) for s in slots]  # fmt: skip
+    else:
+        hit = [next((x for x in ev.lives if x.worker_id == fault.worker), None)]
+    lines = []
+    for life in hit:
+        if life is None:
+            continue
+        line = [x for x in ev.lives if x.slot == life.slot and x.started >= life.started]
+        lines.append(line[1:] if fault.kind in KILLS else line)
+    return [line for line in lines if line]
+
+
+def _resumed(ev: Evidence, fault: Fault, line: list[Life], report: Report) -> float | None:
+    """Seconds from the healing (or the replacement's start) to the line's first
+    completion of an attempt started after it; None, with a violation or a note, if it
+    completed none."""
+    healed = fault.end if fault.end is not None else fault.start
+    since = max(healed, line[0].started)
+    ids = {life.worker_id for life in line}
+    done = [
+        end.mono for runs in ev.starts.values() for run in runs
+        if run.worker in ids and run.mono >= since and (end := ev.ended(run)) is not None
+    ]  # fmt: skip
+    if done:
+        return min(done) - since
+    back = max(since, ev.registered.get(line[0].worker_id, math.inf))
+    closes = _next_hit(ev, fault, ids)
+    elsewhere = sum(
+        1 for runs in ev.starts.values() for run in runs
+        if run.worker not in ids and back + RESUME_GRACE <= run.mono <= closes
+    )  # fmt: skip
+    at = f"{healed - ev.began:.1f}s"
+    if elsewhere >= RESUME_WORK:
+        report.violations.append(f"{line[0].worker_id} did not resume after the {fault.kind} "
+                                 f"at {at}: {elsewhere} attempts started elsewhere")  # fmt: skip
+    elif back == math.inf and _work_after(ev, since + RECOVERY_BOUND, closes, ids):
+        report.violations.append(f"no worker came back in place of {fault.worker} after the "
+                                 f"{fault.kind} at {at}")  # fmt: skip
+    else:
+        report.notes.append(f"{line[0].worker_id} had little work left after the {fault.kind} "
+                            f"at {at}")  # fmt: skip
+    return None
+
+
+def _next_hit(ev: Evidence, fault: Fault, ids: set[str]) -> float:
+    """When the next fault after `fault` hit one of `ids` (or every worker)."""
+    return min(
+        (f.start for f in ev.faults
+         if f.start > fault.start and (f.worker is None or f.worker in ids)),
+        default=math.inf,
+    )  # fmt: skip
+
+
+def _work_after(ev: Evidence, begin: float, end: float, ids: set[str]) -> bool:
+    """True if another worker started an attempt between `begin` and `end`."""
+    return any(
+        begin <= run.mono <= end and run.worker not in ids
+        for runs in ev.starts.values() for run in runs
+    )  # fmt: skip
