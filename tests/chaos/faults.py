@@ -18,6 +18,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 from conveyor.tools.embedded import RedisServer
+from conveyor.worker.reaper import ABSENCE
 from tests.chaos.aof import AofTail
 from tests.chaos.cluster import Fleet, WorkerSlot
 from tests.chaos.netns import Network
@@ -169,6 +170,35 @@ def _resume(chaos: Chaos, slot: WorkerSlot, fault: Fault) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(slot.process.pid, signal.SIGCONT)
     chaos.heal(fault)
+
+
+def kill_or_stall(chaos: Chaos, period: float = 1.5, stall: float = 3 * ABSENCE) -> Steps:
+    """SIGKILL a random worker every `period` seconds while, one after another, others are
+    SIGSTOPped for `stall` seconds (several of the reaper's absence windows, far less than
+    the lease) and SIGCONTed: the reaper must tell the dead from the stalled. A stopped
+    worker is not killed."""
+    yield FIRST_FAULT
+    stopped: tuple[float, Fault, WorkerSlot] | None = None
+    next_kill = time.monotonic()
+    try:
+        while stopped is not None or chaos.injecting():
+            now = time.monotonic()
+            if stopped is not None and now >= stopped[0]:
+                _resume(chaos, stopped[2], stopped[1])
+                stopped = None
+            besides = frozenset({stopped[2].worker_id}) if stopped else frozenset()
+            if now >= next_kill and chaos.injecting():
+                slot = chaos.pick(besides=besides)
+                if slot is not None:
+                    chaos.fleet.signal(slot, signal.SIGKILL)
+                    chaos.instant("sigkill", slot.worker_id)
+                next_kill = now + period * chaos.rng.uniform(0.8, 1.2)
+            if stopped is None and chaos.injecting(stall):
+                stopped = _pause(chaos, besides, stall)
+            yield 0.05
+    finally:
+        if stopped is not None:
+            _resume(chaos, stopped[2], stopped[1])
 
 
 def redis_restart(chaos: Chaos, down: float = 1.0, period: float = 1.0) -> Steps:

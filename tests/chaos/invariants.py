@@ -16,7 +16,7 @@ from tests.chaos.keyspace import unexplained
 from tests.chaos.ledger import Entry
 from tests.chaos.observer import TERMINAL, Sighting
 from tests.chaos.producers import ACK, FAILED
-from tests.chaos.recovery import check_faults, check_recovery
+from tests.chaos.recovery import check_faults, check_reaper, check_recovery
 from tests.chaos.report import Report
 from tests.chaos.tasks import OVERRUN_RETRIES
 
@@ -43,7 +43,7 @@ def judge(ev: Evidence) -> Report:
     report = Report(ev.scenario.name, ev.scenario.appendfsync)
     for check in (count_enqueues, check_stored, check_lost, check_phantoms, check_terminal_records,
                   check_duplicates, check_special_tasks, check_dead_letters, check_faults,
-                  check_recovery, check_cleanup):  # fmt: skip
+                  check_recovery, check_reaper, check_cleanup):  # fmt: skip
         check(ev, report)
     report.violations += ev.anomalies
     report.notes += ev.notes

@@ -196,6 +196,10 @@ class Observer(threading.Thread):
         info: dict[str, Any] = self.client.info("memory")
         return int(info.get("number_of_cached_scripts", 0))
 
+    def uptime(self) -> int:
+        """Seconds the Redis under test has run."""
+        return int(self.client.info("server")["uptime_in_seconds"])
+
     def close(self) -> None:
         """Close the connection."""
         self.client.close()

@@ -4,11 +4,13 @@ and after each one every worker it hit went back to work within RECOVERY_BOUND."
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 
 from tests.chaos.cluster import Life
 from tests.chaos.evidence import Evidence
 from tests.chaos.faults import Fault
+from tests.chaos.ledger import Entry
 from tests.chaos.report import Report
 
 #: Work must resume within this many seconds after a fault heals.
@@ -20,6 +22,12 @@ RESUME_GRACE = 1.0
 #: A worker that got none of this many attempts started elsewhere once it was back (and
 #: past RESUME_GRACE) did not resume; fewer prove nothing (there was little work left).
 RESUME_WORK = 10
+#: Seconds from a SIGKILL to the start elsewhere of each task it interrupted, where the
+#: lease is far longer: the reaper's target (2 s) and a loaded machine's slack.
+REAP_BOUND = 5.0
+#: A start elsewhere this soon after a stall ended is still a takeover of the stalled
+#: worker's task: the next fault (a kill) comes later than that, and takes longer to see.
+STALL_TAIL = 1.0
 
 
 def check_faults(ev: Evidence, report: Report) -> None:
@@ -118,3 +126,56 @@ def _work_after(ev: Evidence, begin: float, end: float, ids: set[str]) -> bool:
         begin <= run.mono <= end and run.worker not in ids
         for runs in ev.starts.values() for run in runs
     )  # fmt: skip
+
+
+def check_reaper(ev: Evidence, report: Report) -> None:
+    """Where the lease is far longer than the reaper needs: every task a SIGKILL
+    interrupted starts again within REAP_BOUND, and no task of a stopped worker starts
+    elsewhere while it is stopped (the reaper told the stalled from the dead)."""
+    if not ev.scenario.reaper:
+        return
+    bad: list[str] = []
+    gaps = _reap_gaps(ev, bad)
+    if gaps:
+        report.reaped = len(gaps)
+        report.reap_median_s = statistics.median(gaps)
+        report.reap_max_s = max(gaps)
+    slow = [gap for gap in gaps if gap > REAP_BOUND]
+    if slow:
+        bad.append(f"{len(slow)} killed workers' tasks started again only after {max(slow):.1f}s")
+    if not gaps:
+        bad.append("no SIGKILL interrupted a task: the reaper was not put to the test")
+    if bad:
+        report.violations.append(f"the reaper failed: {'; '.join(bad[:5])}")
+
+
+def _reap_gaps(ev: Evidence, bad: list[str]) -> list[float]:
+    """Seconds from each SIGKILL to the next start of each task it interrupted; what went
+    wrong (a task never back, a stopped worker's task taken) is added to `bad`."""
+    gaps: list[float] = []
+    for fault in ev.faults:
+        until = fault.end if fault.end is not None else fault.start
+        for run in _in_flight(ev, fault):
+            later = [r.mono for r in ev.starts[run.task_id] if r.token > run.token]
+            if fault.kind == "sigkill":
+                if not later:
+                    bad.append(f"{run.task_id} never started again after its worker's SIGKILL")
+                else:
+                    gaps.append(min(later) - fault.start)
+            elif any(start <= until + STALL_TAIL for start in later):
+                bad.append(f"{run.task_id} was taken from its stopped worker")
+    return gaps
+
+
+def _in_flight(ev: Evidence, fault: Fault) -> list[Entry]:
+    """The runs of ordinary tasks on the worker `fault` hit that had started, and not
+    ended, when it began."""
+    if fault.kind not in ("sigkill", "sigstop"):
+        return []
+    return [
+        run
+        for runs in ev.starts.values()
+        for run in runs
+        if run.worker == fault.worker and run.mono < fault.start
+        and ((end := ev.ended(run)) is None or end.mono > fault.start)
+    ]  # fmt: skip

@@ -35,6 +35,11 @@ class Report:
     slowest_s: float = 0.0
     #: Longest time from a fault's healing to the next completed attempt claimed after it.
     recover_s: float | None = None
+    #: With the reaper: tasks a SIGKILL interrupted, and the median and longest time from
+    #: the kill to their next start (elsewhere).
+    reaped: int = 0
+    reap_median_s: float | None = None
+    reap_max_s: float | None = None
     #: Terminal records seen going back to a live state (a succeeded task run again).
     reverted: int = 0
     #: Claims whose handler never started (a worker killed, or a claim's reply lost).

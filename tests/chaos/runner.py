@@ -26,6 +26,7 @@ from conveyor import Conveyor
 from conveyor.broker.keys import GlobalKeys
 from conveyor.settings import Settings
 from conveyor.tools.embedded import RedisServer, find_redis_server
+from conveyor.worker.reaper import RESTART_GRACE
 from tests.chaos import ledger, partitions
 from tests.chaos.aof import AofTail
 from tests.chaos.cluster import ApiProcess, Deployment, Fleet
@@ -126,6 +127,8 @@ class ScenarioRun:
         stack.callback(self.observer.stop)
         self.observer.load_scripts()  # first: its buffers are idle again at the baseline
         self._wait_for_workers()
+        if s.reaper:  # the reaper trusts no survey of a Redis younger than its grace
+            wait_for(self._past_restart_grace, RESTART_GRACE + 30, "the reaper's restart grace")
         if self.api is not None:
             self.api.wait_ready()
         self.memory_before = self.observer.settled_memory()
@@ -200,6 +203,10 @@ class ScenarioRun:
             return bool(self.observer.client.exists(GlobalKeys(self.prefix).worker(worker_id)))
         except redis.RedisError:
             return False
+
+    def _past_restart_grace(self) -> bool:
+        self._supervise()
+        return self.observer.uptime() > RESTART_GRACE
 
     def _wait_for_workers(self) -> None:
         self.chaos.ready = self._registered

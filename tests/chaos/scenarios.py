@@ -68,6 +68,10 @@ class Scenario:
     long_leases: float = 2.5
     #: Each worker in its own network namespace, Redis across a veth link (netns.py).
     netns: bool = False
+    #: The killed workers' tasks must come back through the reaper, far sooner than the
+    #: (long) lease, and no stalled worker's task may be taken over (recovery.py); the
+    #: runner waits out the reaper's restart grace before production begins.
+    reaper: bool = False
     #: Fewest faults of each kind the short run must inject; a longer run needs more.
     min_faults: tuple[tuple[str, int], ...] = ()
 
@@ -105,6 +109,14 @@ RESTARTS = (("redis restart", 2),)
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("baseline", mix=Mix(long=4), zero_duplicates=True),
     Scenario("sigkill", faults.sigkill, min_faults=(("sigkill", 2),)),
+    Scenario(
+        "reaper",
+        faults.kill_or_stall,
+        mix=Mix(work_seconds=0.2),  # a kill finds tasks in flight, idle slots take them
+        lease=30.0,
+        reaper=True,
+        min_faults=(("sigkill", 2), ("sigstop", 2)),
+    ),
     Scenario(
         "sigterm-drain",
         faults.sigterm,

@@ -28,7 +28,7 @@ from tests.chaos.keyspace import KeyState
 from tests.chaos.ledger import Entry
 from tests.chaos.observer import Sighting
 from tests.chaos.producers import ACK, FAILED, UNKNOWN, Enqueue, TaskSpec
-from tests.chaos.recovery import RESUME_WORK, check_faults, check_recovery
+from tests.chaos.recovery import REAP_BOUND, RESUME_WORK, check_faults, check_reaper, check_recovery
 from tests.chaos.report import Report
 from tests.chaos.scenarios import SHORT, Scenario, Size
 
@@ -385,4 +385,55 @@ def test_a_scenario_that_injected_too_few_faults_fails() -> None:
     unnamed = Scenario("by-hand", faults.sigkill)  # no minimum named: one fault at least
     assert violations(check_faults, evidence(scenario=unnamed)) == [
         "a fault scenario injected no fault"
+    ]
+
+
+# -- the reaper ----------------------------------------------------------------------------
+
+REAPED = Scenario("by-hand-reaper", faults.kill_or_stall, lease=30.0, reaper=True)
+
+
+def test_a_killed_workers_task_back_within_the_bound_passes_and_is_timed() -> None:
+    ledger = [*run(TASK, "w1", 1, at=1.0, took=None), *run(TASK, "w2", 2, at=3.5)]
+    kill = Fault("sigkill", "w1", 2.0, 2.0)
+    report = judged(check_reaper, evidence(scenario=REAPED, ledger=ledger, fault_log=[kill]))
+    assert report.violations == []
+    assert (report.reaped, report.reap_median_s, report.reap_max_s) == (1, 1.5, 1.5)
+
+
+def test_a_killed_workers_task_back_only_after_the_bound_is_a_violation() -> None:
+    late = 2.0 + REAP_BOUND + 1.0  # as if its lease had run out instead
+    ledger = [*run(TASK, "w1", 1, at=1.0, took=None), *run(TASK, "w2", 2, at=late)]
+    kill = Fault("sigkill", "w1", 2.0, 2.0)
+    [violation] = violations(check_reaper, evidence(scenario=REAPED, ledger=ledger,
+                                                    fault_log=[kill]))  # fmt: skip
+    assert "started again only after" in violation
+
+
+def test_a_killed_workers_task_never_back_is_a_violation() -> None:
+    kill = Fault("sigkill", "w1", 2.0, 2.0)
+    ev = evidence(scenario=REAPED, ledger=run(TASK, "w1", 1, at=1.0, took=None), fault_log=[kill])
+    [violation] = violations(check_reaper, ev)
+    assert "never started again" in violation
+
+
+def test_a_stopped_workers_task_taken_over_is_a_violation() -> None:
+    stop = Fault("sigstop", "w1", 2.0, 4.0)
+    kill_elsewhere = [Fault("sigkill", "w3", 5.0, 5.0)]
+    ledger = [*run(TASK, "w1", 1, at=1.0, took=4.0), *run(TASK, "w2", 2, at=3.0),
+              *run(DEAD, "w3", 1, at=4.5, took=None), *run(DEAD, "w2", 2, at=6.0)]  # fmt: skip
+    [violation] = violations(check_reaper, evidence(scenario=REAPED, ledger=ledger,
+                                                    fault_log=[stop, *kill_elsewhere]))  # fmt: skip
+    assert f"{TASK} was taken from its stopped worker" in violation
+    # the same stall without the takeover passes
+    kept = [e for e in ledger if not (e.task_id == TASK and e.worker == "w2")]
+    assert violations(check_reaper, evidence(scenario=REAPED, ledger=kept,
+                                             fault_log=[stop, *kill_elsewhere])) == []  # fmt: skip
+
+
+def test_a_reaper_scenario_whose_kills_interrupted_nothing_proves_nothing() -> None:
+    kill = Fault("sigkill", "w1", 2.0, 2.0)
+    ev = evidence(scenario=REAPED, ledger=run(TASK, "w1", 1, at=1.0), fault_log=[kill])
+    assert violations(check_reaper, ev) == [
+        "the reaper failed: no SIGKILL interrupted a task: the reaper was not put to the test"
     ]
