@@ -68,20 +68,20 @@ def count_enqueues(ev: Evidence, report: Report) -> None:
 
 def check_stored(ev: Evidence, report: Report) -> None:
     """Producers are told the truth: an answer that said nothing was stored (the API's
-    503) stored nothing, and whatever was stored, acknowledged or not, ends."""
+    503 for a full Redis) stored nothing, and whatever was stored, acknowledged or not,
+    ends. (An unreachable Redis gets a 503 that says the write may have been stored.)"""
     stored = {s.label: i for i, s in ev.seen.items()} | {e.label: e.task_id for e in ev.ledger}
     errors = [e for e in ev.enqueues if e.outcome == FAILED and e.spec.label in stored]
-    refused = [e.spec.label for e in errors if e.detail.startswith("503")]
+    refused = [e.spec.label for e in errors if "nothing was stored" in e.detail]
     report.stored_despite_error = len(refused)
     report.stored_after_error = len(errors) - len(refused)
     if refused:
         report.violations.append(
-            f'{len(refused)} enqueues answered 503 "nothing was stored" were stored: '
-            + _few(refused)
+            f'{len(refused)} enqueues answered "nothing was stored" were stored: ' + _few(refused)
         )
     if report.stored_after_error:  # the call's connection broke after Redis ran it
-        report.notes.append(f"{report.stored_after_error} library enqueues that raised were "
-                            "stored (the connection broke after Redis ran them)")  # fmt: skip
+        report.notes.append(f"{report.stored_after_error} enqueues that failed were stored "
+                            "(the connection broke after Redis ran them)")  # fmt: skip
     unended = [
         f"{stored[e.spec.label]} ({e.outcome})" for e in ev.enqueues
         if e.outcome != ACK and e.spec.label in stored

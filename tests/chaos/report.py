@@ -16,12 +16,13 @@ class Report:
     tasks: int = 0  # acknowledged enqueues
     enqueues_failed: int = 0
     enqueues_unknown: int = 0
-    #: Enqueues the API refused with 503 (Redis unavailable: nothing stored).
+    #: Enqueues the API refused with 503 (Redis unavailable, or full).
     api_refused: int = 0
-    #: Enqueues answered 503 "nothing was stored" whose task was stored after all.
+    #: Enqueues answered "nothing was stored" whose task was stored after all.
     stored_despite_error: int = 0
-    #: Library enqueues that raised (not a timeout) whose task was stored: the connection
-    #: broke after Redis ran the call. Ambiguous, not false; each must still end.
+    #: Enqueues that failed otherwise (a library error, the API's 503 for an unreachable
+    #: Redis) whose task was stored: the connection broke after Redis ran the call.
+    #: Ambiguous, not false; each must still end.
     stored_after_error: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     lost: int = 0
