@@ -15,7 +15,13 @@ from conveyor import Conveyor, TaskState
 from conveyor.broker.keys import GlobalKeys
 from conveyor.producer import TaskHandle
 from conveyor.settings import Settings
-from conveyor.worker.reaper import ABSENCE, RESTART_GRACE, SURVEY_INTERVAL
+from conveyor.worker.reaper import (
+    ABSENCE,
+    FOLLOW_INTERVAL,
+    RESTART_GRACE,
+    ROLE_TTL,
+    SURVEY_INTERVAL,
+)
 from tests.support.handlers import read_ledger
 from tests.support.processes import WorkerProcess
 from tests.support.rendezvous import gate_key
@@ -25,6 +31,10 @@ pytestmark = pytest.mark.slow
 
 #: The lease: far longer than the reaper needs, so only the reaper can explain a takeover.
 LEASE = 60.0
+#: SIGKILL to the task's second start on an idle machine, at the latest: the killed worker
+#: may have held the reaper's role (it lapses, the other takes it at its next try), then
+#: the absence window and the survey that closes it, and a claim.
+TAKEOVER = ROLE_TTL + 1.2 * FOLLOW_INTERVAL + ABSENCE + 2 * SURVEY_INTERVAL
 RENDEZVOUS = "tests.support.rendezvous:app"
 
 
@@ -88,10 +98,11 @@ def test_a_killed_workers_task_runs_elsewhere_within_seconds(
     record = handle.record()
     assert record is not None and record.crashes == 1
     assert "is gone (none of its connections is left)" in second.log()
-    # the absence window and a survey or two; a loaded machine gets LOAD_SLACK, still far
-    # below the lease the task would otherwise have waited out
-    assert back_in < ABSENCE + 4 * SURVEY_INTERVAL + LOAD_SLACK < LEASE
-    print(f"SIGKILL to the task running elsewhere: {back_in:.2f}s")
+    # the measurement, for whoever runs this with -s: about 2 s on an idle machine
+    print(f"SIGKILL to the task running elsewhere: {back_in:.2f}s (idle bound {TAKEOVER:.2f}s)")
+    # a loaded machine may delay any step, by up to LOAD_SLACK in all: a bound it cannot
+    # break, and still far below the lease the task would otherwise have waited out
+    assert back_in < TAKEOVER + LOAD_SLACK < LEASE, f"back in {back_in:.2f}s"
     app.close()
 
 
