@@ -133,3 +133,26 @@ def test_a_pool_with_a_bad_app_spec_exits_1_and_leaves_no_process() -> None:
         p for p in psutil.process_iter(["cmdline"])
         if "no.such.module:app" in " ".join(p.info["cmdline"] or [])
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stop_whose_exit_was_dropped_during_startup_still_stops_the_worker(
+    redis_server: RedisServer, app: Conveyor, r: redis.Redis, prefix: str, workers: str
+) -> None:
+    """SIGTERM lands in a weakref callback while the app loads: the handler's SystemExit is
+    dropped there, yet the worker (or each of the pool's) stops at once, claiming nothing.
+    It used to start a worker that never heard the signal, and its supervisor waited on."""
+    handle = app.enqueue("record", "must-stay-pending")
+    result = subprocess.run(
+        conveyor_command("worker", "tests.support.dropped_stop:app", "--workers", workers,
+                         "--metrics-port", "0"),
+        env=worker_env(redis_server.url, prefix), cwd=ROOT, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    dropped = result.stderr.count("Exception ignored in: <function _stop_me")
+    assert dropped >= 1, result.stderr  # the case under test did happen
+    assert result.stderr.count("Traceback") == dropped, result.stderr  # and nothing else failed
+    record = handle.record()
+    assert record is not None and (record.state, record.attempts) == (TaskState.PENDING, 0)
+    assert r.zcard(GlobalKeys(prefix).workers) == 0  # each worker that started deregistered
