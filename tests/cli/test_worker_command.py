@@ -150,9 +150,11 @@ def test_a_stop_whose_exit_was_dropped_during_startup_still_stops_the_worker(
         timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    dropped = result.stderr.count("Exception ignored in: <function _stop_me")
-    assert dropped >= 1, result.stderr  # the case under test did happen
-    assert result.stderr.count("Traceback") == dropped, result.stderr  # and nothing else failed
+    # the case under test did happen, and nothing else failed (counted by what each process
+    # writes at once: a pool's children write to stderr together, their lines interleave)
+    dropped = result.stderr.count("Exception ignored in:")
+    assert dropped >= 1 and "_stop_me" in result.stderr, result.stderr
+    assert result.stderr.count("Traceback") == dropped, result.stderr
     record = handle.record()
     assert record is not None and (record.state, record.attempts) == (TaskState.PENDING, 0)
     assert r.zcard(GlobalKeys(prefix).workers) == 0  # each worker that started deregistered
