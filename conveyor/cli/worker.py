@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import sys
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
 
+from conveyor.cli.early_stop import EarlyStop
 from conveyor.cli.root import Context, pass_context, run_operation
 from conveyor.errors import ConfigurationError
 from conveyor.settings import ENV_PREFIX
@@ -96,10 +95,10 @@ def worker(
         return app
 
     def start() -> None:
-        # until the worker installs its own handlers, a stop signal ends the process
-        # cleanly: nothing has been claimed yet
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, _exit_before_start)
+        # until the worker (or pool) handles them, a stop signal ends the process cleanly:
+        # nothing has been claimed yet; one whose exit was dropped is handed over
+        early = EarlyStop()
+        early.install()
         if workers > 1:
             child = [app_spec, "--queues", queues, "--workers", "1", "--metrics-port", "0"]
             for flag, value in (("--concurrency", concurrency), ("--processes", processes),
@@ -114,6 +113,7 @@ def worker(
                 child, workers, QueueSelection.parse(queues).names, metrics_port, metrics_host,
                 env=root,
             )  # fmt: skip
+            early.hand_over(pool.request_stop)
             sys.exit(pool.run(lambda: load().settings))
         from conveyor.worker.loop import run_event_loop
         from conveyor.worker.runtime import Worker
@@ -123,10 +123,9 @@ def worker(
             worker_id=worker_id, handle_signals=True,
             metrics_port=metrics_port, metrics_host=metrics_host,
         )  # fmt: skip
+        # a stop already received makes the worker stop as soon as it started, claiming
+        # nothing; from here until it handles signals itself, each one stops it
+        early.hand_over(lambda _: runner.stop(fast=len(early.received) > 1))
         run_event_loop(runner.run())
 
     run_operation(start)
-
-
-def _exit_before_start(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)

@@ -61,6 +61,10 @@ class WorkerPool:
 
         `load_settings` imports the app (its errors propagate, once the children are gone).
         """
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        if self._signals:  # told to stop before it started: no child to start and stop
+            return 0
         metrics_dir = tempfile.mkdtemp(prefix="conveyor-metrics-")
         env = {
             **os.environ,
@@ -68,8 +72,6 @@ class WorkerPool:
             "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
             "CONVEYOR_METRICS_PORT": "0",
         }
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
         exporter = None
         try:
             for slot in range(self.count):
@@ -153,6 +155,10 @@ class WorkerPool:
             if uptime < MIN_UPTIME:
                 time.sleep(min(MIN_UPTIME - uptime, 2.0))  # no hot crash loop
             self._start(slot, env)
+
+    def request_stop(self, signum: int) -> None:
+        """Take a stop signal that came before `run` installed its handlers."""
+        self._on_signal(signum, None)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals.append(signum)

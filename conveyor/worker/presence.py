@@ -21,6 +21,8 @@ HOLD = 30.0
 #: Longest pause between reconnections: a live worker whose connections were dropped must
 #: be back well within the reaper's `ABSENCE`, even after a long outage.
 RECONNECT_BACKOFF = 0.25
+#: Seconds between two cancels of a wait that a stop ends (a cancel may be lost, see below).
+RECANCEL = 0.05
 
 
 class Presence:
@@ -52,8 +54,11 @@ class Presence:
             await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-            if not waiting.done():
+            # Python 3.11's wait_for, under which redis-py connects and sends, drops a
+            # cancel that lands as either completes (gh-86296): the wait would run out its
+            # whole HOLD and hold up the worker's stop, so the cancel is repeated until taken
+            while not waiting.done():
                 waiting.cancel()
-                await asyncio.wait({waiting})
+                await asyncio.wait({waiting}, timeout=RECANCEL)
         if not waiting.cancelled():
             waiting.result()

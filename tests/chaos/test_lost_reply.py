@@ -4,7 +4,6 @@ execution, and a finished task must stay finished."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +40,12 @@ def test_an_enqueue_whose_reply_is_lost_runs_once(tmp_path: Path) -> None:
         proxy.lose_next_reply()
         victim = app.enqueue("work", "victim", 0.0)  # acknowledged once, after a retry
         wait_for(lambda: victim.status() == TaskState.SUCCEEDED, 10, "the task to succeed")
-        time.sleep(2.0)  # a re-sent enqueue has long arrived by now
+        # the re-sent enqueue ran before its reply came back, so before enqueue() returned:
+        # a task it stored again is waiting or running now, and shows in the ledger once the
+        # queue holds nothing (no fixed pause that a slow machine could outlast)
+        queue = GlobalKeys(PREFIX).queue("default")
+        held = (queue.pending, queue.active, queue.scheduled)
+        wait_for(lambda: r.exists(*held) == 0, 30, "the queue to hold nothing")
         record = victim.record()
         with redis.Redis.from_url(books.url) as books_client:
             entries = ledger.read(books_client, f"{PREFIX}:ledger")

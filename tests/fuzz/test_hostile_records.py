@@ -41,14 +41,17 @@ from tests.fuzz.records import (
     other_keys,
     runnable,
 )
+from tests.support.worker import LOAD_SLACK
 
 QUEUE = "fuzz"
 #: Short, so a task left in active would be recovered, and seen, within an example.
 LEASE = 1.0
 #: The handlers' retry budget; a record's own readable `max_retries` overrides it.
 BUDGET = 1
-#: Longest wait for one example to settle; a healthy one takes a fraction of a second.
-SETTLE = 8.0
+#: Longest wait for one example to settle. A healthy one takes a fraction of a second, or
+#: a few when a lease must run out first; what this catches is a task that never settles,
+#: so the rest is room for a loaded machine (LOAD_SLACK) and costs nothing when all is well.
+SETTLE = 8.0 + LOAD_SLACK
 INDEXES = ("pending", "active", "scheduled", "dead")
 #: States after which nothing more happens to a task.
 TERMINAL = {b"succeeded", b"failed", b"dead", b"cancelled"}

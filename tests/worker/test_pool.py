@@ -104,8 +104,10 @@ def test_a_child_that_dies_young_is_restarted_only_after_a_pause(
 
         wait_until_sync(lambda: len(children()) == 2, 30, "the first children")
         first, sibling = sorted(children(), key=lambda c: c.pid)
-        first.kill()
+        # read before the kill: read after it, a test thread descheduled in between would
+        # date the death later than the supervisor saw it, and the pause would look short
         killed_at = time.clock_gettime(time.CLOCK_BOOTTIME)
+        first.kill()
         wait_until_sync(lambda: len(children() - {sibling, first}) == 1, 30, "a replacement")
         [second] = children() - {sibling, first}
         # a child that lived less than MIN_UPTIME is restarted after a pause of up to 2 s,
