@@ -172,11 +172,12 @@ def _resume(chaos: Chaos, slot: WorkerSlot, fault: Fault) -> None:
     chaos.heal(fault)
 
 
-def kill_or_stall(chaos: Chaos, period: float = 1.5, stall: float = 3 * ABSENCE) -> Steps:
+def kill_or_stall(chaos: Chaos, period: float = 3.0, stall: float = 3 * ABSENCE) -> Steps:
     """SIGKILL a random worker every `period` seconds while, one after another, others are
     SIGSTOPped for `stall` seconds (several of the reaper's absence windows, far less than
     the lease) and SIGCONTed: the reaper must tell the dead from the stalled. A stopped
-    worker is not killed."""
+    worker is not killed, and kills are far enough apart that a worker is always free to
+    run what the reaper takes back (what is timed is the reaper, not a restarting fleet)."""
     yield FIRST_FAULT
     stopped: tuple[float, Fault, WorkerSlot] | None = None
     next_kill = time.monotonic()
@@ -234,9 +235,10 @@ def drop_all(chaos: Chaos, period: float = 1.0) -> Steps:
         yield period * chaos.rng.uniform(0.5, 1.5)
 
 
-def blackhole(chaos: Chaos, leases: float = 1.1, period: float = 0.3) -> Steps:
+def blackhole(chaos: Chaos, leases: float = 1.1, rest: float = 1.0) -> Steps:
     """Swallow all traffic for `leases` leases (longer than a lease: every lease held when
-    it began runs out), then heal."""
+    it began runs out), then heal, and leave `rest` leases before the next: a task caught
+    by `max_crashes` outages in a row is dead-lettered as a poison pill, by design."""
     yield FIRST_FAULT
     while chaos.injecting(leases * chaos.lease):
         fault = chaos.begin("blackhole")
@@ -246,7 +248,7 @@ def blackhole(chaos: Chaos, leases: float = 1.1, period: float = 0.3) -> Steps:
         finally:
             chaos.proxy.normal()
             chaos.heal(fault)
-        yield period
+        yield rest * chaos.lease
 
 
 def latency(chaos: Chaos, seconds: float = 0.2) -> Steps:

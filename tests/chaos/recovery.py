@@ -7,6 +7,7 @@ import math
 import statistics
 from collections import Counter
 
+from conveyor.worker.loop import MAX_OUTAGE_BACKOFF
 from tests.chaos.cluster import Life
 from tests.chaos.evidence import Evidence
 from tests.chaos.faults import Fault
@@ -17,8 +18,9 @@ from tests.chaos.report import Report
 RECOVERY_BOUND = 10.0
 #: Faults after which the worker is gone for good: its replacement must resume instead.
 KILLS = frozenset({"sigkill", "sigterm", "crash"})
-#: Seconds a worker back from a fault may take to claim again (reconnect, back off).
-RESUME_GRACE = 1.0
+#: Seconds a worker back from a fault may take to claim again: reconnect, and sleep out
+#: the longest back-off after an outage (repeated faults take it to its cap).
+RESUME_GRACE = MAX_OUTAGE_BACKOFF + 1.0
 #: A worker that got none of this many attempts started elsewhere once it was back (and
 #: past RESUME_GRACE) did not resume; fewer prove nothing (there was little work left).
 RESUME_WORK = 10

@@ -138,7 +138,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario("drop-all", faults.drop_all, min_faults=(("drop all", 3),)),
     Scenario(
-        "blackhole", faults.blackhole, mix=Mix(work_seconds=0.3), min_faults=(("blackhole", 2),)
+        "blackhole", faults.blackhole, mix=Mix(work_seconds=0.3), min_faults=(("blackhole", 1),)
     ),
     Scenario(
         "latency-200ms",

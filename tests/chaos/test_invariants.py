@@ -28,7 +28,14 @@ from tests.chaos.keyspace import KeyState
 from tests.chaos.ledger import Entry
 from tests.chaos.observer import Sighting
 from tests.chaos.producers import ACK, FAILED, UNKNOWN, Enqueue, TaskSpec
-from tests.chaos.recovery import REAP_BOUND, RESUME_WORK, check_faults, check_reaper, check_recovery
+from tests.chaos.recovery import (
+    REAP_BOUND,
+    RESUME_GRACE,
+    RESUME_WORK,
+    check_faults,
+    check_reaper,
+    check_recovery,
+)
 from tests.chaos.report import Report
 from tests.chaos.scenarios import SHORT, Scenario, Size
 
@@ -340,7 +347,9 @@ LIVES = [Life("w1", 0, 0.0), Life("w2", 1, 0.0)]
 
 
 def test_a_paused_worker_that_never_resumes_is_a_violation() -> None:
-    ev = evidence(ledger=busy("w2", 6.0), lives=LIVES, registered={"w1": 0.0, "w2": 0.0},
+    # past the grace a worker has to come back (its longest back-off), others got the work
+    others = busy("w2", 4.0 + RESUME_GRACE + 0.5)
+    ev = evidence(ledger=others, lives=LIVES, registered={"w1": 0.0, "w2": 0.0},
                   fault_log=[Fault("sigstop", "w1", 1.0, 4.0)])  # fmt: skip
     [violation] = violations(check_recovery, ev)
     assert "w1 did not resume after the sigstop" in violation
@@ -361,7 +370,8 @@ def test_a_killed_worker_is_judged_by_its_replacement() -> None:
     ev = evidence(ledger=ledger, lives=lives, registered={"w3": 3.0}, fault_log=[kill])
     report = judged(check_recovery, ev)
     assert report.violations == [] and report.recover_s == pytest.approx(1.45)
-    idle = evidence(ledger=busy("w2", 4.5), lives=lives, registered={"w3": 3.0}, fault_log=[kill])
+    others = busy("w2", 3.0 + RESUME_GRACE + 0.5)  # w3 registered at 3.0
+    idle = evidence(ledger=others, lives=lives, registered={"w3": 3.0}, fault_log=[kill])
     [violation] = violations(check_recovery, idle)
     assert "w3 did not resume after the sigkill" in violation
     never = evidence(ledger=busy("w2", 13.0), lives=lives, fault_log=[kill])
