@@ -103,6 +103,10 @@ class Evidence:
         end = begin if end is None else end
         return any(cut - LOSS_WINDOW <= end and begin <= cut for cut in self.os_crashes)
 
+    def crashed_between(self, begin: float, end: float) -> bool:
+        """True if an OS crash (with everysec) happened between `begin` and `end`."""
+        return any(begin <= cut <= end for cut in self.os_crashes)
+
     def ended(self, run: Entry) -> Entry | None:
         """The ledger end of `run`, if it ran to its end."""
         ends = self.ends.get((run.task_id, run.token))

@@ -247,7 +247,9 @@ def _unexplained_reruns(
         if after.token > run.token and crashes > 0 and ev.hit(run, after):
             crashes -= 1
             tally["lease taken back"] = tally.get("lease taken back", 0) + 1
-        elif ev.may_be_lost(run.mono, end.mono if end else None):
+        elif ev.may_be_lost(run.mono, end.mono if end else None) or (
+            after.token <= run.token and ev.crashed_between(run.mono - LOSS_WINDOW, after.mono)
+        ):  # the same token claimed again: the first claim was lost in a crash
             tally["lost in an OS crash"] = tally.get("lost in an OS crash", 0) + 1
         elif retries > 0 and after.token > run.token:
             retries -= 1

@@ -92,15 +92,18 @@ def _resumed(ev: Evidence, fault: Fault, line: list[Life], report: Report) -> fl
         end.mono for runs in ev.starts.values() for run in runs
         if run.worker in ids and run.mono >= since and (end := ev.ended(run)) is not None
     ]  # fmt: skip
-    if done:
-        return min(done) - since
     back = max(since, ev.registered.get(line[0].worker_id, math.inf))
-    closes = _next_hit(ev, fault, ids)
-    elsewhere = sum(
-        1 for runs in ev.starts.values() for run in runs
-        if run.worker not in ids and back + RESUME_GRACE <= run.mono <= closes
-    )  # fmt: skip
     at = f"{healed - ev.began:.1f}s"
+    if done:
+        # late only if others had work meanwhile: a worker with nothing to do is not slow
+        idle_while = _elsewhere(ev, ids, back + RESUME_GRACE, min(done))
+        if min(done) - since > RECOVERY_BOUND and idle_while < RESUME_WORK:
+            report.notes.append(f"{line[0].worker_id} had little work after the {fault.kind} "
+                                f"at {at}")  # fmt: skip
+            return None
+        return min(done) - since
+    closes = _next_hit(ev, fault, ids)
+    elsewhere = _elsewhere(ev, ids, back + RESUME_GRACE, closes)
     if elsewhere >= RESUME_WORK:
         report.violations.append(f"{line[0].worker_id} did not resume after the {fault.kind} "
                                  f"at {at}: {elsewhere} attempts started elsewhere")  # fmt: skip
@@ -111,6 +114,14 @@ def _resumed(ev: Evidence, fault: Fault, line: list[Life], report: Report) -> fl
         report.notes.append(f"{line[0].worker_id} had little work left after the {fault.kind} "
                             f"at {at}")  # fmt: skip
     return None
+
+
+def _elsewhere(ev: Evidence, ids: set[str], begin: float, end: float) -> int:
+    """Attempts that workers other than `ids` started between `begin` and `end`."""
+    return sum(
+        1 for runs in ev.starts.values() for run in runs
+        if run.worker not in ids and begin <= run.mono <= end
+    )  # fmt: skip
 
 
 def _next_hit(ev: Evidence, fault: Fault, ids: set[str]) -> float:

@@ -219,6 +219,20 @@ def test_the_same_claim_run_twice_is_never_a_takeover() -> None:
     assert violation.endswith(": the same claim")
 
 
+def test_the_same_claim_again_after_an_os_crash_lost_the_first_is_explained() -> None:
+    # with everysec, the crash lost the claim (token 1): the next claim is token 1 again
+    ledger = [*run(TASK, "w1", 1, at=CRASH_AT - 0.5, took=None), *run(TASK, "w2", 1, at=23.0)]
+    ev = evidence([enqueued("work", TASK)], twice(1, crashes=0, state="succeeded"),
+                  ledger=ledger, fault_log=[os_crash()], scenario=EVERYSEC)  # fmt: skip
+    report = judged(check_duplicates, ev)
+    assert report.violations == [] and report.duplicate_evidence == {"lost in an OS crash": 1}
+    # the same runs with no crash between them: the same claim, unexplained
+    ev = evidence([enqueued("work", TASK)], twice(1, crashes=0, state="succeeded"),
+                  ledger=ledger, scenario=EVERYSEC)  # fmt: skip
+    [violation] = violations(check_duplicates, ev)
+    assert violation.endswith(": the same claim")
+
+
 def test_a_zombie_starting_its_stale_claim_after_the_takeover_is_explained() -> None:
     # w1 claimed (token 1), was paused before its handler started, the lease was taken
     # back and w2 ran token 2; woken up, w1 started token 1 after it
@@ -379,10 +393,17 @@ def test_a_killed_worker_is_judged_by_its_replacement() -> None:
     assert "no worker came back in place of w1 after the sigkill" in violation
 
 
-def test_slow_resumption_is_a_violation() -> None:
-    ledger = run("slow", "w1", 1, 5.0, took=10.0)
-    ev = evidence(ledger=ledger, lives=LIVES, fault_log=[Fault("blackhole", None, 1.0, 4.0)])
+def test_slow_resumption_while_others_had_work_is_a_violation() -> None:
+    ledger = run("slow", "w1", 1, 5.0, took=10.0) + busy("w2", 4.0 + RESUME_GRACE + 0.5)
+    ev = evidence(ledger=ledger, lives=LIVES, registered={"w1": 0.0, "w2": 0.0},
+                  fault_log=[Fault("sigstop", "w1", 1.0, 4.0)])  # fmt: skip
     assert any("work resumed only 11.0s" in v for v in violations(check_recovery, ev))
+    # with no work for anyone meanwhile, a late first completion is not slowness
+    alone = evidence(ledger=run("slow", "w1", 1, 5.0, took=10.0), lives=LIVES,
+                     registered={"w1": 0.0, "w2": 0.0},
+                     fault_log=[Fault("sigstop", "w1", 1.0, 4.0)])  # fmt: skip
+    report = judged(check_recovery, alone)
+    assert report.violations == [] and any("had little work" in n for n in report.notes)
 
 
 # -- enough faults ---------------------------------------------------------------------------
