@@ -103,9 +103,11 @@ def no_faults(chaos: Chaos) -> Steps:
     yield from ()
 
 
-def signal_one(chaos: Chaos, signum: signal.Signals, kind: str) -> None:
-    """Send `signum` to a random live worker and log it."""
-    slot = chaos.pick()
+def signal_one(
+    chaos: Chaos, signum: signal.Signals, kind: str, besides: frozenset[str] = frozenset()
+) -> None:
+    """Send `signum` to a random live worker not in `besides`, and log it."""
+    slot = chaos.pick(besides=besides)
     if slot is not None:
         chaos.fleet.signal(slot, signum)
         chaos.instant(kind, slot.worker_id)
@@ -189,10 +191,7 @@ def kill_or_stall(chaos: Chaos, period: float = 3.0, stall: float = 3 * ABSENCE)
                 stopped = None
             besides = frozenset({stopped[2].worker_id}) if stopped else frozenset()
             if now >= next_kill and chaos.injecting():
-                slot = chaos.pick(besides=besides)
-                if slot is not None:
-                    chaos.fleet.signal(slot, signal.SIGKILL)
-                    chaos.instant("sigkill", slot.worker_id)
+                signal_one(chaos, signal.SIGKILL, "sigkill", besides)
                 next_kill = now + period * chaos.rng.uniform(0.8, 1.2)
             if stopped is None and chaos.injecting(stall):
                 stopped = _pause(chaos, besides, stall)

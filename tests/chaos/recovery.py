@@ -107,7 +107,7 @@ def _resumed(ev: Evidence, fault: Fault, line: list[Life], report: Report) -> fl
     if elsewhere >= RESUME_WORK:
         report.violations.append(f"{line[0].worker_id} did not resume after the {fault.kind} "
                                  f"at {at}: {elsewhere} attempts started elsewhere")  # fmt: skip
-    elif back == math.inf and _work_after(ev, since + RECOVERY_BOUND, closes, ids):
+    elif back == math.inf and _elsewhere(ev, ids, since + RECOVERY_BOUND, closes):
         report.violations.append(f"no worker came back in place of {fault.worker} after the "
                                  f"{fault.kind} at {at}")  # fmt: skip
     else:
@@ -130,14 +130,6 @@ def _next_hit(ev: Evidence, fault: Fault, ids: set[str]) -> float:
         (f.start for f in ev.faults
          if f.start > fault.start and (f.worker is None or f.worker in ids)),
         default=math.inf,
-    )  # fmt: skip
-
-
-def _work_after(ev: Evidence, begin: float, end: float, ids: set[str]) -> bool:
-    """True if another worker started an attempt between `begin` and `end`."""
-    return any(
-        begin <= run.mono <= end and run.worker not in ids
-        for runs in ev.starts.values() for run in runs
     )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -70,6 +71,16 @@ def one_task_and_two_workers(
     return app, handle
 
 
+def finish(r: redis.Redis, prefix: str, handle: TaskHandle) -> tuple[list[tuple[Any, Any]], int]:
+    """Open the gate and wait for the task's success: its runs as (pid, token), and the
+    crashes its record counts."""
+    r.set(gate_key(prefix), 1)
+    wait_until_sync(lambda: handle.status() == TaskState.SUCCEEDED, LOAD_SLACK, "its end")
+    record = handle.record()
+    assert record is not None
+    return [(e["pid"], e["token"]) for e in starts(r, prefix)], record.crashes
+
+
 def starts(r: redis.Redis, prefix: str) -> list[dict[str, object]]:
     return [e for e in read_ledger(r, prefix) if e["event"] == "start"]
 
@@ -111,12 +122,7 @@ def test_a_killed_workers_task_runs_elsewhere_within_seconds(
     killed_at = time.monotonic()
     wait_until_sync(lambda: len(starts(r, prefix)) == 2, LEASE / 2, "the task to run again")
     back_in = time.monotonic() - killed_at
-    r.set(gate_key(prefix), 1)
-    wait_until_sync(lambda: handle.status() == TaskState.SUCCEEDED, LOAD_SLACK, "its end")
-    runs = [(e["pid"], e["token"]) for e in starts(r, prefix)]
-    assert runs == [(first.pid, 1), (second.pid, 2)]
-    record = handle.record()
-    assert record is not None and record.crashes == 1
+    assert finish(r, prefix, handle) == ([(first.pid, 1), (second.pid, 2)], 1)
     assert "is gone (none of its connections is left)" in second.log()
     # the measurement, for whoever runs this with -s: about 2 s on an idle machine
     print(f"SIGKILL to the task running elsewhere: {back_in:.2f}s (idle bound {TAKEOVER:.2f}s)")
@@ -143,11 +149,7 @@ def test_a_stopped_worker_keeps_its_task_and_the_task_runs_once(
         assert role is not None and role != worker_id_of(app, first.pid).encode()
     finally:
         first.signal(signal.SIGCONT)
-    r.set(gate_key(prefix), 1)
-    wait_until_sync(lambda: handle.status() == TaskState.SUCCEEDED, LOAD_SLACK, "its end")
-    assert [(e["pid"], e["token"]) for e in starts(r, prefix)] == [(first.pid, 1)]
-    record = handle.record()
-    assert record is not None and record.crashes == 0
+    assert finish(r, prefix, handle) == ([(first.pid, 1)], 0)
     assert "is gone" not in second.log()
     app.close()
 
