@@ -46,9 +46,10 @@ function tickLabel(value, unit) {
   return value >= 100 ? value.toFixed(0) : String(+value.toFixed(2));
 }
 
-function timeLabel(ms) {
+function timeLabel(ms, seconds = false) {
   const d = new Date(ms);
-  return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+  const two = (n) => String(n).padStart(2, "0");
+  return `${two(d.getHours())}:${two(d.getMinutes())}${seconds ? `:${two(d.getSeconds())}` : ""}`;
 }
 
 /** Maps data to pixels for a box of `width`. */
@@ -123,13 +124,19 @@ function latest(points, key) {
   return null;
 }
 
-function legend(points, seriesList, unit) {
-  return el("ul", { class: "legend" }, seriesList.map((s) => {
-    const value = latest(points, s.key);
-    const shown = value === null ? "—" : unit === "s" ? tickLabel(value, "s") : `${+value.toFixed(2)}/s`;
-    return el("li", {}, el("span", { class: `swatch s-${s.key}` }), `${s.label} `,
-      el("span", { class: "legend-value" }, shown));
-  }));
+function formatValue(value, unit) {
+  if (value === null || value === undefined) return "—";
+  return unit === "s" ? tickLabel(value, "s") : `${+value.toFixed(2)}/s`;
+}
+
+/** The legend names each series with its latest value, or the value at the hovered time. */
+function legend(points, seriesList, unit, hovered) {
+  const at = hovered === null ? null : points[hovered];
+  const items = seriesList.map((s) => el("li", {}, el("span", { class: `swatch s-${s.key}` }),
+    `${s.label} `, el("span", { class: "legend-value" },
+      formatValue(at ? at[s.key] : latest(points, s.key), unit))));
+  const when = at ? el("li", { class: "legend-when" }, `at ${timeLabel(at.t, true)}`) : null;
+  return el("ul", { class: "legend" }, items, when);
 }
 
 function drawing(points, seriesList, unit, width, axisTitle) {
@@ -138,10 +145,20 @@ function drawing(points, seriesList, unit, width, axisTitle) {
     y: 12, transform: "rotate(-90)", "text-anchor": "middle" }, axisTitle);
   const xTitle = svg("text", { class: "axis-title", x: PAD.left + (width - PAD.left - PAD.right) / 2,
     y: HEIGHT - 3, "text-anchor": "middle" }, "local time");
-  return svg("svg", { class: "plot", width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`,
+  const cursor = svg("line", { class: "cursor", y1: PAD.top, y2: HEIGHT - PAD.bottom, x1: 0, x2: 0,
+    visibility: "hidden" });
+  const plot = svg("svg", { class: "plot", width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`,
     role: "img" },
     yAxis(sc, width, unit), xAxis(sc, width), yTitle, xTitle,
-    seriesList.map((s) => seriesPath(points, s.key, sc)));
+    seriesList.map((s) => seriesPath(points, s.key, sc)), cursor);
+  return { plot, sc, cursor };
+}
+
+/** The index of the point nearest to time `t` (points are oldest first, evenly spaced). */
+function nearest(points, t) {
+  const span = points[points.length - 1].t - points[0].t || 1;
+  const guess = Math.round(((t - points[0].t) / span) * (points.length - 1));
+  return Math.min(points.length - 1, Math.max(0, guess));
 }
 
 /** A chart in a <figure> that stays in place (tests and people keep their eyes on it)
@@ -151,7 +168,7 @@ export class LineChart {
     this.series = series;
     this.unit = unit; // "s" for latency, "/s" for throughput
     this.points = [];
-    this.title = title;
+    this.hovered = null; // index of the point under the pointer, if any
     this.body = el("div", { class: "chart-body" });
     this.legend = el("div", {});
     this.node = el("figure", { class: "chart", "data-testid": testid },
@@ -160,6 +177,7 @@ export class LineChart {
 
   update(points) {
     this.points = Array.isArray(points) ? points : [];
+    if (this.hovered !== null && this.hovered >= this.points.length) this.hovered = null;
     this.draw();
   }
 
@@ -167,10 +185,42 @@ export class LineChart {
     const width = Math.max(260, Math.floor(this.body.clientWidth || 560));
     const axisTitle = this.unit === "s" ? "seconds" : "tasks per second";
     if (this.points.length < 2) {
+      this.hovered = null;
       fill(this.body, el("p", { class: "muted empty-chart" }, "No data yet."));
     } else {
-      fill(this.body, drawing(this.points, this.series, this.unit, width, axisTitle));
+      const { plot, sc, cursor } = drawing(this.points, this.series, this.unit, width, axisTitle);
+      this.follow(plot, sc, cursor);
+      fill(this.body, plot);
     }
-    fill(this.legend, legend(this.points, this.series, this.unit));
+    this.drawLegend();
+  }
+
+  drawLegend() {
+    fill(this.legend, legend(this.points, this.series, this.unit, this.hovered));
+  }
+
+  /** Hovering shows a vertical line and the values at that time in the legend. */
+  follow(plot, sc, cursor) {
+    const place = () => {
+      if (this.hovered === null) return cursor.setAttribute("visibility", "hidden");
+      const x = sc.x(this.points[this.hovered].t);
+      cursor.setAttribute("x1", x);
+      cursor.setAttribute("x2", x);
+      cursor.setAttribute("visibility", "visible");
+    };
+    plot.addEventListener("pointermove", (event) => {
+      const box = plot.getBoundingClientRect();
+      const x = event.clientX - box.left;
+      const t = sc.t0 + ((x - PAD.left) / (box.width - PAD.left - PAD.right)) * (sc.t1 - sc.t0);
+      this.hovered = nearest(this.points, t);
+      place();
+      this.drawLegend();
+    });
+    plot.addEventListener("pointerleave", () => {
+      this.hovered = null;
+      place();
+      this.drawLegend();
+    });
+    place();
   }
 }
