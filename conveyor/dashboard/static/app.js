@@ -218,6 +218,8 @@ async function start() {
     applyTheme(null);
   }
   $("theme-toggle").addEventListener("click", toggleTheme);
+  // the system's scheme may change (sunset); the toggle's label follows unless one was chosen
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => applyTheme(null));
   $("logout").addEventListener("click", logout);
   $("search").addEventListener("submit", onSearch);
   document.addEventListener("click", onLinkClick);
