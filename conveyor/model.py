@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +32,10 @@ class TaskState(StrEnum):
         return self in _TERMINAL
 
 
+#: Failed, crashed or interrupted attempts a record keeps (fields `attempt:<n>`), for the
+#: dashboard's timeline of a task.
+ATTEMPT_HISTORY = 10
+
 _TERMINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED})
 
 #: Fields of the task hash, shared with the Lua scripts (which spell them out too).
@@ -56,6 +61,39 @@ RECORD_FIELDS = (
     "idempotency_key",
     "reason",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt that ended without success, as the record's history keeps it."""
+
+    number: int
+    outcome: str  # retried, dead, failed, crashed, interrupted
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None = None
+    error: dict[str, str] | None = None
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Attempt:
+        """Decode one `attempt:<n>` field (written by the scripts' archive_attempt)."""
+        entry = serializers.loads(raw)
+        return cls(
+            number=int(entry["attempt"]),
+            outcome=str(entry.get("outcome", "")),
+            started_at=_time(entry.get("started_at")),
+            finished_at=_time(entry.get("finished_at")),
+            worker=entry.get("worker"),
+            error=entry.get("error"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (times as ISO 8601 strings)."""
+        return {name: _iso(getattr(self, name)) for name in self.__slots__}
+
+
+#: Start of the history fields of a task hash: `attempt:<n>`.
+ATTEMPT_FIELD = "attempt:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +123,23 @@ class TaskRecord:
     idempotency_key: str | None = None
     #: Why the task is dead or failed: "error", "worker lost", "unknown task", ...
     reason: str | None = None
+    #: Its last attempts that ended without success, oldest first.
+    history: tuple[Attempt, ...] = ()
 
     @classmethod
     def from_hash(cls, task_id: str, raw: dict[bytes, bytes]) -> TaskRecord:
         """Decode a task hash; raises CorruptRecordError when a field cannot be read."""
         try:
-            return cls._decode(task_id, {k.decode(): v for k, v in raw.items()}.get)
-        except (SerializationError, ValueError, OverflowError, OSError) as exc:
+            fields = {k.decode(): v for k, v in raw.items()}
+            record = cls._decode(task_id, fields.get)
+            history = [
+                Attempt.from_json(v) for k, v in fields.items() if k.startswith(ATTEMPT_FIELD)
+            ]
+            if history:
+                history.sort(key=lambda attempt: attempt.number)
+                record = dataclasses.replace(record, history=tuple(history))
+            return record
+        except (SerializationError, ValueError, KeyError, TypeError, OverflowError, OSError) as exc:
             raise CorruptRecordError(f"task {task_id} has a corrupt record: {exc}") from None
 
     @classmethod
@@ -132,10 +180,8 @@ class TaskRecord:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (times as ISO 8601 strings)."""
-        out: dict[str, Any] = {}
-        for name in self.__slots__:
-            value = getattr(self, name)
-            out[name] = value.isoformat() if isinstance(value, datetime) else value
+        out = {name: _iso(getattr(self, name)) for name in self.__slots__}
+        out["history"] = [attempt.to_json() for attempt in self.history]
         return out
 
 
@@ -147,7 +193,11 @@ def _optional(value: bytes | None, kind: type[int] | type[float]) -> Any:
     return None if not value else kind(value)
 
 
-def _time(value: bytes | None) -> datetime | None:
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _time(value: bytes | int | float | None) -> datetime | None:
     """Scripts store times as Redis-clock milliseconds since the epoch."""
     return None if not value else datetime.fromtimestamp(int(value) / 1000, tz=UTC)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from conveyor.errors import InvalidNameError, SerializationError
+from conveyor.errors import CorruptRecordError, InvalidNameError, SerializationError
 from conveyor.model import RECORD_FIELDS, TaskRecord, TaskState, to_millis
 
 
@@ -38,6 +38,31 @@ FULL = _hash(
     idempotency_key="order-1",
     reason="error",
 )
+
+
+#: Two attempts of the history that the scripts write, out of order.
+HISTORY = {
+    b"attempt:3": orjson.dumps({"attempt": 3, "outcome": "crashed", "started_at": 1_700_000_001_600,
+        "finished_at": 1_700_000_002_000, "error": {"type": "WorkerLostError", "message": "m"}}),
+    b"attempt:2": orjson.dumps({"attempt": 2, "outcome": "retried", "worker": "w",
+        "started_at": 1_700_000_001_000, "finished_at": 1_700_000_001_100}),
+}  # fmt: skip
+
+
+def test_the_attempt_history_decodes_oldest_first() -> None:
+    record = TaskRecord.from_hash("emails:01JD0000000000000000000000", {**FULL, **HISTORY})
+    assert [(a.number, a.outcome, a.worker) for a in record.history] == [
+        (2, "retried", "w"),
+        (3, "crashed", None),
+    ]
+    assert record.history[1].error == {"type": "WorkerLostError", "message": "m"}
+    assert record.history[0].finished_at == datetime(2023, 11, 14, 22, 13, 21, 100_000, UTC)
+    assert record.to_json()["history"][0]["started_at"] == "2023-11-14T22:13:21+00:00"
+
+
+def test_a_corrupt_attempt_entry_is_a_corrupt_record() -> None:
+    with pytest.raises(CorruptRecordError):
+        TaskRecord.from_hash("emails:01JD0000000000000000000000", {**FULL, b"attempt:1": b"{}"})
 
 
 def test_a_full_hash_decodes_every_field() -> None:
@@ -91,6 +116,7 @@ def test_to_json_round_trips_the_record() -> None:
     for name in ("enqueued_at", "due_at", "started_at", "finished_at"):
         rebuilt[name] = datetime.fromisoformat(data[name])
     rebuilt["state"] = TaskState(data["state"])
+    rebuilt["history"] = ()
     assert TaskRecord(**rebuilt) == record
 
 

@@ -47,10 +47,11 @@ class QueueOut(BaseModel):
     name: str
     pending: int
     active: int
-    scheduled: int
+    scheduled: int = Field(description="Delayed tasks and retries not yet due")
     dead: int
     paused: bool
     lag_seconds: float = Field(description="How long the next pending task has waited.")
+    retrying: int = Field(0, description="Of `scheduled`: failed tasks waiting to retry")
 
 
 class SeedStats(BaseModel):
@@ -115,6 +116,17 @@ class BatchOut(BaseModel):
     tasks: list[Enqueued]
 
 
+class AttemptOut(BaseModel):
+    """An attempt that ended without success, from the record's history."""
+
+    number: int
+    outcome: str = Field(description="retried, dead, failed, crashed or interrupted")
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+    error: dict[str, Any] | None
+
+
 class TaskOut(BaseModel):
     """A task record; times are ISO 8601 in UTC."""
 
@@ -140,6 +152,9 @@ class TaskOut(BaseModel):
     timeout: float | None
     idempotency_key: str | None
     reason: str | None
+    history: list[AttemptOut] = Field(
+        default_factory=list, description="The last attempts that ended without success"
+    )
 
     @classmethod
     def of(cls, record: TaskRecord) -> TaskOut:

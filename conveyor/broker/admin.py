@@ -29,7 +29,7 @@ Procedure = Steps[Op[Any], T]
 
 #: Most workers the registry lists at once.
 MAX_WORKERS = 10_000
-_STATS_WIDTH = 6  # replies per queue in queue_stats
+_STATS_WIDTH = 7  # replies per queue in queue_stats
 
 
 def one(op: Op[T]) -> Procedure[T]:
@@ -72,6 +72,7 @@ class Admin:
                 Call.command("ZCARD", k.dead),
                 Call.command("EXISTS", k.paused),
                 Call.command("ZRANGE", k.pending, 0, 0, "WITHSCORES"),
+                Call.command("ZCARD", k.retrying),
             ]
         stats: list[QueueStats] = yield Op(calls, lambda replies: _stats(names, replies))
         return stats
@@ -268,9 +269,15 @@ def _stats(names: Sequence[str], replies: list[Any]) -> list[QueueStats]:
     stats = []
     for i, name in enumerate(names):
         start = 1 + _STATS_WIDTH * i
-        pending, active, scheduled, dead, paused, head = replies[start : start + _STATS_WIDTH]
+        pending, active, scheduled, dead, paused, head, retrying = replies[
+            start : start + _STATS_WIDTH
+        ]
         lag = _lag(head, now_ms)
-        stats.append(QueueStats(name, pending, active, scheduled, dead, bool(paused), lag))
+        # a retry entry outlives its task until due (a deleted record): never count more
+        retrying = min(retrying, scheduled)
+        stats.append(
+            QueueStats(name, pending, active, scheduled, dead, bool(paused), lag, retrying)
+        )
     return stats
 
 

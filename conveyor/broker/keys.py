@@ -48,6 +48,16 @@ class GlobalKeys:
         """STRING the id of the worker surveying the others for the dead; expires."""
         return f"{self.prefix}:{{workers}}:reaper"
 
+    def stats(self, step: int, bucket: int) -> str:
+        """HASH of the outcome counts and latency histograms of all workers in one time
+        bucket (`step` seconds wide, starting at epoch second `bucket`); expires."""
+        return f"{self.prefix}:{{stats}}:{step}:{bucket}"
+
+    @property
+    def audit(self) -> str:
+        """LIST of operator actions (JSON), newest first, trimmed to a bound."""
+        return f"{self.prefix}:{{audit}}:log"
+
     def queue(self, name: str) -> QueueKeys:
         """The keys of one queue."""
         return QueueKeys(self.prefix, validate_queue_name(name))
@@ -79,6 +89,12 @@ class QueueKeys:
     def scheduled(self) -> str:
         """ZSET task id -> due time (ms): delayed tasks and retries waiting for backoff."""
         return self.base + "scheduled"
+
+    @property
+    def retrying(self) -> str:
+        """ZSET id -> due time (ms): the retries among `scheduled`, so they can be counted
+        apart; an entry leaves when due (promote_due), cancelled or deleted."""
+        return self.base + "retrying"
 
     @property
     def dead(self) -> str:

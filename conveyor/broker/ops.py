@@ -135,7 +135,9 @@ class Operations:
         keys = self.task_keys(task_id)
         retention = to_millis(self.settings.cancelled_retention)
         call = self._script(
-            "cancel", [keys.pending, keys.scheduled, keys.task(task_id)], [task_id, retention]
+            "cancel",
+            [keys.pending, keys.scheduled, keys.task(task_id), keys.retrying],
+            [task_id, retention],
         )
         return Op([call], lambda r: (bool(r[0][0]), r[0][1].decode()))
 
@@ -185,7 +187,8 @@ class Operations:
         """Schedule another attempt after `delay` seconds; reply 1, or 0 if the lease was lost."""
         keys = self.queue_keys(task.queue)
         argv: list[Arg] = [task.id, task.token, to_millis(delay), error]
-        return self._script("retry", [keys.active, keys.scheduled, keys.task(task.id)], argv)
+        script_keys = [keys.active, keys.scheduled, keys.task(task.id), keys.retrying]
+        return self._script("retry", script_keys, argv)
 
     def dead_letter(
         self, task: ClaimedTask, reason: str, error: bytes, *, keep: bool = True
@@ -320,7 +323,7 @@ class Operations:
     def promote_due(self, queue: str) -> Op[tuple[int, float | None]]:
         """Promote due tasks; decodes to (promoted, seconds until the next due task or None)."""
         keys = self.queue_keys(queue)
-        script_keys = [keys.scheduled, keys.pending, keys.signal, keys.task_prefix]
+        script_keys = [keys.scheduled, keys.pending, keys.signal, keys.task_prefix, keys.retrying]
         call = self._script("promote_due", script_keys, [MAINTENANCE_BATCH])
 
         def decode(replies: list[Any]) -> tuple[int, float | None]:
@@ -423,10 +426,22 @@ def _float(value: bytes | None) -> float | None:
         return None
 
 
+#: Longest error message and traceback kept (characters); a record keeps up to
+#: ATTEMPT_HISTORY errors, so one huge exception must not bloat it. A traceback keeps its
+#: end, where the raise is.
+MAX_ERROR_MESSAGE = 2_000
+MAX_TRACEBACK = 8_000
+
+
 def encode_error(exc: BaseException, traceback_text: str) -> bytes:
-    """The JSON stored as a task's last error."""
+    """The JSON stored as a task's last error (and in its attempt history)."""
+    message = str(exc)
+    if len(message) > MAX_ERROR_MESSAGE:
+        message = message[:MAX_ERROR_MESSAGE] + " [...]"
+    if len(traceback_text) > MAX_TRACEBACK:
+        traceback_text = "[...]\n" + traceback_text[-MAX_TRACEBACK:]
     return serializers.dumps(
-        {"type": type(exc).__name__, "message": str(exc), "traceback": traceback_text}
+        {"type": type(exc).__name__, "message": message, "traceback": traceback_text}
     )
 
 

@@ -99,6 +99,8 @@ class QueueStats:
     dead: int
     paused: bool
     lag_seconds: float = 0.0
+    #: Of `scheduled`: failed tasks waiting for their retry.
+    retrying: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -8,6 +8,7 @@ from functools import cache
 from importlib import resources
 
 from conveyor.broker.keys import PRIORITY_BAND
+from conveyor.model import ATTEMPT_HISTORY
 from conveyor.options import PRIORITY_RANGE
 
 #: A value Redis accepts as an argument.
@@ -18,6 +19,7 @@ CONSTANTS = {
     "PRIORITY_BAND": PRIORITY_BAND,
     "MIN_PRIORITY": PRIORITY_RANGE[0],
     "MAX_PRIORITY": PRIORITY_RANGE[-1],
+    "ATTEMPT_HISTORY": ATTEMPT_HISTORY,
 }
 #: The helpers prepended to every script (`lua/prelude.lua`); not a script itself.
 PRELUDE = "prelude.lua"

@@ -51,6 +51,7 @@ async def test_list_and_read_queues(client: httpx.AsyncClient, r: redis.Redis, p
         "pending": 2,
         "active": 0,
         "scheduled": 0,
+        "retrying": 0,
         "dead": 0,
         "paused": False,
     }

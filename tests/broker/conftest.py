@@ -4,6 +4,7 @@ tasks built in any state, stale claims, and the checks every script test makes."
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from tests.broker.seed import (
     ttls,
     wait_leases_expired,
 )
-from tests.support.keyspace import dump, moved
+from tests.support.keyspace import archived, dump, moved, pop_history
 
 #: The error a failed attempt of `task_in` records.
 ERROR = b'{"type":"ValueError","message":"broken","traceback":""}'
@@ -202,6 +203,11 @@ def expired(short_lease: Conveyor, r: redis.Redis, keys: QueueKeys) -> ClaimedTa
     return task
 
 
+def lost_error(what: str) -> bytes:
+    """The error a crashed attempt gets in the history: what died."""
+    return orjson.dumps({"type": "WorkerLostError", "message": what})
+
+
 #: `buried(ran, task_id, crashes, message)`: asserts the poison-pill outcome.
 Buried = Callable[[Ran, str, int, str], None]
 
@@ -218,10 +224,20 @@ def buried(r: redis.Redis, prefix: str, keys: QueueKeys, settings: Settings) -> 
         error = orjson.loads(record.pop("error"))
         died = int(record["finished_at"])
         assert died == ran.window.now
-        assert state == moved(
+        expected = moved(
             ran.before, keys, task_id, source="active", target="dead", score=died,
             state="dead", reason="worker lost", crashes=str(crashes), finished_at=str(died),
         )  # fmt: skip
+        # the lost attempt joins the history the record had
+        key = keys.task(task_id)
+        history = pop_history(expected, key)
+        number = int(ran.before[key]["attempts"])
+        # what died: the dead letter's message without `<n> times; last worker <id>`
+        what = re.fullmatch(r"(.+) \d+ times; last worker .*", message)
+        assert what, message
+        history[number] = archived(ran.before, key, died, "crashed", lost_error(what[1]))
+        assert pop_history(state, key) == history
+        assert state == expected
         assert error == {"type": "WorkerLostError", "message": message}
         assert_ttl(r, keys.task(task_id), settings.dead_retention)
 

@@ -14,7 +14,7 @@ from tests.broker.conftest import Claimed, Run, StaleClaim, Unchanged
 from tests.broker.seed import (
     assert_ttl,
 )
-from tests.support.keyspace import dump, moved
+from tests.support.keyspace import archived, dump, moved, pop_history
 
 ERROR = orjson.dumps({"type": "ValueError", "message": "broken", "traceback": "..."})
 #: Distinct retentions, so a script that picks the wrong one is caught.
@@ -35,6 +35,8 @@ def test_a_kept_task_becomes_a_dead_letter(
     state = dump(r, prefix)
     died = int(state[keys.task(task.id)]["finished_at"])
     assert died == ran.window.now
+    last = archived(ran.before, keys.task(task.id), died, "dead", ERROR)
+    assert pop_history(state, keys.task(task.id)) == {1: last}
     assert state == moved(
         ran.before, keys, task.id, source="active", target="dead", score=died,
         state="dead", reason="timeout", error=ERROR.decode(), finished_at=str(died), failures="1",
@@ -53,7 +55,10 @@ def test_a_task_not_kept_ends_failed_outside_the_dead_set(
         ran.before, keys, task.id, source="active",
         state="failed", reason="error", error=ERROR.decode(), finished_at=now, failures="1",
     )  # fmt: skip
-    assert dump(r, prefix) == expected  # no dead set at all
+    state = dump(r, prefix)
+    last = archived(ran.before, keys.task(task.id), now, "failed", ERROR)
+    assert pop_history(state, keys.task(task.id)) == {1: last}
+    assert state == expected  # no dead set at all
     assert_ttl(r, keys.task(task.id), FAILED_RETENTION)
 
 

@@ -94,8 +94,8 @@ def test_every_key_the_scripts_write_lives_in_its_queue_slot(
     )
     state = dump(r, prefix)
     queue_keys = set(state) - {f"{prefix}:queues"}
-    # active, scheduled, dead, signal, the idempotency key and four task hashes
-    assert len(queue_keys) == 9, sorted(state)
+    # active, scheduled, retrying, dead, signal, the idempotency key and four task hashes
+    assert len(queue_keys) == 10, sorted(state)
     for key in queue_keys:
         assert key.startswith(f"{prefix}:{{emails}}:"), key
         assert key_slot(key.encode()) == key_slot(b"emails"), key

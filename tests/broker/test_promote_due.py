@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -46,8 +47,24 @@ def test_a_due_retry_is_promoted(
     task_id = task_in("retrying", retry_in=0)
     ran = run(broker.ops.promote_due("default"))
     assert ran.reply == (1, None)
-    assert dump(r, prefix) == promoted(ran, keys, task_id)
+    expected = promoted(ran, keys, task_id)
+    # it leaves the retries' count too (Redis deletes the set left empty)
+    assert ran.before[keys.retrying] == {task_id: ran.before[keys.scheduled][task_id]}
+    del expected[keys.retrying]
+    assert dump(r, prefix) == expected
     assert claim_one(broker).token == 2
+
+
+def test_a_retry_not_yet_due_stays_counted_while_others_are_promoted(
+    app: Conveyor, task_in: TaskIn, broker: SyncBroker, r: redis.Redis, keys: QueueKeys
+) -> None:
+    waiting = task_in("retrying", retry_in=60)
+    app.enqueue("job", delay=0.001)
+    time.sleep(0.01)
+    assert broker.run(broker.ops.promote_due("default"))[0] == 1
+    assert scores(r, keys.retrying).keys() == {waiting}
+    [stats] = app.inspector.queue_stats(["default"])
+    assert (stats.scheduled, stats.retrying, stats.pending) == (1, 1, 1)
 
 
 def test_nothing_due_changes_nothing(

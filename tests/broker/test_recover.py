@@ -13,7 +13,7 @@ from conveyor.broker.keys import QueueKeys
 from conveyor.broker.ops import MAINTENANCE_BATCH
 from conveyor.broker.records import ClaimedTask
 from conveyor.broker.sync_broker import SyncBroker
-from tests.broker.conftest import Buried, Run, Unchanged
+from tests.broker.conftest import Buried, Run, Unchanged, lost_error
 from tests.broker.seed import (
     SHORT_LEASE,
     claim,
@@ -21,7 +21,7 @@ from tests.broker.seed import (
     clock,
     wait_leases_expired,
 )
-from tests.support.keyspace import dump, moved
+from tests.support.keyspace import archived, dump, moved, pop_history
 
 
 def test_only_expired_leases_are_recovered(
@@ -44,7 +44,11 @@ def test_only_expired_leases_are_recovered(
         ran.before, keys, expiring.id, source="active", target="pending",
         score=ran.window.pending(4), wake=True, state="pending", crashes="1",
     )  # fmt: skip
-    assert dump(r, prefix) == expected
+    state = dump(r, prefix)
+    key = keys.task(expiring.id)
+    lost = archived(ran.before, key, ran.window.now, "crashed", lost_error("its worker was lost"))
+    assert pop_history(state, key) == {1: lost}
+    assert state == expected
     assert list(expected[keys.active]) == [held.id]
 
 

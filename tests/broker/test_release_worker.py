@@ -10,9 +10,9 @@ from conveyor import Conveyor
 from conveyor.broker.keys import QueueKeys
 from conveyor.broker.ops import RELEASE_WINDOW
 from conveyor.broker.sync_broker import SyncBroker
-from tests.broker.conftest import Buried, Run, Unchanged
+from tests.broker.conftest import Buried, Run, Unchanged, lost_error
 from tests.broker.seed import claim, claim_one
-from tests.support.keyspace import dump, moved
+from tests.support.keyspace import archived, dump, moved, pop_history
 
 
 def test_only_the_dead_workers_leases_go_back_to_pending_at_once(
@@ -29,7 +29,11 @@ def test_only_the_dead_workers_leases_go_back_to_pending_at_once(
         ran.before, keys, dead.id, source="active", target="pending",
         score=ran.window.pending(3), wake=True, state="pending", crashes="1",
     )  # fmt: skip
-    assert dump(r, prefix) == expected
+    state = dump(r, prefix)
+    key = keys.task(dead.id)
+    lost = archived(ran.before, key, ran.window.now, "crashed", lost_error("its worker was lost"))
+    assert pop_history(state, key) == {1: lost}
+    assert state == expected
     assert list(expected[keys.active]) == [alive.id]
 
 

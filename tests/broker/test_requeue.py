@@ -12,12 +12,12 @@ from conveyor.broker.keys import QueueKeys
 from conveyor.broker.records import ClaimedTask
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.settings import Settings
-from tests.broker.conftest import Buried, Claimed, Ran, Run, StaleClaim, Unchanged
+from tests.broker.conftest import Buried, Claimed, Ran, Run, StaleClaim, Unchanged, lost_error
 from tests.broker.seed import (
     claim_one,
     clock,
 )
-from tests.support.keyspace import dump, moved
+from tests.support.keyspace import archived, dump, moved, pop_history
 
 
 def back_to_pending(
@@ -38,7 +38,10 @@ def test_an_unfinished_task_goes_back_to_pending_without_a_crash(
     ran = run(broker.ops.requeue(task, crashed=False))
     assert ran.reply == b"pending"
     expected = back_to_pending(ran, keys, task, priority=7)
-    assert dump(r, prefix) == expected  # no crash counted, token and attempts kept
+    state = dump(r, prefix)
+    key = keys.task(task.id)
+    assert pop_history(state, key) == {1: archived(ran.before, key, ran.window.now, "interrupted")}
+    assert state == expected  # no crash counted, token and attempts kept
     assert r.pttl(keys.task(task.id)) == -1
 
 
@@ -49,7 +52,13 @@ def test_a_crash_is_counted_and_the_task_goes_back_to_pending(
     ran = run(broker.ops.requeue(task, crashed=True))
     assert ran.reply == b"pending"
     expected = back_to_pending(ran, keys, task, crashes="1")
-    assert dump(r, prefix) == expected
+    state = dump(r, prefix)
+    key = keys.task(task.id)
+    died = lost_error("the process running it died")
+    assert pop_history(state, key) == {
+        1: archived(ran.before, key, ran.window.now, "crashed", died)
+    }
+    assert state == expected
 
 
 def test_the_last_allowed_crash_makes_a_dead_letter(

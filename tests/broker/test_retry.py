@@ -7,11 +7,12 @@ import redis
 from conveyor import Conveyor
 from conveyor.broker.keys import QueueKeys
 from conveyor.broker.sync_broker import SyncBroker
+from conveyor.model import ATTEMPT_HISTORY
 from tests.broker.conftest import Claimed, Run, StaleClaim, Unchanged
 from tests.broker.seed import (
     claim_one,
 )
-from tests.support.keyspace import dump, moved
+from tests.support.keyspace import archived, dump, moved, pop_history
 
 ERROR = b'{"type":"ValueError","message":"broken","traceback":""}'
 
@@ -23,12 +24,18 @@ def test_retry_schedules_the_next_attempt_after_the_delay(
     ran = run(broker.ops.retry(task, 5.0, ERROR))
     assert ran.reply == 1
     state = dump(r, prefix)
-    due = int(state[keys.task(task.id)]["due_at"])
+    key = keys.task(task.id)
+    due = int(state[key]["due_at"])
     assert due == ran.window.at(5000)
+    # the failed attempt joins the record's history
+    failed = archived(ran.before, key, ran.window.now, "retried", ERROR)
+    assert pop_history(state, key) == {1: failed}
     expected = moved(
         ran.before, keys, task.id, source="active", target="scheduled", score=due,
         state="retrying", failures="1", error=ERROR.decode(), due_at=str(due),
     )  # fmt: skip
+    # the retry is counted apart from the delayed tasks
+    expected[keys.retrying] = {task.id: due}
     assert state == expected  # token, attempts and worker are kept
     assert r.pttl(keys.task(task.id)) == -1
 
@@ -57,3 +64,21 @@ def test_retry_refuses_a_stale_token(
 ) -> None:
     with unchanged():
         assert broker.execute([broker.ops.retry(stale.task, 1.0, ERROR)]) == [0]
+
+
+def test_the_history_keeps_the_last_attempts_only(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, keys: QueueKeys
+) -> None:
+    app.enqueue("job")
+    for attempt in range(1, ATTEMPT_HISTORY + 3):
+        task = claim_one(broker, f"w{attempt}")
+        assert broker.execute([broker.ops.retry(task, 0, b'{"message":"%d"}' % attempt)]) == [1]
+        assert broker.run(broker.ops.promote_due("default"))[0] == 1
+    record = app.inspector.task(task.id)
+    assert record is not None
+    numbers = list(range(3, ATTEMPT_HISTORY + 3))
+    assert [a.number for a in record.history] == numbers
+    assert [(a.worker, a.error) for a in record.history] == [
+        (f"w{n}", {"message": str(n)}) for n in numbers
+    ]
+    assert not r.hexists(keys.task(task.id), "attempt:2")

@@ -16,6 +16,7 @@ from conveyor.broker.keys import PRIORITY_BAND, QueueKeys
 from conveyor.broker.ops import combine
 from conveyor.broker.scripts import CONSTANTS, load_scripts
 from conveyor.broker.sync_broker import SyncBroker
+from conveyor.model import ATTEMPT_HISTORY
 from tests.broker.seed import claim
 from tests.support.keyspace import dump
 
@@ -78,10 +79,16 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
     code = re.sub(r"--.*", "", lua_files()["prelude"].decode())
     assert not re.search(r"\b(KEYS|ARGV)\b", code)
     names = set(re.findall(r"^local (?:function )?(\w+)", head().decode(), re.M))
-    assert CONSTANTS == {"PRIORITY_BAND": PRIORITY_BAND, "MIN_PRIORITY": -100, "MAX_PRIORITY": 100}
+    assert CONSTANTS == {
+        "PRIORITY_BAND": PRIORITY_BAND,
+        "MIN_PRIORITY": -100,
+        "MAX_PRIORITY": 100,
+        "ATTEMPT_HISTORY": ATTEMPT_HISTORY,
+    }
     assert names == {
         *CONSTANTS,
         "now_ms",
+        "archive_attempt",
         "counter",
         "counter_or_zero",
         "pending_score",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 
 from conveyor.broker.keys import GlobalKeys, QueueKeys
+from conveyor.model import ATTEMPT_FIELD
 
 #: The states whose depth a queue reports, with the ZSET holding each.
 DEPTHS = ("pending", "active", "scheduled", "dead")
@@ -92,3 +94,29 @@ def moved(
     if wake:
         expected[keys.signal] = ["1"]
     return expected
+
+
+def pop_history(state: dict[str, Any], key: str) -> dict[int, dict[str, Any]]:
+    """The attempt history (`attempt:<n>` fields) of the record `key` in a `dump`, parsed
+    and removed from it: the order of the keys in its JSON is not part of the contract."""
+    record = state[key]
+    fields = [name for name in record if name.startswith(ATTEMPT_FIELD)]
+    return {int(name.removeprefix(ATTEMPT_FIELD)): json.loads(record.pop(name)) for name in fields}
+
+
+def archived(
+    before: dict[str, Any], key: str, finished_at: int, outcome: str, error: bytes | None = None
+) -> dict[str, Any]:
+    """The history entry a script writes for the attempt the record `key` was in `before`
+    (a `dump`): when and where it started, when and how it ended, and its error."""
+    record = before[key]
+    entry: dict[str, Any] = {
+        "attempt": int(record["attempts"]),
+        "started_at": int(record["started_at"]),
+        "worker": record["worker"],
+        "finished_at": finished_at,
+        "outcome": outcome,
+    }
+    if error is not None:
+        entry["error"] = json.loads(error)
+    return entry

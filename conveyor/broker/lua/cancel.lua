@@ -3,6 +3,7 @@
 -- KEYS[1] pending    ZSET id -> priority band + time
 -- KEYS[2] scheduled  ZSET id -> due time (ms)
 -- KEYS[3] task       HASH the task record
+-- KEYS[4] retrying   ZSET id -> due time (ms)
 --
 -- ARGV[1] id
 -- ARGV[2] retention of the cancelled record (ms)
@@ -19,6 +20,7 @@ end
 local now = now_ms()
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[3], 'state', 'cancelled', 'finished_at', now)
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 return {1, state}

@@ -20,6 +20,7 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1])
 end
 local now = now_ms()
 redis.call('ZREM', KEYS[1], ARGV[1])
+archive_attempt(KEYS[3], now, ARGV[6], ARGV[4])
 redis.call('HSET', KEYS[3], 'failures', counter_or_zero(KEYS[3], 'failures') + 1)
 redis.call('HSET', KEYS[3], 'state', ARGV[6], 'reason', ARGV[3], 'error', ARGV[4],
     'finished_at', now)

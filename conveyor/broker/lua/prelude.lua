@@ -50,6 +50,27 @@ local function stored_priority(key)
     return math.min(MAX_PRIORITY, math.max(MIN_PRIORITY, priority))
 end
 
+-- the attempt that just ended without success, kept in the record's history: field
+-- `attempt:<n>` (JSON: when it started, on which worker, when and how it ended, its error),
+-- the last ATTEMPT_HISTORY of them. A success writes none: the record's own fields tell it.
+-- `error_json` (or nil) is embedded as it is: the worker encoded it.
+local function archive_attempt(key, now, outcome, error_json)
+    local held = redis.call('HMGET', key, 'attempts', 'started_at', 'worker')
+    local n = counter(held[1])
+    if not n or n < 1 then
+        return
+    end
+    local entry = cjson.encode({attempt = n, started_at = tonumber(held[2]),
+        worker = held[3] or nil, finished_at = now, outcome = outcome})
+    if error_json then
+        entry = string.sub(entry, 1, -2) .. ',"error":' .. error_json .. '}'
+    end
+    redis.call('HSET', key, 'attempt:' .. n, entry)
+    if n > ATTEMPT_HISTORY then
+        redis.call('HDEL', key, 'attempt:' .. (n - ATTEMPT_HISTORY))
+    end
+end
+
 -- a task back in pending (its lease already removed), at its priority, from now
 local function to_pending(key, id, pending, now)
     redis.call('HSET', key, 'state', 'pending')
@@ -61,6 +82,8 @@ end
 -- kills whatever runs it). `how` tells the record what died. Returns 'pending' or 'dead'.
 local function after_crash(key, id, pending, dead, max_crashes, retention, now, how)
     local crashes = counter_or_zero(key, 'crashes') + 1
+    archive_attempt(key, now, 'crashed', cjson.encode({type = 'WorkerLostError',
+        message = how}))
     redis.call('HSET', key, 'crashes', crashes)
     if crashes < tonumber(max_crashes) then
         to_pending(key, id, pending, now)

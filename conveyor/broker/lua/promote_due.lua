@@ -5,12 +5,18 @@
 -- KEYS[2] pending      ZSET id -> priority band + time
 -- KEYS[3] signal       LIST wake-up token for idle workers
 -- KEYS[4] task prefix  (task hashes are KEYS[4] .. id)
+-- KEYS[5] retrying     ZSET id -> due time (ms): the retries among `scheduled`
 --
 -- ARGV[1] most tasks to promote in this call
 --
 -- Returns: {promoted count, ms until the next due task or -1 if none}.
+-- A retry leaves the `retrying` count once due, by score: its entry shares the due time
+-- of its `scheduled` one, so an entry that outlived its task (deleted) cannot stay either.
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+if #due > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
+end
 local promoted = 0
 for _, id in ipairs(due) do
     redis.call('ZREM', KEYS[1], id)

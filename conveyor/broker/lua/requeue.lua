@@ -26,6 +26,7 @@ if ARGV[3] == '1' then
     outcome = after_crash(KEYS[5], ARGV[1], KEYS[2], KEYS[3], ARGV[4], ARGV[5], now,
         'the process running it died')
 else
+    archive_attempt(KEYS[5], now, 'interrupted', nil)
     to_pending(KEYS[5], ARGV[1], KEYS[2], now)
 end
 if outcome == 'pending' then

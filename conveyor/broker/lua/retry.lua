@@ -3,6 +3,7 @@
 -- KEYS[1] active     ZSET id -> lease deadline (ms)
 -- KEYS[2] scheduled  ZSET id -> due time (ms)
 -- KEYS[3] task       HASH the task record
+-- KEYS[4] retrying   ZSET id -> due time (ms): the retries among `scheduled`, counted apart
 --
 -- ARGV[1] id
 -- ARGV[2] fencing token of the claim
@@ -19,7 +20,9 @@ end
 local now = now_ms()
 local due = now + tonumber(ARGV[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
+archive_attempt(KEYS[3], now, 'retried', ARGV[4])
 redis.call('HSET', KEYS[3], 'failures', counter_or_zero(KEYS[3], 'failures') + 1)
 redis.call('HSET', KEYS[3], 'state', 'retrying', 'error', ARGV[4], 'due_at', due)
 redis.call('ZADD', KEYS[2], due, ARGV[1])
+redis.call('ZADD', KEYS[4], due, ARGV[1])
 return 1
