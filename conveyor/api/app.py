@@ -18,6 +18,7 @@ from conveyor.api.schemas import ErrorOut
 from conveyor.app import Conveyor
 from conveyor.broker.inspect import SyncInspector
 from conveyor.broker.sync_broker import SyncBroker
+from conveyor.dashboard.app import create_dashboard
 from conveyor.metrics import QueueCollector
 from conveyor.settings import Settings
 
@@ -40,10 +41,15 @@ COMMON_ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def create_app(settings: Settings | None = None, api: ApiSettings | None = None) -> FastAPI:
-    """The API for the deployment described by `settings` (default: from the environment)."""
+def create_app(
+    settings: Settings | None = None, api: ApiSettings | None = None, *, dashboard: bool = False
+) -> FastAPI:
+    """The API for the deployment described by `settings` (default: from the environment);
+    with `dashboard`, the dashboard too, at /dashboard, behind the same tokens."""
     settings = settings or Settings.from_env()
     api = api or ApiSettings.from_env()
+    # a mounted app's lifespan does not run by itself: this app's runs it
+    mounted = create_dashboard(settings, api) if dashboard else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,7 +59,11 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
         gauges.register(QueueCollector(SyncInspector(metrics_broker)))
         app.state.conveyor = ApiState(conveyor, conveyor.async_inspector(), api, gauges)
         try:
-            yield
+            if mounted is None:
+                yield
+            else:
+                async with mounted.router.lifespan_context(mounted):
+                    yield
         finally:
             await conveyor.aclose()
             metrics_broker.close()
@@ -69,4 +79,6 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     for module in (compat, tasks, queues, dead, system):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
+    if mounted is not None:
+        app.mount("/dashboard", mounted)
     return app

@@ -9,8 +9,9 @@ from fastapi import Depends, Request
 from prometheus_client.registry import CollectorRegistry
 
 from conveyor.api.config import ApiSettings, Scope
-from conveyor.api.security import authorize
+from conveyor.api.security import actor_of, authorize
 from conveyor.app import Conveyor
+from conveyor.broker.audit import Actor
 from conveyor.broker.inspect import AsyncInspector
 
 
@@ -44,6 +45,16 @@ async def require_read(request: Request) -> None:
 async def require_write(request: Request) -> None:
     """A token with the write scope (when tokens are configured)."""
     authorize(request, _settings(request).tokens, Scope.WRITE)
+
+
+async def writer(request: Request) -> Actor:
+    """A token with the write scope (when tokens are configured), as the audit log's actor."""
+    grant = authorize(request, _settings(request).tokens, Scope.WRITE)
+    return actor_of(request, grant, "api")
+
+
+#: The operator acting through the API, as a route parameter: `actor: Operator`.
+Operator = Annotated[Actor, Depends(writer)]
 
 
 def _settings(request: Request) -> ApiSettings:

@@ -6,8 +6,9 @@ import hmac
 
 from fastapi import Request
 
-from conveyor.api.config import Scope
+from conveyor.api.config import Grant, Scope
 from conveyor.api.errors import ApiError
+from conveyor.broker.audit import Actor
 
 _BEARER = "bearer "
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -20,24 +21,42 @@ class Unauthorized(ApiError):
         super().__init__(401, "unauthorized", message, headers=_CHALLENGE)
 
 
-def scope_of(tokens: dict[str, Scope], presented: str) -> Scope | None:
-    """The scope of `presented`, comparing against every token in constant time."""
-    found: Scope | None = None
-    for token, scope in tokens.items():
+def grant_of(tokens: dict[str, Grant], presented: str) -> Grant | None:
+    """What `presented` grants, comparing against every token in constant time."""
+    found: Grant | None = None
+    for token, grant in tokens.items():
         if hmac.compare_digest(token.encode(), presented.encode()):
-            found = scope
+            found = grant
     return found
 
 
-def authorize(request: Request, tokens: dict[str, Scope], needed: Scope) -> None:
-    """Raise 401 without a valid token, 403 if its scope is too narrow; no tokens: open."""
-    if not tokens:
-        return
+def bearer(request: Request) -> str | None:
+    """The bearer token a request presents, if any."""
     header = request.headers.get("authorization", "")
-    if not header.lower().startswith(_BEARER):
+    return header[len(_BEARER) :].strip() if header.lower().startswith(_BEARER) else None
+
+
+def check(tokens: dict[str, Grant], presented: str | None, needed: Scope) -> Grant | None:
+    """The grant of `presented`; 401 without a valid token, 403 if its scope is too
+    narrow. No tokens configured: open, and None."""
+    if not tokens:
+        return None
+    if presented is None:
         raise Unauthorized("a bearer token is required")
-    scope = scope_of(tokens, header[len(_BEARER) :].strip())
-    if scope is None:
+    grant = grant_of(tokens, presented)
+    if grant is None:
         raise Unauthorized("the bearer token is not valid")
-    if needed is Scope.WRITE and scope is not Scope.WRITE:
+    if needed is Scope.WRITE and grant.scope is not Scope.WRITE:
         raise ApiError(403, "forbidden", "this token may only read")
+    return grant
+
+
+def authorize(request: Request, tokens: dict[str, Grant], needed: Scope) -> Grant | None:
+    """`check` of the request's bearer token."""
+    return check(tokens, bearer(request), needed)
+
+
+def actor_of(request: Request, grant: Grant | None, via: str) -> Actor:
+    """Who the audit log says acted: the token's name (anonymous where tokens are off)."""
+    address = request.client.host if request.client else None
+    return Actor(grant.name if grant else "anonymous", via, address)

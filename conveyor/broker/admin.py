@@ -8,20 +8,18 @@ each bounded in size.
 
 from __future__ import annotations
 
-import heapq
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from conveyor import serializers
 from conveyor.broker.keys import PRIORITY_BAND
-from conveyor.broker.ops import MAINTENANCE_BATCH, Op, Operations, as_text, parse_info, raw, scored
+from conveyor.broker.ops import Op, Operations, as_text, parse_info, raw
 from conveyor.broker.records import QueueStats
 from conveyor.broker.scripts import Call
 from conveyor.broker.steps import Steps
-from conveyor.errors import SerializationError, TaskConflictError, TaskNotFoundError
-from conveyor.ids import is_task_id, queue_of
-from conveyor.model import TaskRecord, TaskState
+from conveyor.errors import TaskConflictError, TaskNotFoundError
+from conveyor.ids import is_task_id
+from conveyor.model import TaskRecord
 
 T = TypeVar("T")
 #: What an Inspector procedure is: it yields operations and returns a T.
@@ -117,6 +115,31 @@ class Admin:
         if not cancelled:
             raise TaskConflictError(task_id, state, "cancel")
 
+    def run_now(self, task_id: str) -> Procedure[str]:
+        """Make a delayed task or a waiting retry pending now; returns the state it had.
+
+        Raises TaskConflictError in any other state, TaskNotFoundError if unknown.
+        """
+        if not is_task_id(task_id):
+            raise TaskNotFoundError(f"no task {task_id!r}: not a task id")
+        k = self.ops.task_keys(task_id)
+        keys = [k.scheduled, k.retrying, k.pending, k.signal, k.task(task_id)]
+        done, state = yield raw(Call.script_call(self.ops.scripts["run_now"], keys, [task_id]))
+        return _acted(task_id, done, state, "retry")
+
+    def delete_task(self, task_id: str) -> Procedure[str]:
+        """Delete a task in any state but active, with its record; returns its state.
+
+        Raises TaskConflictError if a worker holds it, TaskNotFoundError if unknown.
+        """
+        if not is_task_id(task_id):
+            raise TaskNotFoundError(f"no task {task_id!r}: not a task id")
+        k = self.ops.task_keys(task_id)
+        keys = [k.pending, k.scheduled, k.retrying, k.dead, k.active, k.task(task_id)]
+        call = Call.script_call(self.ops.scripts["delete_task"], keys, [task_id])
+        done, state = yield raw(call)
+        return _acted(task_id, done, state, "delete")
+
     # -- workers and the server ------------------------------------------------------
 
     def workers(self) -> Procedure[list[dict[str, Any]]]:
@@ -153,114 +176,13 @@ def queue_names(ops: Operations) -> Procedure[list[str]]:
     return sorted(m.decode() for m in members)
 
 
-class DeadLetterAdmin:
-    """The dead-letter queues of a deployment; every call is bounded in size, and
-    `queues=None` means every queue."""
-
-    def __init__(self, ops: Operations) -> None:
-        self.ops = ops
-
-    def page(
-        self,
-        queues: Sequence[str] | None,
-        *,
-        offset: int = 0,
-        limit: int = 50,
-        task_name: str | None = None,
-    ) -> Procedure[tuple[int, list[TaskRecord]]]:
-        """(total, page) of the dead letters of `queues`, newest first, optionally of one
-        task name. Without a name filter, one bounded read per queue; with one, a scan."""
-        queues = yield from self._queues(queues)
-        if task_name is not None:
-            matches = [r for r in (yield from self._scan(queues)) if r.name == task_name]
-            matches.sort(key=_death_order)
-            return len(matches), matches[offset : offset + limit]
-        if not queues:
-            return 0, []
-        calls = []
-        for queue in queues:
-            dead = self.ops.queue_keys(queue).dead
-            calls += [
-                Call.command("ZCARD", dead),
-                Call.command("ZREVRANGE", dead, 0, offset + limit - 1, "WITHSCORES"),
-            ]
-        replies = yield Op(calls, lambda replies: replies)
-        total = sum(int(n) for n in replies[0::2])
-        newest: list[tuple[float, str, str]] = []
-        for queue, entries in zip(queues, replies[1::2], strict=True):
-            newest += [(-score, member.decode(), queue) for member, score in scored(entries)]
-        chosen = heapq.nsmallest(offset + limit, newest)[offset:]
-        records = yield self._records([(task_id, queue) for _, task_id, queue in chosen])
-        return total, records
-
-    def get(self, task_id: str) -> Procedure[TaskRecord | None]:
-        """A dead letter by id, or None if that id is not in its dead-letter queue."""
-        if not is_task_id(task_id):
-            return None
-        score = yield command("ZSCORE", self.ops.task_keys(task_id).dead, task_id)
-        if score is None:
-            return None
-        records: list[TaskRecord] = yield self._records([(task_id, queue_of(task_id))])
-        return records[0]
-
-    def replay(self, task_ids: Iterable[str]) -> Procedure[list[str]]:
-        """Requeue dead letters by id (any queues); returns the ids replayed."""
-        replayed: list[str] = []
-        for queue, chunk in _chunks_by_queue(task_ids):
-            replayed += yield self.ops.replay_dead(queue, chunk)
-        return replayed
-
-    def replay_all(
-        self, queues: Sequence[str] | None, task_name: str | None = None
-    ) -> Procedure[int]:
-        """Requeue every dead letter of `queues` (of one task name, if given)."""
-        queues = yield from self._queues(queues)
-        records = yield from self._scan(queues)
-        ids = [r.id for r in records if task_name in (None, r.name)]
-        return len((yield from self.replay(ids)))
-
-    def delete(self, task_ids: Iterable[str]) -> Procedure[int]:
-        """Delete dead letters and their records by id; returns how many were deleted."""
-        deleted = 0
-        for queue, chunk in _chunks_by_queue(task_ids):
-            deleted += yield self.ops.delete_dead(queue, chunk)
-        return deleted
-
-    def purge(self, queues: Sequence[str] | None) -> Procedure[int]:
-        """Delete every dead letter of `queues`, in bounded batches."""
-        queues = yield from self._queues(queues)
-        purged = 0
-        for queue in queues:
-            dead = self.ops.queue_keys(queue).dead
-            while ids := (yield command("ZRANGE", dead, 0, MAINTENANCE_BATCH - 1)):
-                purged += yield self.ops.delete_dead(queue, [i.decode() for i in ids])
-        return purged
-
-    def _queues(self, queues: Sequence[str] | None) -> Procedure[Sequence[str]]:
-        return queues if queues is not None else (yield from queue_names(self.ops))
-
-    def _scan(self, queues: Sequence[str]) -> Procedure[list[TaskRecord]]:
-        """Every dead letter of `queues`, read in bounded pages."""
-        found: list[TaskRecord] = []
-        for queue in queues:
-            dead = self.ops.queue_keys(queue).dead
-            start = 0
-            while ids := (yield command("ZRANGE", dead, start, start + MAINTENANCE_BATCH - 1)):
-                found += yield self._records([(i.decode(), queue) for i in ids])
-                start += len(ids)
-        return found
-
-    def _records(self, entries: list[tuple[str, str]]) -> Op[list[TaskRecord]]:
-        """Records of (id, queue) entries in one round trip; a missing, corrupt or
-        malformed one is shown as a placeholder, so it can still be seen and deleted."""
-        readable = [(i, q) for i, q in entries if is_task_id(i)]
-        calls = [Call.command("HGETALL", self.ops.task_keys(i).task(i)) for i, _ in readable]
-
-        def decode(replies: list[Any]) -> list[TaskRecord]:
-            raws = dict(zip(readable, replies, strict=True))
-            return [_decode_or_placeholder(i, q, raws.get((i, q))) for i, q in entries]
-
-        return Op(calls, decode)
+def _acted(task_id: str, done: int, state: bytes, action: str) -> str:
+    """The state a task had when a script acted on it, or the error it refused with."""
+    if not state:
+        raise TaskNotFoundError(f"no task {task_id}")
+    if not done:
+        raise TaskConflictError(task_id, state.decode(), action)
+    return state.decode()
 
 
 def _stats(names: Sequence[str], replies: list[Any]) -> list[QueueStats]:
@@ -290,32 +212,6 @@ def _lag(head: list[Any], now_ms: int) -> float:
     return max(0.0, (now_ms - score % PRIORITY_BAND) / 1000)
 
 
-def _decode_or_placeholder(task_id: str, queue: str, raw: dict[bytes, bytes] | None) -> TaskRecord:
-    reason = "malformed task id"
-    try:
-        if raw:
-            return TaskRecord.from_hash(task_id, raw)
-        if raw is not None:
-            reason = "record missing"
-    except (SerializationError, ValueError) as exc:
-        reason = f"corrupt record: {exc}"
-    return TaskRecord(task_id, queue, "", TaskState.DEAD, [], {}, reason=reason)
-
-
-def _death_order(record: TaskRecord) -> float:
-    return -(record.finished_at.timestamp() if record.finished_at else 0.0)
-
-
 def _pairs(flat: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
     items = iter(flat)
     return zip(items, items, strict=True)
-
-
-def _chunks_by_queue(task_ids: Iterable[str]) -> Iterator[tuple[str, list[str]]]:
-    """(queue, ids) in chunks a maintenance script takes in one call."""
-    groups: dict[str, list[str]] = defaultdict(list)
-    for task_id in task_ids:
-        groups[queue_of(task_id)].append(task_id)
-    for queue, ids in groups.items():
-        for start in range(0, len(ids), MAINTENANCE_BATCH):
-            yield queue, ids[start : start + MAINTENANCE_BATCH]

@@ -11,12 +11,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from conveyor.broker.admin import Admin, DeadLetterAdmin, Procedure
+from conveyor.broker import audit, browse
+from conveyor.broker.actions import Actions
+from conveyor.broker.admin import Admin, Procedure, one
 from conveyor.broker.async_broker import AsyncBroker
+from conveyor.broker.audit import Actor, AuditEntry
+from conveyor.broker.browse import PointCache
+from conveyor.broker.dead_letters import NO_FILTER, DeadFilter, DeadLetterAdmin
 from conveyor.broker.fsck import STUCK_AFTER, Finding, Fsck
 from conveyor.broker.records import QueueStats
 from conveyor.broker.steps import drive, drive_async
 from conveyor.broker.sync_broker import SyncBroker
+from conveyor.broker.timeseries import Point
 from conveyor.model import TaskRecord
 
 T = TypeVar("T")
@@ -29,6 +35,7 @@ class AsyncInspector:
         self.broker = broker
         self._admin = Admin(broker.ops)
         self._dead = DeadLetterAdmin(broker.ops)
+        self._act = Actions(broker.ops)
 
     async def _run(self, procedure: Procedure[T]) -> T:
         return await drive_async(procedure, self.broker.shared.run)
@@ -45,17 +52,43 @@ class AsyncInspector:
         """One queue's stats, or None if nothing was ever enqueued to it."""
         return await self._run(self._admin.queue(name))
 
-    async def set_paused(self, queue: str, paused: bool) -> QueueStats:
+    async def set_paused(
+        self, queue: str, paused: bool, *, actor: Actor | None = None
+    ) -> QueueStats:
         """Pause (no worker claims from it) or resume a queue; returns its stats."""
-        return await self._run(self._admin.set_paused(queue, paused))
+        return await self._run(self._act.set_paused(queue, paused, actor))
 
     async def task(self, task_id: str) -> TaskRecord | None:
         """A task record by id, or None (unknown, expired, or not a task id)."""
         return await self._run(self._admin.task(task_id))
 
-    async def cancel(self, task_id: str) -> None:
+    async def tasks(
+        self,
+        queue: str,
+        state: str,
+        *,
+        newest_first: bool = False,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[int, list[TaskRecord]]:
+        """(total, page) of a queue's tasks in an indexed state (see browse.LISTED_STATES)."""
+        return await self._run(
+            browse.tasks(
+                self.broker.ops, queue, state, newest_first=newest_first, offset=offset, limit=limit
+            )
+        )
+
+    async def cancel(self, task_id: str, *, actor: Actor | None = None) -> None:
         """Cancel a task not yet started; TaskConflictError or TaskNotFoundError if not."""
-        await self._run(self._admin.cancel(task_id))
+        await self._run(self._act.cancel(task_id, actor))
+
+    async def run_now(self, task_id: str, *, actor: Actor | None = None) -> str:
+        """Run a delayed task or waiting retry now; its state before (raises as cancel)."""
+        return await self._run(self._act.run_now(task_id, actor))
+
+    async def delete_task(self, task_id: str, *, actor: Actor | None = None) -> str:
+        """Delete a task that is not running; returns the state it had (or raises as cancel)."""
+        return await self._run(self._act.delete_task(task_id, actor))
 
     async def workers(self) -> list[dict[str, Any]]:
         """Workers alive by heartbeat."""
@@ -69,6 +102,24 @@ class AsyncInspector:
         """Redis' CONFIG GET *; ReplyError where CONFIG is forbidden."""
         return await self._run(self._admin.server_config())
 
+    async def server_info(self) -> dict[str, Any]:
+        """Redis' INFO all."""
+        return await self._run(self._admin.server_info())
+
+    async def server_time(self) -> float:
+        """Redis' clock, in seconds since the epoch."""
+        return await self._run(self._admin.server_time())
+
+    async def history(
+        self, window: str, queue: str | None = None, cache: PointCache | None = None
+    ) -> tuple[int, list[Point]]:
+        """(step, points) of outcome rates and latencies over a window (see browse.history)."""
+        return await self._run(browse.history(self.broker.ops, window, queue, cache))
+
+    async def audit_log(self, offset: int = 0, limit: int = 50) -> tuple[int, list[AuditEntry]]:
+        """(total, page) of the audit log, newest first."""
+        return await self._run(one(audit.read(self.broker.ops.keys, offset, limit)))
+
     async def dead_letters(
         self,
         queues: Sequence[str] | None = None,
@@ -76,32 +127,53 @@ class AsyncInspector:
         offset: int = 0,
         limit: int = 50,
         task_name: str | None = None,
+        where: DeadFilter = NO_FILTER,
     ) -> tuple[int, list[TaskRecord]]:
-        """(total, page) of dead letters, newest first (default: of every queue)."""
-        page = self._dead.page(queues, offset=offset, limit=limit, task_name=task_name)
-        return await self._run(page)
+        """(total, page) of dead letters matching a filter, newest first (default: all queues)."""
+        return await self._run(
+            self._dead.page(queues, offset=offset, limit=limit, task_name=task_name, where=where)
+        )
 
     async def dead_letter(self, task_id: str) -> TaskRecord | None:
         """A dead letter by id, or None if it is not in its dead-letter queue."""
         return await self._run(self._dead.get(task_id))
 
-    async def replay(self, task_ids: Iterable[str]) -> list[str]:
+    async def replay(self, task_ids: Iterable[str], *, actor: Actor | None = None) -> list[str]:
         """Requeue dead letters by id; returns the ids replayed."""
-        return await self._run(self._dead.replay(task_ids))
+        return await self._run(self._act.replay(task_ids, actor))
 
     async def replay_all(
-        self, queues: Sequence[str] | None = None, task_name: str | None = None
+        self,
+        queues: Sequence[str] | None = None,
+        task_name: str | None = None,
+        *,
+        where: DeadFilter = NO_FILTER,
+        actor: Actor | None = None,
     ) -> int:
-        """Requeue every dead letter (of `queues`, of one task name); returns how many."""
-        return await self._run(self._dead.replay_all(queues, task_name))
+        """Requeue every dead letter (of `queues`, of one task name, matching `where`); how many."""
+        return await self._run(self._act.replay_all(queues, _named(where, task_name), actor))
 
-    async def delete_dead(self, task_ids: Iterable[str]) -> int:
+    async def replay_edited(
+        self, task_id: str, args: list[Any], kwargs: dict[str, Any], *, actor: Actor | None = None
+    ) -> bool:
+        """Requeue a dead letter with a corrected payload; False if it is not a dead letter."""
+        return await self._run(self._act.replay_edited(task_id, args, kwargs, actor))
+
+    async def delete_dead(self, task_ids: Iterable[str], *, actor: Actor | None = None) -> int:
         """Delete dead letters and their records by id; returns how many."""
-        return await self._run(self._dead.delete(task_ids))
+        return await self._run(self._act.delete_dead(task_ids, actor))
 
-    async def purge_dead(self, queues: Sequence[str] | None = None) -> int:
+    async def delete_dead_matching(
+        self, queues: Sequence[str] | None, where: DeadFilter, *, actor: Actor | None = None
+    ) -> int:
+        """Delete the dead letters of `queues` matching `where`; returns how many."""
+        return await self._run(self._act.delete_dead_matching(queues, where, actor))
+
+    async def purge_dead(
+        self, queues: Sequence[str] | None = None, *, actor: Actor | None = None
+    ) -> int:
         """Delete every dead letter (of `queues`); returns how many."""
-        return await self._run(self._dead.purge(queues))
+        return await self._run(self._act.purge_dead(queues, actor))
 
 
 class SyncInspector:
@@ -111,6 +183,7 @@ class SyncInspector:
         self.broker = broker
         self._admin = Admin(broker.ops)
         self._dead = DeadLetterAdmin(broker.ops)
+        self._act = Actions(broker.ops)
 
     def _run(self, procedure: Procedure[T]) -> T:
         return drive(procedure, self.broker.run)
@@ -127,17 +200,41 @@ class SyncInspector:
         """One queue's stats, or None if nothing was ever enqueued to it."""
         return self._run(self._admin.queue(name))
 
-    def set_paused(self, queue: str, paused: bool) -> QueueStats:
+    def set_paused(self, queue: str, paused: bool, *, actor: Actor | None = None) -> QueueStats:
         """Pause (no worker claims from it) or resume a queue; returns its stats."""
-        return self._run(self._admin.set_paused(queue, paused))
+        return self._run(self._act.set_paused(queue, paused, actor))
 
     def task(self, task_id: str) -> TaskRecord | None:
         """A task record by id, or None (unknown, expired, or not a task id)."""
         return self._run(self._admin.task(task_id))
 
-    def cancel(self, task_id: str) -> None:
+    def tasks(
+        self,
+        queue: str,
+        state: str,
+        *,
+        newest_first: bool = False,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[int, list[TaskRecord]]:
+        """(total, page) of a queue's tasks in an indexed state (see browse.LISTED_STATES)."""
+        return self._run(
+            browse.tasks(
+                self.broker.ops, queue, state, newest_first=newest_first, offset=offset, limit=limit
+            )
+        )
+
+    def cancel(self, task_id: str, *, actor: Actor | None = None) -> None:
         """Cancel a task not yet started; TaskConflictError or TaskNotFoundError if not."""
-        self._run(self._admin.cancel(task_id))
+        self._run(self._act.cancel(task_id, actor))
+
+    def run_now(self, task_id: str, *, actor: Actor | None = None) -> str:
+        """Run a delayed task or waiting retry now; its state before (raises as cancel)."""
+        return self._run(self._act.run_now(task_id, actor))
+
+    def delete_task(self, task_id: str, *, actor: Actor | None = None) -> str:
+        """Delete a task that is not running; returns the state it had (or raises as cancel)."""
+        return self._run(self._act.delete_task(task_id, actor))
 
     def workers(self) -> list[dict[str, Any]]:
         """Workers alive by heartbeat."""
@@ -159,6 +256,16 @@ class SyncInspector:
         """Redis' clock, in seconds since the epoch."""
         return self._run(self._admin.server_time())
 
+    def history(
+        self, window: str, queue: str | None = None, cache: PointCache | None = None
+    ) -> tuple[int, list[Point]]:
+        """(step, points) of outcome rates and latencies over a window (see browse.history)."""
+        return self._run(browse.history(self.broker.ops, window, queue, cache))
+
+    def audit_log(self, offset: int = 0, limit: int = 50) -> tuple[int, list[AuditEntry]]:
+        """(total, page) of the audit log, newest first."""
+        return self._run(one(audit.read(self.broker.ops.keys, offset, limit)))
+
     def dead_letters(
         self,
         queues: Sequence[str] | None = None,
@@ -166,32 +273,61 @@ class SyncInspector:
         offset: int = 0,
         limit: int = 50,
         task_name: str | None = None,
+        where: DeadFilter = NO_FILTER,
     ) -> tuple[int, list[TaskRecord]]:
-        """(total, page) of dead letters, newest first (default: of every queue)."""
-        return self._run(self._dead.page(queues, offset=offset, limit=limit, task_name=task_name))
+        """(total, page) of dead letters matching a filter, newest first (default: all queues)."""
+        return self._run(
+            self._dead.page(queues, offset=offset, limit=limit, task_name=task_name, where=where)
+        )
 
     def dead_letter(self, task_id: str) -> TaskRecord | None:
         """A dead letter by id, or None if it is not in its dead-letter queue."""
         return self._run(self._dead.get(task_id))
 
-    def replay(self, task_ids: Iterable[str]) -> list[str]:
+    def replay(self, task_ids: Iterable[str], *, actor: Actor | None = None) -> list[str]:
         """Requeue dead letters by id; returns the ids replayed."""
-        return self._run(self._dead.replay(task_ids))
+        return self._run(self._act.replay(task_ids, actor))
 
-    def replay_all(self, queues: Sequence[str] | None = None, task_name: str | None = None) -> int:
-        """Requeue every dead letter (of `queues`, of one task name); returns how many."""
-        return self._run(self._dead.replay_all(queues, task_name))
+    def replay_all(
+        self,
+        queues: Sequence[str] | None = None,
+        task_name: str | None = None,
+        *,
+        where: DeadFilter = NO_FILTER,
+        actor: Actor | None = None,
+    ) -> int:
+        """Requeue every dead letter (of `queues`, of one task name, matching `where`); how many."""
+        return self._run(self._act.replay_all(queues, _named(where, task_name), actor))
 
-    def delete_dead(self, task_ids: Iterable[str]) -> int:
+    def replay_edited(
+        self, task_id: str, args: list[Any], kwargs: dict[str, Any], *, actor: Actor | None = None
+    ) -> bool:
+        """Requeue a dead letter with a corrected payload; False if it is not a dead letter."""
+        return self._run(self._act.replay_edited(task_id, args, kwargs, actor))
+
+    def delete_dead(self, task_ids: Iterable[str], *, actor: Actor | None = None) -> int:
         """Delete dead letters and their records by id; returns how many."""
-        return self._run(self._dead.delete(task_ids))
+        return self._run(self._act.delete_dead(task_ids, actor))
 
-    def purge_dead(self, queues: Sequence[str] | None = None) -> int:
+    def delete_dead_matching(
+        self, queues: Sequence[str] | None, where: DeadFilter, *, actor: Actor | None = None
+    ) -> int:
+        """Delete the dead letters of `queues` matching `where`; returns how many."""
+        return self._run(self._act.delete_dead_matching(queues, where, actor))
+
+    def purge_dead(self, queues: Sequence[str] | None = None, *, actor: Actor | None = None) -> int:
         """Delete every dead letter (of `queues`); returns how many."""
-        return self._run(self._dead.purge(queues))
+        return self._run(self._act.purge_dead(queues, actor))
 
     def fsck(
         self, repair: bool = False, queues: Sequence[str] = (), stuck_after: float = STUCK_AFTER
     ) -> list[Finding]:
         """Inconsistent states of the keyspace (repaired with `repair`); see broker/fsck.py."""
         return self._run(Fsck(self.broker.ops, stuck_after=stuck_after).run(repair, queues))
+
+
+def _named(where: DeadFilter, task_name: str | None) -> DeadFilter:
+    """`where`, narrowed to one task name if given."""
+    if task_name is None:
+        return where
+    return DeadFilter(task_name, where.text, where.min_age, where.max_age)

@@ -1,15 +1,25 @@
-"""`conveyor api`: the REST producer and admin API (seed-compatible on :8085)."""
+"""`conveyor api` (the REST producer and admin API, seed-compatible on :8085) and
+`conveyor dashboard` (the web dashboard on :8082)."""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import signal
 from types import FrameType
+from typing import Any
 
 import click
 
 from conveyor.cli.root import Context, pass_context, run_operation
 
 DEFAULT_PORT = 8085
+DASHBOARD_PORT = 8082
+#: Seconds a stopping server waits for open connections (the dashboard's live streams
+#: never end by themselves) before it closes them.
+GRACEFUL_SHUTDOWN = 3
+
+log = logging.getLogger("conveyor.dashboard")
 
 
 @click.command()
@@ -17,30 +27,89 @@ DEFAULT_PORT = 8085
               help="Interface to listen on (0.0.0.0 for every interface).")  # fmt: skip
 @click.option("--port", default=DEFAULT_PORT, show_default=True, envvar="CONVEYOR_API_PORT",
               type=click.IntRange(0, 65535))  # fmt: skip
+@click.option("--dashboard", "with_dashboard", is_flag=True,
+              help="Serve the dashboard too, at /dashboard, behind the same tokens.")  # fmt: skip
 @pass_context
-def api(ctx: Context, host: str, port: int) -> None:
+def api(ctx: Context, host: str, port: int, with_dashboard: bool) -> None:
     """Serve the HTTP API: POST /task and GET /stats as the seeds had them, and /v1.
 
     Tokens, an allow-list of task names and limits come from CONVEYOR_API_TOKENS
-    ("secret:write,other:read"), CONVEYOR_API_ALLOWED_TASKS, CONVEYOR_API_MAX_BODY and
-    CONVEYOR_API_MAX_BATCH. OpenAPI at /openapi.json, interactive docs at /docs.
+    ("name:secret:write,other:read"), CONVEYOR_API_ALLOWED_TASKS, CONVEYOR_API_MAX_BODY
+    and CONVEYOR_API_MAX_BATCH. OpenAPI at /openapi.json, interactive docs at /docs.
     """
 
-    def serve() -> None:
-        # imported here: FastAPI alone would double the start-up time of every other command
-        import uvicorn
-
+    def build() -> Any:
         from conveyor.api import create_app
         from conveyor.api.config import ApiSettings
 
-        app = create_app(ctx.settings(), ApiSettings.from_env())
-        # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler
-        # that was there before it: this one, so a clean shutdown exits with code 0
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, _exit_cleanly)
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        api_settings = ApiSettings.from_env()
+        if with_dashboard:
+            _check_exposure(host, api_settings.tokens, "dashboard")
+        return create_app(ctx.settings(), api_settings, dashboard=with_dashboard)
 
-    run_operation(serve)
+    run_operation(lambda: _serve(build(), host, port))
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="CONVEYOR_DASHBOARD_HOST",
+              help="Interface to listen on; beyond 127.0.0.1 only with tokens set.")  # fmt: skip
+@click.option("--port", default=DASHBOARD_PORT, show_default=True,
+              envvar="CONVEYOR_DASHBOARD_PORT", type=click.IntRange(0, 65535))  # fmt: skip
+@click.option("--read-only", is_flag=True, envvar="CONVEYOR_DASHBOARD_READ_ONLY",
+              help="Show everything, offer and accept no action, whatever the token.")  # fmt: skip
+@pass_context
+def dashboard(ctx: Context, host: str, port: int, read_only: bool) -> None:
+    """Serve the web dashboard: queues, workers, tasks, dead letters and the audit log,
+    live. GET / is the page and GET /stats the seeds' counters.
+
+    It uses the API's tokens (CONVEYOR_API_TOKENS): a `read` token sees, a `write` token
+    acts. Without tokens it is open, so it only binds 127.0.0.1.
+    """
+
+    def build() -> Any:
+        from conveyor.api.config import ApiSettings
+        from conveyor.dashboard.app import create_dashboard
+
+        api_settings = ApiSettings.from_env()
+        _check_exposure(host, api_settings.tokens, "dashboard")
+        return create_dashboard(ctx.settings(), api_settings, read_only=read_only)
+
+    run_operation(lambda: _serve(build(), host, port))
+
+
+def _check_exposure(host: str, tokens: dict[str, Any], what: str) -> None:
+    """Without tokens the dashboard lets anyone act: refuse to serve it beyond loopback."""
+    if tokens:
+        return
+    if not _is_loopback(host):
+        raise click.UsageError(
+            f"the {what} has no tokens (CONVEYOR_API_TOKENS) and would be open to anyone "
+            f"who reaches {host}: set tokens, or keep --host 127.0.0.1"
+        )
+    log.warning("no API tokens set: the %s is open to anyone on this machine (%s)", what, host)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(app: Any, host: str, port: int) -> None:
+    # imported here: FastAPI alone would double the start-up time of every other command
+    import uvicorn
+
+    # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler that
+    # was there before it: this one, so a clean shutdown exits with code 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+    )  # fmt: skip
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:

@@ -54,6 +54,7 @@ pass_context = click.make_pass_decorator(Context)
 SUBCOMMANDS = {
     "worker": "conveyor.cli.worker:worker",
     "api": "conveyor.cli.api:api",
+    "dashboard": "conveyor.cli.api:dashboard",
     "enqueue": "conveyor.cli.tasks:enqueue",
     "status": "conveyor.cli.tasks:status",
     "cancel": "conveyor.cli.tasks:cancel",

@@ -24,6 +24,7 @@ from conveyor.errors import (
 )
 from conveyor.worker.completer import Completer
 from conveyor.worker.processes import ProcessPool
+from conveyor.worker.stats import StatsWriter
 from conveyor.worker.threads import DaemonThreadPool
 
 if TYPE_CHECKING:
@@ -64,11 +65,20 @@ class Executor:
     """
 
     def __init__(
-        self, app: Conveyor, completer: Completer, worker_id: str, concurrency: int, processes: int
+        self,
+        app: Conveyor,
+        completer: Completer,
+        stats: StatsWriter,
+        worker_id: str,
+        concurrency: int,
+        processes: int,
     ) -> None:
         self.app = app
         self.ops = completer.broker.ops
         self.completer = completer
+        self.stats = stats
+        #: attempts this worker finished (any outcome), for its description
+        self.processed = 0
         self.worker_id = worker_id
         self.concurrency = concurrency
         self.running: dict[str, asyncio.Task[None]] = {}
@@ -122,7 +132,9 @@ class Executor:
         self.processes.shutdown()
 
     async def _run(self, task: ClaimedTask) -> None:
-        metrics.child(metrics.TASK_WAIT, task.queue).observe(_waited(task))
+        waited = _waited(task)
+        metrics.child(metrics.TASK_WAIT, task.queue).observe(waited)
+        self.stats.latency(task.queue, "wait", waited)
         try:
             try:
                 invocation = self._decode(task)
@@ -238,6 +250,8 @@ class Executor:
         def written(reply: Any) -> None:
             if reply:
                 metrics.child(metrics.TASKS_PROCESSED, task.queue, task.name, outcome).inc()
+                self.stats.outcome(task.queue, task.name, outcome)
+                self.processed += 1
             else:  # the fencing token was stale: another worker owns the task now
                 log.warning(
                     "task %s: lease lost; outcome dropped (another worker owns it)", task.id
@@ -248,6 +262,7 @@ class Executor:
     def _observe(self, task: ClaimedTask, started: float) -> None:
         elapsed = time.perf_counter() - started
         metrics.child(metrics.TASK_DURATION, task.queue, task.name).observe(elapsed)
+        self.stats.latency(task.queue, "run", elapsed)
 
 
 def _waited(task: ClaimedTask) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from conveyor import serializers
@@ -24,12 +25,17 @@ class Heartbeat:
     """
 
     def __init__(
-        self, broker: AsyncBroker, leases: Leases, worker_id: str, info: dict[str, Any]
+        self,
+        broker: AsyncBroker,
+        leases: Leases,
+        worker_id: str,
+        describe: Callable[[], dict[str, Any]],
     ) -> None:
         self.broker = broker
         self.leases = leases
         self.worker_id = worker_id
-        self.info = serializers.dumps(info)
+        #: the worker's description, taken anew at each beat (tasks in flight, processed)
+        self.describe = describe
         self.interval = broker.settings.heartbeat_interval
         #: whether the last beat refreshed the registration (False while Redis is full)
         self.registered = True
@@ -47,7 +53,11 @@ class Heartbeat:
         ops = self.broker.ops
         groups = self.leases.by_queue()
         batch: list[Op[Any]] = [ops.extend_leases(q, held) for q, held in groups.items()]
-        batch.append(ops.register_worker(self.worker_id, self.info, int(time.time() * 1000)))
+        batch.append(
+            ops.register_worker(
+                self.worker_id, serializers.dumps(self.describe()), int(time.time() * 1000)
+            )
+        )
         results = await self.broker.run(combine(batch))
         for lost_ids in results[:-1]:
             for task_id in lost_ids:

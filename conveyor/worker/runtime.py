@@ -31,6 +31,7 @@ from conveyor.worker.reaper import Reaper
 from conveyor.worker.recoverer import Recoverer
 from conveyor.worker.scheduler import Scheduler
 from conveyor.worker.selection import QueueSelection
+from conveyor.worker.stats import StatsWriter
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -85,6 +86,7 @@ class Worker:
         # created here, so stop() works even before run() has started (a Worker runs once)
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
+        self._started_at = time.time()
 
     def stop(self, fast: bool = False) -> None:
         """Begin a graceful shutdown; `fast` skips the drain (unfinished tasks are requeued)."""
@@ -100,19 +102,23 @@ class Worker:
         broker = AsyncBroker(self.settings, transport)
         leases = Leases()
         completer = Completer(broker, leases)
-        executor = Executor(self.app, completer, self.id, self.concurrency, self.processes)
+        stats = StatsWriter(broker)
+        executor = Executor(self.app, completer, stats, self.id, self.concurrency, self.processes)
         names = self.queues.names
         uninstall = signals.install(self.stop) if self.handle_signals else None
         exporter = self._start_exporter()
         try:
             await self._preflight(broker)
-            heartbeat = Heartbeat(broker, leases, self.id, self._describe())
+            heartbeat = Heartbeat(
+                broker, leases, self.id, functools.partial(self._describe, executor)
+            )
             fetcher = Fetcher(broker, executor, leases, self.queues, self.id)
             guard = functools.partial(self._guard, finished)
             async with asyncio.TaskGroup() as group:
                 group.create_task(guard(heartbeat.run(finished)))
                 group.create_task(guard(Presence(broker, self.id).run(finished)))
                 writer = group.create_task(guard(completer.run(finished)))
+                group.create_task(guard(stats.run(finished)))
                 group.create_task(guard(Scheduler(broker, names).run(self._stopping)))
                 group.create_task(guard(Recoverer(broker, names).run(self._stopping)))
                 group.create_task(guard(Reaper(broker, self.id).run(self._stopping)))
@@ -165,14 +171,18 @@ class Worker:
             self.id, ",".join(self.queues.names), self.concurrency, self.settings.lease_timeout,
         )  # fmt: skip
 
-    def _describe(self) -> dict[str, object]:
+    def _describe(self, executor: Executor) -> dict[str, object]:
+        """What the registry says of this worker, renewed with each heartbeat."""
         return {
             "id": self.id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "queues": list(self.queues.names),
             "concurrency": self.concurrency,
-            "started_at": time.time(),
+            "started_at": self._started_at,
+            "heartbeat_at": time.time(),
+            "in_flight": len(executor.running),
+            "processed": executor.processed,
         }
 
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 import redis
 
-from conveyor.api.config import ApiSettings, Scope, parse_tokens
+from conveyor.api.config import ApiSettings, Grant, Scope, digest_name, parse_tokens
 from conveyor.errors import ConfigurationError
 from conveyor.ids import new_ulid
 from conveyor.settings import Settings
@@ -150,8 +150,11 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def test_tokens_and_scopes(make_client: ClientFactory, r: redis.Redis, prefix: str) -> None:
-    tokens = parse_tokens(f"{READ}:read,{WRITE}:write")
-    assert tokens == {READ: Scope.READ, WRITE: Scope.WRITE}
+    tokens = parse_tokens(f"{READ}:read,writer:{WRITE}:write")
+    assert tokens == {
+        READ: Grant(Scope.READ, digest_name(READ)),
+        WRITE: Grant(Scope.WRITE, "writer"),
+    }
     async with make_client(ApiSettings(tokens=tokens)) as client:
         anonymous = [
             {},
@@ -208,6 +211,12 @@ async def test_tokens_and_scopes(make_client: ClientFactory, r: redis.Redis, pre
     assert task_ids(r, prefix) == {task_id, created.json()["id"]}
 
 
+def test_a_token_without_a_name_is_named_by_a_digest_that_does_not_show_it() -> None:
+    [grant] = parse_tokens(READ).values()
+    assert grant.name.startswith("token-") and READ not in grant.name
+    assert grant.name == digest_name(READ) != digest_name(WRITE)
+
+
 @pytest.mark.parametrize(
     ("spec", "problem"),
     [
@@ -216,6 +225,8 @@ async def test_tokens_and_scopes(make_client: ClientFactory, r: redis.Redis, pre
         (f"{READ}:admin", "unknown token scope"),
         (f"{READ}:READ", "unknown token scope"),
         (f"{WRITE}:write,tiny:read", "at least 16"),
+        (f"a:b:{READ}:read", r"\[name:\]token\[:scope\]"),
+        (f"bad name:{READ}:read", "invalid token name"),
     ],
 )
 def test_bad_token_specs_are_refused(spec: str, problem: str) -> None:
@@ -233,7 +244,10 @@ def test_api_settings_from_the_environment() -> None:
         "CONVEYOR_API_MAX_BATCH": "5",
     }
     assert ApiSettings.from_env(env) == ApiSettings(
-        tokens={READ: Scope.READ, WRITE: Scope.WRITE},
+        tokens={
+            READ: Grant(Scope.READ, digest_name(READ)),
+            WRITE: Grant(Scope.WRITE, digest_name(WRITE)),
+        },
         allowed_tasks=frozenset({"a", "b.c"}),
         max_body_bytes=2048,
         max_batch=5,

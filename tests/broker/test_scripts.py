@@ -26,8 +26,10 @@ SCRIPTS = [
     "claim",
     "dead_letter",
     "delete_dead",
+    "delete_task",
     "enqueue",
     "extend_leases",
+    "find_dead",
     "fsck_index",
     "fsck_records",
     "lead",
@@ -35,8 +37,10 @@ SCRIPTS = [
     "recover",
     "release_worker",
     "replay",
+    "replay_edited",
     "requeue",
     "retry",
+    "run_now",
     "trim_dead",
     "workers",
 ]
@@ -95,6 +99,7 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
         "stored_priority",
         "wake",
         "to_pending",
+        "revive",
         "after_crash",
     }
     for name in SCRIPTS:
@@ -132,7 +137,7 @@ def test_the_prelude_helpers(r: redis.Redis, keys: QueueKeys) -> None:
 
 
 def test_keys_built_in_lua_share_the_slot_of_the_declared_prefix(keys: QueueKeys) -> None:
-    """docs/design.md lists these thirteen and why each is slot-safe: the tag closes first."""
+    """docs/design.md lists these fourteen and why each is slot-safe: the tag closes first."""
     appending = {
         name for name in SCRIPTS if re.search(r"KEYS\[\d+\] \.\.", lua_files()[name].decode())
     }
@@ -141,7 +146,7 @@ def test_keys_built_in_lua_share_the_slot_of_the_declared_prefix(keys: QueueKeys
         for name in SCRIPTS
         if re.search(r"^-- KEYS\[\d+\] \w+ prefix ", contract_and_body(name)[0], re.M)
     }
-    assert appending == declared and len(appending) == 13
+    assert appending == declared and len(appending) == 14
     for task_id in ("q:01J", "{other}x", "}{", ""):
         assert key_slot(keys.task(task_id).encode()) == key_slot(keys.pending.encode())
 

@@ -253,9 +253,9 @@ def test_queues_table_and_json_match_the_keyspace(invoke: Invoke) -> None:
     assert all(0 <= lag < 30 for lag in lags.values()), lags  # the head task's wait so far
     assert stats == {
         "default": {"name": "default", "pending": 2, "active": 0, "scheduled": 0, "dead": 0,
-                    "paused": False},
+                    "paused": False, "retrying": 0},
         "emails": {"name": "emails", "pending": 1, "active": 0, "scheduled": 1, "dead": 0,
-                   "paused": False},
+                   "paused": False, "retrying": 0},
     }  # fmt: skip
     table = invoke("queues")
     assert table.exit_code == 0, table.output

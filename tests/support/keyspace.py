@@ -105,7 +105,7 @@ def pop_history(state: dict[str, Any], key: str) -> dict[int, dict[str, Any]]:
 
 
 def archived(
-    before: dict[str, Any], key: str, finished_at: int, outcome: str, error: bytes | None = None
+    before: dict[str, Any], key: str, finished_at: Any, outcome: str, error: bytes | None = None
 ) -> dict[str, Any]:
     """The history entry a script writes for the attempt the record `key` was in `before`
     (a `dump`): when and where it started, when and how it ended, and its error."""

@@ -55,7 +55,7 @@ async def test_a_beat_extends_every_held_lease_and_registers_the_worker(
     leases, tasks = await _holding(aapp, 2, "hb-1")
     r.zadd(keys.active, {t.id: 1 for t in tasks}, xx=True)  # about to expire: renewal shows
     info = {"id": "hb-1", "queues": ["default"], "concurrency": 3}
-    heartbeat = Heartbeat(broker, leases, "hb-1", info)
+    heartbeat = Heartbeat(broker, leases, "hb-1", lambda: info)
     with clock(r) as window:
         wait = await heartbeat.beat()
     assert wait == aapp.settings.heartbeat_interval
@@ -71,7 +71,7 @@ async def test_a_lost_lease_is_released_and_left_to_its_new_owner(
     leases, (kept, lost) = await _holding(aapp, 2, "hb-1")
     lose_lease(aapp.sync_broker(), lost, "reclaimed")  # w2 holds it now, under token 2
     theirs = dump(r, prefix)[keys.active][lost.id]
-    heartbeat = Heartbeat(aapp.async_broker(), leases, "hb-1", {"id": "hb-1"})
+    heartbeat = Heartbeat(aapp.async_broker(), leases, "hb-1", lambda: {"id": "hb-1"})
     await heartbeat.beat()
     assert (leases.get(kept.id), leases.get(lost.id)) == (kept, None)
     assert dump(r, prefix)[keys.active][lost.id] == theirs  # w2's lease is not extended
@@ -80,7 +80,7 @@ async def test_a_lost_lease_is_released_and_left_to_its_new_owner(
 
 async def test_run_beats_until_stopped_then_deregisters(aapp: Conveyor) -> None:
     inspector = aapp.async_inspector()
-    heartbeat = Heartbeat(aapp.async_broker(), Leases(), "hb-run", {"id": "hb-run"})
+    heartbeat = Heartbeat(aapp.async_broker(), Leases(), "hb-run", lambda: {"id": "hb-run"})
     stop = asyncio.Event()
     job = asyncio.create_task(heartbeat.run(stop))
 

@@ -10,6 +10,7 @@ from conveyor.api.deps import Api, ApiState, require_read
 from conveyor.api.routes.common import DirectRoute, check_allowed, parse_body, request_body
 from conveyor.api.schemas import QueueOut, SeedQueued, SeedStats, SeedTask
 from conveyor.api.security import authorize
+from conveyor.broker.records import QueueStats
 from conveyor.producer import Message
 
 router = APIRouter(tags=["seed-compatible"])
@@ -42,7 +43,11 @@ router.add_api_route(
 @router.get("/stats", response_model=SeedStats, dependencies=[Depends(require_read)])
 async def get_stats(api: Api) -> SeedStats:
     """Pending, processing (active) and dead-letter counts summed over queues."""
-    stats = await api.inspector.queue_stats()
+    return seed_stats(await api.inspector.queue_stats())
+
+
+def seed_stats(stats: list[QueueStats]) -> SeedStats:
+    """The seeds' counters of `stats` (the dashboard serves the same at its /stats)."""
     return SeedStats(
         pending=sum(s.pending for s in stats),
         processing=sum(s.active for s in stats),

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from conveyor.api.deps import Api, require_read, require_write
+from conveyor.api.deps import Api, Operator, require_read
 from conveyor.api.schemas import (
     DeadPage,
     Deleted,
@@ -55,36 +55,34 @@ async def get_dead(task_id: str, api: Api) -> TaskOut:
     "/{task_id}/retry",
     response_model=Requeued,
     responses=NOT_FOUND,
-    dependencies=[Depends(require_write)],
 )
-async def retry_dead(task_id: str, api: Api) -> Requeued:
+async def retry_dead(task_id: str, api: Api, actor: Operator) -> Requeued:
     """Requeue one dead letter as a fresh pending task."""
     if await api.inspector.dead_letter(task_id) is None:
         raise TaskNotFoundError(f"no dead letter {task_id}")
-    return Requeued(requeued=len(await api.inspector.replay([task_id])))
+    return Requeued(requeued=len(await api.inspector.replay([task_id], actor=actor)))
 
 
-@router.post("/retry", response_model=Requeued, dependencies=[Depends(require_write)])
-async def retry_all_dead(body: ReplayIn, api: Api) -> Requeued:
+@router.post("/retry", response_model=Requeued)
+async def retry_all_dead(body: ReplayIn, api: Api, actor: Operator) -> Requeued:
     """Requeue every dead letter, or those of one queue and/or task name."""
-    count = await api.inspector.replay_all([body.queue] if body.queue else None, body.task)
-    return Requeued(requeued=count)
+    queues = [body.queue] if body.queue else None
+    return Requeued(requeued=await api.inspector.replay_all(queues, body.task, actor=actor))
 
 
-@router.delete(
-    "/{task_id}", response_model=Deleted, responses=NOT_FOUND, dependencies=[Depends(require_write)]
-)
-async def delete_dead(task_id: str, api: Api) -> Deleted:
+@router.delete("/{task_id}", response_model=Deleted, responses=NOT_FOUND)
+async def delete_dead(task_id: str, api: Api, actor: Operator) -> Deleted:
     """Delete one dead letter and its record."""
     if await api.inspector.dead_letter(task_id) is None:
         raise TaskNotFoundError(f"no dead letter {task_id}")
-    return Deleted(deleted=await api.inspector.delete_dead([task_id]))
+    return Deleted(deleted=await api.inspector.delete_dead([task_id], actor=actor))
 
 
-@router.delete("", response_model=Deleted, dependencies=[Depends(require_write)])
+@router.delete("", response_model=Deleted)
 async def purge_dead(
     api: Api,
+    actor: Operator,
     queue: Annotated[QueueName | None, Query(description="One queue (default: all)")] = None,
 ) -> Deleted:
     """Delete every dead letter (of one queue, or all)."""
-    return Deleted(deleted=await api.inspector.purge_dead([queue] if queue else None))
+    return Deleted(deleted=await api.inspector.purge_dead([queue] if queue else None, actor=actor))

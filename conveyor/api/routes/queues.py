@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from conveyor.api.deps import Api, require_read, require_write
+from conveyor.api.deps import Api, Operator, require_read
 from conveyor.api.errors import ApiError
 from conveyor.api.schemas import ErrorOut, QueueName, QueueOut, QueuesOut
 
@@ -34,15 +34,15 @@ async def get_queue(name: QueueParam, api: Api) -> QueueOut:
     return QueueOut(**stats.to_json())
 
 
-@router.post("/{name}/pause", response_model=QueueOut, dependencies=[Depends(require_write)])
-async def pause_queue(name: QueueParam, api: Api) -> QueueOut:
+@router.post("/{name}/pause", response_model=QueueOut)
+async def pause_queue(name: QueueParam, api: Api, actor: Operator) -> QueueOut:
     """No worker claims from a paused queue until it is resumed; enqueueing goes on."""
-    stats = await api.inspector.set_paused(name, True)
+    stats = await api.inspector.set_paused(name, True, actor=actor)
     return QueueOut(**stats.to_json())
 
 
-@router.post("/{name}/resume", response_model=QueueOut, dependencies=[Depends(require_write)])
-async def resume_queue(name: QueueParam, api: Api) -> QueueOut:
+@router.post("/{name}/resume", response_model=QueueOut)
+async def resume_queue(name: QueueParam, api: Api, actor: Operator) -> QueueOut:
     """Let workers claim from the queue again."""
-    stats = await api.inspector.set_paused(name, False)
+    stats = await api.inspector.set_paused(name, False, actor=actor)
     return QueueOut(**stats.to_json())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from conveyor.api.deps import Api, require_read, require_write
+from conveyor.api.deps import Api, Operator, require_read, require_write
 from conveyor.api.errors import ApiError
 from conveyor.api.routes.common import enqueued, to_message
 from conveyor.api.schemas import (
@@ -65,9 +65,8 @@ async def get_task(task_id: str, api: Api) -> TaskOut:
     "/{task_id}",
     response_model=Cancelled,
     responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "Active or finished"}},
-    dependencies=[Depends(require_write)],
 )
-async def cancel_task(task_id: str, api: Api) -> Cancelled:
+async def cancel_task(task_id: str, api: Api, actor: Operator) -> Cancelled:
     """Cancel a pending or scheduled task (409 once it is active or finished)."""
-    await api.inspector.cancel(task_id)
+    await api.inspector.cancel(task_id, actor=actor)
     return Cancelled(id=task_id)

@@ -77,6 +77,20 @@ local function to_pending(key, id, pending, now)
     redis.call('ZADD', pending, pending_score(stored_priority(key), now), id)
 end
 
+-- a dead letter (already out of the dead set) back to pending as a fresh task: its retry
+-- and crash budgets reset, its record kept for good again; false if its record is gone
+local function revive(key, id, pending, now)
+    if redis.call('TYPE', key)['ok'] ~= 'hash' then
+        return false
+    end
+    local priority = stored_priority(key)
+    redis.call('PERSIST', key)
+    redis.call('HDEL', key, 'reason', 'finished_at')
+    redis.call('HSET', key, 'state', 'pending', 'failures', 0, 'crashes', 0)
+    redis.call('ZADD', pending, pending_score(priority, now), id)
+    return true
+end
+
 -- a leased task whose worker or process died (its lease already removed): one crash more,
 -- then back to pending, or dead once it lost `max_crashes` workers (a poison pill that
 -- kills whatever runs it). `how` tells the record what died. Returns 'pending' or 'dead'.

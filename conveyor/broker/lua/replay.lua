@@ -11,16 +11,8 @@
 local now = now_ms()
 local replayed = {}
 for _, id in ipairs(ARGV) do
-    if redis.call('ZREM', KEYS[1], id) == 1 then
-        local key = KEYS[4] .. id
-        if redis.call('TYPE', key)['ok'] == 'hash' then
-            local priority = stored_priority(key)
-            redis.call('PERSIST', key)
-            redis.call('HDEL', key, 'reason', 'finished_at')
-            redis.call('HSET', key, 'state', 'pending', 'failures', 0, 'crashes', 0)
-            redis.call('ZADD', KEYS[2], pending_score(priority, now), id)
-            replayed[#replayed + 1] = id
-        end
+    if redis.call('ZREM', KEYS[1], id) == 1 and revive(KEYS[4] .. id, id, KEYS[2], now) then
+        replayed[#replayed + 1] = id
     end
 end
 if #replayed > 0 then
