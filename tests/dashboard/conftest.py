@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from conveyor import Conveyor
 from conveyor.api.config import ApiSettings
@@ -35,6 +35,7 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 #: How long a browser expectation waits: live data is at most ~2 s stale, plus a loaded machine.
 EXPECT_MS = 10_000
+expect.set_options(timeout=EXPECT_MS)
 
 
 @pytest.fixture(scope="module")

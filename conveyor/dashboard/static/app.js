@@ -183,11 +183,16 @@ function showSession() {
   $("logout").hidden = !s.user;
 }
 
+const SIGNED_OUT = { auth: true, user: null, scope: null, can_act: false };
+
 async function refreshSession() {
   try {
     state.session = await get("api/session");
   } catch (error) {
-    notify(`Could not read the session: ${describe(error)}`, "error");
+    // the server answers 401 rather than {"auth": true, "user": null} to a visitor without
+    // a token: either way the visitor is signed out
+    if (error.status === 401) state.session = { ...SIGNED_OUT };
+    else notify(`Could not read the session: ${describe(error)}`, "error");
   }
   showSession();
   return state.session;
@@ -227,7 +232,7 @@ async function start() {
   on("redis", showRedis);
   on("unauthorized", () => {
     if (routePath() !== "login") {
-      state.session = { ...state.session, user: null };
+      state.session = { ...SIGNED_OUT };
       showSession();
       navigate(`login?next=${encodeURIComponent(routePath() + location.search)}`, { replace: true });
     }
