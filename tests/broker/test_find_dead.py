@@ -58,9 +58,10 @@ def deaths(r: redis.Redis, keys: QueueKeys) -> dict[str, int]:
 
 
 def newest_first(r: redis.Redis, keys: QueueKeys, *ids: str) -> list[tuple[str, int]]:
-    """`ids` with their times of death, newest first."""
+    """`ids` with their times of death, newest first (letters that died in the same ms in
+    reverse order of id, as ZREVRANGEBYSCORE gives them)."""
     at = deaths(r, keys)
-    return sorted(((i, at[i]) for i in ids), key=lambda pair: -pair[1])
+    return sorted(((i, at[i]) for i in ids), key=lambda pair: (pair[1], pair[0]), reverse=True)
 
 
 def every_letter(r: redis.Redis, keys: QueueKeys) -> list[tuple[str, int]]:
