@@ -11,22 +11,34 @@ from collections import Counter
 import pytest
 
 from conveyor import Conveyor, TaskState
+from conveyor.broker.inspect import AsyncInspector
 from conveyor.broker.timeseries import FINE, OUTCOMES, Point
 from tests.support.worker import LOAD_SLACK, running_worker, wait_all, wait_until
 
 
 def counts(points: list[Point], before: float, after: float) -> Counter[str]:
     """Outcomes counted over a window's points read between the server times `before` and
-    `after`: a bucket over holds rate x 10 s, the current one rate x the time it has run."""
+    `after`: a bucket over holds rate x 10 s, the current one rate x the time it has run,
+    which the reading's own time bounds."""
     total: Counter[str] = Counter()
     for p in points:
         start = p.t / 1000
-        elapsed = min(FINE.step, max(1.0, (before + after) / 2 - start))
+        shortest, longest = (min(FINE.step, max(1.0, at - start)) for at in (before, after))
         for outcome in OUTCOMES:
-            counted = getattr(p, outcome) * elapsed
-            assert abs(counted - round(counted)) < 0.05, (p, outcome)
-            total[outcome] += round(counted)
+            rate = getattr(p, outcome)
+            fits = [n for n in range(101) if rate * shortest - 0.01 <= n <= rate * longest + 0.01]
+            assert len(fits) == 1, (p, outcome, shortest, longest)
+            total[outcome] += fits[0]
     return +total
+
+
+async def counted(inspector: AsyncInspector, queue: str | None = None) -> Counter[str]:
+    """Outcomes counted in the 15 minutes' history of `queue` (default: all)."""
+    before = await inspector.server_time()
+    step, points = await inspector.history("15m", queue)
+    after = await inspector.server_time()
+    assert step == FINE.step
+    return counts(points, before, after)
 
 
 @pytest.mark.timeout(60)
@@ -46,16 +58,11 @@ async def test_a_worker_leaves_outcome_counts_in_the_history(aapp: Conveyor) -> 
         await wait_all(dead, TaskState.DEAD)
     # the worker wrote its tally once more as it stopped
     inspector = aapp.async_inspector()
-    before = await inspector.server_time()
-    step, points = await inspector.history("15m")
-    after = await inspector.server_time()
-    assert step == 10
-    assert counts(points, before, after) == Counter(succeeded=3, dead=2)
+    assert await counted(inspector) == Counter(succeeded=3, dead=2)
+    assert await counted(inspector, "default") == Counter(succeeded=3, dead=2)
+    assert await counted(inspector, "other") == Counter()
+    _, points = await inspector.history("15m")
     assert any(p.run_p50 is not None and p.wait_p50 is not None for p in points)
-    _, default = await inspector.history("15m", "default")
-    assert counts(default, before, after) == Counter(succeeded=3, dead=2)
-    _, other = await inspector.history("15m", "other")
-    assert counts(other, before, after) == Counter()
 
 
 @pytest.mark.timeout(60)
@@ -124,8 +131,4 @@ async def test_a_task_that_fails_twice_keeps_both_attempts_in_its_history(
         assert attempt.started_at is not None and attempt.finished_at is not None
         assert attempt.started_at <= attempt.finished_at
     # and the history counts the retries apart from the successes
-    inspector = aapp.async_inspector()
-    before = await inspector.server_time()
-    _, points = await inspector.history("15m")
-    after = await inspector.server_time()
-    assert counts(points, before, after) == Counter(retried=2, succeeded=1)
+    assert await counted(aapp.async_inspector()) == Counter(retried=2, succeeded=1)
