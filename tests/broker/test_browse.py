@@ -109,3 +109,11 @@ def test_a_state_without_an_index_is_refused(app: Conveyor, state: str) -> None:
 async def test_the_async_face_refuses_it_too(aapp: Conveyor) -> None:
     with pytest.raises(ValueError, match="not indexed"):
         await aapp.async_inspector().tasks("default", "succeeded")
+
+
+def test_a_page_of_no_tasks_reads_none(app: Conveyor) -> None:
+    """Every Inspector read is bounded by its limit. Fails today: limit=0 makes
+    `ZRANGE index offset offset-1`, i.e. `0 -1`, the whole index, and a HGETALL of every
+    task in it (see the report)."""
+    app.enqueue_many([app.message("job", i) for i in range(3)])
+    assert app.inspector.tasks("default", "pending", limit=0) == (3, [])
