@@ -1,4 +1,5 @@
 """The audit log: who did what to which tasks, from where, kept in Redis and bounded.
+Entries carry the clock of the process that acted.
 
 The dashboard, the API and the CLI pass an `Actor` to the Inspector's actions, which
 append one entry each once the action is done. Library calls without an actor are not
@@ -69,7 +70,7 @@ class AuditEntry:
 def record(keys: GlobalKeys, actor: Actor, action: str, target: str, count: int) -> Op[None]:
     """Append an entry and drop the oldest beyond MAX_ENTRIES, in one round trip."""
     if len(target) > MAX_TARGET:
-        target = target[: MAX_TARGET - 5] + " [...]"
+        target = target[: MAX_TARGET - 6] + " [...]"
     entry = serializers.dumps({
         "at": time.time(), "actor": actor.name, "via": actor.via, "address": actor.address,
         "action": action, "target": target, "count": count,
@@ -83,6 +84,8 @@ def record(keys: GlobalKeys, actor: Actor, action: str, target: str, count: int)
 
 def read(keys: GlobalKeys, offset: int, limit: int) -> Op[tuple[int, list[AuditEntry]]]:
     """(total, page) of the log, newest first."""
+    if limit <= 0:  # an LRANGE to -1 would read the whole log
+        return Op([Call.command("LLEN", keys.audit)], lambda r: (int(r[0]), []))
     calls = [
         Call.command("LLEN", keys.audit),
         Call.command("LRANGE", keys.audit, offset, offset + limit - 1),

@@ -10,8 +10,8 @@ from conveyor.broker.admin import Procedure, command
 from conveyor.broker.dead_letters import decode_or_placeholder
 from conveyor.broker.ops import Op, Operations
 from conveyor.broker.scripts import Call
-from conveyor.broker.timeseries import WRITE_LAG, Point, buckets, fields_of, point
-from conveyor.model import TaskRecord
+from conveyor.broker.timeseries import WINDOWS, WRITE_LAG, Point, buckets, fields_of, point
+from conveyor.model import TaskRecord, TaskState
 
 #: The states whose tasks are indexed, so they can be listed: each is a ZSET of the queue.
 LISTED_STATES = ("pending", "active", "scheduled", "retrying", "dead")
@@ -30,14 +30,21 @@ def tasks(
     if state not in LISTED_STATES:
         raise ValueError(f"tasks in state {state!r} are not indexed: use one of {LISTED_STATES}")
     index = getattr(ops.queue_keys(queue), state)
+    if limit <= 0:  # a range to -1 would read the whole index
+        total: int = yield Op([Call.command("ZCARD", index)], lambda replies: int(replies[0]))
+        return total, []
     read = "ZREVRANGE" if newest_first else "ZRANGE"
-    total, ids = yield Op(
+    count, ids = yield Op(
         [Call.command("ZCARD", index), Call.command(read, index, offset, offset + limit - 1)],
         lambda replies: (int(replies[0]), [i.decode() for i in replies[1]]),
     )
     k = ops.queue_keys(queue)
     raws = yield Op([Call.command("HGETALL", k.task(i)) for i in ids], lambda replies: replies)
-    return total, [decode_or_placeholder(i, queue, raw) for i, raw in zip(ids, raws, strict=True)]
+    placeholder = TaskState(state)
+    records = [
+        decode_or_placeholder(i, queue, raw, placeholder) for i, raw in zip(ids, raws, strict=True)
+    ]
+    return count, records
 
 
 def history(
@@ -47,6 +54,8 @@ def history(
     all. Settled buckets found in `cache` are not read again; those read are added to it."""
     seconds, micros = yield command("TIME")
     now = int(seconds) + int(micros) / 1e6
+    if window not in WINDOWS:
+        raise ValueError(f"unknown window {window!r}: use one of {sorted(WINDOWS)}")
     resolution, starts = buckets(window, now)
     step, tag = resolution.step, queue or ""
     known = cache if cache is not None else {}
@@ -57,7 +66,7 @@ def history(
     fresh = {}
     for bucket, values in zip(missing, replies, strict=True):
         # the current bucket is not over: its rate is over the part its counts cover
-        elapsed = min(step, max(1.0, now - WRITE_LAG / 3 - bucket))
+        elapsed = min(step, max(1.0, now - WRITE_LAG - bucket))
         fresh[bucket] = point(bucket, elapsed, values)
         if bucket + step + SETTLED_AFTER < now:
             known[(step, bucket, tag)] = fresh[bucket]

@@ -26,7 +26,8 @@ from conveyor.model import TaskRecord, TaskState
 @dataclass(frozen=True, slots=True)
 class DeadFilter:
     """Which dead letters: of a task name, whose error contains a text (type, message or
-    traceback; case-insensitive), dead at least `min_age` and at most `max_age` seconds."""
+    traceback; ASCII letters compare without case), dead at least `min_age` and at most
+    `max_age` seconds."""
 
     task_name: str | None = None
     text: str | None = None
@@ -36,7 +37,8 @@ class DeadFilter:
     @property
     def is_empty(self) -> bool:
         """True when it matches every dead letter."""
-        return not (self.task_name or self.text or self.min_age or self.max_age)
+        ages = (self.min_age, self.max_age)
+        return not (self.task_name or self.text) and ages == (None, None)
 
 
 NO_FILTER = DeadFilter()
@@ -64,6 +66,7 @@ class DeadLetterAdmin:
         if task_name is not None:
             where = DeadFilter(task_name, where.text, where.min_age, where.max_age)
         queues = yield from self._queues(queues)
+        limit = max(0, limit)  # a range to -1 would read every letter
         if not where.is_empty:
             matches = yield from self.matching(queues, where)
             chosen = matches[offset : offset + limit]
@@ -74,11 +77,12 @@ class DeadLetterAdmin:
         calls = []
         for queue in queues:
             dead = self.ops.queue_keys(queue).dead
-            calls += [
-                Call.command("ZCARD", dead),
-                Call.command("ZREVRANGE", dead, 0, offset + limit - 1, "WITHSCORES"),
-            ]
+            calls.append(Call.command("ZCARD", dead))
+            if limit:
+                calls.append(Call.command("ZREVRANGE", dead, 0, offset + limit - 1, "WITHSCORES"))
         replies = yield Op(calls, lambda replies: replies)
+        if not limit:
+            return sum(int(n) for n in replies), []
         total = sum(int(n) for n in replies[0::2])
         newest: list[tuple[float, str, str]] = []
         for queue, entries in zip(queues, replies[1::2], strict=True):
@@ -94,7 +98,8 @@ class DeadLetterAdmin:
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         low = "-inf" if where.max_age is None else now_ms - round(where.max_age * 1000)
         high = "+inf" if where.min_age is None else now_ms - round(where.min_age * 1000)
-        text = (where.text or "").lower()
+        # Lua lowers ASCII letters only: so must the text it looks for
+        text = "".join(c.lower() if c.isascii() else c for c in where.text or "")
         found: list[tuple[float, str]] = []
         for queue in queues:
             k = self.ops.queue_keys(queue)
@@ -200,7 +205,11 @@ class DeadLetterAdmin:
         return Op(calls, decode)
 
 
-def decode_or_placeholder(task_id: str, queue: str, raw: dict[bytes, bytes] | None) -> TaskRecord:
+def decode_or_placeholder(
+    task_id: str, queue: str, raw: dict[bytes, bytes] | None, state: TaskState = TaskState.DEAD
+) -> TaskRecord:
+    """The record, or a placeholder in the `state` it was listed in, saying what is wrong,
+    so it can still be seen and deleted."""
     reason = "malformed task id"
     try:
         if raw:
@@ -209,7 +218,7 @@ def decode_or_placeholder(task_id: str, queue: str, raw: dict[bytes, bytes] | No
             reason = "record missing"
     except (SerializationError, ValueError) as exc:
         reason = f"corrupt record: {exc}"
-    return TaskRecord(task_id, queue, "", TaskState.DEAD, [], {}, reason=reason)
+    return TaskRecord(task_id, queue, "", state, [], {}, reason=reason)
 
 
 def command_script(ops: Operations, name: str, keys: list[str], argv: list[Any]) -> Op[Any]:

@@ -94,6 +94,8 @@ class Point:
     """One bucket of a chart: rates per second and latency percentiles (None: no data)."""
 
     t: int  # start, epoch ms
+    seconds: float  # what the rates are over: the bucket's width, or the part of the
+    # current bucket the workers have written (rate x seconds = count)
     succeeded: float
     failed: float
     retried: float
@@ -124,7 +126,7 @@ def point(bucket: int, seconds: float, values: Sequence[bytes | None]) -> Point:
     width = len(BINS) + 1
     run, wait = numbers[n : n + width], numbers[n + width :]
     return Point(
-        bucket * 1000, succeeded, failed, retried, dead,
+        bucket * 1000, seconds, succeeded, failed, retried, dead,
         percentile(run, 0.5), percentile(run, 0.95), percentile(wait, 0.5), percentile(wait, 0.95),
     )  # fmt: skip
 
@@ -145,17 +147,18 @@ def percentile(histogram: Sequence[int], q: float) -> float | None:
     return BINS[-1]
 
 
-#: Seconds by which the workers' writes trail the clock (they write about once a second):
-#: a window ends with the bucket holding `now - WRITE_LAG`, so its last point is never a
-#: bucket just begun, nor counts the second not written yet.
-WRITE_LAG = 3.0
+#: Seconds by which the workers' writes trail the clock (they write about once a second).
+WRITE_LAG = 1.0
+#: A window ends with the bucket holding `now - SHOWN_AFTER`: its last point is never a
+#: bucket just begun, whose rate over a second or so would make the chart jump.
+SHOWN_AFTER = 2.0
 
 
 def buckets(window: str, now: float) -> tuple[Resolution, list[int]]:
     """The resolution and bucket starts of a window ending with the bucket holding
-    `now - WRITE_LAG`."""
+    `now - SHOWN_AFTER`."""
     resolution, count = WINDOWS[window]
-    last = resolution.bucket(now - WRITE_LAG)
+    last = resolution.bucket(now - SHOWN_AFTER)
     return resolution, [last - resolution.step * i for i in range(count - 1, -1, -1)]
 
 

@@ -22,7 +22,9 @@ class StatsWriter:
     """Counts in memory on the hot path; writes the counts in one pipeline per interval.
 
     A write that fails (Redis away) is merged back and tried again with the next, so an
-    outage delays the history without losing it; a crash loses at most one interval.
+    outage delays the history without losing it; a crash loses at most one interval. A
+    connection lost halfway through a write may count part of it twice: these are
+    statistics for charts, not a ledger.
     """
 
     def __init__(self, broker: AsyncBroker) -> None:

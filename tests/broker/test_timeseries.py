@@ -5,6 +5,7 @@ percentiles, settled buckets kept in the caller's cache and the current one re-r
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 
@@ -19,6 +20,7 @@ from conveyor.broker.timeseries import (
     BINS,
     COARSE,
     FINE,
+    SHOWN_AFTER,
     Point,
     Resolution,
     Tally,
@@ -156,7 +158,7 @@ def test_a_flush_adds_to_both_resolutions_each_with_its_expiry() -> None:
     ("window", "resolution", "count"),
     [("15m", FINE, 90), ("1h", FINE, 360), ("24h", COARSE, 1440)],
 )
-def test_a_window_ends_with_the_bucket_holding_now(
+def test_a_window_ends_with_the_bucket_a_moment_ago(
     window: str, resolution: Resolution, count: int
 ) -> None:
     now = 1_700_000_123.4
@@ -164,8 +166,11 @@ def test_a_window_ends_with_the_bucket_holding_now(
     assert got == resolution
     step = got.step
     assert len(starts) == count
-    assert starts[-1] <= now < starts[-1] + step
+    assert starts[-1] <= now - SHOWN_AFTER < starts[-1] + step
     assert starts[-1] % step == 0
+    # a bucket begun a second ago is not shown yet: its rate would be over a second
+    just_begun = resolution.bucket(now) + 1.0
+    assert buckets(window, just_begun)[1][-1] == resolution.bucket(now) - step
     assert starts == [starts[0] + step * i for i in range(count)]
 
 
@@ -174,13 +179,18 @@ def test_an_unknown_window_is_refused() -> None:
         buckets("7d", 0.0)
 
 
+def test_the_inspector_refuses_an_unknown_window_by_name(app: Conveyor) -> None:
+    with pytest.raises(ValueError, match="unknown window '7d'"):
+        app.inspector.history("7d")
+
+
 def test_a_point_turns_counts_into_rates_over_the_time_elapsed() -> None:
     values: list[bytes | None] = [b"20", None, b"5", b"1"]  # succeeded, failed, retried, dead
     run = [b"4" if i == 1 else None for i in range(LAST_BIN + 1)]
     wait: list[bytes | None] = [None] * (LAST_BIN + 1)
     assert len(values + run + wait) == len(fields_of(None))
     assert point(1000, 10.0, values + run + wait) == Point(
-        1_000_000, 2.0, 0.0, 0.5, 0.1, 0.00175, 0.001 + 0.0015 * 0.95, None, None
+        1_000_000, 10.0, 2.0, 0.0, 0.5, 0.1, 0.00175, 0.001 + 0.0015 * 0.95, None, None
     )
 
 
@@ -204,7 +214,7 @@ async def test_a_flush_is_read_back_by_the_history_as_rates_and_percentiles(
     written = FINE.bucket(past) * 1000
     [mail] = [p for p in points if p.t == written]
     assert mail == Point(
-        written, 0.6, 0.2, 0.1, 0.1,
+        written, 10.0, 0.6, 0.2, 0.1, 0.1,
         0.0025 + 0.0025 * 0.5, 0.0025 + 0.0025 * 0.95, 0.1 + 0.15 * 0.5, 0.1 + 0.15 * 0.95,
     )  # fmt: skip
     assert all(p.succeeded == 0 for p in points if p.t != written)
@@ -222,9 +232,13 @@ async def test_the_writer_counts_now_and_the_current_bucket_is_read_as_it_grows(
     writer.outcome("mail", "send", "succeeded")
     writer.latency("mail", "run", 0.5)
     await writer.flush()
-    _, points = await aapp.async_inspector().history("15m", "mail")
+    inspector = aapp.async_inspector()
+    # the window shows a bucket once it is SHOWN_AFTER seconds old: in 2 s at most
+    await asyncio.sleep(SHOWN_AFTER)
+    _, points = await inspector.history("15m", "mail")
     # the last bucket, or the one before if the flush straddled a bucket's end
     assert sum(p.succeeded > 0 for p in points[-2:]) == 1
+    assert [round(p.succeeded * p.seconds) for p in points[-2:] if p.succeeded] == [1]
     assert [p.run_p50 for p in points[-2:] if p.run_p50 is not None] == [0.25 + 0.25 * 0.5]
 
 
@@ -233,7 +247,7 @@ def test_the_cache_keeps_settled_buckets_and_the_current_one_is_read_again(
 ) -> None:
     keys = GlobalKeys(app.settings.prefix)
     now = redis_ms(r) / 1000
-    settled, current = FINE.bucket(now - 60), FINE.bucket(now)
+    settled, current = FINE.bucket(now - 60), FINE.bucket(now - SHOWN_AFTER)
     counts = f"{ALL}:{ALL}:succeeded"
     for bucket in (settled, current):
         r.hincrby(keys.stats(10, bucket), counts, 10)
