@@ -2,7 +2,7 @@
 workers in time buckets kept in Redis, so they sum every worker and outlive any restart.
 
 Each worker tallies in memory and adds its tally to the buckets about once a second (one
-pipeline of HINCRBY), so the hot path only increments a dict. Two resolutions: 10-second
+pipeline of HINCRBY), so the hot path only bumps a dict entry. Two resolutions: 10-second
 buckets kept an hour, 1-minute buckets kept a day. A bucket is a hash with fields
 `<queue>:<task>:<outcome>`, `<queue>:run:<bin>` and `<queue>:wait:<bin>`, where the queue
 or the task may be `*`, the sum of all (queue and task names cannot hold `*` or `:`).
@@ -52,41 +52,53 @@ def bin_of(seconds: float) -> int:
 
 
 class Tally:
-    """What one worker counted since its last flush, by 10-second bucket."""
+    """What one worker counted since its last flush.
+
+    The hot path only bumps a dict entry keyed by a tuple (under a microsecond); the hash
+    fields, and the sums over tasks and queues, are made when the tally is taken, once a
+    second, from one entry per distinct key.
+    """
 
     def __init__(self) -> None:
-        self.buckets: dict[int, Counter[str]] = {}
-
-    def _fields(self, at: float) -> Counter[str]:
-        bucket = FINE.bucket(at)
-        fields = self.buckets.get(bucket)
-        if fields is None:
-            fields = self.buckets[bucket] = Counter()
-        return fields
+        #: (10-second bucket, queue, task, outcome) -> attempts
+        self.outcomes: dict[tuple[int, str, str, str], int] = {}
+        #: (10-second bucket, queue, kind, bin) -> latencies
+        self.latencies: dict[tuple[int, str, str, int], int] = {}
+        #: fields of a take that could not be written, for the next
+        self.returned: dict[int, Counter[str]] = {}
 
     def outcome(self, at: float, queue: str, task: str, outcome: str) -> None:
         """One attempt ended with `outcome`."""
-        fields = self._fields(at)
-        fields[f"{queue}:{task}:{outcome}"] += 1
-        fields[f"{queue}:{ALL}:{outcome}"] += 1
-        fields[f"{ALL}:{ALL}:{outcome}"] += 1
+        key = (int(at) // _STEP * _STEP, queue, task, outcome)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
 
     def latency(self, at: float, queue: str, kind: str, seconds: float) -> None:
         """One `run` or `wait` latency."""
-        fields = self._fields(at)
-        which = bin_of(seconds)
-        fields[f"{queue}:{kind}:{which}"] += 1
-        fields[f"{ALL}:{kind}:{which}"] += 1
+        key = (int(at) // _STEP * _STEP, queue, kind, bisect.bisect_left(BINS, seconds))
+        self.latencies[key] = self.latencies.get(key, 0) + 1
 
     def take(self) -> dict[int, Counter[str]]:
-        """Everything counted, and start afresh."""
-        taken, self.buckets = self.buckets, {}
+        """Everything counted, as hash fields by 10-second bucket, and start afresh."""
+        taken, self.returned = self.returned, {}
+        for (bucket, queue, task, outcome), n in self.outcomes.items():
+            fields = taken.setdefault(bucket, Counter())
+            fields[f"{queue}:{task}:{outcome}"] += n
+            fields[f"{queue}:{ALL}:{outcome}"] += n
+            fields[f"{ALL}:{ALL}:{outcome}"] += n
+        for (bucket, queue, kind, which), n in self.latencies.items():
+            fields = taken.setdefault(bucket, Counter())
+            fields[f"{queue}:{kind}:{which}"] += n
+            fields[f"{ALL}:{kind}:{which}"] += n
+        self.outcomes, self.latencies = {}, {}
         return taken
 
     def give_back(self, taken: Mapping[int, Counter[str]]) -> None:
-        """Merge a tally that could not be written, to try again with the next."""
+        """Merge a take that could not be written, to try again with the next."""
         for bucket, fields in taken.items():
-            self._fields(bucket).update(fields)
+            self.returned.setdefault(bucket, Counter()).update(fields)
+
+
+_STEP = FINE.step
 
 
 @dataclass(frozen=True, slots=True)
