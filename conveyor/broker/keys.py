@@ -48,10 +48,15 @@ class GlobalKeys:
         """STRING the id of the worker surveying the others for the dead; expires."""
         return f"{self.prefix}:{{workers}}:reaper"
 
+    @property
+    def stats_prefix(self) -> str:
+        """Start of the history buckets' keys."""
+        return f"{self.prefix}:{{stats}}:"
+
     def stats(self, step: int, bucket: int) -> str:
         """HASH of the outcome counts and latency histograms of all workers in one time
         bucket (`step` seconds wide, starting at epoch second `bucket`); expires."""
-        return f"{self.prefix}:{{stats}}:{step}:{bucket}"
+        return f"{self.stats_prefix}{step}:{bucket}"
 
     @property
     def audit(self) -> str:

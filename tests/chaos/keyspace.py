@@ -66,7 +66,7 @@ def _members(client: redis.Redis, name: str, kind: str) -> tuple[int, tuple[str,
 def unexplained(keys: list[KeyState], prefix: str, workers: set[str]) -> list[str]:
     """The keys nothing explains, described; `workers` are the run's worker ids."""
     g, q = GlobalKeys(prefix), QueueKeys(prefix, QUEUE)
-    expiring = (g.worker_prefix, g.reaper, q.base + "claim:", q.base + "idem:")
+    expiring = (g.worker_prefix, g.reaper, g.stats_prefix, q.base + "claim:", q.base + "idem:")
     bad = []
     for key in keys:
         if key.name.startswith(expiring):
