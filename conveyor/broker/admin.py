@@ -166,7 +166,7 @@ class Admin:
     def server_config(self) -> Procedure[dict[str, str]]:
         """CONFIG GET * as text; raises redis' ReplyError where CONFIG is forbidden."""
         reply = yield command("CONFIG", "GET", "*")
-        items = reply.items() if isinstance(reply, dict) else _pairs(reply)
+        items = reply.items() if isinstance(reply, dict) else pairs(reply)
         return {as_text(k): as_text(v) for k, v in items}
 
 
@@ -212,6 +212,7 @@ def _lag(head: list[Any], now_ms: int) -> float:
     return max(0.0, (now_ms - score % PRIORITY_BAND) / 1000)
 
 
-def _pairs(flat: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+def pairs(flat: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+    """(a, b), (c, d) ... of a flat reply [a, b, c, d, ...]."""
     items = iter(flat)
     return zip(items, items, strict=True)

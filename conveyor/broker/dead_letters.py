@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor import serializers
-from conveyor.broker.admin import Procedure, command, queue_names
+from conveyor.broker.admin import Procedure, command, pairs, queue_names
 from conveyor.broker.ops import MAINTENANCE_BATCH, Op, Operations, raw, scored
 from conveyor.broker.scripts import Call
 from conveyor.errors import SerializationError
@@ -109,7 +109,7 @@ class DeadLetterAdmin:
                 argv = [low, high, where.task_name or "", text, rank, MAINTENANCE_BATCH]
                 reply = yield command_script(self.ops, "find_dead", keys, argv)
                 rank = int(reply[0])
-                found += [(-float(score), i.decode()) for i, score in _pairs(reply[1:])]
+                found += [(-float(score), i.decode()) for i, score in pairs(reply[1:])]
         found.sort()
         return [task_id for _, task_id in found]
 
@@ -224,11 +224,6 @@ def decode_or_placeholder(
 def command_script(ops: Operations, name: str, keys: list[str], argv: list[Any]) -> Op[Any]:
     """One script call whose reply is used as it comes."""
     return raw(Call.script_call(ops.scripts[name], keys, argv))
-
-
-def _pairs(flat: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
-    items = iter(flat)
-    return zip(items, items, strict=True)
 
 
 def _chunks_by_queue(task_ids: Iterable[str]) -> Iterator[tuple[str, list[str]]]:
