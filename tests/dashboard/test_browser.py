@@ -99,8 +99,17 @@ def test_the_overview_follows_enqueues_without_a_reload(
     expect(page.get_by_test_id("workers-alive")).to_have_text("1")
     expect(scheduled).to_have_text("1")
     assert page.evaluate("window.sameDocument") is True, "the page reloaded"
-    # the throughput chart has drawn its four series, with labelled axes and a legend
+    # the charts follow too: the three successes show as a peak of succeeded per second
+    # (the workers flush their counts about once a second), their run times as latency
     throughput = page.get_by_test_id("chart-throughput-15m")
+    expect(throughput.locator("svg")).to_have_attribute(
+        "aria-label", re.compile(r"^succeeded: latest [^;]*, peak 0\.[0-9]*[1-9]")
+    )
+    latency = page.get_by_test_id("chart-latency-15m")
+    expect(latency.locator("svg")).to_have_attribute(
+        "aria-label", re.compile(r"^run p50: latest \d")
+    )
+    # four series, labelled axes, a legend
     expect(throughput.locator("svg path.line")).to_have_count(4)
     expect(throughput.locator("svg text.axis-title")).to_have_count(2)
     expect(throughput.locator(".legend li")).to_have_count(4)
