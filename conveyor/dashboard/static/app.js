@@ -179,7 +179,8 @@ function needsLogin() {
 function showSession() {
   const s = state.session;
   const who = s.user ? `${s.user}${s.scope ? ` (${s.scope})` : ""}` : s.auth ? "signed out" : "open access";
-  fill($("user-name"), who, s.can_act ? null : [" ", el("span", { class: "badge badge-readonly" }, "read-only")]);
+  const readOnly = !s.can_act && (s.user || !s.auth); // signed in (or open) but may not act
+  fill($("user-name"), who, readOnly ? [" ", el("span", { class: "badge badge-readonly" }, "read-only")] : null);
   $("logout").hidden = !s.user;
 }
 
