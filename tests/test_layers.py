@@ -11,7 +11,15 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "conveyor"
 #: The only modules that build Redis commands (the sans-IO operations) ...
-OPERATIONS = {"broker/ops.py", "broker/admin.py", "broker/fsck.py"}
+OPERATIONS = {
+    "broker/ops.py",
+    "broker/admin.py",
+    "broker/fsck.py",
+    "broker/dead_letters.py",
+    "broker/browse.py",
+    "broker/audit.py",
+    "broker/timeseries.py",
+}
 #: ... and the only one that sends them, and imports redis-py or hiredis.
 TRANSPORT = "broker/transport.py"
 #: What building or sending a Redis command looks like in Python.
@@ -24,7 +32,7 @@ LAYERS = {
     "broker": ["broker"],
     "producer": ["producer", "task", "metrics"],
     "facade": ["app"],
-    "edges": ["worker", "api", "cli", "tools", "__main__"],
+    "edges": ["worker", "api", "dashboard", "cli", "tools", "__main__"],
 }  # fmt: skip
 
 

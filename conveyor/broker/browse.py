@@ -10,7 +10,7 @@ from conveyor.broker.admin import Procedure, command
 from conveyor.broker.dead_letters import decode_or_placeholder
 from conveyor.broker.ops import Op, Operations
 from conveyor.broker.scripts import Call
-from conveyor.broker.timeseries import Point, buckets, fields_of, point
+from conveyor.broker.timeseries import WRITE_LAG, Point, buckets, fields_of, point
 from conveyor.model import TaskRecord
 
 #: The states whose tasks are indexed, so they can be listed: each is a ZSET of the queue.
@@ -56,7 +56,8 @@ def history(
     replies: list[Any] = (yield Op(calls, lambda r: r)) if calls else []
     fresh = {}
     for bucket, values in zip(missing, replies, strict=True):
-        elapsed = min(step, max(1.0, now - bucket))  # the current bucket is not over yet
+        # the current bucket is not over: its rate is over the part its counts cover
+        elapsed = min(step, max(1.0, now - WRITE_LAG / 3 - bucket))
         fresh[bucket] = point(bucket, elapsed, values)
         if bucket + step + SETTLED_AFTER < now:
             known[(step, bucket, tag)] = fresh[bucket]

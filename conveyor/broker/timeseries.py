@@ -145,10 +145,17 @@ def percentile(histogram: Sequence[int], q: float) -> float | None:
     return BINS[-1]
 
 
+#: Seconds by which the workers' writes trail the clock (they write about once a second):
+#: a window ends with the bucket holding `now - WRITE_LAG`, so its last point is never a
+#: bucket just begun, nor counts the second not written yet.
+WRITE_LAG = 3.0
+
+
 def buckets(window: str, now: float) -> tuple[Resolution, list[int]]:
-    """The resolution and bucket starts of a window ending with the bucket holding `now`."""
+    """The resolution and bucket starts of a window ending with the bucket holding
+    `now - WRITE_LAG`."""
     resolution, count = WINDOWS[window]
-    last = resolution.bucket(now)
+    last = resolution.bucket(now - WRITE_LAG)
     return resolution, [last - resolution.step * i for i in range(count - 1, -1, -1)]
 
 

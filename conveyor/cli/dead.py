@@ -6,7 +6,7 @@ import click
 
 from conveyor import serializers
 from conveyor.broker.inspect import SyncInspector
-from conveyor.cli.root import Context, inspect, pass_context
+from conveyor.cli.root import Context, inspect, operator, pass_context
 from conveyor.errors import TaskNotFoundError
 from conveyor.model import TaskRecord
 
@@ -72,9 +72,11 @@ def retry_dead(
         raise click.UsageError("give task ids, or --all (not both)")
 
     if task_ids:
-        count = len(inspect(ctx, lambda i: i.replay(task_ids)))
+        count = len(inspect(ctx, lambda i: i.replay(task_ids, actor=operator())))
     else:
-        count = inspect(ctx, lambda i: i.replay_all([queue] if queue else None, task_name))
+        count = inspect(
+            ctx, lambda i: i.replay_all([queue] if queue else None, task_name, actor=operator())
+        )
     click.echo(f"requeued {count} dead letters")
     if task_ids and count < len(task_ids):
         raise click.ClickException(f"{len(task_ids) - count} of the ids were not dead letters")
@@ -85,7 +87,7 @@ def retry_dead(
 @pass_context
 def delete_dead(ctx: Context, task_ids: tuple[str, ...]) -> None:
     """Delete dead letters by id."""
-    count = inspect(ctx, lambda i: i.delete_dead(task_ids))
+    count = inspect(ctx, lambda i: i.delete_dead(task_ids, actor=operator()))
     click.echo(f"deleted {count} dead letters")
     if count < len(task_ids):
         raise click.ClickException(f"{len(task_ids) - count} of the ids were not dead letters")
@@ -100,5 +102,5 @@ def purge_dead(ctx: Context, queue: str | None, yes: bool) -> None:
     if not yes:
         click.confirm(f"Delete every dead letter of {queue or 'every queue'}?", abort=True)
 
-    purged = inspect(ctx, lambda i: i.purge_dead([queue] if queue else None))
+    purged = inspect(ctx, lambda i: i.purge_dead([queue] if queue else None, actor=operator()))
     click.echo(f"purged {purged} dead letters")

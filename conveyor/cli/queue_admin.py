@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from conveyor import serializers
-from conveyor.cli.root import Context, inspect, pass_context
+from conveyor.cli.root import Context, inspect, operator, pass_context
 
 COLUMNS = ("pending", "active", "scheduled", "dead")
 
@@ -46,7 +46,7 @@ def resume(ctx: Context, queue: str) -> None:
 
 
 def _set_paused(ctx: Context, queue: str, paused: bool) -> None:
-    inspect(ctx, lambda i: i.set_paused(queue, paused))
+    inspect(ctx, lambda i: i.set_paused(queue, paused, actor=operator()))
     click.echo(f"{'paused' if paused else 'resumed'} {queue}")
 
 

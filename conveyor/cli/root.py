@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -15,6 +16,7 @@ from conveyor.settings import Settings
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
+    from conveyor.broker.audit import Actor
     from conveyor.broker.inspect import SyncInspector
 
 T = TypeVar("T")
@@ -128,6 +130,20 @@ def run_operation(operation: Callable[[], T]) -> T:
     except ConveyorError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+def operator() -> Actor:
+    """The CLI's user, as the audit log names them: `cli:user@host`."""
+    import getpass
+    import socket
+
+    from conveyor.broker.audit import Actor
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        user = str(os.getuid())
+    return Actor(f"cli:{user}@{socket.gethostname()}", "cli")
 
 
 def inspect(ctx: Context, use: Callable[[SyncInspector], T]) -> T:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from conveyor import serializers
-from conveyor.cli.root import Context, pass_context, run_operation
+from conveyor.cli.root import Context, inspect, operator, pass_context, run_operation
 from conveyor.errors import SerializationError, TaskNotFoundError
 from conveyor.ids import queue_of
 from conveyor.options import TaskOptions
@@ -90,5 +90,5 @@ def status(ctx: Context, task_id: str) -> None:
 @pass_context
 def cancel(ctx: Context, task_id: str) -> None:
     """Cancel task TASK_ID if it has not started."""
-    run_operation(lambda: ctx.app().cancel(task_id))
+    inspect(ctx, lambda i: i.cancel(task_id, actor=operator()))
     click.echo(f"cancelled {task_id}")

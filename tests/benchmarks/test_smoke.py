@@ -113,3 +113,19 @@ def test_the_recovery_benchmark_times_each_kill_and_sees_no_takeover_of_a_stop(
     # the reaper, not the lease, brought the task back; the stopped worker kept its task
     assert figures["max_s"] < figures["lease_s"] / 2
     assert figures["takeovers_of_stopped_workers"] == 0
+
+
+def test_the_dashboard_benchmark_times_every_request_on_a_seeded_deployment(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.dashboard", "--queues", "3", "--dead", "40",
+         "--repeats", "2", "--json", str(tmp_path / "dashboard.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    figures = json.loads((tmp_path / "dashboard.json").read_text())
+    assert (figures["queues"], figures["dead_letters"]) == (3, 40)
+    timed = figures["requests"]
+    assert {"overview", "dead letters by error text", "history 24h (cached)"} <= timed.keys()
+    assert all(f["median_ms"] > 0 for f in timed.values())

@@ -502,8 +502,8 @@ def test_unreachable_redis_exits_3(unreachable: Invoke, args: list[str]) -> None
 
 # -- help ------------------------------------------------------------------------------
 
-COMMANDS = ["worker", "api", "enqueue", "status", "cancel", "queues", "pause", "resume",
-            "workers", "dlq", "fsck", "doctor", "demo"]  # fmt: skip
+COMMANDS = ["worker", "api", "dashboard", "enqueue", "status", "cancel", "queues", "pause",
+            "resume", "workers", "dlq", "fsck", "doctor", "demo"]  # fmt: skip
 
 
 def test_root_help_lists_every_command() -> None:
@@ -521,6 +521,7 @@ def test_root_help_lists_every_command() -> None:
     [
         ("worker", "Process tasks of MODULE:APP"),
         ("api", "Serve the HTTP API: POST /task and GET /stats"),
+        ("dashboard", "Serve the web dashboard: queues, workers, tasks, dead letters"),
         ("enqueue", "Enqueue task NAME and print its id."),
         ("status", "Print the record of task TASK_ID as JSON."),
         ("cancel", "Cancel task TASK_ID if it has not started."),
