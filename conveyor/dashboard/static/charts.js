@@ -162,7 +162,8 @@ function drawing(points, seriesList, unit, width, axisTitle) {
   const plot = svg("svg", { class: "plot", width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`,
     role: "img", "aria-label": summary(points, seriesList, unit) },
     yAxis(sc, width, unit), xAxis(sc, width), yTitle, xTitle,
-    seriesList.map((s) => seriesPath(points, s.key, sc)), cursor);
+    // the first series (succeeded, run p50) is drawn last: on top where lines overlap at 0
+    [...seriesList].reverse().map((s) => seriesPath(points, s.key, sc)), cursor);
   return { plot, sc, cursor };
 }
 
