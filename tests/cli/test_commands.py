@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -282,6 +284,19 @@ def test_pause_and_resume_a_queue(invoke: Invoke, r: redis.Redis, prefix: str) -
     assert (resumed.exit_code, resumed.stdout) == (0, "resumed emails\n")
     assert queues_json(invoke)["emails"]["paused"] is False
     assert r.exists(queue_keys(prefix, "emails").paused) == 0
+
+
+def test_the_cli_actions_are_in_the_audit_log_under_its_user(invoke: Invoke, app: Conveyor) -> None:
+    later = enqueued_id(invoke("enqueue", "job", "--delay", "600"))
+    assert invoke("pause", "emails").exit_code == 0
+    assert invoke("cancel", later).exit_code == 0
+    total, entries = app.inspector.audit_log()
+    assert total == 2
+    assert [(e.action, e.target, e.via) for e in entries] == [
+        ("cancel", later, "cli"), ("pause", "emails", "cli")
+    ]  # fmt: skip
+    user = f"{getpass.getuser()}@{socket.gethostname()}"
+    assert {e.actor for e in entries} == {f"cli:{user}"}
 
 
 def test_pause_rejects_an_invalid_queue_name(invoke: Invoke, r: redis.Redis, prefix: str) -> None:
