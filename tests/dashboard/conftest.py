@@ -80,7 +80,8 @@ PageFactory = Callable[..., Page]
 
 @pytest.fixture
 def new_page(browser: Browser) -> Iterator[PageFactory]:
-    """`new_page()`: a page in its own context; the test fails on any uncaught script error."""
+    """`new_page()`: a page in its own context; the test fails on any uncaught script error
+    or Content-Security-Policy violation."""
     contexts = []
     errors: list[str] = []
 
@@ -90,6 +91,8 @@ def new_page(browser: Browser) -> Iterator[PageFactory]:
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # the server's CSP forbids inline script and style: the page must never trip it
+        page.on("console", lambda m: errors.append(m.text) if "Security Policy" in m.text else None)
         return page
 
     yield make

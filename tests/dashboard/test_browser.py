@@ -329,3 +329,31 @@ def test_the_banner_shows_while_redis_is_down_and_goes_by_itself(
     finally:
         producer.close()
         own.cleanup()
+
+
+def test_the_pages_fit_a_phone_and_the_theme_choice_is_kept(
+    dashboard: str, producer: Conveyor, settings: Settings, new_page: PageFactory,
+    start_worker: WorkerFactory,
+) -> None:  # fmt: skip
+    start_worker(make_app(settings), "default")
+    dead = producer.enqueue("divide", 1, 0)
+    wait_state(dead, TaskState.DEAD)
+    page = new_page(width=375, height=740)
+    pages = {dashboard: "queue-row-default", f"{dashboard}queues/default": "queue-state-tab-dead",
+             f"{dashboard}dead": f"dead-row-{dead.id}", task_url(dashboard, dead.id): "timeline",
+             f"{dashboard}workers": "nav-workers", f"{dashboard}audit": "nav-audit"}  # fmt: skip
+    for url, ready in pages.items():
+        page.goto(url)
+        expect(page.get_by_test_id(ready).first).to_be_visible()
+        # nothing sticks out sideways: a phone scrolls down only
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"{url} is {width} px wide"
+
+    background = "getComputedStyle(document.body).backgroundColor"
+    before = page.evaluate(background)
+    page.get_by_test_id("theme-toggle").click()
+    after = page.evaluate(background)
+    assert after != before
+    page.reload()
+    expect(page.get_by_test_id("nav-audit")).to_be_visible()
+    assert page.evaluate(background) == after  # the choice outlived the reload
