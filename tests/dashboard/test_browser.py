@@ -357,3 +357,54 @@ def test_the_pages_fit_a_phone_and_the_theme_choice_is_kept(
     page.reload()
     expect(page.get_by_test_id("nav-audit")).to_be_visible()
     assert page.evaluate(background) == after  # the choice outlived the reload
+
+
+def test_dead_letters_are_retried_by_filter_deleted_by_selection_and_purged(
+    dashboard: str, producer: Conveyor, settings: Settings, new_page: PageFactory,
+    start_worker: WorkerFactory,
+) -> None:  # fmt: skip
+    worker = start_worker(make_app(settings), "default")
+    divided = [producer.enqueue("divide", i, 0) for i in range(2)]
+    exploded = [producer.enqueue("explode") for _ in range(3)]
+    for handle in divided + exploded:
+        wait_state(handle, TaskState.DEAD)
+    worker.stop()  # what is requeued stays pending
+
+    page = new_page()
+    page.goto(f"{dashboard}dead")
+    expect(page.get_by_test_id("dead-total")).to_have_text("5 matching")
+    page.get_by_test_id("dead-filter-task").fill("divide")
+    page.get_by_test_id("dead-filter-apply").click()
+    expect(page.get_by_test_id("dead-retry-matching")).to_have_text("Retry all 2 matching")
+    page.get_by_test_id("dead-retry-matching").click()
+    expect(page.get_by_test_id("dead-total")).to_have_text("0 matching")
+    assert [h.status() for h in divided] == [TaskState.PENDING] * 2
+
+    page.get_by_test_id("dead-filter-task").fill("")
+    page.get_by_test_id("dead-filter-apply").click()
+    expect(page.get_by_test_id("dead-total")).to_have_text("3 matching")
+    page.get_by_test_id(f"dead-select-{exploded[0].id}").check()
+    delete = page.get_by_test_id("dead-delete-selected")
+    delete.click()  # arms it: a destructive action takes a second click
+    expect(delete).to_contain_text("Click again")
+    assert producer.get_record(exploded[0].id) is not None
+    delete.click()
+    expect(page.get_by_test_id("dead-total")).to_have_text("2 matching")
+    assert producer.get_record(exploded[0].id) is None
+
+    page.get_by_test_id("dead-purge").click()
+    confirm = page.get_by_test_id("purge-confirm-button")
+    expect(confirm).to_be_disabled()
+    page.get_by_test_id("purge-confirm-input").fill("purg")
+    expect(confirm).to_be_disabled()
+    page.get_by_test_id("purge-confirm-input").fill("purge")
+    confirm.click()
+    expect(page.get_by_test_id("dead-total")).to_have_text("0 matching")
+    assert [producer.get_record(h.id) for h in exploded[1:]] == [None, None]
+
+    page.get_by_test_id("nav-audit").click()
+    rows = page.get_by_test_id("audit-row")
+    expect(rows).to_have_count(3)
+    assert [rows.nth(i).get_attribute("data-action") for i in range(3)] == [
+        "dead.purge", "dead.delete", "dead.retry",
+    ]  # fmt: skip
