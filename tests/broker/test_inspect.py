@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from conveyor import Conveyor, serializers
+from conveyor.broker.dead_letters import DeadFilter
 from conveyor.broker.inspect import AsyncInspector, SyncInspector
 from conveyor.broker.keys import GlobalKeys
 from conveyor.broker.records import QueueStats
@@ -125,12 +126,16 @@ def resolve(ids: Seeded, value: Any) -> Any:
     return value
 
 
+#: Arguments that are never ids, though spelled like a seeded field ("fails", "pending").
+NOT_IDS = ("task_name", "state")
+
+
 def args(*positional: Any, **named: Any) -> Arguments:
     """The arguments of one call, ids resolved once the keyspace is seeded (a task name
-    is a name, even one spelled like a seeded field: "fails")."""
+    or a state is a name, even one spelled like a seeded field: "fails", "pending")."""
     return lambda ids: (
         tuple(resolve(ids, v) for v in positional),
-        {k: v if k == "task_name" else resolve(ids, v) for k, v in named.items()},
+        {k: v if k in NOT_IDS else resolve(ids, v) for k, v in named.items()},
     )
 
 
@@ -165,6 +170,29 @@ CASES: dict[str, tuple[str, Arguments]] = {
     "delete_dead": ("delete_dead", args(["fails", "active"])),
     "purge_dead": ("purge_dead", args()),
     "purge_dead-queue": ("purge_dead", args(["alpha"])),
+    **{
+        f"tasks-{state}": ("tasks", args("alpha", state=state))
+        for state in ("pending", "active", "scheduled", "retrying", "dead")
+    },
+    "tasks-dead-newest-page": ("tasks", args("alpha", state="dead", newest_first=True, limit=1)),
+    "tasks-dead-offset": ("tasks", args("alpha", state="dead", offset=1)),
+    "tasks-unknown-queue": ("tasks", args("never", state="pending")),
+    "dead_letters-where-text": ("dead_letters", args(where=DeadFilter(text="BROKEN"))),
+    "dead_letters-where-name-age": (
+        "dead_letters",
+        args(where=DeadFilter(task_name="fails", max_age=3600), limit=1),
+    ),
+    "dead_letters-where-too-old": ("dead_letters", args(where=DeadFilter(min_age=3600))),
+    "replay_all-where": ("replay_all", args(where=DeadFilter(task_name="fails"))),
+    "replay_all-where-queue": ("replay_all", args(["beta"], where=DeadFilter(text="value"))),
+    "replay_edited": ("replay_edited", args("ghost", [1, "two"], {"three": 3})),
+    "replay_edited-not-dead": ("replay_edited", args("pending", [], {})),
+    "delete_dead_matching": ("delete_dead_matching", args(["alpha"], DeadFilter(text="error"))),
+    "delete_dead_matching-all": ("delete_dead_matching", args(None, DeadFilter(max_age=3600))),
+    "run_now-scheduled": ("run_now", args("scheduled")),
+    "delete_task-pending": ("delete_task", args("pending")),
+    "delete_task-dead": ("delete_task", args("ghost")),
+    "delete_task-scheduled": ("delete_task", args("scheduled")),
 }
 
 
@@ -204,14 +232,58 @@ async def test_cancel_raises_the_same_named_error_on_both_faces(
     assert task_id in str(raised_sync.value)
 
 
-async def test_the_seeded_keyspace_has_every_kind_of_task(twins: Twins) -> None:
-    """The cases above compare like with like only if the seed holds what they need."""
-    stats = {s.name: comparable(s) for s in twins.sync.queue_stats()}
+@pytest.mark.parametrize(
+    ("method", "target", "error"),
+    [
+        ("run_now", "pending", TaskConflictError),
+        ("run_now", "active", TaskConflictError),
+        ("run_now", "ghost", TaskConflictError),
+        ("run_now", UNKNOWN, TaskNotFoundError),
+        ("run_now", "not-an-id", TaskNotFoundError),
+        ("delete_task", "active", TaskConflictError),
+        ("delete_task", UNKNOWN, TaskNotFoundError),
+        ("delete_task", "not-an-id", TaskNotFoundError),
+    ],
+)
+async def test_run_now_and_delete_task_raise_the_same_named_error_on_both_faces(
+    twins: Twins, method: str, target: str, error: type[Exception]
+) -> None:
+    task_id = resolve(twins.ids, target)
+    with pytest.raises(error) as raised_sync:
+        getattr(twins.sync, method)(task_id)
+    with pytest.raises(error) as raised_async:
+        await getattr(twins.async_, method)(task_id)
+    assert str(raised_async.value) == str(raised_sync.value)
+    assert task_id in str(raised_sync.value)
+    # a refusal changes nothing: the seeded keyspace reads as before
+    assert_as_seeded(twins.sync)
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "state"),
+    [("run_now", "pending", "pending"), ("delete_task", "active", "active")],
+)
+def test_a_conflict_names_the_state_the_task_is_in(
+    twins: Twins, method: str, target: str, state: str
+) -> None:
+    with pytest.raises(TaskConflictError) as raised:
+        getattr(twins.sync, method)(twins.ids[target])
+    assert raised.value.state == state
+
+
+def assert_as_seeded(inspector: SyncInspector) -> None:
+    """The keyspace holds what `seed` made: depths per queue, dead letters, the worker."""
+    stats = {s.name: comparable(s) for s in inspector.queue_stats()}
     assert stats == {
         "alpha": QueueStats("alpha", pending=1, active=1, scheduled=1, dead=2, paused=False),
         "beta": QueueStats("beta", pending=1, active=0, scheduled=0, dead=1, paused=True),
     }
-    total, letters = twins.sync.dead_letters()
-    assert total == 3
+    assert inspector.dead_letters()[0] == 3
+    assert [w["id"] for w in inspector.workers()] == ["w1"]
+
+
+async def test_the_seeded_keyspace_has_every_kind_of_task(twins: Twins) -> None:
+    """The cases above compare like with like only if the seed holds what they need."""
+    assert_as_seeded(twins.sync)
+    _, letters = twins.sync.dead_letters()
     assert sorted(r.id for r in letters) == sorted([*twins.ids.fails, twins.ids.ghost])
-    assert [w["id"] for w in twins.sync.workers()] == ["w1"]

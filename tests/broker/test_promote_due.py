@@ -122,3 +122,14 @@ def test_concurrent_schedulers_promote_each_task_exactly_once(
     assert keys.scheduled not in state
     assert sorted(state[keys.pending]) == sorted(h.id for h in handles)
     assert {state[keys.task(h.id)]["state"] for h in handles} == {"pending"}
+
+
+def test_a_due_retry_whose_record_is_gone_leaves_the_retries_count_too(
+    task_in: TaskIn, broker: SyncBroker, run: Run, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    """The retries' count leaves by due time, so an entry that outlived its task cannot
+    stay counted once due."""
+    task_id = task_in("retrying", retry_in=0)
+    r.delete(keys.task(task_id))
+    assert run(broker.ops.promote_due("default")).reply == (0, None)
+    assert dump(r, prefix) == {f"{prefix}:queues": ["default"]}  # and no worker woken

@@ -82,3 +82,37 @@ def test_the_history_keeps_the_last_attempts_only(
         (f"w{n}", {"message": str(n)}) for n in numbers
     ]
     assert not r.hexists(keys.task(task.id), "attempt:2")
+
+
+def test_a_repeated_retry_is_acknowledged_and_writes_nothing_more(
+    claimed: Claimed, broker: SyncBroker, unchanged: Unchanged
+) -> None:
+    """A client's retry of a call whose reply was lost: the task is retrying under that
+    token, so the call succeeded; one failure and one history entry, not two."""
+    task = claimed()
+    assert broker.execute([broker.ops.retry(task, 5.0, ERROR)]) == [1]
+    with unchanged():
+        assert broker.execute([broker.ops.retry(task, 5.0, ERROR)]) == [1]
+
+
+def test_an_attempt_whose_count_is_corrupt_is_retried_without_a_history_entry(
+    claimed: Claimed,
+    run: Run,
+    broker: SyncBroker,
+    r: redis.Redis,
+    prefix: str,
+    keys: QueueKeys,
+) -> None:
+    """archive_attempt cannot number the attempt: it writes nothing, and the retry goes on."""
+    task = claimed()
+    r.hset(keys.task(task.id), "attempts", "one")
+    ran = run(broker.ops.retry(task, 5.0, ERROR))
+    assert ran.reply == 1
+    state = dump(r, prefix)
+    due = int(state[keys.task(task.id)]["due_at"])
+    expected = moved(
+        ran.before, keys, task.id, source="active", target="scheduled", score=due,
+        state="retrying", failures="1", error=ERROR.decode(), due_at=str(due),
+    )  # fmt: skip
+    expected[keys.retrying] = {task.id: due}
+    assert state == expected
