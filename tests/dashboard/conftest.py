@@ -58,20 +58,28 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
+#: Where this run's screenshots went, for the terminal summary.
+SHOTS = pytest.StashKey[Path]()
+
+
 @pytest.fixture(scope="session")
-def artifacts(request: pytest.FixtureRequest) -> Iterator[Path]:
+def artifacts(request: pytest.FixtureRequest) -> Path:
     """Where screenshots go: $CONVEYOR_TEST_ARTIFACTS or a temporary directory (kept)."""
     chosen = os.environ.get("CONVEYOR_TEST_ARTIFACTS")
     folder = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="conveyor-dashboard-"))
     folder.mkdir(parents=True, exist_ok=True)
-    yield folder
-    shots = sorted(p.name for p in folder.glob("*.png"))
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = f"dashboard screenshots ({len(shots)}) in {folder}: {', '.join(shots)}"
-    if reporter is not None:
-        reporter.write_line(line)
-    else:
-        print(line)
+    request.config.stash[SHOTS] = folder
+    return folder
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """Name the screenshots' folder at the end of the run (output of fixtures is captured)."""
+    folder = config.stash.get(SHOTS, None)
+    if folder is not None:
+        shots = sorted(p.name for p in folder.glob("*.png"))
+        terminalreporter.write_line(f"dashboard screenshots in {folder}: {', '.join(shots)}")
 
 
 #: Makes a page in a fresh browser context (no cookies, no storage) of the given viewport.
@@ -80,7 +88,8 @@ PageFactory = Callable[..., Page]
 
 @pytest.fixture
 def new_page(browser: Browser) -> Iterator[PageFactory]:
-    """`new_page()`: a page in its own context; the test fails on any uncaught script error."""
+    """`new_page()`: a page in its own context; the test fails on any uncaught script error
+    or Content-Security-Policy violation."""
     contexts = []
     errors: list[str] = []
 
@@ -90,6 +99,8 @@ def new_page(browser: Browser) -> Iterator[PageFactory]:
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # the server's CSP forbids inline script and style: the page must never trip it
+        page.on("console", lambda m: errors.append(m.text) if "Security Policy" in m.text else None)
         return page
 
     yield make

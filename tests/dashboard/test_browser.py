@@ -99,8 +99,17 @@ def test_the_overview_follows_enqueues_without_a_reload(
     expect(page.get_by_test_id("workers-alive")).to_have_text("1")
     expect(scheduled).to_have_text("1")
     assert page.evaluate("window.sameDocument") is True, "the page reloaded"
-    # the throughput chart has drawn its four series, with labelled axes and a legend
+    # the charts follow too: the three successes show as a peak of succeeded per second
+    # (the workers flush their counts about once a second), their run times as latency
     throughput = page.get_by_test_id("chart-throughput-15m")
+    expect(throughput.locator("svg")).to_have_attribute(
+        "aria-label", re.compile(r"^succeeded: latest [^;]*, peak 0\.[0-9]*[1-9]")
+    )
+    latency = page.get_by_test_id("chart-latency-15m")
+    expect(latency.locator("svg")).to_have_attribute(
+        "aria-label", re.compile(r"^run p50: latest \d")
+    )
+    # four series, labelled axes, a legend
     expect(throughput.locator("svg path.line")).to_have_count(4)
     expect(throughput.locator("svg text.axis-title")).to_have_count(2)
     expect(throughput.locator(".legend li")).to_have_count(4)
@@ -320,3 +329,82 @@ def test_the_banner_shows_while_redis_is_down_and_goes_by_itself(
     finally:
         producer.close()
         own.cleanup()
+
+
+def test_the_pages_fit_a_phone_and_the_theme_choice_is_kept(
+    dashboard: str, producer: Conveyor, settings: Settings, new_page: PageFactory,
+    start_worker: WorkerFactory,
+) -> None:  # fmt: skip
+    start_worker(make_app(settings), "default")
+    dead = producer.enqueue("divide", 1, 0)
+    wait_state(dead, TaskState.DEAD)
+    page = new_page(width=375, height=740)
+    pages = {dashboard: "queue-row-default", f"{dashboard}queues/default": "queue-state-tab-dead",
+             f"{dashboard}dead": f"dead-row-{dead.id}", task_url(dashboard, dead.id): "timeline",
+             f"{dashboard}workers": "nav-workers", f"{dashboard}audit": "nav-audit"}  # fmt: skip
+    for url, ready in pages.items():
+        page.goto(url)
+        expect(page.get_by_test_id(ready).first).to_be_visible()
+        # nothing sticks out sideways: a phone scrolls down only
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"{url} is {width} px wide"
+
+    background = "getComputedStyle(document.body).backgroundColor"
+    before = page.evaluate(background)
+    page.get_by_test_id("theme-toggle").click()
+    after = page.evaluate(background)
+    assert after != before
+    page.reload()
+    expect(page.get_by_test_id("nav-audit")).to_be_visible()
+    assert page.evaluate(background) == after  # the choice outlived the reload
+
+
+def test_dead_letters_are_retried_by_filter_deleted_by_selection_and_purged(
+    dashboard: str, producer: Conveyor, settings: Settings, new_page: PageFactory,
+    start_worker: WorkerFactory,
+) -> None:  # fmt: skip
+    worker = start_worker(make_app(settings), "default")
+    divided = [producer.enqueue("divide", i, 0) for i in range(2)]
+    exploded = [producer.enqueue("explode") for _ in range(3)]
+    for handle in divided + exploded:
+        wait_state(handle, TaskState.DEAD)
+    worker.stop()  # what is requeued stays pending
+
+    page = new_page()
+    page.goto(f"{dashboard}dead")
+    expect(page.get_by_test_id("dead-total")).to_have_text("5 matching")
+    page.get_by_test_id("dead-filter-task").fill("divide")
+    page.get_by_test_id("dead-filter-apply").click()
+    expect(page.get_by_test_id("dead-retry-matching")).to_have_text("Retry all 2 matching")
+    page.get_by_test_id("dead-retry-matching").click()
+    expect(page.get_by_test_id("dead-total")).to_have_text("0 matching")
+    assert [h.status() for h in divided] == [TaskState.PENDING] * 2
+
+    page.get_by_test_id("dead-filter-task").fill("")
+    page.get_by_test_id("dead-filter-apply").click()
+    expect(page.get_by_test_id("dead-total")).to_have_text("3 matching")
+    page.get_by_test_id(f"dead-select-{exploded[0].id}").check()
+    delete = page.get_by_test_id("dead-delete-selected")
+    delete.click()  # arms it: a destructive action takes a second click
+    expect(delete).to_contain_text("Click again")
+    assert producer.get_record(exploded[0].id) is not None
+    delete.click()
+    expect(page.get_by_test_id("dead-total")).to_have_text("2 matching")
+    assert producer.get_record(exploded[0].id) is None
+
+    page.get_by_test_id("dead-purge").click()
+    confirm = page.get_by_test_id("purge-confirm-button")
+    expect(confirm).to_be_disabled()
+    page.get_by_test_id("purge-confirm-input").fill("purg")
+    expect(confirm).to_be_disabled()
+    page.get_by_test_id("purge-confirm-input").fill("purge")
+    confirm.click()
+    expect(page.get_by_test_id("dead-total")).to_have_text("0 matching")
+    assert [producer.get_record(h.id) for h in exploded[1:]] == [None, None]
+
+    page.get_by_test_id("nav-audit").click()
+    rows = page.get_by_test_id("audit-row")
+    expect(rows).to_have_count(3)
+    assert [rows.nth(i).get_attribute("data-action") for i in range(3)] == [
+        "dead.purge", "dead.delete", "dead.retry",
+    ]  # fmt: skip

@@ -13,7 +13,7 @@ import * as audit from "./page-audit.js";
 import * as login from "./page-login.js";
 
 const THEME_KEY = "conveyor-theme";
-const state = { session: { auth: false, user: null, scope: null, can_act: false }, cleanups: [] };
+const state = { session: { auth: false, user: null, scope: null, can_act: false }, page: null };
 const $ = (id) => document.getElementById(id);
 
 /* ---- theme: prefers-color-scheme unless the operator chose, kept in localStorage ---- */
@@ -92,8 +92,12 @@ function markNav(name) {
   }
 }
 
+/** What a page may use. What it starts (timers, subscriptions) stops when it is left,
+ * even if it starts them after that: a slow page may still be loading when left. */
 function context(root) {
-  const cleanups = state.cleanups;
+  const page = { left: false, stops: [] };
+  state.page = page;
+  const keep = (stop) => (page.left ? stop() : page.stops.push(stop));
   return {
     root,
     session: state.session,
@@ -103,11 +107,11 @@ function context(root) {
     refreshSession,
     openLive: live.open,
     /** Run `fn(snapshot)` on each live snapshot while this page is shown. */
-    onSnapshot: (fn) => cleanups.push(live.subscribe(fn)),
+    onSnapshot: (fn) => keep(live.subscribe(fn)),
     /** Run `fn` when this page is left. */
-    onCleanup: (fn) => cleanups.push(fn),
+    onCleanup: keep,
     /** Run `fn` every `ms` while this page is shown. */
-    every: (ms, fn) => { const id = setInterval(fn, ms); cleanups.push(() => clearInterval(id)); },
+    every: (ms, fn) => { const id = setInterval(fn, ms); keep(() => clearInterval(id)); },
     /** Keep the page's own query (filters, tab, offset) in the address bar. */
     setQuery: (params) => {
       const search = new URLSearchParams(params).toString();
@@ -116,8 +120,15 @@ function context(root) {
   };
 }
 
+function leavePage() {
+  const page = state.page;
+  if (!page) return;
+  page.left = true;
+  for (const stop of page.stops.splice(0)) stop();
+}
+
 function render() {
-  for (const stop of state.cleanups.splice(0)) stop();
+  leavePage();
   const path = routePath();
   const found = match(path);
   if (!found) {
@@ -133,18 +144,17 @@ function render() {
   markNav(found.name);
   const root = el("div", { class: `page page-${found.name}` });
   fill($("view"), root);
+  const ctx = context(root);
   // a page left before its data arrived keeps writing into its own detached root: harmless
-  Promise.resolve(found.page.render(context(root), found.params)).catch((error) => {
+  Promise.resolve(found.page.render(ctx, found.params)).catch((error) => {
     fill(root, el("section", { class: "card error" }, el("h1", {}, "Could not load this page"),
       el("p", {}, describe(error))));
     // Redis (or the server) away: try again while the operator stays on this page
-    if (error.status === 503 || error.status === 0) retryLater(root);
+    if (error.status === 503 || error.status === 0) {
+      const timer = setTimeout(render, 3000);
+      ctx.onCleanup(() => clearTimeout(timer));
+    }
   });
-}
-
-function retryLater(root) {
-  const timer = setTimeout(() => { if (root.isConnected) render(); }, 3000);
-  state.cleanups.push(() => clearTimeout(timer));
 }
 
 /** Go to `path` (relative to the dashboard's root) without reloading the page. */
@@ -179,7 +189,8 @@ function needsLogin() {
 function showSession() {
   const s = state.session;
   const who = s.user ? `${s.user}${s.scope ? ` (${s.scope})` : ""}` : s.auth ? "signed out" : "open access";
-  fill($("user-name"), who, s.can_act ? null : [" ", el("span", { class: "badge badge-readonly" }, "read-only")]);
+  const readOnly = !s.can_act && (s.user || !s.auth); // signed in (or open) but may not act
+  fill($("user-name"), who, readOnly ? [" ", el("span", { class: "badge badge-readonly" }, "read-only")] : null);
   $("logout").hidden = !s.user;
 }
 

@@ -5,7 +5,7 @@
 import { el, svg, fill } from "./dom.js";
 
 const HEIGHT = 190;
-const PAD = { left: 52, right: 14, top: 12, bottom: 34 };
+const PAD = { left: 52, right: 14, top: 24, bottom: 34 };
 
 /** The series of the two kinds of chart; `key` is a field of a history point. */
 export const THROUGHPUT = [
@@ -129,6 +129,19 @@ function formatValue(value, unit) {
   return unit === "s" ? tickLabel(value, "s") : `${+value.toFixed(2)}/s`;
 }
 
+function peak(points, key) {
+  let max = null;
+  for (const p of points) if (p[key] !== null && p[key] !== undefined && (max === null || p[key] > max)) max = p[key];
+  return max;
+}
+
+/** What the chart shows, in words (for screen readers; the tests read it too). */
+function summary(points, seriesList, unit) {
+  return seriesList.map((s) =>
+    `${s.label}: latest ${formatValue(latest(points, s.key), unit)}, peak ${formatValue(peak(points, s.key), unit)}`)
+    .join("; ");
+}
+
 /** The legend names each series with its latest value, or the value at the hovered time. */
 function legend(points, seriesList, unit, hovered) {
   const at = hovered === null ? null : points[hovered];
@@ -141,16 +154,16 @@ function legend(points, seriesList, unit, hovered) {
 
 function drawing(points, seriesList, unit, width, axisTitle) {
   const sc = scales(points, seriesList, width);
-  const yTitle = svg("text", { class: "axis-title", x: -(PAD.top + (HEIGHT - PAD.bottom)) / 2,
-    y: 12, transform: "rotate(-90)", "text-anchor": "middle" }, axisTitle);
+  const yTitle = svg("text", { class: "axis-title", x: 4, y: 11, "text-anchor": "start" }, axisTitle);
   const xTitle = svg("text", { class: "axis-title", x: PAD.left + (width - PAD.left - PAD.right) / 2,
     y: HEIGHT - 3, "text-anchor": "middle" }, "local time");
   const cursor = svg("line", { class: "cursor", y1: PAD.top, y2: HEIGHT - PAD.bottom, x1: 0, x2: 0,
     visibility: "hidden" });
   const plot = svg("svg", { class: "plot", width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`,
-    role: "img" },
+    role: "img", "aria-label": summary(points, seriesList, unit) },
     yAxis(sc, width, unit), xAxis(sc, width), yTitle, xTitle,
-    seriesList.map((s) => seriesPath(points, s.key, sc)), cursor);
+    // the first series (succeeded, run p50) is drawn last: on top where lines overlap at 0
+    [...seriesList].reverse().map((s) => seriesPath(points, s.key, sc)), cursor);
   return { plot, sc, cursor };
 }
 

@@ -1,17 +1,24 @@
 // Audit log: every operator action, newest first.
 
-import { el, fill, timeCell } from "./dom.js";
+import { el, fill, timeCell, taskPath } from "./dom.js";
 import { get, query, describe } from "./api.js";
 import { table, pager } from "./ui.js";
 
 const LIMIT = 50;
 const REFRESH_MS = 3000;
 
+const TASK_ID = /^[A-Za-z0-9_.-]+:[0-9A-HJKMNP-TV-Z]{26}$/; // "queue:ULID" (conveyor/ids.py)
+
+/** A target that is one task id links to its page; others (queues, filters, lists) are text. */
+function target(text) {
+  return TASK_ID.test(text || "") ? el("a", { href: taskPath(text) }, text) : text;
+}
+
 function auditRow(e) {
   return el("tr", { "data-testid": "audit-row", "data-action": e.action },
     el("td", {}, timeCell(e.at)), el("td", {}, e.actor),
     el("td", {}, el("span", { class: "badge badge-action" }, e.action)),
-    el("td", { class: "mono target" }, e.target), el("td", { class: "num" }, String(e.count ?? "")),
+    el("td", { class: "mono target" }, target(e.target)), el("td", { class: "num" }, String(e.count ?? "")),
     el("td", {}, e.via || ""), el("td", { class: "mono" }, e.address || "—"));
 }
 

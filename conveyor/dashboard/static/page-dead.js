@@ -89,87 +89,130 @@ function purgePanel(ctx, done) {
       el("strong", { class: "mono" }, "purge"), " to confirm."), input, button);
 }
 
-export async function render(ctx) {
-  const q = ctx.query;
-  const filter = { task: q.get("task") || "", text: q.get("text") || "", queue: q.get("queue") || "",
-    min_age: q.get("min_age") ? Number(q.get("min_age")) : null,
-    max_age: q.get("max_age") ? Number(q.get("max_age")) : null };
-  let offset = Math.max(0, Number.parseInt(q.get("offset") || "0", 10) || 0);
-  const selection = new Set();
-  const canAct = ctx.session.can_act;
-  const bar = el("div", { class: "actions bulk" });
-  const purgeBox = el("div", {});
-  const list = el("div", {}, el("p", { class: "muted" }, "Loading dead letters…"));
-  let data = { total: 0, offset: 0, limit: LIMIT, items: [] };
-  let shown = "";
+/** The filter and page offset kept in the address bar. */
+function fromQuery(q) {
+  const age = (key) => (q.get(key) ? Number(q.get(key)) : null);
+  return {
+    filter: { task: q.get("task") || "", text: q.get("text") || "", queue: q.get("queue") || "",
+      min_age: age("min_age"), max_age: age("max_age") },
+    offset: Math.max(0, Number.parseInt(q.get("offset") || "0", 10) || 0),
+  };
+}
 
-  const drawBar = () => {
-    if (!canAct) return;
-    const ids = () => [...selection];
-    fill(bar,
-      actionButton(`Retry selected (${selection.size})`, "dead-retry-selected", async () => {
-        const answer = await post("api/dead/retry", { ids: ids() });
-        ctx.notify(`Requeued ${answer.requeued} dead letters.`);
-        await reload();
-      }, ctx.notify, { kind: "primary" }),
-      actionButton(`Retry all ${data.total} matching`, "dead-retry-matching", async () => {
-        const answer = await post("api/dead/retry", { filter: apiFilter(filter) });
-        ctx.notify(`Requeued ${answer.requeued} dead letters.`);
-        await reload();
-      }, ctx.notify),
-      armedButton(`Delete selected (${selection.size})`, "dead-delete-selected", async () => {
-        const answer = await post("api/dead/delete", { ids: ids() });
-        ctx.notify(`Deleted ${answer.deleted} dead letters.`);
-        await reload();
-      }, ctx.notify),
-      el("button", { type: "button", class: "action danger", "data-testid": "dead-purge",
-        onclick: () => fill(purgeBox, purgeBox.firstChild ? null : purgePanel(ctx, async () => {
-          purgeBox.replaceChildren();
-          await reload();
-        })) }, "Purge…"));
-    for (const b of bar.querySelectorAll("[data-testid$=selected]")) b.disabled = selection.size === 0;
-    bar.querySelector("[data-testid=dead-retry-matching]").disabled = data.total === 0;
-  };
-  const toggle = (id, on) => {
-    if (on) selection.add(id);
-    else selection.delete(id);
-    drawBar();
-  };
-  const drawList = () => {
-    const allBox = canAct ? el("input", { type: "checkbox", "aria-label": "Select all on this page",
-      checked: data.items.length > 0 && data.items.every((t) => selection.has(t.id)),
-      onchange: (e) => { data.items.forEach((t) => toggle(t.id, e.target.checked)); drawList(); } }) : null;
-    const headers = [canAct ? allBox : null, "Task", "Name", "Queue", "Error", { num: "Attempts" }, "Died"]
-      .filter((h) => h !== null);
-    fill(list, el("p", { class: "muted", "data-testid": "dead-total" }, `${data.total} matching`),
-      table(headers, data.items.map((t) => deadRow(t, selection, toggle, canAct)),
-        { empty: "No dead letter matches." }),
-      pager(data, (o) => { offset = o; reload(); }));
-    drawBar();
-  };
-  const load = async (force) => {
+/** The page's state: filter, page, selection; and its parts, redrawn separately so that
+ * ticking a box does not rebuild the list. */
+class DeadLetters {
+  constructor(ctx) {
+    this.ctx = ctx;
+    this.canAct = ctx.session.can_act;
+    Object.assign(this, fromQuery(ctx.query));
+    this.selection = new Set();
+    this.data = { total: 0, offset: 0, limit: LIMIT, items: [] };
+    this.shown = "";
+    this.bar = el("div", { class: "actions bulk" });
+    this.purgeBox = el("div", {});
+    this.list = el("div", {}, el("p", { class: "muted" }, "Loading dead letters…"));
+  }
+
+  /** The operator is choosing or confirming: the list must not change under them. */
+  busy() {
+    return this.selection.size > 0 || this.purgeBox.firstChild !== null;
+  }
+
+  async load(force) {
+    const { filter, offset } = this;
     const answer = await get(`api/dead${query({ ...apiFilter(filter), offset, limit: LIMIT })}`);
     const text = JSON.stringify(answer);
-    if (!force && text === shown) return;
-    shown = text;
-    data = answer;
-    const present = new Set(data.items.map((t) => t.id));
-    for (const id of [...selection]) if (!present.has(id)) selection.delete(id);
-    drawList();
-  };
-  const reload = () => load(true).catch((error) => ctx.notify(describe(error), "error"));
+    if (!force && text === this.shown) return;
+    this.shown = text;
+    this.data = answer;
+    const present = new Set(answer.items.map((t) => t.id));
+    for (const id of [...this.selection]) if (!present.has(id)) this.selection.delete(id);
+    this.drawList();
+  }
 
+  reload() {
+    return this.load(true).catch((error) => this.ctx.notify(describe(error), "error"));
+  }
+
+  applyFilter(next) {
+    Object.assign(this.filter, next);
+    this.offset = 0;
+    this.selection.clear();
+    this.ctx.setQuery(apiFilter(this.filter));
+    this.reload();
+  }
+
+  goTo(offset) {
+    this.offset = offset;
+    this.ctx.setQuery({ ...apiFilter(this.filter), ...(offset ? { offset } : {}) });
+    this.reload();
+  }
+
+  toggle(id, on) {
+    if (on) this.selection.add(id);
+    else this.selection.delete(id);
+    this.drawBar();
+  }
+
+  drawList() {
+    const { data, selection, canAct } = this;
+    const allBox = canAct ? el("input", { type: "checkbox", "aria-label": "Select all on this page",
+      checked: data.items.length > 0 && data.items.every((t) => selection.has(t.id)),
+      onchange: (e) => { data.items.forEach((t) => this.toggle(t.id, e.target.checked)); this.drawList(); },
+    }) : null;
+    const headers = [allBox, "Task", "Name", "Queue", "Error", { num: "Attempts" }, "Died"]
+      .filter((h) => h !== null);
+    const rows = data.items.map((t) => deadRow(t, selection, (id, on) => this.toggle(id, on), canAct));
+    fill(this.list, el("p", { class: "muted", "data-testid": "dead-total" }, `${data.total} matching`),
+      table(headers, rows, { empty: "No dead letter matches." }),
+      pager(data, (o) => this.goTo(o)));
+    this.drawBar();
+  }
+
+  /** Run a bulk action, say what it did, and show the list as it is now. */
+  async bulk(path, body, done) {
+    const answer = await post(path, body);
+    this.ctx.notify(done(answer));
+    await this.reload();
+  }
+
+  drawBar() {
+    if (!this.canAct) return; // read-only: no action control at all
+    const { ctx, selection } = this;
+    const ids = () => ({ ids: [...selection] });
+    const requeued = (a) => `Requeued ${a.requeued} dead letters.`;
+    const none = selection.size === 0;
+    fill(this.bar,
+      actionButton(`Retry selected (${selection.size})`, "dead-retry-selected",
+        () => this.bulk("api/dead/retry", ids(), requeued), ctx.notify, { kind: "primary" }),
+      actionButton(`Retry all ${this.data.total} matching`, "dead-retry-matching",
+        () => this.bulk("api/dead/retry", { filter: apiFilter(this.filter) }, requeued), ctx.notify),
+      armedButton(`Delete selected (${selection.size})`, "dead-delete-selected",
+        () => this.bulk("api/dead/delete", ids(), (a) => `Deleted ${a.deleted} dead letters.`), ctx.notify),
+      el("button", { type: "button", class: "action danger", "data-testid": "dead-purge",
+        onclick: () => this.togglePurge() }, "Purge…"));
+    this.bar.querySelector("[data-testid=dead-retry-selected]").disabled = none;
+    this.bar.querySelector("[data-testid=dead-delete-selected]").disabled = none;
+    this.bar.querySelector("[data-testid=dead-retry-matching]").disabled = this.data.total === 0;
+  }
+
+  togglePurge() {
+    if (this.purgeBox.firstChild) return this.purgeBox.replaceChildren();
+    return fill(this.purgeBox, purgePanel(this.ctx, async () => {
+      this.purgeBox.replaceChildren();
+      await this.reload();
+    }));
+  }
+}
+
+export async function render(ctx) {
+  const page = new DeadLetters(ctx);
   fill(ctx.root, el("section", { class: "card" }, el("h1", {}, "Dead letters"),
-    filterForm(filter, (next) => {
-      Object.assign(filter, next);
-      offset = 0;
-      selection.clear();
-      ctx.setQuery({ ...apiFilter(filter) });
-      reload();
-    }), bar, purgeBox, list));
+    filterForm(page.filter, (next) => page.applyFilter(next)), page.bar, page.purgeBox, page.list));
   // follow new dead letters, but not while the operator is choosing or confirming
   ctx.every(REFRESH_MS, () => {
-    if (selection.size === 0 && !purgeBox.firstChild) load(false).catch(() => {});
+    if (!page.busy()) page.load(false).catch(() => {});
   });
-  await load(true);
+  await page.load(true);
 }

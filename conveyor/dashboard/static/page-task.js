@@ -6,6 +6,7 @@ import { get, post, del, describe } from "./api.js";
 import { actionButton, armedButton } from "./ui.js";
 
 const REFRESH_MS = 2000;
+const FAILING = new Set(["dead", "failed", "retrying"]);
 
 function facts(task) {
   const row = (label, value) => [el("dt", {}, label), el("dd", {}, value ?? "—")];
@@ -143,7 +144,8 @@ function draw(ctx, data, parts, reload) {
     el("section", { class: "card" }, el("h2", {}, "Result"),
       task.result === null || task.result === undefined ? el("p", { class: "muted" }, "No result.")
         : el("pre", { class: "json", "data-testid": "result" }, prettyJson(task.result)),
-      errorBlock(task.error)),
+      // a replayed task keeps its old error: show it only while it is what the task ended on
+      FAILING.has(task.state) && task.error ? [el("h3", {}, "Last error"), errorBlock(task.error)] : null),
     el("section", { class: "card" }, el("h2", {}, "Timeline"), timeline(data.timeline || [])));
   if (task.state !== "dead") parts.editor.replaceChildren();
 }

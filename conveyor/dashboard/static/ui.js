@@ -7,12 +7,26 @@ import { describe } from "./api.js";
  * A header is text or a node; `{num: "Pending"}` right-aligns a column of numbers. */
 export function table(headers, rows, { empty = "Nothing here.", caption = null } = {}) {
   const body = rows.length
-    ? rows
+    ? rows.map((row) => labelCells(row, headers))
     : [el("tr", {}, el("td", { colspan: headers.length, class: "muted empty" }, empty))];
   return el("div", { class: "table-wrap" },
-    el("table", {}, caption ? el("caption", {}, caption) : null,
+    el("table", { class: "stack" }, caption ? el("caption", {}, caption) : null,
       el("thead", {}, el("tr", {}, headers.map(headerCell))),
       el("tbody", {}, body)));
+}
+
+function headerText(h) {
+  if (typeof h === "string") return h;
+  return h && typeof h === "object" && "num" in h ? h.num : "";
+}
+
+/** On a phone each row shows as a card of "label value" lines (CSS reads data-label). */
+function labelCells(row, headers) {
+  [...row.children].forEach((cell, i) => {
+    const label = headerText(headers[i]);
+    if (label) cell.dataset.label = label;
+  });
+  return row;
 }
 
 function headerCell(h) {
