@@ -18,7 +18,6 @@ from conveyor.api.schemas import ErrorOut
 from conveyor.app import Conveyor
 from conveyor.broker.inspect import SyncInspector
 from conveyor.broker.sync_broker import SyncBroker
-from conveyor.dashboard.app import create_dashboard
 from conveyor.metrics import QueueCollector
 from conveyor.settings import Settings
 
@@ -48,8 +47,13 @@ def create_app(
     with `dashboard`, the dashboard too, at /dashboard, behind the same tokens."""
     settings = settings or Settings.from_env()
     api = api or ApiSettings.from_env()
-    # a mounted app's lifespan does not run by itself: this app's runs it
-    mounted = create_dashboard(settings, api) if dashboard else None
+    mounted = None
+    if dashboard:
+        # imported here: the dashboard builds on this package (its errors, its schemas)
+        from conveyor.dashboard.app import create_dashboard
+
+        # a mounted app's lifespan does not run by itself: this app's runs it
+        mounted = create_dashboard(settings, api)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

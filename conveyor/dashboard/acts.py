@@ -1,4 +1,5 @@
-"""The actions the pages take (a write token, sent as JSON), and login and logout.
+"""The actions the pages take (a write token, sent as JSON), and the session: who is
+looking, login and logout.
 Every action goes through the Inspector with the operator as its actor: it is audited."""
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ class PurgeIn(Strict):
 class PayloadIn(Strict):
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.get("/session")
+async def session(dash: Dash, request: Request) -> dict[str, Any]:
+    """Who is looking (signed out: `user` null), and whether the page may offer actions."""
+    return dash.guard.peek(request).to_json()
 
 
 @router.post("/login")

@@ -56,6 +56,13 @@ class Guard:
         can_act = grant.scope is Scope.WRITE and not self.read_only
         return Session(True, grant.name, grant.scope, can_act)
 
+    def peek(self, request: Request) -> Session:
+        """The viewer, or a signed-out one (never raises): what the page asks first."""
+        try:
+            return self.session(request)
+        except ApiError:
+            return Session(True, None, None, False)
+
     def actor(self, request: Request) -> Actor:
         """The operator of a write: 401/403 unless allowed to act, 415 unless JSON."""
         grant = check(self.tokens, self.presented(request), Scope.WRITE)

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from conveyor.api.errors import ApiError
 from conveyor.api.schemas import QueueName, TaskName
 from conveyor.broker.dead_letters import DeadFilter
-from conveyor.dashboard.state import Dash, Viewer, viewer
+from conveyor.dashboard.state import Dash, viewer
 from conveyor.dashboard.views import queue_row, summary, task_view, worker_row
 from conveyor.errors import TaskNotFoundError
 
@@ -20,12 +20,6 @@ router = APIRouter(prefix="/api", dependencies=[Depends(viewer)])
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Age = Annotated[float | None, Query(ge=0, le=10 * 365 * 24 * 3600)]
-
-
-@router.get("/session")
-async def session(who: Viewer) -> dict[str, Any]:
-    """Who is looking, and whether the page may offer actions."""
-    return who.to_json()
 
 
 @router.get("/overview")

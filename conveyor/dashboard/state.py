@@ -44,5 +44,4 @@ async def operator(request: Request) -> Actor:
 
 
 Dash = Annotated[DashboardState, Depends(state)]
-Viewer = Annotated[Session, Depends(viewer)]
 Operator = Annotated[Actor, Depends(operator)]

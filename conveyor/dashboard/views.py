@@ -48,6 +48,7 @@ def summary(record: TaskRecord) -> dict[str, Any]:
     """One row of a task list."""
     return {
         "id": record.id,
+        "queue": record.queue,
         "name": record.name,
         "state": record.state,
         "attempts": record.attempts,

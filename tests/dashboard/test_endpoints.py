@@ -282,7 +282,9 @@ async def test_tokens_read_tokens_and_cookies(
         assert session == {"auth": True, "user": "walt", "scope": "write", "can_act": True}
         assert (await post(anonymous, "/api/queues/default/pause")).status_code == 200
         await post(anonymous, "/api/logout")
-        assert (await anonymous.get("/api/session")).status_code == 401
+        signed_out = (await anonymous.get("/api/session")).json()
+        assert signed_out == {"auth": True, "user": None, "scope": None, "can_act": False}
+        assert (await anonymous.get("/api/overview")).status_code == 401
     async with dashboard(api, token=READER) as reader:
         session = (await reader.get("/api/session")).json()
         assert session == {"auth": True, "user": "rita", "scope": "read", "can_act": False}
