@@ -210,6 +210,25 @@ class WorkersOut(BaseModel):
     workers: list[WorkerOut]
 
 
+class AuditEntryOut(BaseModel):
+    """One operator action."""
+
+    at: datetime
+    actor: str = Field(description="The token's name, anonymous, or cli:user@host")
+    via: str = Field(description="dashboard, api or cli")
+    address: str | None
+    action: str = Field(examples=["pause", "cancel", "dead.retry"])
+    target: str = Field(description="The queue, task ids or filter acted on")
+    count: int = Field(description="How many tasks (or queues) it changed")
+
+
+class AuditOut(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[AuditEntryOut]
+
+
 class Health(BaseModel):
     status: str
 

@@ -198,6 +198,11 @@ async def test_api_actions_are_logged_as_the_tokens_holder(
         for method, url, body in requests:
             response = await client.request(method, url, json=body, headers=BEARER)
             assert response.status_code == 200, (url, response.text)
+        served = (await client.get("/v1/audit?limit=2", headers=BEARER)).json()
+    assert (served["total"], served["limit"]) == (len(requests), 2)
+    assert [(e["action"], e["actor"], e["via"]) for e in served["items"]] == [
+        ("dead.purge", "alice", "api"), ("dead.retry", "alice", "api")
+    ]  # fmt: skip
     total, entries = app.inspector.audit_log()
     assert total == len(requests)
     assert {(e.actor, e.via, e.address) for e in entries} == {("alice", "api", "127.0.0.1")}

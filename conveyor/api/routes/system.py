@@ -1,14 +1,16 @@
-"""Health, readiness, metrics and the worker registry."""
+"""Health, readiness, metrics, the worker registry and the audit log."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from conveyor.api.deps import Api, require_read
 from conveyor.api.errors import ApiError
-from conveyor.api.schemas import ErrorOut, Health, WorkerOut, WorkersOut
+from conveyor.api.schemas import AuditEntryOut, AuditOut, ErrorOut, Health, WorkerOut, WorkersOut
 from conveyor.errors import BrokerUnavailableError
 
 router = APIRouter(tags=["system"])
@@ -52,3 +54,15 @@ async def metrics(api: Api) -> Response:
 async def workers(api: Api) -> WorkersOut:
     """Workers alive by heartbeat."""
     return WorkersOut(workers=[WorkerOut(**w) for w in await api.inspector.workers()])
+
+
+@router.get("/v1/audit", response_model=AuditOut, dependencies=[Depends(require_read)])
+async def audit(
+    api: Api,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> AuditOut:
+    """Operator actions (from the API, the dashboard and the CLI), newest first."""
+    total, entries = await api.inspector.audit_log(offset, limit)
+    items = [AuditEntryOut.model_validate(e, from_attributes=True) for e in entries]
+    return AuditOut(total=total, offset=offset, limit=limit, items=items)
