@@ -17,7 +17,7 @@ from typing import Any
 from conveyor import serializers
 from conveyor.broker.admin import Procedure, command, pairs, queue_names
 from conveyor.broker.ops import MAINTENANCE_BATCH, Op, Operations, raw, scored
-from conveyor.broker.scripts import Call
+from conveyor.broker.scripts import Arg, Call
 from conveyor.errors import SerializationError
 from conveyor.ids import is_task_id, queue_of
 from conveyor.model import TaskRecord, TaskState
@@ -25,9 +25,9 @@ from conveyor.model import TaskRecord, TaskState
 
 @dataclass(frozen=True, slots=True)
 class DeadFilter:
-    """Which dead letters: of a task name, whose error contains a text (type, message or
-    traceback; ASCII letters compare without case), dead at least `min_age` and at most
-    `max_age` seconds."""
+    """Which dead letters: of a task name, whose error's type or message contains a text
+    (ASCII letters compare without case), dead at least `min_age` and at most `max_age`
+    seconds."""
 
     task_name: str | None = None
     text: str | None = None
@@ -101,15 +101,20 @@ class DeadLetterAdmin:
         # Lua lowers ASCII letters only: so must the text it looks for
         text = "".join(c.lower() if c.isascii() else c for c in where.text or "")
         found: list[tuple[float, str]] = []
-        for queue in queues:
-            k = self.ops.queue_keys(queue)
-            keys = [k.dead, k.task_prefix]
-            rank = 0
-            while rank >= 0:
-                argv = [low, high, where.task_name or "", text, rank, MAINTENANCE_BATCH]
-                reply = yield command_script(self.ops, "find_dead", keys, argv)
-                rank = int(reply[0])
+        # every queue's next page in one round trip, until no queue has more
+        ranks = dict.fromkeys(queues, 0)
+        while ranks:
+            calls = []
+            for queue, rank in ranks.items():
+                k = self.ops.queue_keys(queue)
+                argv: list[Arg] = [low, high, where.task_name or "", text, rank, MAINTENANCE_BATCH]
+                calls.append(
+                    Call.script_call(self.ops.scripts["find_dead"], [k.dead, k.task_prefix], argv)
+                )
+            replies = yield Op(calls, lambda replies: replies)
+            for reply in replies:
                 found += [(-float(score), i.decode()) for i, score in pairs(reply[1:])]
+            ranks = {q: int(r[0]) for q, r in zip(ranks, replies, strict=True) if int(r[0]) >= 0}
         found.sort()
         return [task_id for _, task_id in found]
 

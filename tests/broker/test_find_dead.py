@@ -97,7 +97,7 @@ def errors(task_in: TaskIn) -> dict[str, str]:
         "value": task_in("dead", error=error("ValueError", "broken")),
         "customer": task_in("dead", error=error("KeyError", "Missing Customer 42")),
         "traced": task_in(
-            "dead", error=error("RuntimeError", "x", 'File "app.py", line 3, in Handler')
+            "dead", error=error("RuntimeError", "x.y", 'File "app.py", line 3, in Handler')
         ),
     }
 
@@ -107,15 +107,15 @@ def errors(task_in: TaskIn) -> dict[str, str]:
     [
         ("valueerror", ["value"]),  # the type, whatever its case
         ("missing customer", ["customer"]),  # the message
-        ("line 3, in handler", ["traced"]),  # the traceback
+        ("line 3, in handler", []),  # not the traceback
         ("error", ["value", "customer", "traced"]),
-        ("app.py", ["traced"]),
-        ("app%.py", []),  # a plain text, not a Lua pattern
+        ("x.y", ["traced"]),
+        ("x%.y", []),  # a plain text, not a Lua pattern
         ("[", []),  # which would be a malformed pattern
         ("nowhere", []),
     ],
 )
-def test_the_text_filter_searches_type_message_and_traceback(
+def test_the_text_filter_searches_type_and_message(
     text: str,
     expected: list[str],
     errors: dict[str, str],
