@@ -109,7 +109,9 @@ def _now(record: TaskRecord) -> list[dict[str, Any]]:
     if state in (TaskState.DEAD, TaskState.FAILED):
         text = f"{state}: {record.reason or 'error'}"
         ended = _event(at, str(state), record.attempts, record.worker, text)
-        ended["error"] = record.error
+        last = record.history[-1].number if record.history else None
+        if last != record.attempts:  # else the attempt's own event shows the error
+            ended["error"] = record.error
         return [ended]
     if state is TaskState.CANCELLED:
         return [_event(at, "cancelled", None, None, "cancelled")]

@@ -132,6 +132,13 @@ async def test_a_task_page_has_its_timeline_and_the_actions_its_state_allows(
     failed = view["timeline"][2]
     assert failed["worker"] == "w1" and failed["error"]["type"] == "TimeoutError"
     assert failed["error"]["message"] == "slow upstream"
+    dead = failed_for_good(app, broker, "bad")
+    ended = (await client.get(f"/api/tasks/{dead}")).json()["timeline"]
+    assert [(e["kind"], e["attempt"]) for e in ended[1:]] == [
+        ("started", 1), ("failed", 1), ("dead", 1)
+    ]  # fmt: skip
+    # the error shows once, on the attempt that raised it, not again on the end
+    assert ended[2]["error"]["message"] == "bad broke" and ended[3]["error"] is None
     assert (await client.get("/api/tasks/default:01J0000000000000000000000X")).status_code == 404
     assert (await client.get("/api/tasks/not-an-id")).status_code == 404
 
