@@ -190,9 +190,12 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         """Start the server and wait until it answers PING."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # a session of its own: a terminal's Ctrl-C must not stop Redis before the processes
+        # that still write to it (`conveyor up` stops it last, itself)
         self.process = subprocess.Popen(
-            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.data_dir
-        )
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=self.data_dir, start_new_session=True,
+        )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
