@@ -316,12 +316,15 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, str]]:
     finally:
         for process in (worker, api):
             process.send_signal(signal.SIGTERM)
+        codes = []
         for process in (worker, api):
             try:
-                process.wait(15)
+                codes.append(process.wait(15))
             except subprocess.TimeoutExpired:
                 process.kill()
-                process.wait()
+                codes.append(process.wait())
+    # SIGTERM, as `docker compose stop` sends it, stops both cleanly
+    assert codes == [0, 0], (tmp_path / "worker.log").read_text()
 
 
 async def reachable(http: httpx.AsyncClient, url: str) -> bool:
