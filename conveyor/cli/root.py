@@ -68,6 +68,7 @@ SUBCOMMANDS = {
     "fsck": "conveyor.cli.admin:fsck",
     "doctor": "conveyor.cli.admin:doctor",
     "demo": "conveyor.cli.demo:demo",
+    "load": "conveyor.cli.load:load",
 }
 
 
