@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from typing import Any
 
@@ -70,6 +71,7 @@ def load(ctx: Context, /, **options: Any) -> None:
     Give --tasks N or --duration SECONDS. The target must be this machine unless
     --allow-remote is given. With --wait it sends at most 1,000,000 tasks and exits with
     1 if some did not finish within --timeout; it exits with 1 too if nothing was sent.
+    Ctrl-C stops the run and reports what it did (exit 1); a second Ctrl-C aborts.
     """
     plan = _plan(options)
     target = plan.url if plan.via is Via.HTTP else (ctx.redis_url or ctx.settings().redis_url)
@@ -78,7 +80,7 @@ def load(ctx: Context, /, **options: Any) -> None:
     timeout: float = options["timeout"]
     progress, stop = _progress(options["as_json"])
     try:
-        report = run_operation(lambda: asyncio.run(run(plan, ctx.app(), timeout, progress)))
+        report = run_operation(lambda: asyncio.run(_interruptible(plan, ctx, timeout, progress)))
     finally:
         stop()
     if options["as_json"]:
@@ -87,6 +89,24 @@ def load(ctx: Context, /, **options: Any) -> None:
         click.echo("\n".join(describe(report)))
     if _failed(report):
         sys.exit(EXIT_FAILED)
+
+
+async def _interruptible(
+    plan: Plan, ctx: Context, timeout: float, progress: Progress
+) -> dict[str, Any]:
+    """The run, where a first Ctrl-C stops it with a report of what was done, and a
+    second one interrupts at once."""
+    stop, loop = asyncio.Event(), asyncio.get_running_loop()
+
+    def interrupt() -> None:
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    try:
+        return await run(plan, ctx.app(), timeout, progress, stop)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def _plan(options: dict[str, Any]) -> Plan:
@@ -109,9 +129,10 @@ def _plan(options: dict[str, Any]) -> Plan:
 
 
 def _failed(report: dict[str, Any]) -> bool:
-    """Nothing was sent, or --wait gave up on some tasks."""
+    """Nothing was sent, --wait gave up on some tasks, or Ctrl-C cut the run short."""
     done = report["completion"]
-    return bool(report["sending"]["sent"] == 0 or (done and done["unfinished"]))
+    unfinished = bool(done and done["unfinished"])
+    return bool(report["sending"]["sent"] == 0 or unfinished or report["interrupted"])
 
 
 class _Bar:
@@ -176,6 +197,8 @@ def describe(report: dict[str, Any]) -> list[str]:
         ]
         if done["unfinished"] or done["missing"]:
             lines.append(f"  unfinished {done['unfinished']:,}, missing {done['missing']:,}")
+    if report["interrupted"]:
+        lines.append("interrupted: the figures cover the run up to Ctrl-C")
     return lines
 
 

@@ -140,16 +140,22 @@ class Schedule:
     moment it is due: task i is due i/rate seconds after the start, so the pace holds
     however many senders share it and however long each request takes."""
 
-    def __init__(self, plan: Plan, clock: Callable[[], float] = time.monotonic) -> None:
-        self.plan, self.clock = plan, clock
+    def __init__(
+        self,
+        plan: Plan,
+        clock: Callable[[], float] = time.monotonic,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        self.plan, self.clock, self.stop = plan, clock, stop
         self.start = clock()
         self.taken = 0
 
     def take(self, size: int) -> tuple[int, float] | None:
-        """(count, due time) of the next slice, or None once the run is over."""
+        """(count, due time) of the next slice, or None once the run is over (or stopped)."""
         now, end = self.clock(), self.start + self.plan.seconds
         due = self.start + self.taken / self.plan.rate if self.plan.rate else now
-        if self.taken >= self.plan.limit or max(now, due) >= end:
+        stopped = self.stop is not None and self.stop.is_set()
+        if stopped or self.taken >= self.plan.limit or max(now, due) >= end:
             return None
         count = min(size, self.plan.limit - self.taken)
         self.taken += count
@@ -256,9 +262,12 @@ def redis_sender(app: Conveyor, plan: Plan) -> Send:
     return send
 
 
-async def drive(plan: Plan, senders: Sequence[Send], progress: Progress) -> tuple[Tally, float]:
-    """Run the senders concurrently on one schedule; the tally and the seconds taken."""
-    tally, schedule = Tally(keep_ids=plan.wait), Schedule(plan)
+async def drive(
+    plan: Plan, senders: Sequence[Send], progress: Progress, stop: asyncio.Event
+) -> tuple[Tally, float]:
+    """Run the senders concurrently on one schedule until it ends or `stop` is set; the
+    tally and the seconds taken."""
+    tally, schedule = Tally(keep_ids=plan.wait), Schedule(plan, stop=stop)
 
     async def sender(send: Send) -> None:
         while (piece := schedule.take(plan.batch)) is not None:
@@ -297,10 +306,10 @@ class Followed:
 
 
 async def follow(
-    inspector: Records, ids: list[str], timeout: float, progress: Progress
+    inspector: Records, ids: list[str], timeout: float, progress: Progress, stop: asyncio.Event
 ) -> Followed:
-    """Read the records of `ids` until each is terminal or `timeout` passes; each pass reads
-    only the tasks not yet finished."""
+    """Read the records of `ids` until each is terminal, `timeout` passes or `stop` is set;
+    each pass reads only the tasks not yet finished."""
     seen, remaining = Followed(), ids
     deadline = time.monotonic() + timeout
     progress.phase("finished", len(ids))
@@ -315,9 +324,10 @@ async def follow(
                 still.append(task_id)
         progress.advance(len(remaining) - len(still))
         remaining = still
-        if not remaining or time.monotonic() >= deadline:
+        if not remaining or time.monotonic() >= deadline or stop.is_set():
             break
-        await asyncio.sleep(POLL_INTERVAL)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), POLL_INTERVAL)
     seen.unfinished = len(remaining)
     return seen
 
@@ -374,9 +384,17 @@ def sending(plan: Plan, tally: Tally, seconds: float) -> dict[str, Any]:
     }
 
 
-async def run(plan: Plan, app: Conveyor, timeout: float, progress: Progress) -> dict[str, Any]:
+async def run(
+    plan: Plan,
+    app: Conveyor,
+    timeout: float,
+    progress: Progress,
+    stop: asyncio.Event | None = None,
+) -> dict[str, Any]:
     """Send the plan's tasks, then with `plan.wait` follow them for at most `timeout`
-    seconds; the report as a JSON-ready dict. Closes the app's async connections."""
+    seconds; the report as a JSON-ready dict. Setting `stop` (Ctrl-C) ends either phase
+    early, with a report of what was done. Closes the app's async connections."""
+    stop = stop or asyncio.Event()
     inspector = app.async_inspector()
     try:
         if plan.via is Via.REDIS or plan.wait:
@@ -389,14 +407,15 @@ async def run(plan: Plan, app: Conveyor, timeout: float, progress: Progress) -> 
                            for _ in range(plan.connections)]  # fmt: skip
                 await _check_api(clients[0], plan.url)
                 senders = [http_sender(client, plan) for client in clients]
-                tally, seconds = await drive(plan, senders, progress)
+                tally, seconds = await drive(plan, senders, progress, stop)
         else:
             senders = [redis_sender(app, plan)] * plan.connections
-            tally, seconds = await drive(plan, senders, progress)
+            tally, seconds = await drive(plan, senders, progress, stop)
         report: dict[str, Any] = {"sending": sending(plan, tally, seconds), "completion": None}
-        if plan.wait:
-            followed = await follow(inspector, tally.ids, timeout, progress)
+        if plan.wait and not stop.is_set():
+            followed = await follow(inspector, tally.ids, timeout, progress, stop)
             report["completion"] = completion(followed)
+        report["interrupted"] = stop.is_set()
         return report
     finally:
         await app.aclose()

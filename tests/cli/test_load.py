@@ -4,6 +4,9 @@ real API served over HTTP on a loopback port."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +17,16 @@ import redis
 from click.testing import Result
 
 from conveyor import Conveyor
+from conveyor.broker.admin import MAX_RECORDS
 from conveyor.broker.keys import GlobalKeys, QueueKeys
+from conveyor.producer import Message
 from conveyor.settings import Settings
 from conveyor.tools.embedded import free_port
-from conveyor.tools.load import DEFAULT_TASK, is_loopback, percentiles
+from conveyor.tools.load import DEFAULT_TASK, Plan, Schedule, Via, is_loopback, percentiles
 from tests.api.test_server import running_api
 from tests.cli.conftest import Invoke
 from tests.support.processes import WorkerProcess
+from tests.support.worker import wait_until_sync
 
 DEMO_APP = "conveyor.tools.demo_tasks:app"
 #: More than the API's default body limit (1 MiB): every request is refused with a 413.
@@ -58,6 +64,55 @@ def stored_records(app: Conveyor, r: redis.Redis, keys: QueueKeys) -> list[Any]:
     """Every task record of the default queue, read one by one (not as `load` reads them)."""
     ids = [key.decode()[len(keys.task_prefix) :] for key in r.scan_iter(keys.task_prefix + "*")]
     return [app.get_record(task_id) for task_id in ids]
+
+
+# -- the schedule and the batched read -----------------------------------------------
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_schedule_paces_slices_at_the_rate() -> None:
+    clock = Clock()
+    schedule = Schedule(Plan(Via.REDIS, tasks=10, rate=4), clock)
+    slices = [schedule.take(4) for _ in range(4)]
+    # task i is due i/4 s after the start; the last slice holds what is left
+    assert slices == [(4, 100.0), (4, 101.0), (2, 102.0), None]
+
+
+def test_schedule_stops_at_the_duration() -> None:
+    clock = Clock()
+    paced = Schedule(Plan(Via.REDIS, duration=1, rate=2), clock)
+    assert [paced.take(1) for _ in range(3)] == [(1, 100.0), (1, 100.5), None]
+    fast = Schedule(Plan(Via.REDIS, duration=1), clock)
+    assert fast.take(50) == (50, 100.0)
+    clock.now = 101.0
+    assert fast.take(50) is None
+
+
+def test_percentiles_by_nearest_rank() -> None:
+    assert percentiles([]) is None
+    assert percentiles([3.0]) == {"p50": 3.0, "p95": 3.0, "p99": 3.0}
+    values = [float(v) for v in range(101)]  # 0..100; the order given does not matter
+    assert percentiles(values[::-1]) == {"p50": 50.0, "p95": 95.0, "p99": 99.0}
+
+
+async def test_records_reads_many_in_order_on_both_faces(aapp: Conveyor) -> None:
+    handles = aapp.enqueue_many([Message("t", (i,)) for i in range(MAX_RECORDS + 5)])
+    ids = [h.id for h in handles]
+    asked = [ids[0], "default:01JD0000000000000000000000", "not an id", *ids[1:]]
+    for records in (aapp.inspector.records(asked), await aapp.async_inspector().records(asked)):
+        assert records[1] is None and records[2] is None
+        found = [records[0], *records[3:]]
+        assert [r.id if r else None for r in found] == ids
+        assert [r.args if r else None for r in found] == [[i] for i in range(MAX_RECORDS + 5)]
 
 
 # -- sending -------------------------------------------------------------------------
@@ -103,6 +158,27 @@ def test_duration_stops_a_run_as_fast_as_possible(
     sending = report(result)["sending"]
     assert sending["sent"] > 100 and sending["seconds"] < 2.5
     assert pending(r, keys) == sending["sent"]
+
+
+def test_ctrl_c_stops_the_run_with_a_report(
+    settings: Settings, r: redis.Redis, keys: QueueKeys
+) -> None:
+    command = [sys.executable, "-m", "conveyor", "--redis-url", settings.redis_url,
+               "--prefix", settings.prefix, "load", "--via", "redis", "-d", "60", "--rate", "20",
+               "--batch", "1", "--json"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until_sync(lambda: pending(r, keys) >= 5, 15, "the run to send")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 1, err
+    answer = json.loads(out)
+    assert answer["interrupted"] is True
+    assert 5 <= answer["sending"]["sent"] == pending(r, keys) < 600
+    assert answer["sending"]["seconds"] < 30
 
 
 # -- the whole system: API, worker, --wait -------------------------------------------
