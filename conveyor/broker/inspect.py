@@ -62,6 +62,10 @@ class AsyncInspector:
         """A task record by id, or None (unknown, expired, or not a task id)."""
         return await self._run(self._admin.task(task_id))
 
+    async def records(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        """Records of many tasks in order (None where unknown), a thousand per round trip."""
+        return await self._run(self._admin.records(task_ids))
+
     async def tasks(
         self,
         queue: str,
@@ -207,6 +211,10 @@ class SyncInspector:
     def task(self, task_id: str) -> TaskRecord | None:
         """A task record by id, or None (unknown, expired, or not a task id)."""
         return self._run(self._admin.task(task_id))
+
+    def records(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        """Records of many tasks in order (None where unknown), a thousand per round trip."""
+        return self._run(self._admin.records(task_ids))
 
     def tasks(
         self,

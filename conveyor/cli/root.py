@@ -69,6 +69,7 @@ SUBCOMMANDS = {
     "doctor": "conveyor.cli.admin:doctor",
     "demo": "conveyor.cli.demo:demo",
     "up": "conveyor.cli.up:up",
+    "load": "conveyor.cli.load:load",
 }
 
 

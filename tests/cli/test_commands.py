@@ -518,7 +518,7 @@ def test_unreachable_redis_exits_3(unreachable: Invoke, args: list[str]) -> None
 # -- help ------------------------------------------------------------------------------
 
 COMMANDS = ["worker", "api", "dashboard", "enqueue", "status", "cancel", "queues", "pause",
-            "resume", "workers", "dlq", "fsck", "doctor", "demo", "up"]  # fmt: skip
+            "resume", "workers", "dlq", "fsck", "doctor", "demo", "up", "load"]  # fmt: skip
 
 
 def test_root_help_lists_every_command() -> None:
@@ -552,6 +552,7 @@ def test_root_help_lists_every_command() -> None:
         ("dlq purge", "Delete every dead letter"),
         ("demo", "Enqueue tasks of every kind and process them"),
         ("up", "Run the whole system on this machine: Redis, the API (:8085), the dashboard"),
+        ("load", "Send tasks and measure: enqueue throughput"),
     ],
 )
 def test_subcommand_help(command: str, summary: str) -> None:
