@@ -22,7 +22,8 @@ from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.producer import Message
 from conveyor.settings import Settings
 from conveyor.tools.embedded import free_port
-from conveyor.tools.load import DEFAULT_TASK, Plan, Schedule, Via, is_loopback, percentiles
+from conveyor.tools.load import DEFAULT_TASK, Plan, Schedule, Via, is_loopback
+from conveyor.tools.load_follow import percentiles
 from tests.api.test_server import running_api
 from tests.cli.conftest import Invoke
 from tests.support.processes import WorkerProcess
