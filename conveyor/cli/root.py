@@ -71,8 +71,44 @@ SUBCOMMANDS = {
 }
 
 
+def _merge_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """A connection option given after the subcommand overrides the one given before it."""
+    shared = ctx.find_object(Context)
+    if value is not None and shared is not None and param.name is not None:
+        shared.options[param.name] = value
+
+
+def _connection_options() -> list[click.Option]:
+    """--redis-url and --prefix as every subcommand accepts them (no envvar: the root's
+    option reads the variable, and an explicit value before the subcommand must stand)."""
+    return [
+        click.Option(["--redis-url"], expose_value=False, callback=_merge_option,
+                     help="Redis to use; overrides the one given before the command."),
+        click.Option(["--prefix"], expose_value=False, callback=_merge_option,
+                     help="Key prefix; overrides the one given before the command."),
+    ]  # fmt: skip
+
+
+def with_connection_options(command: click.Command) -> click.Command:
+    """Add the connection options to `command` and, for a group, to each of its commands.
+
+    Idempotent (commands are module-level objects, loaded once per process but looked up
+    on every call), and a command with an option of the same name keeps its own.
+    """
+    names = {param.name for param in command.params}
+    command.params.extend(o for o in _connection_options() if o.name not in names)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            with_connection_options(sub)
+    return command
+
+
 class LazyGroup(click.Group):
-    """A group whose subcommands are imported on first use (click's documented pattern)."""
+    """A group whose subcommands are imported on first use (click's documented pattern).
+
+    Each loaded command also accepts the connection options after its name
+    (`conveyor worker app:app --redis-url ...`), added here rather than in every module.
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*super().list_commands(ctx), *SUBCOMMANDS]
@@ -83,7 +119,7 @@ class LazyGroup(click.Group):
             return super().get_command(ctx, cmd_name)
         module, _, attribute = spec.partition(":")
         command: click.Command = getattr(importlib.import_module(module), attribute)
-        return command
+        return with_connection_options(command)
 
 
 @click.group(
