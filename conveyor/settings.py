@@ -7,6 +7,7 @@ import math
 import os
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from conveyor.errors import ConfigurationError
 
@@ -17,6 +18,8 @@ HOUR = 3600.0
 DAY = 24 * HOUR
 #: Most tasks one claim may lease (claim.lua passes one argument per task to a command).
 MAX_CLAIM_BATCH = 1000
+#: URL schemes redis-py connects with.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,7 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
+        check_redis_url(self.redis_url)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -92,6 +96,29 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse a URL redis-py could not connect with, in one line instead of its traceback."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when not a number in 0..65535
+    except ValueError as exc:
+        raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        schemes = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
+        raise ConfigurationError(
+            f"bad Redis URL {url!r}: it must start with {schemes} (e.g. redis://127.0.0.1:6379/0)"
+        )
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigurationError(f"bad Redis URL {url!r}: unix:// needs a socket path")
+        return
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ConfigurationError(f"bad Redis URL {url!r}: the database must be a number")
+    if port == 0:
+        raise ConfigurationError(f"bad Redis URL {url!r}: port 0")
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from conveyor import logs
-from conveyor.errors import BrokerUnavailableError, ConveyorError
-from conveyor.settings import Settings
+from conveyor.errors import BrokerUnavailableError, ConfigurationError, ConveyorError
+from conveyor.settings import Settings, check_redis_url
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: Exit codes: 1 an operation failed (not found, conflict, bad input), 2 usage error
-#: (click's own), 3 Redis unavailable.
+#: (click's own; a malformed Redis URL too), 3 Redis unavailable (or what answers is not
+#: Redis).
 EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
 
 
@@ -71,8 +72,20 @@ SUBCOMMANDS = {
 }
 
 
+def _checked_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A malformed Redis URL is a usage error (exit 2), reported in one line."""
+    if value is not None:
+        try:
+            check_redis_url(value)
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+    return value
+
+
 def _merge_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     """A connection option given after the subcommand overrides the one given before it."""
+    if param.name == "redis_url":
+        _checked_url(ctx, param, value)
     shared = ctx.find_object(Context)
     if value is not None and shared is not None and param.name is not None:
         shared.options[param.name] = value
@@ -129,6 +142,7 @@ class LazyGroup(click.Group):
 @click.option(
     "--redis-url",
     envvar="CONVEYOR_REDIS_URL",
+    callback=_checked_url,
     help="Redis to use (env CONVEYOR_REDIS_URL; default redis://127.0.0.1:6379/0).",
 )
 @click.option("--prefix", envvar="CONVEYOR_PREFIX", help="Key prefix (env CONVEYOR_PREFIX).")
@@ -166,6 +180,26 @@ def run_operation(operation: Callable[[], T]) -> T:
     except ConveyorError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+    except Exception as exc:
+        not_redis = _protocol_error(exc)
+        if not_redis is None:
+            raise
+        click.echo(f"Error: the server at the Redis URL is not Redis ({not_redis})", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+
+
+def _protocol_error(exc: BaseException) -> BaseException | None:
+    """The reply Redis could not have sent (an HTTP server's, say), if `exc` is or holds it."""
+    from redis.exceptions import InvalidResponse
+
+    if isinstance(exc, InvalidResponse):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):  # from the worker's TaskGroup
+        for inner in exc.exceptions:
+            found = _protocol_error(inner)
+            if found is not None:
+                return found
+    return exc.__cause__ and _protocol_error(exc.__cause__)
 
 
 def operator() -> Actor:
@@ -180,6 +214,21 @@ def operator() -> Actor:
     except (KeyError, OSError):  # no name for this uid (a container)
         user = str(os.getuid())
     return Actor(f"cli:{user}@{socket.gethostname()}", "cli")
+
+
+def check_is_redis(ctx: Context) -> None:
+    """Fail now if what listens at the URL is not Redis; if nothing does, go on (a worker
+    waits for Redis to come up)."""
+    from conveyor.broker.inspect import SyncInspector
+    from conveyor.broker.sync_broker import SyncBroker
+
+    broker = SyncBroker(ctx.settings())
+    try:
+        SyncInspector(broker).ping()
+    except BrokerUnavailableError:
+        pass
+    finally:
+        broker.close()
 
 
 def inspect(ctx: Context, use: Callable[[SyncInspector], T]) -> T:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from conveyor.cli.early_stop import EarlyStop
-from conveyor.cli.root import Context, pass_context, run_operation
+from conveyor.cli.root import Context, check_is_redis, pass_context, run_operation
 from conveyor.errors import ConfigurationError
 from conveyor.settings import ENV_PREFIX
 from conveyor.worker.pool import WorkerPool
@@ -95,6 +95,7 @@ def worker(
         return app
 
     def start() -> None:
+        check_is_redis(ctx)
         # until the worker (or pool) handles them, a stop signal ends the process cleanly:
         # nothing has been claimed yet; one whose exit was dropped is handed over
         early = EarlyStop()
