@@ -85,7 +85,13 @@ def _set_paused(ctx: Context, queue: str, paused: bool, create: bool) -> None:
 @click.command()
 @pass_context
 def workers(ctx: Context) -> None:
-    """List the workers alive by heartbeat, as JSON lines."""
+    """List the workers alive by heartbeat, as JSON lines.
 
-    for info in inspect(ctx, lambda i: i.workers()):
+    With none alive, says so on stderr (stdout stays empty, for scripts), exit code 0.
+    """
+
+    infos = inspect(ctx, lambda i: i.workers())
+    for info in infos:
         click.echo(serializers.dumps(info).decode())
+    if not infos:
+        click.echo("no workers alive", err=True)

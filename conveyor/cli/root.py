@@ -23,8 +23,8 @@ T = TypeVar("T")
 
 #: Exit codes: 1 an operation failed (not found, conflict, bad input), 2 usage error
 #: (click's own; a malformed Redis URL too), 3 Redis unavailable (or what answers is not
-#: Redis).
-EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
+#: Redis), 4 a server cannot listen (address in use, no such interface, no permission).
+EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_CANNOT_LISTEN = 1, 3, 4
 
 
 class Context:
