@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from conveyor import serializers
 from conveyor.broker.inspect import SyncInspector
+from conveyor.cli.output import dumps, record_json
 from conveyor.cli.root import Context, inspect, operator, pass_context
 from conveyor.errors import TaskNotFoundError
 from conveyor.model import TaskRecord
@@ -51,7 +51,7 @@ def show_dead(ctx: Context, task_id: str) -> None:
             raise TaskNotFoundError(f"no dead letter {task_id}")
         return record
 
-    click.echo(serializers.dumps(inspect(ctx, read).to_json()).decode())
+    click.echo(dumps(record_json(inspect(ctx, read))))
 
 
 @dlq.command("retry")

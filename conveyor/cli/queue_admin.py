@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from conveyor import serializers
 from conveyor.broker.inspect import SyncInspector
+from conveyor.cli.output import described, dumps
 from conveyor.cli.root import Context, inspect, operator, pass_context
 from conveyor.errors import ConveyorError
 from conveyor.names import validate_queue_name
@@ -20,7 +20,7 @@ def queues(ctx: Context, as_json: bool) -> None:
     """Show every queue's depth per state."""
     stats = inspect(ctx, lambda i: i.queue_stats())
     if as_json:
-        click.echo(serializers.dumps([s.to_json() for s in stats]).decode())
+        click.echo(dumps([described(s.to_json()) for s in stats]))
         return
     if not stats:
         click.echo("no queues yet")
@@ -92,6 +92,6 @@ def workers(ctx: Context) -> None:
 
     infos = inspect(ctx, lambda i: i.workers())
     for info in infos:
-        click.echo(serializers.dumps(info).decode())
+        click.echo(dumps(described(info)))
     if not infos:
         click.echo("no workers alive", err=True)
