@@ -52,6 +52,9 @@ class Context:
 
 pass_context = click.make_pass_decorator(Context)
 
+#: Read from the working directory by every command; set variables win over it.
+ENV_FILE = ".env"
+
 #: Each subcommand, by name, as "module:attribute": imported only when it runs (or for
 #: --help), so a command pays only for the modules it uses.
 SUBCOMMANDS = {
@@ -70,6 +73,15 @@ SUBCOMMANDS = {
     "doctor": "conveyor.cli.admin:doctor",
     "demo": "conveyor.cli.demo:demo",
 }
+
+
+def load_env_file() -> None:
+    """Set the variables of `.env` in the working directory that are not set already."""
+    path = os.path.join(os.getcwd(), ENV_FILE)
+    if os.path.isfile(path):
+        from dotenv import load_dotenv
+
+        load_dotenv(path, override=False)
 
 
 def _checked_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -123,6 +135,11 @@ class LazyGroup(click.Group):
     (`conveyor worker app:app --redis-url ...`), added here rather than in every module.
     """
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Read ./.env first, so its variables count as the environment's."""
+        load_env_file()
+        return super().main(*args, **kwargs)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*super().list_commands(ctx), *SUBCOMMANDS]
 
@@ -160,7 +177,20 @@ def cli(
     """Conveyor: a reliable, fast distributed task queue on Redis.
 
     Run workers, enqueue tasks, inspect queues and dead letters. Every option can also
-    be set by a CONVEYOR_* environment variable.
+    be set by a CONVEYOR_* environment variable, and a .env file in the working
+    directory sets those not set already. --redis-url and --prefix may also follow the
+    command (`conveyor worker app:app --redis-url ...`), and win there.
+
+    \b
+    The seeds' variables work too, below the CONVEYOR_* ones:
+      REDIS_ADDR=host:port   the Redis URL (CONVEYOR_REDIS_URL)
+      QUEUE_NAME             the worker's --queues (CONVEYOR_QUEUES)
+      WORKER_CONCURRENCY     the worker's --concurrency (CONVEYOR_CONCURRENCY)
+      METRICS_PORT           the worker's --metrics-port (CONVEYOR_METRICS_PORT)
+
+    \b
+    Exit codes: 0 done, 1 the operation failed, 2 usage error (a malformed Redis
+    URL too), 3 Redis unavailable or not Redis, 4 a server cannot listen.
     """
     ctx.obj = Context(redis_url, prefix, log_level=log_level, log_json=json_logs)
     try:
