@@ -220,9 +220,9 @@ def run_operation(operation: Callable[[], T]) -> T:
 
 def _protocol_error(exc: BaseException) -> BaseException | None:
     """The reply Redis could not have sent (an HTTP server's, say), if `exc` is or holds it."""
-    from redis.exceptions import InvalidResponse
+    from conveyor.broker.transport import not_redis
 
-    if isinstance(exc, InvalidResponse):
+    if not_redis(exc):
         return exc
     if isinstance(exc, BaseExceptionGroup):  # from the worker's TaskGroup
         for inner in exc.exceptions:

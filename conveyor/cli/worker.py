@@ -97,11 +97,11 @@ def worker(
         return app
 
     def start() -> None:
-        check_is_redis(ctx)
         # until the worker (or pool) handles them, a stop signal ends the process cleanly:
         # nothing has been claimed yet; one whose exit was dropped is handed over
         early = EarlyStop()
         early.install()
+        check_is_redis(ctx)  # a URL at something else fails here, not in every component
         if workers > 1:
             child = [app_spec, "--queues", queues, "--workers", "1", "--metrics-port", "0"]
             for flag, value in (("--concurrency", concurrency), ("--processes", processes),
