@@ -113,24 +113,25 @@ def _is_loopback(host: str) -> bool:
 
 
 def _serve(build: Callable[[], Any], host: str, port: int, access_log: bool) -> None:
-    # bound before the app is built: a port in use fails at once, with its own exit code
-    sock = _listen(host, port)
     # imported here: FastAPI alone would double the start-up time of every other command
     import uvicorn
 
     from conveyor.cli.serving import AnnouncingServer
 
-    # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler that
-    # was there before it: this one, so a clean shutdown exits with code 0
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _exit_cleanly)
+    # the app first (it refuses an exposure it should not allow), then the socket, bound
+    # here rather than by uvicorn: a port in use fails with its own exit code
     config = uvicorn.Config(
         build(), log_level="warning", access_log=access_log,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
     )  # fmt: skip
     if access_log:  # uvicorn logs requests at INFO, below the level of its other loggers
         logging.getLogger("uvicorn.access").setLevel(logging.INFO)
-    AnnouncingServer(config, _url(host, sock.getsockname()[1])).run(sockets=[sock])
+    # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler that
+    # was there before it: this one, so a clean shutdown exits with code 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
+    with _listen(host, port) as sock:
+        AnnouncingServer(config, _url(host, sock.getsockname()[1])).run(sockets=[sock])
 
 
 def _listen(host: str, port: int) -> socket.socket:
