@@ -1,4 +1,9 @@
-"""Settings, read from arguments first and `CONVEYOR_*` environment variables second."""
+"""Settings, read from arguments first and `CONVEYOR_*` environment variables second.
+
+The seeds' variable names are accepted too, below the `CONVEYOR_*` ones: REDIS_ADDR
+(host:port) for the Redis URL and WORKER_CONCURRENCY for the concurrency. (QUEUE_NAME
+and METRICS_PORT are options of `conveyor worker`, which reads them itself.)
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from conveyor.errors import ConfigurationError
 
@@ -17,6 +23,10 @@ HOUR = 3600.0
 DAY = 24 * HOUR
 #: Most tasks one claim may lease (claim.lua passes one argument per task to a command).
 MAX_CLAIM_BATCH = 1000
+#: The seeds' variables, by the field they set when its CONVEYOR_* variable is not set.
+ALIASES = {"redis_url": "REDIS_ADDR", "concurrency": "WORKER_CONCURRENCY"}
+#: URL schemes redis-py connects with.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,7 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
+        check_redis_url(self.redis_url)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -86,6 +97,8 @@ class Settings:
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
                 values[f.name] = _parse(f.name, str(f.type), raw)
+            elif f.name in ALIASES and env.get(ALIASES[f.name]) is not None:
+                values[f.name] = _alias(f.name, str(f.type), env[ALIASES[f.name]])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -94,10 +107,56 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+def check_redis_url(url: str) -> None:
+    """Refuse a URL redis-py could not connect with, in one line instead of its traceback."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when not a number in 0..65535
+    except ValueError as exc:
+        raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        schemes = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
+        raise ConfigurationError(
+            f"bad Redis URL {url!r}: it must start with {schemes} (e.g. redis://127.0.0.1:6379/0)"
+        )
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigurationError(f"bad Redis URL {url!r}: unix:// needs a socket path")
+        return
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ConfigurationError(f"bad Redis URL {url!r}: the database must be a number")
+    if port == 0:
+        raise ConfigurationError(f"bad Redis URL {url!r}: port 0")
+
+
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
-def _parse(name: str, type_name: str, raw: str) -> Any:
+def _alias(name: str, type_name: str, raw: str) -> Any:
+    """Parse a seed variable: REDIS_ADDR is host:port (or a URL), the rest as the field."""
+    variable = ALIASES[name]
+    if name != "redis_url":
+        return _parse(name, type_name, raw, variable)
+    return redis_url_of_address(raw, variable)
+
+
+def redis_url_of_address(address: str, variable: str = "REDIS_ADDR") -> str:
+    """`host:port` (or `host`, or a redis:// URL) as a Redis URL, database 0."""
+    text = address.strip()
+    if "://" in text:
+        return text
+    host, colon, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
+    if not colon:
+        host, port = text, "6379"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(f"{variable}={address!r}: expected host:port, e.g. redis:6379")
+    if ":" in host and not host.startswith("["):  # a bare IPv6 address
+        host = f"[{host}]"
+    return f"redis://{host}:{port}/0"
+
+
+def _parse(name: str, type_name: str, raw: str, variable: str | None = None) -> Any:
     """Parse one variable by its field's type; a value that does not fit is an error."""
     text = raw.strip().lower()
     try:
@@ -112,5 +171,6 @@ def _parse(name: str, type_name: str, raw: str) -> Any:
         if type_name.startswith("float"):
             return float(raw)
     except ValueError as exc:
-        raise ConfigurationError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+        variable = variable or f"{ENV_PREFIX}{name.upper()}"
+        raise ConfigurationError(f"{variable}={raw!r}: {exc}") from None
     return raw

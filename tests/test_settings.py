@@ -138,3 +138,48 @@ def test_a_redis_call_stays_well_inside_a_lease(
     settings = Settings(lease_timeout=lease, socket_timeout=socket_timeout)
     assert settings.call_timeout == pytest.approx(call_timeout)
     assert settings.heartbeat_interval == pytest.approx(lease / 3)
+
+
+# -- the seeds' variables ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "url"),
+    [
+        ("redis:6379", "redis://redis:6379/0"),
+        ("127.0.0.1:6380", "redis://127.0.0.1:6380/0"),
+        ("redis", "redis://redis:6379/0"),
+        ("[::1]:6379", "redis://[::1]:6379/0"),
+        ("redis://r:6380/2", "redis://r:6380/2"),
+    ],
+)
+def test_redis_addr_is_a_host_and_port(address: str, url: str) -> None:
+    assert Settings.from_env({"REDIS_ADDR": address}).redis_url == url
+
+
+@pytest.mark.parametrize("address", ["r:port", ":6379", "r:0", ""])
+def test_a_bad_redis_addr_is_refused_by_its_name(address: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"REDIS_ADDR=.*expected host:port"):
+        Settings.from_env({"REDIS_ADDR": address})
+
+
+def test_worker_concurrency_sets_the_concurrency() -> None:
+    assert Settings.from_env({"WORKER_CONCURRENCY": "7"}).concurrency == 7
+    with pytest.raises(ConfigurationError, match="WORKER_CONCURRENCY='x'"):
+        Settings.from_env({"WORKER_CONCURRENCY": "x"})
+
+
+def test_the_conveyor_names_win_over_the_seeds() -> None:
+    settings = Settings.from_env(
+        {
+            "REDIS_ADDR": "seed:6379",
+            "CONVEYOR_REDIS_URL": "redis://mine:6380/1",
+            "WORKER_CONCURRENCY": "7",
+            "CONVEYOR_CONCURRENCY": "9",
+        }
+    )
+    assert (settings.redis_url, settings.concurrency) == ("redis://mine:6380/1", 9)
+    # and an explicit argument wins over both
+    assert Settings.from_env({"REDIS_ADDR": "seed:6379"}, redis_url="redis://arg/0").redis_url == (
+        "redis://arg/0"
+    )

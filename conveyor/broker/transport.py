@@ -27,7 +27,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
+from redis.exceptions import InvalidResponse, NoScriptError, OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -317,6 +317,11 @@ def with_memory(replies: list[Any], info: Any) -> list[Any]:
             replies[i] = BrokerFullError(reply.stored, memory=memory)
             replies[i].__cause__ = reply.__cause__
     return replies
+
+
+def not_redis(exc: BaseException) -> bool:
+    """The server answered what no Redis sends (an HTTP server's page, say): a wrong URL."""
+    return isinstance(exc, InvalidResponse)
 
 
 def unavailable(exc: BaseException, settings: Settings) -> BrokerUnavailableError:

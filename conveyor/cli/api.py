@@ -6,12 +6,21 @@ from __future__ import annotations
 import ipaddress
 import logging
 import signal
+import socket
+import sys
+from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from conveyor.cli.root import Context, pass_context, run_operation
+from conveyor.cli.root import EXIT_CANNOT_LISTEN, Context, pass_context, run_operation
+
+#: --access-log on either server: one line per request on stdout (uvicorn's format).
+access_log_option = click.option(
+    "--access-log", is_flag=True, envvar="CONVEYOR_ACCESS_LOG",
+    help="Log every request on stdout (off by default).",
+)  # fmt: skip
 
 DEFAULT_PORT = 8085
 DASHBOARD_PORT = 8082
@@ -29,8 +38,9 @@ log = logging.getLogger("conveyor.dashboard")
               type=click.IntRange(0, 65535))  # fmt: skip
 @click.option("--dashboard", "with_dashboard", is_flag=True,
               help="Serve the dashboard too, at /dashboard, behind the same tokens.")  # fmt: skip
+@access_log_option
 @pass_context
-def api(ctx: Context, host: str, port: int, with_dashboard: bool) -> None:
+def api(ctx: Context, host: str, port: int, with_dashboard: bool, access_log: bool) -> None:
     """Serve the HTTP API: POST /task and GET /stats as the seeds had them, and /v1.
 
     Tokens, an allow-list of task names and limits come from CONVEYOR_API_TOKENS
@@ -47,7 +57,7 @@ def api(ctx: Context, host: str, port: int, with_dashboard: bool) -> None:
             _check_exposure(host, api_settings.tokens, "dashboard")
         return create_app(ctx.settings(), api_settings, dashboard=with_dashboard)
 
-    run_operation(lambda: _serve(build(), host, port))
+    run_operation(lambda: _serve(build, host, port, access_log))
 
 
 @click.command()
@@ -57,13 +67,17 @@ def api(ctx: Context, host: str, port: int, with_dashboard: bool) -> None:
               envvar="CONVEYOR_DASHBOARD_PORT", type=click.IntRange(0, 65535))  # fmt: skip
 @click.option("--read-only", is_flag=True, envvar="CONVEYOR_DASHBOARD_READ_ONLY",
               help="Show everything, offer and accept no action, whatever the token.")  # fmt: skip
+@access_log_option
 @pass_context
-def dashboard(ctx: Context, host: str, port: int, read_only: bool) -> None:
+def dashboard(ctx: Context, host: str, port: int, read_only: bool, access_log: bool) -> None:
     """Serve the web dashboard: queues, workers, tasks, dead letters and the audit log,
     live. GET / is the page and GET /stats the seeds' counters.
 
     It uses the API's tokens (CONVEYOR_API_TOKENS): a `read` token sees, a `write` token
     acts. Without tokens it is open, so it only binds 127.0.0.1.
+
+    Prints "listening on http://HOST:PORT" once it listens; exit code 4 when it cannot
+    (the port is in use, say).
     """
 
     def build() -> Any:
@@ -74,7 +88,7 @@ def dashboard(ctx: Context, host: str, port: int, read_only: bool) -> None:
         _check_exposure(host, api_settings.tokens, "dashboard")
         return create_dashboard(ctx.settings(), api_settings, read_only=read_only)
 
-    run_operation(lambda: _serve(build(), host, port))
+    run_operation(lambda: _serve(build, host, port, access_log))
 
 
 def _check_exposure(host: str, tokens: dict[str, Any], what: str) -> None:
@@ -98,18 +112,54 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _serve(app: Any, host: str, port: int) -> None:
+def _serve(build: Callable[[], Any], host: str, port: int, access_log: bool) -> None:
     # imported here: FastAPI alone would double the start-up time of every other command
     import uvicorn
 
+    from conveyor.cli.serving import AnnouncingServer
+
+    # the app first (it refuses an exposure it should not allow), then the socket, bound
+    # here rather than by uvicorn: a port in use fails with its own exit code
+    config = uvicorn.Config(
+        build(), log_level="warning", access_log=access_log,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+    )  # fmt: skip
+    if access_log:  # uvicorn logs requests at INFO, below the level of its other loggers
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
     # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler that
     # was there before it: this one, so a clean shutdown exits with code 0
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
-    uvicorn.run(
-        app, host=host, port=port, log_level="warning", access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
-    )  # fmt: skip
+    with _listen(host, port) as sock:
+        AnnouncingServer(config, _url(host, sock.getsockname()[1])).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or exit 4 with one line saying why it cannot be."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        _cannot_listen(host, port, exc)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        _cannot_listen(host, port, exc)
+    return sock
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> NoReturn:
+    reason = exc.strerror or str(exc)
+    click.echo(f"Error: cannot listen on {host}:{port}: {reason}", err=True)
+    sys.exit(EXIT_CANNOT_LISTEN)
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:

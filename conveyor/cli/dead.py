@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from conveyor import serializers
 from conveyor.broker.inspect import SyncInspector
-from conveyor.cli.root import Context, inspect, operator, pass_context
+from conveyor.cli.output import dumps, record_json
+from conveyor.cli.root import Context, inspect, operator, pass_context, run_operation
 from conveyor.errors import TaskNotFoundError
 from conveyor.model import TaskRecord
+from conveyor.options import TaskOptions
+from conveyor.settings import Settings
 
 
 @click.group()
@@ -41,9 +45,17 @@ def list_dead(
 
 @dlq.command("show")
 @click.argument("task_id")
+@click.option("--app", "app_spec", metavar="MODULE:APP",
+              help="Import this app to resolve the task's decorator options.")  # fmt: skip
 @pass_context
-def show_dead(ctx: Context, task_id: str) -> None:
-    """Print one dead letter's record, traceback included, as JSON."""
+def show_dead(ctx: Context, task_id: str, app_spec: str | None) -> None:
+    """Print one dead letter's record, traceback included, as JSON.
+
+    "max_retries" is the budget that applied, and "max_retries_from" says where it
+    came from: "enqueue" (set when it was enqueued, the only one the record stores),
+    "task" (its decorator's; known only with --app MODULE:APP, which imports your app),
+    or "default" (the settings': CONVEYOR_MAX_RETRIES, else 3).
+    """
 
     def read(inspector: SyncInspector) -> TaskRecord:
         record = inspector.dead_letter(task_id)
@@ -51,7 +63,38 @@ def show_dead(ctx: Context, task_id: str) -> None:
             raise TaskNotFoundError(f"no dead letter {task_id}")
         return record
 
-    click.echo(serializers.dumps(inspect(ctx, read).to_json()).decode())
+    def show() -> dict[str, Any]:
+        defaults = _decorator_defaults(app_spec) if app_spec else None
+        record = inspect(ctx, read)
+        budget, source = _max_retries(record, defaults, ctx.settings())
+        return {**record_json(record), "max_retries": budget, "max_retries_from": source}
+
+    click.echo(dumps(run_operation(show)))
+
+
+def _decorator_defaults(app_spec: str) -> tuple[Settings, dict[str, TaskOptions]]:
+    """The settings and each task's decorator options of the app the workers run."""
+    from conveyor.cli.worker import load_app  # the worker's loader, imported only here
+
+    app = load_app(app_spec)
+    return app.settings, {name: d.defaults for name, d in app.tasks.items()}
+
+
+def _max_retries(
+    record: TaskRecord,
+    app: tuple[Settings, dict[str, TaskOptions]] | None,
+    settings: Settings,
+) -> tuple[int, str]:
+    """The retry budget the worker applied (TaskDefinition.retry_policy's order)."""
+    if record.max_retries is not None:
+        return record.max_retries, "enqueue"
+    if app is None:
+        return settings.max_retries, "default"
+    app_settings, tasks = app
+    options = tasks.get(record.name)
+    if options is not None and options.max_retries is not None:
+        return options.max_retries, "task"
+    return app_settings.max_retries, "default"
 
 
 @dlq.command("retry")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import click
 
-from conveyor import serializers
+from conveyor.broker.inspect import SyncInspector
+from conveyor.cli.output import described, dumps
 from conveyor.cli.root import Context, inspect, operator, pass_context
+from conveyor.errors import ConveyorError
+from conveyor.names import validate_queue_name
 
 COLUMNS = ("pending", "active", "scheduled", "dead")
 
@@ -17,7 +20,7 @@ def queues(ctx: Context, as_json: bool) -> None:
     """Show every queue's depth per state."""
     stats = inspect(ctx, lambda i: i.queue_stats())
     if as_json:
-        click.echo(serializers.dumps([s.to_json() for s in stats]).decode())
+        click.echo(dumps([described(s.to_json()) for s in stats]))
         return
     if not stats:
         click.echo("no queues yet")
@@ -29,31 +32,66 @@ def queues(ctx: Context, as_json: bool) -> None:
         click.echo(f"{s.name:<{width}}  {counts}  {'yes' if s.paused else 'no'}")
 
 
-@click.command()
-@click.argument("queue")
-@pass_context
-def pause(ctx: Context, queue: str) -> None:
-    """Stop workers from claiming tasks of QUEUE (enqueueing still works)."""
-    _set_paused(ctx, queue, True)
+#: A queue is known once something was enqueued to it (or it was paused with --create).
+create_option = click.option(
+    "--create", is_flag=True,
+    help="Accept a queue nothing was enqueued to yet (it is listed from then on).",
+)  # fmt: skip
 
 
 @click.command()
 @click.argument("queue")
+@create_option
 @pass_context
-def resume(ctx: Context, queue: str) -> None:
-    """Let workers claim tasks of QUEUE again."""
-    _set_paused(ctx, queue, False)
+def pause(ctx: Context, queue: str, create: bool) -> None:
+    """Stop workers from claiming tasks of QUEUE (enqueueing still works).
+
+    QUEUE must be known (a typo would otherwise pause nothing, and stay listed) unless
+    --create is given: exit code 1 if it is not.
+    """
+    _set_paused(ctx, queue, True, create)
 
 
-def _set_paused(ctx: Context, queue: str, paused: bool) -> None:
-    inspect(ctx, lambda i: i.set_paused(queue, paused, actor=operator()))
+@click.command()
+@click.argument("queue")
+@create_option
+@pass_context
+def resume(ctx: Context, queue: str, create: bool) -> None:
+    """Let workers claim tasks of QUEUE again.
+
+    QUEUE must be known unless --create is given: exit code 1 if it is not.
+    """
+    _set_paused(ctx, queue, False, create)
+
+
+class UnknownQueueError(ConveyorError):
+    """No task was ever enqueued to this queue."""
+
+
+def _set_paused(ctx: Context, queue: str, paused: bool, create: bool) -> None:
+    def apply(inspector: SyncInspector) -> None:
+        validate_queue_name(queue)
+        if not create and queue not in inspector.queue_names():
+            raise UnknownQueueError(
+                f"unknown queue {queue!r}: nothing was ever enqueued to it "
+                f"(check the name, or pass --create to {'pause' if paused else 'resume'} it anyway)"
+            )
+        inspector.set_paused(queue, paused, actor=operator())
+
+    inspect(ctx, apply)
     click.echo(f"{'paused' if paused else 'resumed'} {queue}")
 
 
 @click.command()
 @pass_context
 def workers(ctx: Context) -> None:
-    """List the workers alive by heartbeat, as JSON lines."""
+    """List the workers alive by heartbeat, as JSON lines.
 
-    for info in inspect(ctx, lambda i: i.workers()):
-        click.echo(serializers.dumps(info).decode())
+    With none alive, says so on stderr (stdout stays empty, for scripts), exit code 0.
+    """
+
+    infos = inspect(ctx, lambda i: i.workers())
+    for info in infos:
+        click.echo(dumps(described(info)))
+    if not infos:
+        click.echo("no workers alive", err=True)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from conveyor import logs
-from conveyor.errors import BrokerUnavailableError, ConveyorError
-from conveyor.settings import Settings
+from conveyor.errors import BrokerUnavailableError, ConfigurationError, ConveyorError
+from conveyor.settings import Settings, check_redis_url
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: Exit codes: 1 an operation failed (not found, conflict, bad input), 2 usage error
-#: (click's own), 3 Redis unavailable.
-EXIT_FAILED, EXIT_UNAVAILABLE = 1, 3
+#: (click's own; a malformed Redis URL too), 3 Redis unavailable (or what answers is not
+#: Redis), 4 a server cannot listen (address in use, no such interface, no permission).
+EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_CANNOT_LISTEN = 1, 3, 4
 
 
 class Context:
@@ -51,6 +52,9 @@ class Context:
 
 pass_context = click.make_pass_decorator(Context)
 
+#: Read from the working directory by every command; set variables win over it.
+ENV_FILE = ".env"
+
 #: Each subcommand, by name, as "module:attribute": imported only when it runs (or for
 #: --help), so a command pays only for the modules it uses.
 SUBCOMMANDS = {
@@ -73,8 +77,70 @@ SUBCOMMANDS = {
 }
 
 
+def load_env_file() -> None:
+    """Set the variables of `.env` in the working directory that are not set already."""
+    path = os.path.join(os.getcwd(), ENV_FILE)
+    if os.path.isfile(path):
+        from dotenv import load_dotenv
+
+        load_dotenv(path, override=False)
+
+
+def _checked_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A malformed Redis URL is a usage error (exit 2), reported in one line."""
+    if value is not None:
+        try:
+            check_redis_url(value)
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+    return value
+
+
+def _merge_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """A connection option given after the subcommand overrides the one given before it."""
+    if param.name == "redis_url":
+        _checked_url(ctx, param, value)
+    shared = ctx.find_object(Context)
+    if value is not None and shared is not None and param.name is not None:
+        shared.options[param.name] = value
+
+
+def _connection_options() -> list[click.Option]:
+    """--redis-url and --prefix as every subcommand accepts them (no envvar: the root's
+    option reads the variable, and an explicit value before the subcommand must stand)."""
+    return [
+        click.Option(["--redis-url"], expose_value=False, callback=_merge_option,
+                     help="Redis to use; overrides the one given before the command."),
+        click.Option(["--prefix"], expose_value=False, callback=_merge_option,
+                     help="Key prefix; overrides the one given before the command."),
+    ]  # fmt: skip
+
+
+def with_connection_options(command: click.Command) -> click.Command:
+    """Add the connection options to `command` and, for a group, to each of its commands.
+
+    Idempotent (commands are module-level objects, loaded once per process but looked up
+    on every call), and a command with an option of the same name keeps its own.
+    """
+    names = {param.name for param in command.params}
+    command.params.extend(o for o in _connection_options() if o.name not in names)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            with_connection_options(sub)
+    return command
+
+
 class LazyGroup(click.Group):
-    """A group whose subcommands are imported on first use (click's documented pattern)."""
+    """A group whose subcommands are imported on first use (click's documented pattern).
+
+    Each loaded command also accepts the connection options after its name
+    (`conveyor worker app:app --redis-url ...`), added here rather than in every module.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Read ./.env first, so its variables count as the environment's."""
+        load_env_file()
+        return super().main(*args, **kwargs)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*super().list_commands(ctx), *SUBCOMMANDS]
@@ -85,7 +151,7 @@ class LazyGroup(click.Group):
             return super().get_command(ctx, cmd_name)
         module, _, attribute = spec.partition(":")
         command: click.Command = getattr(importlib.import_module(module), attribute)
-        return command
+        return with_connection_options(command)
 
 
 @click.group(
@@ -95,6 +161,7 @@ class LazyGroup(click.Group):
 @click.option(
     "--redis-url",
     envvar="CONVEYOR_REDIS_URL",
+    callback=_checked_url,
     help="Redis to use (env CONVEYOR_REDIS_URL; default redis://127.0.0.1:6379/0).",
 )
 @click.option("--prefix", envvar="CONVEYOR_PREFIX", help="Key prefix (env CONVEYOR_PREFIX).")
@@ -112,7 +179,20 @@ def cli(
     """Conveyor: a reliable, fast distributed task queue on Redis.
 
     Run workers, enqueue tasks, inspect queues and dead letters. Every option can also
-    be set by a CONVEYOR_* environment variable.
+    be set by a CONVEYOR_* environment variable, and a .env file in the working
+    directory sets those not set already. --redis-url and --prefix may also follow the
+    command (`conveyor worker app:app --redis-url ...`), and win there.
+
+    \b
+    The seeds' variables work too, below the CONVEYOR_* ones:
+      REDIS_ADDR=host:port   the Redis URL (CONVEYOR_REDIS_URL)
+      QUEUE_NAME             the worker's --queues (CONVEYOR_QUEUES)
+      WORKER_CONCURRENCY     the worker's --concurrency (CONVEYOR_CONCURRENCY)
+      METRICS_PORT           the worker's --metrics-port (CONVEYOR_METRICS_PORT)
+
+    \b
+    Exit codes: 0 done, 1 the operation failed, 2 usage error (a malformed Redis
+    URL too), 3 Redis unavailable or not Redis, 4 a server cannot listen.
     """
     ctx.obj = Context(redis_url, prefix, log_level=log_level, log_json=json_logs)
     try:
@@ -132,6 +212,26 @@ def run_operation(operation: Callable[[], T]) -> T:
     except ConveyorError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+    except Exception as exc:
+        not_redis = _protocol_error(exc)
+        if not_redis is None:
+            raise
+        click.echo(f"Error: the server at the Redis URL is not Redis ({not_redis})", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+
+
+def _protocol_error(exc: BaseException) -> BaseException | None:
+    """The reply Redis could not have sent (an HTTP server's, say), if `exc` is or holds it."""
+    from conveyor.broker.transport import not_redis
+
+    if not_redis(exc):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):  # from the worker's TaskGroup
+        for inner in exc.exceptions:
+            found = _protocol_error(inner)
+            if found is not None:
+                return found
+    return exc.__cause__ and _protocol_error(exc.__cause__)
 
 
 def operator() -> Actor:
@@ -146,6 +246,21 @@ def operator() -> Actor:
     except (KeyError, OSError):  # no name for this uid (a container)
         user = str(os.getuid())
     return Actor(f"cli:{user}@{socket.gethostname()}", "cli")
+
+
+def check_is_redis(ctx: Context) -> None:
+    """Fail now if what listens at the URL is not Redis; if nothing does, go on (a worker
+    waits for Redis to come up)."""
+    from conveyor.broker.inspect import SyncInspector
+    from conveyor.broker.sync_broker import SyncBroker
+
+    broker = SyncBroker(ctx.settings())
+    try:
+        SyncInspector(broker).ping()
+    except BrokerUnavailableError:
+        pass
+    finally:
+        broker.close()
 
 
 def inspect(ctx: Context, use: Callable[[SyncInspector], T]) -> T:

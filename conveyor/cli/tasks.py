@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from conveyor import serializers
+from conveyor.cli.output import dumps, record_json
 from conveyor.cli.root import Context, inspect, operator, pass_context, run_operation
 from conveyor.errors import SerializationError, TaskNotFoundError
 from conveyor.ids import queue_of
@@ -80,9 +81,9 @@ def status(ctx: Context, task_id: str) -> None:
         record = ctx.app().get_record(task_id)
         if record is None:
             raise TaskNotFoundError(f"no task {task_id} (never enqueued, or expired)")
-        return record.to_json()
+        return record_json(record)
 
-    click.echo(serializers.dumps(run_operation(read)).decode())
+    click.echo(dumps(run_operation(read)))
 
 
 @click.command()

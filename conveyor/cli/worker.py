@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from conveyor.cli.early_stop import EarlyStop
-from conveyor.cli.root import Context, pass_context, run_operation
+from conveyor.cli.root import Context, check_is_redis, pass_context, run_operation
 from conveyor.errors import ConfigurationError
 from conveyor.settings import ENV_PREFIX
 from conveyor.worker.pool import WorkerPool
@@ -42,10 +42,12 @@ def load_app(spec: str) -> Conveyor:
 @click.command()
 @click.argument("app_spec", metavar="MODULE:APP")
 @click.option(
-    "-q", "--queues", default="default", show_default=True, envvar="CONVEYOR_QUEUES",
+    "-q", "--queues", default="default", show_default=True,
+    envvar=["CONVEYOR_QUEUES", "QUEUE_NAME"],
     help="Queues in strict order (a,b,c) or weighted (a:6,b:3,c:1).",
 )  # fmt: skip
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), envvar="CONVEYOR_CONCURRENCY",
+@click.option("-c", "--concurrency", type=click.IntRange(min=1),
+              envvar=["CONVEYOR_CONCURRENCY", "WORKER_CONCURRENCY"],
               help="Tasks run at once (default 50).")  # fmt: skip
 @click.option("--processes", type=click.IntRange(min=1),
               help="Child processes for process-executor tasks (default: CPUs).")  # fmt: skip
@@ -58,7 +60,7 @@ def load_app(spec: str) -> Conveyor:
               help="Worker processes, supervised; their metrics are summed.")  # fmt: skip
 @click.option("--worker-id", help="Name in logs and the registry (default host-pid-random).")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=DEFAULT_METRICS_PORT,
-              show_default=True, envvar="CONVEYOR_METRICS_PORT",
+              show_default=True, envvar=["CONVEYOR_METRICS_PORT", "METRICS_PORT"],
               help="Serve Prometheus metrics on this port; 0 turns the exporter off.")  # fmt: skip
 @click.option("--metrics-host", default="0.0.0.0", show_default=True,
               envvar="CONVEYOR_METRICS_HOST", help="Interface the exporter binds.")  # fmt: skip
@@ -99,6 +101,7 @@ def worker(
         # nothing has been claimed yet; one whose exit was dropped is handed over
         early = EarlyStop()
         early.install()
+        check_is_redis(ctx)  # a URL at something else fails here, not in every component
         if workers > 1:
             child = [app_spec, "--queues", queues, "--workers", "1", "--metrics-port", "0"]
             for flag, value in (("--concurrency", concurrency), ("--processes", processes),

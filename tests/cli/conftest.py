@@ -3,6 +3,7 @@ test Redis or against a port where no Redis listens."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -12,10 +13,10 @@ from typing import Protocol
 import pytest
 from click.testing import CliRunner, Result
 
-from conveyor import Conveyor
+from conveyor import Conveyor, TaskState
 from conveyor.cli import cli
 from conveyor.tools.embedded import RedisServer, free_port
-from tests.support.worker import running_worker, wait_until
+from tests.support.worker import running_worker, wait_all, wait_until
 
 
 class Invoke(Protocol):
@@ -76,3 +77,25 @@ def live_worker(aapp: Conveyor) -> LiveWorker:
             yield
 
     return run
+
+
+@pytest.fixture
+def retried_dead_letter(app: Conveyor) -> str:
+    """The id of a dead letter a real worker made: task `flaky`, whose decorator set
+    max_retries=1 (not stored on the record), failed twice; its history holds the first."""
+
+    @app.task(name="flaky", max_retries=1)
+    def flaky() -> None:
+        raise ValueError("always")
+
+    handle = flaky.enqueue()
+
+    async def work() -> None:
+        try:
+            async with running_worker(app, "default"):
+                await wait_all([handle], TaskState.DEAD, 15, "the task to be dead-lettered")
+        finally:
+            await app.aclose()
+
+    asyncio.run(work())
+    return handle.id

@@ -288,6 +288,7 @@ def test_pause_and_resume_a_queue(invoke: Invoke, r: redis.Redis, prefix: str) -
 
 def test_the_cli_actions_are_in_the_audit_log_under_its_user(invoke: Invoke, app: Conveyor) -> None:
     later = enqueued_id(invoke("enqueue", "job", "--delay", "600"))
+    enqueued_id(invoke("enqueue", "job", "--queue", "emails"))
     assert invoke("pause", "emails").exit_code == 0
     assert invoke("cancel", later).exit_code == 0
     total, entries = app.inspector.audit_log()
