@@ -193,8 +193,17 @@ def _optional(value: bytes | None, kind: type[int] | type[float]) -> Any:
     return None if not value else kind(value)
 
 
+def utc_iso(moment: datetime | float) -> str:
+    """The one way Conveyor writes a time: ISO 8601 UTC to the millisecond, ending in Z
+    (`2026-12-06T23:42:58.123Z`), from an aware datetime or epoch seconds. Scripts store
+    milliseconds, so nothing finer is ever true."""
+    if not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment, tz=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    return utc_iso(value) if isinstance(value, datetime) else value
 
 
 def _time(value: bytes | int | float | None) -> datetime | None:

@@ -19,6 +19,7 @@ from conveyor.broker.keys import GlobalKeys
 from conveyor.broker.ops import Op
 from conveyor.broker.scripts import Call
 from conveyor.broker.steps import Steps
+from conveyor.model import utc_iso
 
 T = TypeVar("T")
 
@@ -53,7 +54,7 @@ class AuditEntry:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (time as ISO 8601)."""
         out = {name: getattr(self, name) for name in self.__slots__}
-        out["at"] = self.at.isoformat()
+        out["at"] = utc_iso(self.at)
         return out
 
     @classmethod

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from conveyor.broker.inspect import SyncInspector
-from conveyor.cli.output import dumps, record_json
+from conveyor.cli.output import dumps
 from conveyor.cli.root import Context, inspect, operator, pass_context, run_operation
 from conveyor.errors import TaskNotFoundError
 from conveyor.model import TaskRecord
@@ -67,7 +67,7 @@ def show_dead(ctx: Context, task_id: str, app_spec: str | None) -> None:
         defaults = _decorator_defaults(app_spec) if app_spec else None
         record = inspect(ctx, read)
         budget, source = _max_retries(record, defaults, ctx.settings())
-        return {**record_json(record), "max_retries": budget, "max_retries_from": source}
+        return {**record.to_json(), "max_retries": budget, "max_retries_from": source}
 
     click.echo(dumps(run_operation(show)))
 

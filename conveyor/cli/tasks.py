@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from conveyor import serializers
-from conveyor.cli.output import dumps, record_json
+from conveyor.cli.output import dumps
 from conveyor.cli.root import Context, inspect, operator, pass_context, run_operation
 from conveyor.errors import SerializationError, TaskNotFoundError
 from conveyor.ids import queue_of
@@ -81,7 +81,7 @@ def status(ctx: Context, task_id: str) -> None:
         record = ctx.app().get_record(task_id)
         if record is None:
             raise TaskNotFoundError(f"no task {task_id} (never enqueued, or expired)")
-        return record_json(record)
+        return record.to_json()
 
     click.echo(dumps(run_operation(read)))
 

@@ -3,11 +3,11 @@ actions its state allows, worker rows. Pure functions of what the Inspector retu
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from conveyor.broker.records import QueueStats
-from conveyor.model import Attempt, TaskRecord, TaskState
+from conveyor.model import Attempt, TaskRecord, TaskState, utc_iso
 
 #: The actions each state allows an operator (an active task is its worker's).
 ACTIONS: dict[TaskState, tuple[str, ...]] = {
@@ -160,10 +160,8 @@ def one_line(error: dict[str, Any] | None) -> str | None:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    return utc_iso(value) if value else None
 
 
 def _epoch_iso(value: Any) -> str | None:
-    if not isinstance(value, int | float):
-        return None
-    return datetime.fromtimestamp(value, tz=UTC).isoformat()
+    return utc_iso(value) if isinstance(value, int | float) else None

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor import Conveyor
-from conveyor.cli.output import utc
+from conveyor.model import utc_iso as utc
 from tests.cli.conftest import Invoke, LiveWorker
 
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
