@@ -1,4 +1,4 @@
-"""Helpers shared by the task routes: body to Message, and the allow-list."""
+"""Helpers shared by the task routes: reading JSON bodies, body to Message, the allow-list."""
 
 from __future__ import annotations
 
@@ -30,6 +30,38 @@ class DirectRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         return self.endpoint
+
+
+class JsonRoute(APIRoute):
+    """A route whose body FastAPI reads, under the content-type rule of `POST /task`
+    (`require_json`): FastAPI alone validates a body of another type as bytes and answers
+    422 "Input should be a valid dictionary"."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def handle(request: Request) -> Response:
+            require_json(request)
+            return await handler(request)
+
+        return handle
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared JSON (`application/json` or `+json`), on every route.
+
+    A missing or other type is refused, as FastAPI's strict default does, with the header to
+    send (curl -d sends a form): a page on another site can send a body untyped or as
+    text/plain without a CORS preflight, and an API without tokens would enqueue it.
+    """
+    declared = request.headers.get("content-type", "")
+    media = declared.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        sent = f"not {media}" if media else "none was sent"
+        message = f"the body must be JSON, sent with Content-Type: application/json ({sent})"
+        raise ApiError(415, "unsupported_media_type", message)
 
 
 def parse_body(model: type[M], raw: bytes) -> M:

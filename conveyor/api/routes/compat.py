@@ -7,7 +7,13 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from conveyor.api.config import Scope
 from conveyor.api.deps import Api, ApiState, require_read
-from conveyor.api.routes.common import DirectRoute, check_allowed, parse_body, request_body
+from conveyor.api.routes.common import (
+    DirectRoute,
+    check_allowed,
+    parse_body,
+    request_body,
+    require_json,
+)
 from conveyor.api.schemas import QueueOut, SeedQueued, SeedStats, SeedTask
 from conveyor.api.security import authorize
 from conveyor.broker.records import QueueStats
@@ -20,6 +26,7 @@ async def post_task(request: Request) -> Response:
     """Enqueue `type` on the default queue; `payload` arrives as the handler's one argument."""
     api: ApiState = request.app.state.conveyor
     authorize(request, api.settings.tokens, Scope.WRITE)  # inline: no dependency to solve
+    require_json(request)
     body = parse_body(SeedTask, await request.body())
     check_allowed(body.type, api.settings, "type")
     [handle] = await api.conveyor.enqueue_many_async([Message(body.type, (body.payload,))])

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Response
 
 from conveyor.api.deps import Api, Operator, require_read, require_write
 from conveyor.api.errors import ApiError
-from conveyor.api.routes.common import enqueued, to_message
+from conveyor.api.routes.common import JsonRoute, enqueued, to_message
 from conveyor.api.schemas import (
     BatchIn,
     BatchOut,
@@ -18,7 +18,7 @@ from conveyor.api.schemas import (
 )
 from conveyor.errors import TaskNotFoundError
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], route_class=JsonRoute)
 NOT_FOUND: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorOut, "description": "Unknown or expired task"}
 }
