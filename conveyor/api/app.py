@@ -41,10 +41,20 @@ COMMON_ERRORS: dict[int | str, dict[str, object]] = {
 
 
 def create_app(
-    settings: Settings | None = None, api: ApiSettings | None = None, *, dashboard: bool = False
+    settings: Settings | None = None,
+    api: ApiSettings | None = None,
+    *,
+    dashboard: bool = False,
+    app: Conveyor | None = None,
 ) -> FastAPI:
     """The API for the deployment described by `settings` (default: from the environment);
-    with `dashboard`, the dashboard too, at /dashboard, behind the same tokens."""
+    with `dashboard`, the dashboard too, at /dashboard, behind the same tokens.
+
+    Given `app`, the API refuses task names its registry lacks (422 `unknown_task`) rather
+    than enqueue tasks no worker can run; only the registry is read, the API still connects
+    through `settings`. Without it, any valid name is accepted.
+    """
+    registry = None if app is None else app.tasks
     settings = settings or Settings.from_env()
     api = api or ApiSettings.from_env()
     mounted = None
@@ -56,12 +66,13 @@ def create_app(
         mounted = create_dashboard(settings, api)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(server: FastAPI) -> AsyncIterator[None]:
         conveyor = Conveyor(settings=settings)
         gauges = CollectorRegistry()
         metrics_broker = SyncBroker(settings)
         gauges.register(QueueCollector(SyncInspector(metrics_broker)))
-        app.state.conveyor = ApiState(conveyor, conveyor.async_inspector(), api, gauges)
+        state = ApiState(conveyor, conveyor.async_inspector(), api, gauges, registry)
+        server.state.conveyor = state
         try:
             if mounted is None:
                 yield
@@ -72,17 +83,17 @@ def create_app(
             await conveyor.aclose()
             metrics_broker.close()
 
-    app = FastAPI(
+    server = FastAPI(
         title="Conveyor",
         version=__version__,
         summary="Enqueue tasks, read their state, administer queues and dead letters.",
         lifespan=lifespan,
         responses=COMMON_ERRORS,
     )
-    errors.install(app)
+    errors.install(server)
     for module in (compat, tasks, queues, dead, system):
-        app.include_router(module.router)
-    app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
+        server.include_router(module.router)
+    server.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
     if mounted is not None:
-        app.mount("/dashboard", mounted)
-    return app
+        server.mount("/dashboard", mounted)
+    return server

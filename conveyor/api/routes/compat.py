@@ -9,7 +9,7 @@ from conveyor.api.config import Scope
 from conveyor.api.deps import Api, ApiState, require_read
 from conveyor.api.routes.common import (
     DirectRoute,
-    check_allowed,
+    check_name,
     parse_body,
     request_body,
     require_json,
@@ -28,7 +28,7 @@ async def post_task(request: Request) -> Response:
     authorize(request, api.settings.tokens, Scope.WRITE)  # inline: no dependency to solve
     require_json(request)
     body = parse_body(SeedTask, await request.body())
-    check_allowed(body.type, api.settings, "type")
+    check_name(body.type, api, "type")
     [handle] = await api.conveyor.enqueue_many_async([Message(body.type, (body.payload,))])
     answer = orjson.dumps({"status": "queued", "task_id": handle.id})
     return Response(answer, status_code=202, media_type="application/json")
