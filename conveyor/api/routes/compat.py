@@ -1,4 +1,5 @@
-"""The seeds' API, unchanged: `POST /task` and `GET /stats`."""
+"""The simple API, compatible with the Go services Conveyor descends from: `POST /task`
+and `GET /stats`, unchanged."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from conveyor.api.security import authorize
 from conveyor.broker.records import QueueStats
 from conveyor.producer import Message
 
-router = APIRouter(tags=["seed-compatible"])
+router = APIRouter(tags=["simple API (Go-compatible)"])
 
 
 async def post_task(request: Request) -> Response:
