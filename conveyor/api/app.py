@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from prometheus_client.registry import CollectorRegistry
 
 from conveyor import __version__
-from conveyor.api import errors
+from conveyor.api import docs, errors
 from conveyor.api.config import ApiSettings
 from conveyor.api.deps import ApiState
 from conveyor.api.limits import BodyLimit
@@ -89,8 +89,11 @@ def create_app(
         summary="Enqueue tasks, read their state, administer queues and dead letters.",
         lifespan=lifespan,
         responses=COMMON_ERRORS,
+        docs_url=None,  # served by `docs`, without a CDN
+        redoc_url=None,
     )
     errors.install(server)
+    docs.install(server)
     for module in (compat, tasks, queues, dead, system):
         server.include_router(module.router)
     server.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
