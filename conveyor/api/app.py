@@ -29,6 +29,7 @@ COMMON_ERRORS: dict[int | str, dict[str, object]] = {
         (401, "A bearer token is required"),
         (403, "The token's scope does not allow this"),
         (413, "The body is over the size limit"),
+        (415, "A body without Content-Type: application/json"),
         (422, "A field is invalid; the details name it"),
         (500, "Unexpected error (logged; no traceback is sent)"),
         (
