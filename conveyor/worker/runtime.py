@@ -85,6 +85,8 @@ class Worker:
         self.handle_signals = handle_signals
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
+        #: the port its exporter listens on (the next free one if `metrics_port` was taken)
+        self.metrics_bound: int | None = None
         # created here, so stop() works even before run() has started (a Worker runs once)
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -162,9 +164,11 @@ class Worker:
     def _start_exporter(self) -> Exporter | None:
         if not self.metrics_port:
             return None
-        return Exporter.serve(
+        exporter = Exporter.serve(
             self.settings, self.queues.names, self.metrics_port, self.metrics_host
         )
+        self.metrics_bound = exporter.port if exporter is not None else None
+        return exporter
 
     async def _preflight(self, broker: AsyncBroker, outage: Outage) -> None:
         started = time.monotonic()
@@ -195,6 +199,8 @@ class Worker:
             "heartbeat_at": time.time(),
             "in_flight": len(executor.running),
             "processed": executor.processed,
+            # where to scrape this worker (None: no exporter of its own)
+            "metrics_port": self.metrics_bound,
         }
 
 
