@@ -68,7 +68,7 @@ def api(ctx: Context, host: str, port: int, with_dashboard: bool, app_spec: str 
 @pass_context
 def dashboard(ctx: Context, host: str, port: int, read_only: bool) -> None:
     """Serve the web dashboard: queues, workers, tasks, dead letters and the audit log,
-    live. GET / is the page and GET /stats the seeds' counters.
+    live. GET / is the page and GET /stats the simple API's counters.
 
     It uses the API's tokens (CONVEYOR_API_TOKENS): a `read` token sees, a `write` token
     acts. Without tokens it is open, so it only binds 127.0.0.1.

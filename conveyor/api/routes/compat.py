@@ -55,7 +55,7 @@ async def get_stats(api: Api) -> SeedStats:
 
 
 def seed_stats(stats: list[QueueStats]) -> SeedStats:
-    """The seeds' counters of `stats` (the dashboard serves the same at its /stats)."""
+    """The simple API's counters of `stats` (the dashboard serves the same at its /stats)."""
     return SeedStats(
         pending=sum(s.pending for s in stats),
         processing=sum(s.active for s in stats),
