@@ -120,12 +120,25 @@ class QueueCollector(Collector):
         return counts
 
 
+#: Ports an exporter tries, from the one asked for: the second worker on a host takes the
+#: next (2113), and says so, rather than run without metrics.
+PORT_TRIES = 10
+
+
 class Exporter:
     """Serves a registry plus the queue gauges at http://host:port/metrics from a daemon
     thread (prometheus_client's server), with a Redis connection of its own."""
 
-    def __init__(self, server: WSGIServer, collector: QueueCollector, registry: CollectorRegistry):
+    def __init__(
+        self,
+        server: WSGIServer,
+        port: int,
+        collector: QueueCollector,
+        registry: CollectorRegistry,
+    ) -> None:
         self._server = server
+        #: the port it listens on (the one asked for, or the next free one)
+        self.port = port
         self.collector = collector
         self.registry = registry
 
@@ -137,18 +150,25 @@ class Exporter:
         port: int,
         host: str = "0.0.0.0",
         registry: CollectorRegistry = REGISTRY,
+        tries: int = PORT_TRIES,
     ) -> Exporter | None:
-        """Start serving; None if the port could not be bound. Metrics never stop a
-        worker: a taken port is logged and the worker runs on without them."""
-        try:
-            server, _ = start_http_server(port, addr=host, registry=registry)
-        except OSError as exc:
-            log.warning("metrics exporter not started on %s:%d: %s", host, port, exc)
+        """Start serving on `port`, or the first free one of the `tries` from it (logged
+        at WARNING, with the port); None if none could be bound. Metrics never stop a
+        worker: it runs on without them."""
+        bound = _bind(port, host, registry, tries)
+        if bound is None:
             return None
+        server, actual = bound
         collector = QueueCollector(SyncInspector(SyncBroker(settings)), queues)
         registry.register(collector)
-        log.info("metrics on http://%s:%d/metrics", host, port)
-        return cls(server, collector, registry)
+        if actual == port:
+            log.info("metrics on http://%s:%d/metrics", host, actual)
+        else:
+            log.warning(
+                "metrics on http://%s:%d/metrics: port %d is taken (another worker on this "
+                "host?); scrape this one too", host, actual, port,
+            )  # fmt: skip
+        return cls(server, actual, collector, registry)
 
     def stop(self) -> None:
         """Stop serving, forget the queue gauges, close the connection."""
@@ -156,3 +176,20 @@ class Exporter:
         self._server.server_close()
         self.registry.unregister(self.collector)
         self.collector.inspector.broker.close()
+
+
+def _bind(
+    port: int, host: str, registry: CollectorRegistry, tries: int
+) -> tuple[WSGIServer, int] | None:
+    """The server on the first port of `port`.. that binds, and that port."""
+    last = port + max(tries, 1) - 1
+    error: OSError | None = None
+    for candidate in range(port, min(last, 65535) + 1):
+        try:
+            server, _ = start_http_server(candidate, addr=host, registry=registry)
+        except OSError as exc:
+            error = exc
+            continue
+        return server, candidate
+    log.warning("metrics exporter not started on %s:%d-%d: %s", host, port, last, error)
+    return None

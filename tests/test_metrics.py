@@ -5,6 +5,7 @@ tests/api/test_metrics.py)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import socket
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from conveyor import Conveyor, TaskState
 from conveyor.broker.inspect import SyncInspector
 from conveyor.broker.keys import PRIORITY_BAND, GlobalKeys
 from conveyor.broker.sync_broker import SyncBroker
-from conveyor.metrics import Exporter, QueueCollector, count_enqueued
+from conveyor.metrics import PORT_TRIES, Exporter, QueueCollector, count_enqueued
 from conveyor.settings import Settings
 from conveyor.tools.embedded import free_port
 from tests.broker.seed import redis_ms
@@ -134,7 +135,7 @@ def test_a_scrape_while_redis_is_down_has_no_gauges(
     assert f"queue gauges unavailable: Redis at 127.0.0.1:{port} is unavailable" in caplog.text
 
 
-def test_an_exporter_whose_port_is_taken_is_not_started(
+def test_an_exporter_whose_port_is_taken_takes_the_next_and_says_which(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     with socket.socket() as taken:
@@ -142,9 +143,56 @@ def test_an_exporter_whose_port_is_taken_is_not_started(
         taken.listen()
         port = taken.getsockname()[1]
         registry = CollectorRegistry()
-        assert Exporter.serve(settings, None, port, "127.0.0.1", registry) is None
-    assert f"metrics exporter not started on 127.0.0.1:{port}" in caplog.text
+        exporter = Exporter.serve(settings, None, port, "127.0.0.1", registry)
+        assert exporter is not None
+        try:
+            assert port < exporter.port < port + PORT_TRIES
+            answer = httpx.get(f"http://127.0.0.1:{exporter.port}/metrics", trust_env=False)
+            assert answer.status_code == 200
+        finally:
+            exporter.stop()
+        [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+        said = warning.getMessage()
+        assert f"http://127.0.0.1:{exporter.port}/metrics" in said and f"port {port} " in said
+        # with no other port to try, it is not started, and leaves nothing behind
+        assert Exporter.serve(settings, None, port, "127.0.0.1", registry, tries=1) is None
+    assert f"metrics exporter not started on 127.0.0.1:{port}-{port}" in caplog.text
     assert list(registry.collect()) == []  # no collector left behind with its connection
+
+
+async def test_a_second_worker_on_a_host_serves_on_the_next_port_and_says_where(
+    aapp: Conveyor,
+) -> None:
+    with socket.socket() as taken:  # the first worker's exporter
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with running_worker(aapp, metrics_port=port, metrics_host="127.0.0.1") as worker:
+
+            async def serving() -> bool:
+                return worker.metrics_bound is not None
+
+            await wait_until(serving, 10, "the exporter to start")
+            assert worker.metrics_bound is not None
+            assert port < worker.metrics_bound < port + PORT_TRIES
+
+            async def described() -> bool:
+                mine = [w for w in aapp.inspector.workers() if w["id"] == worker.id]
+                return bool(mine) and mine[0].get("metrics_port") == worker.metrics_bound
+
+            await wait_until(described, 10, "the registry to say where the metrics are")
+            async with httpx.AsyncClient(trust_env=False, timeout=5) as http:
+                url = f"http://127.0.0.1:{worker.metrics_bound}/metrics"
+                assert (await http.get(url)).status_code == 200
+    async with running_worker(aapp, metrics_port=0) as without:
+
+        async def described_without() -> bool:
+            mine = [w for w in aapp.inspector.workers() if w["id"] == without.id]
+            return bool(mine) and "metrics_port" in mine[0]
+
+        await wait_until(described_without, 10, "the worker to register")
+        [mine] = [w for w in aapp.inspector.workers() if w["id"] == without.id]
+        assert mine["metrics_port"] is None
 
 
 async def test_a_workers_own_exporter(aapp: Conveyor, r: redis.Redis, prefix: str) -> None:

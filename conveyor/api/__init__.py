@@ -1,4 +1,5 @@
-"""The REST producer and admin API (FastAPI), compatible with the seeds' `POST /task`."""
+"""The REST producer and admin API (FastAPI), with the simple API (`POST /task`, `GET /stats`)
+of the Go services Conveyor descends from."""
 
 from conveyor.api.app import create_app
 

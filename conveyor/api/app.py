@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from prometheus_client.registry import CollectorRegistry
 
 from conveyor import __version__
-from conveyor.api import errors
+from conveyor.api import docs, errors
 from conveyor.api.config import ApiSettings
 from conveyor.api.deps import ApiState
 from conveyor.api.limits import BodyLimit
@@ -29,6 +29,7 @@ COMMON_ERRORS: dict[int | str, dict[str, object]] = {
         (401, "A bearer token is required"),
         (403, "The token's scope does not allow this"),
         (413, "The body is over the size limit"),
+        (415, "A body without Content-Type: application/json"),
         (422, "A field is invalid; the details name it"),
         (500, "Unexpected error (logged; no traceback is sent)"),
         (
@@ -41,10 +42,20 @@ COMMON_ERRORS: dict[int | str, dict[str, object]] = {
 
 
 def create_app(
-    settings: Settings | None = None, api: ApiSettings | None = None, *, dashboard: bool = False
+    settings: Settings | None = None,
+    api: ApiSettings | None = None,
+    *,
+    dashboard: bool = False,
+    app: Conveyor | None = None,
 ) -> FastAPI:
     """The API for the deployment described by `settings` (default: from the environment);
-    with `dashboard`, the dashboard too, at /dashboard, behind the same tokens."""
+    with `dashboard`, the dashboard too, at /dashboard, behind the same tokens.
+
+    Given `app`, the API refuses task names its registry lacks (422 `unknown_task`) rather
+    than enqueue tasks no worker can run; only the registry is read, the API still connects
+    through `settings`. Without it, any valid name is accepted.
+    """
+    registry = None if app is None else app.tasks
     settings = settings or Settings.from_env()
     api = api or ApiSettings.from_env()
     mounted = None
@@ -56,12 +67,13 @@ def create_app(
         mounted = create_dashboard(settings, api)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(server: FastAPI) -> AsyncIterator[None]:
         conveyor = Conveyor(settings=settings)
         gauges = CollectorRegistry()
         metrics_broker = SyncBroker(settings)
         gauges.register(QueueCollector(SyncInspector(metrics_broker)))
-        app.state.conveyor = ApiState(conveyor, conveyor.async_inspector(), api, gauges)
+        state = ApiState(conveyor, conveyor.async_inspector(), api, gauges, registry)
+        server.state.conveyor = state
         try:
             if mounted is None:
                 yield
@@ -72,17 +84,20 @@ def create_app(
             await conveyor.aclose()
             metrics_broker.close()
 
-    app = FastAPI(
+    server = FastAPI(
         title="Conveyor",
         version=__version__,
         summary="Enqueue tasks, read their state, administer queues and dead letters.",
         lifespan=lifespan,
         responses=COMMON_ERRORS,
+        docs_url=None,  # served by `docs`, without a CDN
+        redoc_url=None,
     )
-    errors.install(app)
+    errors.install(server)
+    docs.install(server)
     for module in (compat, tasks, queues, dead, system):
-        app.include_router(module.router)
-    app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
+        server.include_router(module.router)
+    server.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
     if mounted is not None:
-        app.mount("/dashboard", mounted)
-    return app
+        server.mount("/dashboard", mounted)
+    return server

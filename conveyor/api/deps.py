@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -23,6 +24,8 @@ class ApiState:
     inspector: AsyncInspector
     settings: ApiSettings
     gauges: CollectorRegistry
+    #: The task names producers may use, when the API was given the app (None: any).
+    registry: Mapping[str, object] | None = None
 
 
 # The dependencies are coroutines although they never await: FastAPI would run a plain

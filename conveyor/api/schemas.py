@@ -28,11 +28,11 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# -- seed-compatible ---------------------------------------------------------------------
+# -- the simple API (compatible with the Go services) ------------------------------------
 
 
 class SeedTask(BaseModel):
-    """The seeds' body: a task type and any JSON payload (passed as the one argument)."""
+    """The simple API's body: a task type and any JSON payload (passed as the one argument)."""
 
     type: TaskName
     payload: Any = None
@@ -55,7 +55,7 @@ class QueueOut(BaseModel):
 
 
 class SeedStats(BaseModel):
-    """The seeds' counters summed over queues, plus per-queue detail."""
+    """The simple API's counters summed over queues, plus per-queue detail."""
 
     pending: int
     processing: int

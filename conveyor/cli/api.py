@@ -1,4 +1,5 @@
-"""`conveyor api` (the REST producer and admin API, seed-compatible on :8085) and
+"""`conveyor api` (the REST producer and admin API on :8085, with the simple API of the Go
+services Conveyor descends from) and
 `conveyor dashboard` (the web dashboard on :8082)."""
 
 from __future__ import annotations
@@ -38,10 +39,22 @@ log = logging.getLogger("conveyor.dashboard")
               type=click.IntRange(0, 65535))  # fmt: skip
 @click.option("--dashboard", "with_dashboard", is_flag=True,
               help="Serve the dashboard too, at /dashboard, behind the same tokens.")  # fmt: skip
+@click.option("--app", "app_spec", metavar="MODULE:APP", envvar="CONVEYOR_API_APP",
+              help="Refuse task names this app does not register (422 unknown_task).")  # fmt: skip
 @access_log_option
 @pass_context
-def api(ctx: Context, host: str, port: int, with_dashboard: bool, access_log: bool) -> None:
-    """Serve the HTTP API: POST /task and GET /stats as the seeds had them, and /v1.
+def api(
+    ctx: Context,
+    host: str,
+    port: int,
+    with_dashboard: bool,
+    app_spec: str | None,
+    access_log: bool,
+) -> None:
+    """Serve the HTTP API: /v1, and the simple API (POST /task, GET /stats) compatible
+    with the Go services Conveyor descends from.
+
+    Without --app any valid task name is accepted; with it, only those the app registers.
 
     Tokens, an allow-list of task names and limits come from CONVEYOR_API_TOKENS
     ("name:secret:write,other:read"), CONVEYOR_API_ALLOWED_TASKS, CONVEYOR_API_MAX_BODY
@@ -51,11 +64,13 @@ def api(ctx: Context, host: str, port: int, with_dashboard: bool, access_log: bo
     def build() -> Any:
         from conveyor.api import create_app
         from conveyor.api.config import ApiSettings
+        from conveyor.cli.worker import load_app
 
         api_settings = ApiSettings.from_env()
         if with_dashboard:
             _check_exposure(host, api_settings.tokens, "dashboard")
-        return create_app(ctx.settings(), api_settings, dashboard=with_dashboard)
+        registry = load_app(app_spec) if app_spec else None
+        return create_app(ctx.settings(), api_settings, dashboard=with_dashboard, app=registry)
 
     run_operation(lambda: _serve(build, host, port, access_log))
 
@@ -71,7 +86,7 @@ def api(ctx: Context, host: str, port: int, with_dashboard: bool, access_log: bo
 @pass_context
 def dashboard(ctx: Context, host: str, port: int, read_only: bool, access_log: bool) -> None:
     """Serve the web dashboard: queues, workers, tasks, dead letters and the audit log,
-    live. GET / is the page and GET /stats the seeds' counters.
+    live. GET / is the page and GET /stats the simple API's counters.
 
     It uses the API's tokens (CONVEYOR_API_TOKENS): a `read` token sees, a `write` token
     acts. Without tokens it is open, so it only binds 127.0.0.1.

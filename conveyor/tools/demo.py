@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from conveyor.app import Conveyor
+from conveyor.model import TaskRecord, TaskState
 from conveyor.producer import TaskHandle
 from conveyor.tools.embedded import RedisServer
 from conveyor.worker.runtime import Worker
@@ -53,11 +56,13 @@ def run(redis_url: str | None, bulk: int, echo: Callable[[str], object] = print)
         batch = app.enqueue_many(tasks.notify.message(f"user{i}@example.com") for i in range(bulk))
         echo(f"enqueued {bulk} tasks in one round trip in {time.perf_counter() - started:.3f}s")
         asyncio.run(_work_until_done(app, [*handles.values(), *batch]))
+        # the worker has stopped: its last log lines are out before the table starts
+        _flush_logs()
+        echo("")
         for label, handle in handles.items():
             record = handle.record()
             assert record is not None
-            outcome = record.result if record.state == "succeeded" else record.reason
-            echo(f"{label:<17} {record.state:<10} attempts={record.attempts}  {outcome}")
+            echo(f"{label:<17} {record.state:<10} attempts={record.attempts}  {outcome(record)}")
         done = sum(1 for h in batch if h.status() == "succeeded")
         echo(f"bulk: {done}/{bulk} succeeded")
         poison = handles["poison pill"].record()
@@ -65,6 +70,22 @@ def run(redis_url: str | None, bulk: int, echo: Callable[[str], object] = print)
             error = poison.error
             echo(f"dead letter {poison.id}: {error['type']}: {error['message']}")
         app.close()
+
+
+def outcome(record: TaskRecord) -> str:
+    """The result column: a success's result, else the error and why the task ended."""
+    if record.state == TaskState.SUCCEEDED:
+        return str(record.result)
+    error = record.error or {}
+    what = f"{error.get('type', 'Error')}: {error.get('message', '')}" if error else "no error"
+    return f"{what} (reason: {record.reason})"
+
+
+def _flush_logs() -> None:
+    """Write out what the log handlers and stderr hold, so no line lands in the table."""
+    for handler in logging.getLogger().handlers + logging.getLogger("conveyor").handlers:
+        handler.flush()
+    sys.stderr.flush()
 
 
 async def _work_until_done(app: Conveyor, handles: list[TaskHandle], limit: float = 60) -> None:

@@ -15,6 +15,7 @@ from conveyor.broker.scripts import Call
 from conveyor.errors import BrokerUnavailableError
 from conveyor.worker.leases import Leases
 from conveyor.worker.loop import outage_backoff
+from conveyor.worker.outage import Outage
 
 log = logging.getLogger("conveyor.worker")
 
@@ -42,8 +43,11 @@ class Completer:
     successes of a batch are one ack call per queue.
     """
 
-    def __init__(self, broker: AsyncBroker, leases: Leases) -> None:
+    def __init__(
+        self, broker: AsyncBroker, leases: Leases, *, outage: Outage | None = None
+    ) -> None:
         self.broker = broker
+        self.outage = outage or Outage(connected=True)
         self.leases = leases
         self._queue: asyncio.Queue[_Outcome] = asyncio.Queue()
         self._idle = asyncio.Event()
@@ -73,16 +77,16 @@ class Completer:
             batch = await self._next_batch(stop)
             while batch:
                 groups = self._calls(batch)
+                started = time.monotonic()
                 try:
                     replies = await self.broker.execute([c for c, _ in groups], raise_errors=False)
                 except BrokerUnavailableError as exc:
                     failures += 1
-                    wait = outage_backoff(failures)
-                    log.warning(
-                        "cannot write %d outcomes: %s; retrying in %.1fs", len(batch), exc, wait
-                    )
-                    await asyncio.sleep(wait)
+                    log.debug("cannot write %d outcomes yet: %s", len(batch), exc)
+                    self.outage.failed("completer", exc)
+                    await asyncio.sleep(outage_backoff(failures))
                     continue
+                self.outage.reached(started)
                 failures = 0
                 for (_, outcomes), reply in zip(groups, replies, strict=True):
                     self._written(outcomes, reply)

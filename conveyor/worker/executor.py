@@ -34,6 +34,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("conveyor.worker")
 #: Most argument shapes (task, count, keyword names) remembered as binding cleanly.
 MAX_SHAPES = 10_000
+#: Most unknown task names remembered as already warned about.
+MAX_UNKNOWN = 1_000
+
+
+#: The dead-letter reason of a task whose name no handler is registered under.
+UNKNOWN = "unknown task"
 
 
 class Undeliverable(ConveyorError):
@@ -88,6 +94,7 @@ class Executor:
         self._isolated: str | None = None
         self.wants_suspect = False
         self._shapes_bound: set[tuple[str, int, frozenset[str]]] = set()
+        self._unknown_warned: set[str] = set()
 
     @property
     def idle(self) -> bool:
@@ -139,7 +146,7 @@ class Executor:
             try:
                 invocation = self._decode(task)
             except Undeliverable as exc:
-                log.error("task %s is undeliverable (%s): %s", task.id, exc.reason, exc)
+                self._report_undeliverable(task, exc)
                 call = self.ops.dead_letter(task, exc.reason, encode_error(exc, ""))
                 self._finish(task, call, "dead")
                 return
@@ -164,10 +171,27 @@ class Executor:
                 self._isolated = None
             self._slot_freed.set()
 
+    def _report_undeliverable(self, task: ClaimedTask, exc: Undeliverable) -> None:
+        """Log a task that goes to the dead letters undelivered; an unknown name once only:
+        a producer misspelling it sends thousands, each worth no more than the first."""
+        if exc.reason != UNKNOWN:
+            log.error("task %s is undeliverable (%s): %s", task.id, exc.reason, exc)
+            return
+        if task.name in self._unknown_warned:
+            return
+        if len(self._unknown_warned) < MAX_UNKNOWN:
+            self._unknown_warned.add(task.name)
+        known = ", ".join(sorted(self.app.tasks)[:5]) or "none"
+        log.warning(
+            "no handler registered for task %r: its tasks go to the dead letters as %r "
+            "(first: %s; logged once per name). Registered here: %s",
+            task.name, UNKNOWN, task.id, known,
+        )  # fmt: skip
+
     def _decode(self, task: ClaimedTask) -> Invocation:
         definition = self.app.tasks.get(task.name)
         if definition is None:
-            raise Undeliverable("unknown task", f"no handler registered for {task.name!r}")
+            raise Undeliverable(UNKNOWN, f"no handler registered for {task.name!r}")
         try:
             args = serializers.loads(task.args) if task.args else []
             kwargs = serializers.loads(task.kwargs) if task.kwargs else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -15,6 +16,7 @@ from conveyor.errors import BrokerUnavailableError
 from conveyor.worker.executor import Executor
 from conveyor.worker.leases import Leases
 from conveyor.worker.loop import outage_backoff, sleep_or_stop
+from conveyor.worker.outage import Outage
 from conveyor.worker.selection import QueueSelection
 
 log = logging.getLogger("conveyor.worker")
@@ -33,8 +35,11 @@ class Fetcher:
         leases: Leases,
         queues: QueueSelection,
         worker_id: str,
+        *,
+        outage: Outage | None = None,
     ) -> None:
         self.broker = broker
+        self.outage = outage or Outage(connected=True)
         self.executor = executor
         self.leases = leases
         self.queues = queues
@@ -53,16 +58,17 @@ class Fetcher:
                 break
             if stop.is_set():  # the slot may free in the same loop step that stop() was called
                 break
+            started = time.monotonic()
             try:
                 claimed = await self.claim()
+                self.outage.reached(started)
                 if not claimed:
                     await _first(self.wait_and_claim(), stop)
                 failures = 0
             except BrokerUnavailableError as exc:
                 failures += 1
-                wait = outage_backoff(failures)
-                log.warning("fetcher: %s; retrying in %.1fs", exc, wait)
-                await sleep_or_stop(stop, wait)
+                self.outage.failed("fetcher", exc)
+                await sleep_or_stop(stop, outage_backoff(failures))
             except Exception:  # e.g. a script error: keep fetching, never take the worker down
                 failures += 1
                 wait = outage_backoff(failures)

@@ -14,6 +14,7 @@ from conveyor.broker.ops import Op, combine
 from conveyor.errors import ConveyorError
 from conveyor.worker.leases import Leases
 from conveyor.worker.loop import periodically
+from conveyor.worker.outage import Outage
 
 log = logging.getLogger("conveyor.worker")
 
@@ -30,8 +31,11 @@ class Heartbeat:
         leases: Leases,
         worker_id: str,
         describe: Callable[[], dict[str, Any]],
+        *,
+        outage: Outage | None = None,
     ) -> None:
         self.broker = broker
+        self.outage = outage
         self.leases = leases
         self.worker_id = worker_id
         #: the worker's description, taken anew at each beat (tasks in flight, processed)
@@ -42,7 +46,7 @@ class Heartbeat:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Beat until `stop`, then remove this worker from the registry (best effort)."""
-        await periodically("heartbeat", self.beat, stop, log)
+        await periodically("heartbeat", self.beat, stop, log, self.outage)
         try:
             await self.broker.run(self.broker.ops.deregister_worker(self.worker_id))
         except ConveyorError as exc:

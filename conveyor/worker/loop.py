@@ -6,15 +6,14 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from conveyor.errors import BrokerFullError, BrokerUnavailableError
+from conveyor.worker.outage import MAX_OUTAGE_BACKOFF, Outage
 
 T = TypeVar("T")
-
-#: Longest pause between attempts while Redis is unreachable.
-MAX_OUTAGE_BACKOFF = 5.0
 #: Longest pause between attempts of a periodic step while Redis is full.
 FULL_PACE = 1.0
 
@@ -37,20 +36,25 @@ async def periodically(
     step: Callable[[], Awaitable[float]],
     stop: asyncio.Event,
     log: logging.Logger,
+    outage: Outage | None = None,
 ) -> None:
     """Run `step` until `stop`; it returns the seconds to wait before the next run.
 
     A failing step is logged and retried with backoff, so one component's trouble never
-    takes down the worker (the supervisor's job, as in asynq and saq). A step refused
+    takes down the worker (the supervisor's job, as in asynq and saq); an unreachable
+    Redis is logged through `outage`, shared by the worker's components. A step refused
     because Redis is full keeps its pace instead: Redis answers, and the step must be
     there the moment memory comes back (logged once, when it starts and when it ends).
     """
+    outage = outage or Outage(connected=True)
     failures, pace, full = 0, FULL_PACE, False
     while not stop.is_set():
+        started = time.monotonic()
         try:
             wait = pace = await step()
-            if failures or full:
-                log.info("%s: Redis %s again", name, "accepts writes" if full else "is reachable")
+            outage.reached(started)
+            if full:
+                log.info("%s: Redis accepts writes again", name)
             failures, full = 0, False
         except BrokerFullError as exc:
             wait = min(pace, FULL_PACE)
@@ -60,7 +64,7 @@ async def periodically(
         except BrokerUnavailableError as exc:
             failures += 1
             wait = outage_backoff(failures)
-            log.warning("%s: %s; retrying in %.1fs", name, exc, wait)
+            outage.failed(name, exc)
         except Exception:
             failures += 1
             wait = outage_backoff(failures)

@@ -30,6 +30,7 @@ from conveyor.broker.ops import Survey
 from conveyor.broker.transport import ReplyError
 from conveyor.errors import ConveyorError
 from conveyor.worker.loop import periodically
+from conveyor.worker.outage import Outage
 
 log = logging.getLogger("conveyor.worker")
 
@@ -61,9 +62,15 @@ class Reaper:
     """Surveys the workers while it has the role; runs in every worker."""
 
     def __init__(
-        self, broker: AsyncBroker, worker_id: str, *, restart_grace: float = RESTART_GRACE
+        self,
+        broker: AsyncBroker,
+        worker_id: str,
+        *,
+        restart_grace: float = RESTART_GRACE,
+        outage: Outage | None = None,
     ) -> None:
         self.broker = broker
+        self.outage = outage
         self.worker_id = worker_id
         self.restart_grace = restart_grace
         #: surveys done, and workers declared dead (read by tests and the soak)
@@ -77,7 +84,7 @@ class Reaper:
     async def run(self, stop: asyncio.Event) -> None:
         """Take the role when free, and survey while holding it, until `stop`; then give
         the role up, so another worker takes it at once."""
-        await periodically("reaper", self.step, stop, log)
+        await periodically("reaper", self.step, stop, log, self.outage)
         try:
             await self.broker.run(self.broker.ops.lead(self.worker_id, 0))
         except ConveyorError as exc:

@@ -9,6 +9,7 @@ import random
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.ops import MAINTENANCE_BATCH, combine
 from conveyor.worker.loop import periodically
+from conveyor.worker.outage import Outage
 
 log = logging.getLogger("conveyor.worker")
 
@@ -16,14 +17,17 @@ log = logging.getLogger("conveyor.worker")
 class Recoverer:
     """Runs in every worker; the scripts make concurrent runs safe (each lease recovered once)."""
 
-    def __init__(self, broker: AsyncBroker, queues: tuple[str, ...]) -> None:
+    def __init__(
+        self, broker: AsyncBroker, queues: tuple[str, ...], *, outage: Outage | None = None
+    ) -> None:
         self.broker = broker
         self.queues = queues
+        self.outage = outage
         self.interval = broker.settings.lease_timeout / 2
 
     async def run(self, stop: asyncio.Event) -> None:
         """Recover and trim until `stop` is set."""
-        await periodically("recoverer", self.sweep, stop, log)
+        await periodically("recoverer", self.sweep, stop, log, self.outage)
 
     async def sweep(self) -> float:
         """One pass over every queue; returns the seconds until the next."""

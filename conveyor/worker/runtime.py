@@ -17,6 +17,7 @@ from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.inspect import AsyncInspector
 from conveyor.broker.keys import worker_connection_name
 from conveyor.broker.transport import AsyncTransport
+from conveyor.errors import BrokerUnavailableError
 from conveyor.metrics import Exporter
 from conveyor.names import validate_worker_id
 from conveyor.tools.health import durability_findings
@@ -26,6 +27,7 @@ from conveyor.worker.executor import Executor
 from conveyor.worker.fetcher import Fetcher
 from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.leases import Leases
+from conveyor.worker.outage import Outage, redis_location
 from conveyor.worker.presence import Presence
 from conveyor.worker.reaper import Reaper
 from conveyor.worker.recoverer import Recoverer
@@ -83,6 +85,8 @@ class Worker:
         self.handle_signals = handle_signals
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
+        #: the port its exporter listens on (the next free one if `metrics_port` was taken)
+        self.metrics_bound: int | None = None
         # created here, so stop() works even before run() has started (a Worker runs once)
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -101,27 +105,31 @@ class Worker:
         transport = AsyncTransport(self.settings, name=worker_connection_name(self.id))
         broker = AsyncBroker(self.settings, transport)
         leases = Leases()
-        completer = Completer(broker, leases)
-        stats = StatsWriter(broker)
+        # one view of Redis for every component: one line when it goes, one when it is back
+        outage = Outage(redis_location(self.settings.redis_url))
+        completer = Completer(broker, leases, outage=outage)
+        stats = StatsWriter(broker)  # it never fails: it keeps what it could not write
         executor = Executor(self.app, completer, stats, self.id, self.concurrency, self.processes)
         names = self.queues.names
         uninstall = signals.install(self.stop) if self.handle_signals else None
         exporter = self._start_exporter()
         try:
-            await self._preflight(broker)
-            heartbeat = Heartbeat(
-                broker, leases, self.id, functools.partial(self._describe, executor)
-            )
-            fetcher = Fetcher(broker, executor, leases, self.queues, self.id)
+            await self._preflight(broker, outage)
+            describe = functools.partial(self._describe, executor)
+            heartbeat = Heartbeat(broker, leases, self.id, describe, outage=outage)
+            fetcher = Fetcher(broker, executor, leases, self.queues, self.id, outage=outage)
             guard = functools.partial(self._guard, finished)
             async with asyncio.TaskGroup() as group:
                 group.create_task(guard(heartbeat.run(finished)))
                 group.create_task(guard(Presence(broker, self.id).run(finished)))
                 writer = group.create_task(guard(completer.run(finished)))
                 group.create_task(guard(stats.run(finished)))
-                group.create_task(guard(Scheduler(broker, names).run(self._stopping)))
-                group.create_task(guard(Recoverer(broker, names).run(self._stopping)))
-                group.create_task(guard(Reaper(broker, self.id).run(self._stopping)))
+                for periodic in (
+                    Scheduler(broker, names, outage=outage),
+                    Recoverer(broker, names, outage=outage),
+                    Reaper(broker, self.id, outage=outage),
+                ):
+                    group.create_task(guard(periodic.run(self._stopping)))
                 fetching = group.create_task(guard(fetcher.run(self._stopping)))
                 await self._stopping.wait()
                 # claiming has stopped, and Redis forgot the fetcher's wait, before any task
@@ -156,16 +164,24 @@ class Worker:
     def _start_exporter(self) -> Exporter | None:
         if not self.metrics_port:
             return None
-        return Exporter.serve(
+        exporter = Exporter.serve(
             self.settings, self.queues.names, self.metrics_port, self.metrics_host
         )
+        self.metrics_bound = exporter.port if exporter is not None else None
+        return exporter
 
-    async def _preflight(self, broker: AsyncBroker) -> None:
+    async def _preflight(self, broker: AsyncBroker, outage: Outage) -> None:
+        started = time.monotonic()
         try:
-            for level, message in await durability_findings(AsyncInspector(broker)):
-                log.log(level, "Redis: %s", message)
-        except Exception as exc:  # unreachable Redis is handled by the components' backoff
+            findings = await durability_findings(AsyncInspector(broker))
+        except BrokerUnavailableError as exc:  # the components wait for it, with back-off
+            outage.failed("worker", exc)
+        except Exception as exc:
             log.warning("could not check the Redis configuration: %s", exc)
+        else:
+            outage.reached(started)
+            for level, message in findings:
+                log.log(level, "Redis: %s", message)
         log.info(
             "worker %s started: queues=%s concurrency=%d lease=%.1fs",
             self.id, ",".join(self.queues.names), self.concurrency, self.settings.lease_timeout,
@@ -183,6 +199,8 @@ class Worker:
             "heartbeat_at": time.time(),
             "in_flight": len(executor.running),
             "processed": executor.processed,
+            # where to scrape this worker (None: no exporter of its own)
+            "metrics_port": self.metrics_bound,
         }
 
 

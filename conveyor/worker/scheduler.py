@@ -8,6 +8,7 @@ import logging
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.ops import MAINTENANCE_BATCH, combine
 from conveyor.worker.loop import periodically
+from conveyor.worker.outage import Outage
 
 log = logging.getLogger("conveyor.worker")
 
@@ -19,13 +20,16 @@ class Scheduler:
     """Sleeps until the next due task (at most MAX_SLEEP); every worker runs one, and the
     promote script's atomic ZREM makes sure each task is promoted exactly once."""
 
-    def __init__(self, broker: AsyncBroker, queues: tuple[str, ...]) -> None:
+    def __init__(
+        self, broker: AsyncBroker, queues: tuple[str, ...], *, outage: Outage | None = None
+    ) -> None:
         self.broker = broker
         self.queues = queues
+        self.outage = outage
 
     async def run(self, stop: asyncio.Event) -> None:
         """Promote until `stop` is set."""
-        await periodically("scheduler", self.promote, stop, log)
+        await periodically("scheduler", self.promote, stop, log, self.outage)
 
     async def promote(self) -> float:
         """One pass; returns the seconds until the next."""

@@ -73,6 +73,36 @@ async def test_invalid_json_is_400_and_stores_nothing(
     assert dump(r, prefix) == {}
 
 
+JSON = {"Content-Type": "application/json"}
+#: Every route that takes a body, with a valid one.
+BODIES = {
+    "/task": b'{"type": "x", "payload": 1}',
+    "/v1/tasks": b'{"name": "x"}',
+    "/v1/tasks/batch": b'{"tasks": [{"name": "x"}]}',
+    "/v1/dead/retry": b"{}",
+}
+
+
+async def test_every_body_route_reads_content_types_by_one_rule(
+    client: httpx.AsyncClient, r: redis.Redis, prefix: str
+) -> None:
+    """A body without a JSON type is 415 with the header to send (curl -d sends a form),
+    malformed JSON is 400: the same on every route."""
+    for path, body in BODIES.items():
+        for declared in ("application/x-www-form-urlencoded", "text/plain", None):
+            headers = {"Content-Type": declared} if declared else {}
+            refused = await client.post(path, content=body, headers=headers)
+            error = assert_error(refused, 415, "unsupported_media_type")
+            assert "Content-Type: application/json" in error["message"], error
+        bad = await client.post(path, content=b'{"name": ', headers=JSON)
+        assert_error(bad, 400, "invalid_json")
+    assert dump(r, prefix) == {}
+    for path, body in BODIES.items():
+        for declared in ("application/json; charset=utf-8", "application/merge-patch+json"):
+            read = await client.post(path, content=body, headers={"Content-Type": declared})
+            assert read.status_code in (200, 202), (path, declared, read.text)
+
+
 async def test_numbers_json_cannot_carry_are_refused_not_nulled(
     client: httpx.AsyncClient, r: redis.Redis, prefix: str
 ) -> None:

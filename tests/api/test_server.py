@@ -237,3 +237,15 @@ def test_sigterm_lets_a_request_in_flight_finish(
     assert status_of(answer) == 202, answer
     assert process.wait(15) == 0
     assert len(r.zrange(GlobalKeys(prefix).queue("default").pending, 0, -1)) == 1
+
+
+def test_given_the_app_the_api_refuses_names_it_does_not_register(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`conveyor api --app` (here through CONVEYOR_API_APP) loads the registry once."""
+    with running_api(settings, tmp_path, CONVEYOR_API_APP="tests.support.tasks:app") as (_, base):
+        refused = httpx.post(f"{base}/v1/tasks", json={"name": "send_email"}, trust_env=False)
+        accepted = httpx.post(f"{base}/task", json={"type": "record"}, trust_env=False)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "unknown_task"
+    assert accepted.status_code == 202, accepted.text

@@ -7,7 +7,7 @@ import math
 import statistics
 from collections import Counter
 
-from conveyor.worker.loop import MAX_OUTAGE_BACKOFF
+from conveyor.worker.outage import MAX_OUTAGE_BACKOFF
 from tests.chaos.cluster import Life
 from tests.chaos.evidence import Evidence
 from tests.chaos.faults import Fault

@@ -12,6 +12,10 @@ import pytest
 
 from conveyor.tools.embedded import env_without_redis_url
 
+#: The labels of the demo's table, in order.
+LABELS = ("async email", "sync resize", "process checksum", "retried webhook", "delayed 1s",
+          "by name", "poison pill", "bulk:")  # fmt: skip
+
 
 def line_of(output: str, label: str) -> str:
     """The demo's outcome line for `label`."""
@@ -34,13 +38,19 @@ def test_demo_on_an_embedded_redis(tmp_path: Path) -> None:
         [sys.executable, "-m", "conveyor", "demo", "--tasks", "200"],
         env=env_without_redis_url(),
         cwd=tmp_path,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # as a terminal shows both: the log must not cut the table
         text=True,
         timeout=60,
     )
     out = result.stdout
-    assert result.returncode == 0, out + result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 0, out
+    assert "Traceback" not in out
+    lines = out.splitlines()
+    table = [i for i, line in enumerate(lines) if line.startswith(LABELS)]
+    assert table == list(range(table[0], table[0] + len(LABELS))), out  # contiguous
+    logged = [i for i, line in enumerate(lines) if " conveyor." in line]
+    assert logged and max(logged) < table[0], out  # the worker's log came before, and stopped
 
     started = re.search(r"embedded Redis \S+ on redis://127\.0\.0\.1:(\d+)/0", out)
     assert started is not None, out
@@ -53,6 +63,10 @@ def test_demo_on_an_embedded_redis(tmp_path: Path) -> None:
     assert "delivered to https://example.com/hook on attempt 3" in line_of(out, "retried webhook")
     poison = line_of(out, "poison pill").split()
     assert poison[2] == "dead", out
+    # the error type and message, and why it ended, rather than just "error"
+    assert line_of(out, "poison pill").endswith(
+        "ValueError: cannot handle {'bad': True} (reason: error)"
+    ), out
     assert re.search(r"^dead letter \S+: ValueError: cannot handle \{'bad': True\}$", out, re.M)
 
     data = tmp_path / ".conveyor" / "redis"

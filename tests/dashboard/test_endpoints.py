@@ -168,7 +168,7 @@ async def test_workers_show_what_they_do_and_a_silent_one_is_lost(
     broker = app.sync_broker()
     fresh = {"id": "w-fresh", "host": "h", "pid": 1, "queues": ["default"], "concurrency": 4,
              "in_flight": 2, "processed": 10, "started_at": time.time() - 60,
-             "heartbeat_at": time.time()}  # fmt: skip
+             "heartbeat_at": time.time(), "metrics_port": 2113}  # fmt: skip
     silent = {**fresh, "id": "w-silent", "heartbeat_at": time.time() - 60}
     for info in (fresh, silent):
         registered = broker.ops.register_worker(
@@ -178,6 +178,7 @@ async def test_workers_show_what_they_do_and_a_silent_one_is_lost(
     rows = {w["id"]: w for w in (await client.get("/api/workers")).json()["workers"]}
     assert rows["w-fresh"]["lost"] is False and rows["w-silent"]["lost"] is True
     assert (rows["w-fresh"]["in_flight"], rows["w-fresh"]["processed"]) == (2, 10)
+    assert rows["w-fresh"]["metrics_port"] == 2113  # where to scrape it
     assert rows["w-fresh"]["queues"] == ["default"] and rows["w-fresh"]["heartbeat_at"]
     assert (await client.get("/api/overview")).json()["workers"] == {"alive": 1, "lost": 1}
 

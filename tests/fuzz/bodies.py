@@ -43,9 +43,9 @@ NOT_JSON = NotJson()
 
 
 def as_json(body: Body) -> Any:
-    """The JSON value the API reads from `body` (as FastAPI does: Python's json on the raw
-    bytes, when there is no Content-Type or a JSON one), or NOT_JSON."""
-    media = (body.content_type or "application/json").split(";")[0].strip().lower()
+    """The JSON value the API reads from `body` (Python's json on the raw bytes, when its
+    Content-Type is a JSON one: any other, or none, is refused), or NOT_JSON."""
+    media = (body.content_type or "").split(";")[0].strip().lower()
     if not body.content or not (media == "application/json" or media.endswith("+json")):
         return NOT_JSON
     try:

@@ -195,6 +195,23 @@ async def test_undeliverable_tasks_are_dead_lettered_at_once(
     assert (record.state, record.reason, record.attempts) == (TaskState.DEAD, reason, 1)
 
 
+async def test_an_unknown_name_is_warned_about_once_not_per_task(
+    aapp: Conveyor, caplog: pytest.LogCaptureFixture
+) -> None:
+    aapp.task(name="known")(handlers.square)
+    async with running_worker(aapp):
+        misspelled = [aapp.enqueue("send_email", payload=i) for i in range(5)]
+        other = aapp.enqueue("nobody.handles.this")
+        records = [await finished(handle) for handle in [*misspelled, other]]
+    assert {(r.state, r.reason) for r in records} == {(TaskState.DEAD, "unknown task")}
+    warned = [r.getMessage() for r in caplog.records if "no handler registered" in r.getMessage()]
+    assert len(warned) == 2, warned
+    assert "'send_email'" in warned[0] and "'nobody.handles.this'" in warned[1], warned
+    assert all("Registered here: known" in line for line in warned), warned
+    levels = {r.levelname for r in caplog.records if "no handler registered" in r.getMessage()}
+    assert levels == {"WARNING"}
+
+
 async def test_result_that_is_not_json_is_a_clear_dead_letter(aapp: Conveyor) -> None:
     @aapp.task
     def returns_a_set() -> set[int]:

@@ -17,7 +17,7 @@ import pytest
 
 from conveyor import BrokerUnavailableError, Conveyor, TaskState
 from conveyor.tools.embedded import RedisServer
-from conveyor.worker.loop import MAX_OUTAGE_BACKOFF
+from conveyor.worker.outage import MAX_OUTAGE_BACKOFF
 from conveyor.worker.runtime import Worker
 from tests.support.worker import LOAD_SLACK, wait_all, wait_until
 
@@ -79,3 +79,52 @@ async def test_a_worker_survives_a_redis_outage_and_resumes(
     finally:
         worker.stop()
         await asyncio.wait_for(job, 30)  # and it stops cleanly: no error escaped run()
+
+
+def lines(caplog: pytest.LogCaptureFixture, text: str, level: int | None = None) -> list[str]:
+    """The worker's log lines that contain `text` (at `level`, if given)."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("conveyor.worker")
+        and text in r.getMessage()
+        and (level is None or r.levelno == level)
+    ]
+
+
+async def test_an_outage_is_one_line_when_redis_goes_and_one_when_it_is_back(
+    aapp: Conveyor, outage: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every component retries with back-off meanwhile; they once logged ~3 lines a second."""
+    caplog.set_level(logging.INFO, logger="conveyor.worker")
+    aapp.task(name="echo")(lambda n: n)
+    where = f"127.0.0.1:{outage.port}"
+    outage.stop()
+    worker = Worker(aapp)
+    job = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(2.5)  # a worker started against a dead Redis
+        assert lines(caplog, "waiting for Redis at", logging.WARNING) == [
+            line for line in lines(caplog, "", logging.WARNING)
+        ]
+        [waiting] = lines(caplog, "waiting for Redis at")
+        assert where in waiting and "back-off" in waiting, waiting
+        outage.start()
+        resumed = MAX_OUTAGE_BACKOFF + LOAD_SLACK
+        assert await aapp.enqueue("echo", 1).result_async(timeout=resumed) == 1
+        [connected] = lines(caplog, "connected to Redis at")
+        assert where in connected, connected
+
+        outage.stop()  # and once connected, Redis goes away again
+        await asyncio.sleep(2.5)
+        [lost] = lines(caplog, "lost Redis at", logging.WARNING)
+        assert where in lost, lost
+        outage.start()
+        assert await aapp.enqueue("echo", 2).result_async(timeout=resumed) == 2
+        [back] = lines(caplog, "is back after", logging.WARNING)
+        assert where in back, back
+        warnings = lines(caplog, "", logging.WARNING)
+        assert warnings == [waiting, lost, back], warnings
+    finally:
+        worker.stop()
+        await asyncio.wait_for(job, 30)

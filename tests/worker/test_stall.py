@@ -19,7 +19,7 @@ import pytest
 from conveyor import BrokerUnavailableError, Conveyor, TaskState
 from conveyor.settings import Settings
 from conveyor.tools.embedded import RedisServer
-from conveyor.worker.loop import MAX_OUTAGE_BACKOFF
+from conveyor.worker.outage import MAX_OUTAGE_BACKOFF
 from tests.support.worker import LOAD_SLACK, running_worker, wait_until
 
 pytestmark = pytest.mark.slow

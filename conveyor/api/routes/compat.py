@@ -1,4 +1,5 @@
-"""The seeds' API, unchanged: `POST /task` and `GET /stats`."""
+"""The simple API, compatible with the Go services Conveyor descends from: `POST /task`
+and `GET /stats`, unchanged."""
 
 from __future__ import annotations
 
@@ -7,21 +8,28 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from conveyor.api.config import Scope
 from conveyor.api.deps import Api, ApiState, require_read
-from conveyor.api.routes.common import DirectRoute, check_allowed, parse_body, request_body
+from conveyor.api.routes.common import (
+    DirectRoute,
+    check_name,
+    parse_body,
+    request_body,
+    require_json,
+)
 from conveyor.api.schemas import QueueOut, SeedQueued, SeedStats, SeedTask
 from conveyor.api.security import authorize
 from conveyor.broker.records import QueueStats
 from conveyor.producer import Message
 
-router = APIRouter(tags=["seed-compatible"])
+router = APIRouter(tags=["simple API (Go-compatible)"])
 
 
 async def post_task(request: Request) -> Response:
     """Enqueue `type` on the default queue; `payload` arrives as the handler's one argument."""
     api: ApiState = request.app.state.conveyor
     authorize(request, api.settings.tokens, Scope.WRITE)  # inline: no dependency to solve
+    require_json(request)
     body = parse_body(SeedTask, await request.body())
-    check_allowed(body.type, api.settings, "type")
+    check_name(body.type, api, "type")
     [handle] = await api.conveyor.enqueue_many_async([Message(body.type, (body.payload,))])
     answer = orjson.dumps({"status": "queued", "task_id": handle.id})
     return Response(answer, status_code=202, media_type="application/json")
@@ -47,7 +55,7 @@ async def get_stats(api: Api) -> SeedStats:
 
 
 def seed_stats(stats: list[QueueStats]) -> SeedStats:
-    """The seeds' counters of `stats` (the dashboard serves the same at its /stats)."""
+    """The simple API's counters of `stats` (the dashboard serves the same at its /stats)."""
     return SeedStats(
         pending=sum(s.pending for s in stats),
         processing=sum(s.active for s in stats),

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from conveyor.api.deps import Api, Operator, require_read
+from conveyor.api.routes.common import JsonRoute
 from conveyor.api.schemas import (
     DeadPage,
     Deleted,
@@ -19,7 +20,7 @@ from conveyor.api.schemas import (
 )
 from conveyor.errors import TaskNotFoundError
 
-router = APIRouter(prefix="/v1/dead", tags=["dead letters"])
+router = APIRouter(prefix="/v1/dead", tags=["dead letters"], route_class=JsonRoute)
 NOT_FOUND: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorOut, "description": "Not in a dead-letter queue"}
 }

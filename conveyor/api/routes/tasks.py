@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Response
 
 from conveyor.api.deps import Api, Operator, require_read, require_write
 from conveyor.api.errors import ApiError
-from conveyor.api.routes.common import enqueued, to_message
+from conveyor.api.routes.common import JsonRoute, enqueued, to_message
 from conveyor.api.schemas import (
     BatchIn,
     BatchOut,
@@ -18,7 +18,7 @@ from conveyor.api.schemas import (
 )
 from conveyor.errors import TaskNotFoundError
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], route_class=JsonRoute)
 NOT_FOUND: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorOut, "description": "Unknown or expired task"}
 }
@@ -28,7 +28,7 @@ NOT_FOUND: dict[int | str, dict[str, object]] = {
 async def create_task(body: NewTaskIn, response: Response, api: Api) -> Enqueued:
     """Enqueue a task. With an idempotency key already used within its window, nothing is
     enqueued and the first task's id comes back with `replayed: true`."""
-    message = to_message(body, api.settings)
+    message = to_message(body, api)
     [handle] = await api.conveyor.enqueue_many_async([message])
     response.headers["Location"] = f"/v1/tasks/{handle.id}"
     if handle.replayed:
@@ -45,7 +45,7 @@ async def create_batch(body: BatchIn, api: Api) -> BatchOut:
     if len(body.tasks) > limit:
         detail = [{"field": "tasks", "message": f"at most {limit} tasks per batch"}]
         raise ApiError(422, "batch_too_large", f"a batch holds at most {limit} tasks", detail)
-    messages = [to_message(t, api.settings, f"tasks.{i}.name") for i, t in enumerate(body.tasks)]
+    messages = [to_message(t, api, f"tasks.{i}.name") for i, t in enumerate(body.tasks)]
     handles = await api.conveyor.enqueue_many_async(messages)
     return BatchOut(tasks=[enqueued(h) for h in handles])
 

@@ -13,7 +13,7 @@ function workerRow(w, now) {
     el("td", {}, w.lost ? el("span", { class: "badge badge-lost" }, "lost")
       : el("span", { class: "badge badge-alive" }, "alive")),
     el("td", {}, w.host), num(w.pid), el("td", {}, (w.queues || []).join(", ")),
-    num(w.concurrency), num(w.in_flight), num(w.processed),
+    num(w.concurrency), num(w.in_flight), num(w.processed), num(w.metrics_port),
     el("td", {}, timeCell(w.started_at, now)), el("td", {}, timeCell(w.heartbeat_at, now)));
 }
 
@@ -27,7 +27,8 @@ export async function render(ctx) {
     if (text === shown) return; // unchanged: leave the table (and any selection) alone
     shown = text;
     const headers = ["Worker", "Status", "Host", { num: "PID" }, "Queues", { num: "Concurrency" },
-      { num: "In flight" }, { num: "Processed" }, "Started", "Last heartbeat"];
+      { num: "In flight" }, { num: "Processed" }, { num: "Metrics port" }, "Started",
+      "Last heartbeat"];
     fill(box, table(headers, data.workers.map((w) => workerRow(w, data.now)),
       { empty: "No worker is registered." }));
   };
