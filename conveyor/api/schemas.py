@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
-from conveyor.model import TaskRecord, TaskState
+from conveyor.model import TaskRecord, TaskState, utc_iso
 from conveyor.names import QUEUE_NAME, TASK_NAME
 from conveyor.options import PRIORITY_RANGE
 
@@ -18,6 +18,8 @@ TaskName = Annotated[
 QueueName = Annotated[
     str, Field(min_length=1, max_length=64, pattern=f"^{QUEUE_NAME.pattern}$", examples=["emails"])
 ]
+#: A time in an answer: ISO 8601 UTC to the millisecond, ending in Z, as everywhere else.
+UtcTime = Annotated[datetime, PlainSerializer(utc_iso, return_type=str, when_used="json")]
 #: Ten years: a longer delay is a mistake, not a schedule.
 MAX_DELAY = 10 * 365 * 24 * 3600.0
 
@@ -121,8 +123,8 @@ class AttemptOut(BaseModel):
 
     number: int
     outcome: str = Field(description="retried, dead, failed, crashed or interrupted")
-    started_at: datetime | None
-    finished_at: datetime | None
+    started_at: UtcTime | None
+    finished_at: UtcTime | None
     worker: str | None
     error: dict[str, Any] | None
 
@@ -141,10 +143,10 @@ class TaskOut(BaseModel):
     failures: int
     crashes: int
     token: int
-    enqueued_at: datetime | None
-    due_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
+    enqueued_at: UtcTime | None
+    due_at: UtcTime | None
+    started_at: UtcTime | None
+    finished_at: UtcTime | None
     worker: str | None
     error: dict[str, Any] | None
     result: Any
@@ -196,6 +198,8 @@ class Deleted(BaseModel):
 
 
 class WorkerOut(BaseModel):
+    """A worker as its registry entry describes it; its times (`*_at`) as ISO 8601 UTC."""
+
     model_config = ConfigDict(extra="allow")
 
     id: str
@@ -203,7 +207,18 @@ class WorkerOut(BaseModel):
     pid: int | None = None
     queues: list[str] = []
     concurrency: int | None = None
-    started_at: float | None = None
+    started_at: str | None = None
+    heartbeat_at: str | None = None
+
+    @classmethod
+    def of(cls, info: dict[str, Any]) -> WorkerOut:
+        """From a registry entry, whose times are epoch seconds."""
+        times = {k: utc_iso(v) for k, v in info.items() if k.endswith("_at") and _number(v)}
+        return cls(**{**info, **times})
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class WorkersOut(BaseModel):
@@ -213,7 +228,7 @@ class WorkersOut(BaseModel):
 class AuditEntryOut(BaseModel):
     """One operator action."""
 
-    at: datetime
+    at: UtcTime
     actor: str = Field(description="The token's name, anonymous, or cli:user@host")
     via: str = Field(description="dashboard, api or cli")
     address: str | None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import redis
 
@@ -291,3 +293,19 @@ async def test_the_allow_list_refuses_other_names_everywhere(
         both = await client.post("/v1/tasks/batch", json={"tasks": [{"name": "ok"}] * 2})
         assert both.status_code == 202
     assert len(task_ids(r, prefix)) == 4
+
+
+async def test_times_are_iso_utc_to_the_millisecond_with_z(
+    client: httpx.AsyncClient, app: Conveyor
+) -> None:
+    """One time format everywhere: the CLI, the dashboard and the API print the same."""
+    task_id = app.enqueue("job", delay=60).id
+    record = (await client.get(f"/v1/tasks/{task_id}")).json()
+    for name in ("enqueued_at", "due_at"):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record[name]), record[name]
+    described = {"id": "w-1", "started_at": 1_700_000_000.5, "heartbeat_at": 1_700_000_001}
+    app.sync_broker().run(app.sync_broker().ops.register_worker("w-1", orjson.dumps(described), 1))
+    [worker] = (await client.get("/v1/workers")).json()["workers"]
+    assert (worker["started_at"], worker["heartbeat_at"]) == (
+        "2023-11-14T22:13:20.500Z", "2023-11-14T22:13:21.000Z"
+    )  # fmt: skip

@@ -53,7 +53,7 @@ async def metrics(api: Api) -> Response:
 @router.get("/v1/workers", response_model=WorkersOut, dependencies=[Depends(require_read)])
 async def workers(api: Api) -> WorkersOut:
     """Workers alive by heartbeat."""
-    return WorkersOut(workers=[WorkerOut(**w) for w in await api.inspector.workers()])
+    return WorkersOut(workers=[WorkerOut.of(w) for w in await api.inspector.workers()])
 
 
 @router.get("/v1/audit", response_model=AuditOut, dependencies=[Depends(require_read)])
