@@ -536,7 +536,7 @@ def test_root_help_lists_every_command() -> None:
     ("command", "summary"),
     [
         ("worker", "Process tasks of MODULE:APP"),
-        ("api", "Serve the HTTP API: POST /task and GET /stats"),
+        ("api", "Serve the HTTP API: /v1, and the simple API (POST /task, GET /stats)"),
         ("dashboard", "Serve the web dashboard: queues, workers, tasks, dead letters"),
         ("enqueue", "Enqueue task NAME and print its id."),
         ("status", "Print the record of task TASK_ID as JSON."),
