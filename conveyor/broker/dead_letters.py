@@ -86,8 +86,10 @@ class DeadLetterAdmin:
         total = sum(int(n) for n in replies[0::2])
         newest: list[tuple[float, str, str]] = []
         for queue, entries in zip(queues, replies[1::2], strict=True):
-            newest += [(-score, member.decode(), queue) for member, score in scored(entries)]
-        chosen_entries = heapq.nsmallest(offset + limit, newest)[offset:]
+            newest += [(score, member.decode(), queue) for member, score in scored(entries)]
+        # newest first; of two that died in the same millisecond, the later id (ULIDs sort
+        # by creation), as ZREVRANGE and find_dead order them
+        chosen_entries = heapq.nlargest(offset + limit, newest)[offset:]
         records = yield self._records([(task_id, queue) for _, task_id, queue in chosen_entries])
         return total, records
 
@@ -113,9 +115,9 @@ class DeadLetterAdmin:
                 )
             replies = yield Op(calls, lambda replies: replies)
             for reply in replies:
-                found += [(-float(score), i.decode()) for i, score in pairs(reply[1:])]
+                found += [(float(score), i.decode()) for i, score in pairs(reply[1:])]
             ranks = {q: int(r[0]) for q, r in zip(ranks, replies, strict=True) if int(r[0]) >= 0}
-        found.sort()
+        found.sort(reverse=True)  # newest first, the later id first within a millisecond
         return [task_id for _, task_id in found]
 
     def get(self, task_id: str) -> Procedure[TaskRecord | None]:
