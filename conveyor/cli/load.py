@@ -197,6 +197,11 @@ def describe(report: dict[str, Any]) -> list[str]:
         ]
         if done["unfinished"] or done["missing"]:
             lines.append(f"  unfinished {done['unfinished']:,}, missing {done['missing']:,}")
+        if done["missing"] and done["missing"] == s["sent"]:
+            lines.append(
+                "  no record of any task sent: is this the Redis behind the API? Pass its "
+                "--redis-url (and --prefix); `conveyor up` prints the command to use"
+            )
     if report["interrupted"]:
         lines.append("interrupted: the figures cover the run up to Ctrl-C")
     return lines

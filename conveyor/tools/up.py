@@ -181,6 +181,8 @@ class Stack:
             f"try:       curl -X POST http://{host}:{o.api_port}/task "
             "-H 'Content-Type: application/json' "
             '-d \'{"type": "email-notification", "payload": "you@example.com"}\'',
+            f"load:      conveyor load --url http://{host}:{o.api_port} --redis-url {url} "
+            "-n 1000 --wait",
             "stop:      Ctrl-C (drains the workers, then stops Redis last; nothing is lost)",
         ]
         for line in lines:

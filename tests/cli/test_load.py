@@ -21,11 +21,11 @@ from conveyor.broker.admin import MAX_RECORDS
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.producer import Message
 from conveyor.settings import Settings
-from conveyor.tools.embedded import free_port
+from conveyor.tools.embedded import RedisServer, free_port
 from conveyor.tools.load import DEFAULT_TASK, Plan, Schedule, Via, is_loopback
 from conveyor.tools.load_follow import percentiles
 from tests.api.test_server import running_api
-from tests.cli.conftest import Invoke
+from tests.cli.conftest import Invoke, _invoker
 from tests.support.processes import WorkerProcess
 from tests.support.worker import wait_until_sync
 
@@ -207,6 +207,16 @@ def test_via_http_with_wait_reports_what_the_records_say(
     assert done["per_second"] == pytest.approx(120 / done["seconds"])
     p = done["wait_seconds"]
     assert 0 <= p["p50"] <= p["p95"] <= p["p99"]
+
+
+def test_records_read_from_another_keyspace_are_all_missing_and_it_says_why(
+    api_url: str, worker: WorkerProcess, redis_server: RedisServer
+) -> None:
+    """The API writes under the test's prefix; this load reads under another one."""
+    elsewhere = _invoker(redis_server.url, "elsewhere")
+    result = elsewhere("load", "--url", api_url, "-n", "5", "--wait", "--timeout", "5")
+    assert "missing 5" in result.output
+    assert "no record of any task sent: is this the Redis behind the API?" in result.output
 
 
 def test_via_redis_with_wait_prints_a_report(invoke: Invoke, worker: WorkerProcess) -> None:

@@ -69,6 +69,7 @@ def test_up_runs_the_demo_stops_in_order_and_keeps_its_tasks(tmp_path: Path) -> 
         # reports of a month that does not exist die after one retry; the rest succeed
         wait_until_sync(flowing, 60 + LOAD_SLACK, "demo tasks to succeed and to die")
         assert "dashboard  http://127.0.0.1:" in log.read_text()
+        assert "load:      conveyor load --url http://127.0.0.1:" in log.read_text()
         _, [dead, *_] = inspector.dead_letters(["reports"])
         app.close()
         up.send_signal(signal.SIGTERM)
