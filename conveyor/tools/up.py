@@ -68,7 +68,9 @@ class Stack:
         self.options = options
         self.echo = echo
         self.children: list[Child] = []
-        self.stopping = threading.Event()
+        #: the stop signal received, if any; a plain attribute, as a handler that takes a
+        #: lock the interrupted main thread holds (an Event's, the log's) deadlocks
+        self.signalled: int | None = None
         self._print = threading.Lock()
 
     def run(self) -> int:
@@ -82,9 +84,7 @@ class Stack:
                 signal.signal(sig, handler)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if not self.stopping.is_set():
-            self.say("up", f"{signal.Signals(signum).name}: stopping in order")
-        self.stopping.set()
+        self.signalled = signum
 
     def _run_on(self, url: str) -> int:
         o = self.options
@@ -101,7 +101,7 @@ class Stack:
                 worker += ["--concurrency", str(o.concurrency)]
             self._start("worker", *worker, url=url)
             if not self._wait_ready():
-                return 0 if self.stopping.is_set() else 1
+                return 0 if self.signalled else 1
             if o.demo:
                 feeder = self._feed(url, stop_feeding)
             self._greet(url)
@@ -162,7 +162,7 @@ class Stack:
         deadline = time.monotonic() + READY_TIMEOUT
         for name, url in checks.items():
             while not _answers(url):
-                if self.stopping.is_set() or self._any_dead():
+                if self.signalled or self._any_dead():
                     return False
                 if time.monotonic() > deadline:
                     self.say("up", f"the {name} did not answer {url} in {READY_TIMEOUT:.0f}s")
@@ -209,9 +209,11 @@ class Stack:
         return thread
 
     def _watch(self) -> int:
-        while not self.stopping.wait(0.2):
+        while self.signalled is None:
             if self._any_dead():
                 return 1
+            time.sleep(0.2)
+        self.say("up", f"{signal.Signals(self.signalled).name}: stopping in order")
         return 0
 
     def _any_dead(self) -> bool:
