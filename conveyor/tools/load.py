@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import random
 import time
@@ -26,6 +25,7 @@ from conveyor import serializers
 from conveyor.errors import ConveyorError
 from conveyor.options import TaskOptions
 from conveyor.producer import Message
+from conveyor.tools.embedded import is_loopback_host
 from conveyor.tools.load_follow import completion, follow, percentiles
 
 if TYPE_CHECKING:
@@ -102,13 +102,7 @@ def is_loopback(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return True
-    host = parts.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(parts.hostname or "")
 
 
 class Progress(Protocol):

@@ -18,10 +18,9 @@ from click.testing import CliRunner
 
 from conveyor import Conveyor
 from conveyor.cli import cli
-from conveyor.cli.api import _is_loopback
 from conveyor.dashboard.live import Live
 from conveyor.settings import Settings
-from conveyor.tools.embedded import free_port
+from conveyor.tools.embedded import free_port, is_loopback_host
 from tests.support.worker import wait_until_sync
 
 
@@ -103,5 +102,5 @@ async def test_a_snapshot_says_redis_is_down_when_it_is(settings: Settings) -> N
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
 def test_loopback_hosts_are_recognised(host: str) -> None:
-    assert _is_loopback(host)
-    assert not _is_loopback("0.0.0.0") and not _is_loopback("example.com")
+    assert is_loopback_host(host)
+    assert not is_loopback_host("0.0.0.0") and not is_loopback_host("example.com")
