@@ -52,6 +52,24 @@ def sequential_lpush(url: str, n: int) -> float:
     return rate
 
 
+def round_trip_cpu(url: str, n: int) -> float:
+    """Redis CPU µs per PING sent one at a time: what one round trip alone costs the
+    server (reading the request, writing the reply), the floor of any command sent alone."""
+    client = redis.Redis.from_url(url)
+    client.ping()
+    before = _cpu_us(client)
+    for _ in range(n):
+        client.ping()
+    spent = _cpu_us(client) - before
+    client.close()
+    return spent / n
+
+
+def _cpu_us(client: redis.Redis) -> float:
+    cpu: dict[str, float] = client.info("cpu")
+    return (cpu["used_cpu_user"] + cpu["used_cpu_sys"]) * 1e6
+
+
 def pipelined_lpush(url: str, n: int, batch: int = 1000) -> float:
     """LPUSHes/s of a JSON payload sent in pipelines of `batch` commands."""
     client = redis.Redis.from_url(url)
@@ -74,4 +92,5 @@ def measure(port: int, url: str, sequential_n: int, pipelined_n: int) -> dict[st
         "redis_benchmark": redis_benchmark(port, pipelined_n),
         "redis_py_sequential_lpush": sequential_lpush(url, sequential_n),
         "redis_py_pipelined_lpush": pipelined_lpush(url, pipelined_n),
+        "redis_cpu_us_per_round_trip": round_trip_cpu(url, sequential_n),
     }

@@ -23,6 +23,7 @@ import re
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "bulk_enqueue": ("bulk",),
     "end_to_end": ("e2e_1", "e2e_2"),
     "end_to_end_large": ("e2e_1_large", "e2e_2_large"),
+    "cost": ("cost",),
 }
 DEFAULT_SCENARIOS = "sync_enqueue,async_enqueue,bulk_enqueue,end_to_end"
 TITLES = {
@@ -147,6 +149,33 @@ def _row(key: str, baseline: report.Runs, current: report.Runs) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+#: the cost scenario's rows: (title, its value per task of a run, digits shown)
+COST_ROWS: tuple[tuple[str, Callable[[dict[str, Any]], float], int], ...] = (
+    ("Redis CPU µs per task", lambda run: _per_task(run, "cpu_us"), 1),
+    ("of which the enqueue", lambda run: run["enqueue_cost"].get("cpu_us", 0) / run["n"], 1),
+    ("Redis commands per task", lambda run: _per_task(run, "commands"), 1),
+    ("round trips per task", lambda run: report.round_trips(run) or 0.0, 2),
+    ("bytes per pending task", lambda run: run["enqueue_cost"]["used_memory"] / run["n"], 0),
+)
+
+
+def _per_task(run: dict[str, Any], measure: str) -> float:
+    spent = run["enqueue_cost"].get(measure, 0) + run["process_cost"].get(measure, 0)
+    return float(spent) / float(run["n"])
+
+
+def _cost_rows(baseline: report.Runs, current: report.Runs) -> list[str]:
+    """The cost scenario: what a task costs Redis (lower is better), side by side."""
+    rows = []
+    for title, value, digits in COST_ROWS:
+        a, b = ([value(r) for r in runs if "n" in r] for runs in (baseline, current))
+        medians = [f"{statistics.median(v):,.{digits}f}" if v else "failed" for v in (a, b)]
+        ratio = f"{statistics.median(b) / statistics.median(a):.3f}" if a and b else "-"
+        spreads = [f"{min(v):,.{digits}f}-{max(v):,.{digits}f}" if v else "-" for v in (a, b)]
+        rows.append("| " + " | ".join([title, *medians, ratio, *spreads, "-"]) + " |")
+    return rows
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The side-by-side table, headed by the conditions it was measured in."""
     m, n, sides, runs = results["machine"], results["sizes"], results["sides"], results["runs"]
@@ -164,7 +193,11 @@ def markdown(results: dict[str, Any]) -> str:
         "|---" * 7 + "|",
     ]
     for key in results["scenarios"]:
-        lines.append(_row(key, runs["baseline"].get(key, []), runs["current"].get(key, [])))
+        baseline, current = runs["baseline"].get(key, []), runs["current"].get(key, [])
+        if key == "cost":
+            lines += _cost_rows(baseline, current)
+        else:
+            lines.append(_row(key, baseline, current))
     return "\n".join(lines)
 
 
@@ -176,7 +209,7 @@ def _sizes(repeats: int, size: int | None) -> suite.Sizes:
     sizes = replace(suite.Sizes(), repeats=repeats)
     if size is None:
         return sizes
-    return replace(sizes, enqueue=size, bulk=size, e2e=size, e2e_large=size)
+    return replace(sizes, enqueue=size, bulk=size, e2e=size, e2e_large=size, cost=size)
 
 
 def _scenarios(text: str) -> list[str]:
@@ -225,8 +258,14 @@ def main(
         "sides": {s.label: {"version": s.version, "commit": s.commit} for s in sides},
         "scenarios": names,
     }
+    systems = [s.system() for s in sides]
     with RedisServer(binary) as server:
-        results["runs"] = suite.matrix([s.system() for s in sides], sizes, server, _log, names)
+        results["runs"] = suite.matrix(systems, sizes, server, _log, names)
+        if "cost" in names:
+            with RedisServer(binary) as counter:
+                for _ in range(repeats):
+                    for key, run in suite.cost(systems, sizes, server, counter, _log).items():
+                        results["runs"][key].setdefault("cost", []).append(run)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(results, indent=1))

@@ -202,10 +202,21 @@ class Judge:
             detail = f"{web['post_task']:,.0f} vs {web['bare_post_task']:,.0f} requests/s"
             found.append(Target("POST /task vs the bare endpoint", web["post_task_vs_bare"],
                                 0.6, detail))  # fmt: skip
-        trips = round_trips(self.results.get("cost", {}).get("conveyor", {}))
+        cost = self.results.get("cost", {}).get("conveyor", {})
+        trips = round_trips(cost)
         if trips is not None:
             name = "Redis round trips per task (enqueued one at a time, then processed)"
             found.append(Target(name, trips, 3.0, f"{trips:.2f}", higher_is_better=False))
+        if "n" in cost:
+            n, enqueue, process = cost["n"], cost["enqueue_cost"], cost["process_cost"]
+            cpu = (enqueue.get("cpu_us", 0) + process.get("cpu_us", 0)) / n
+            floor = self.results.get("ceilings", {}).get("redis_cpu_us_per_round_trip")
+            detail = f"{cpu:.1f} µs" + (f"; one PING alone costs {floor:.1f}" if floor else "")
+            name = "Redis CPU µs per task (enqueued one at a time, then processed)"
+            found.append(Target(name, cpu, 30.0, detail, higher_is_better=False))
+            pending = enqueue.get("used_memory", 0) / n
+            name = "bytes of Redis memory per pending task"
+            found.append(Target(name, pending, 250.0, f"{pending:,.0f}", higher_is_better=False))
         return found
 
     def targets(self) -> list[Target]:
@@ -258,6 +269,9 @@ def ceiling_table(results: dict[str, Any]) -> list[str]:
     lines.append(f"| redis-py sequential LPUSH loop | {c['redis_py_sequential_lpush']:,.0f} |")
     pipelined = c["redis_py_pipelined_lpush"]
     lines.append(f"| redis-py pipelined LPUSH, 1,000 per pipeline | {pipelined:,.0f} |")
+    floor = c.get("redis_cpu_us_per_round_trip")
+    if floor is not None:
+        lines.append(f"| Redis CPU µs per PING sent alone (not a rate) | {floor:.1f} |")
     return lines
 
 

@@ -129,7 +129,7 @@ def _latency(
     return runs
 
 
-def _cost(
+def cost(
     systems: list[System], sizes: Sizes, server: RedisServer, counter: RedisServer, log: Log
 ) -> dict[str, dict[str, Any]]:
     """One e2e run each, with the counter on another Redis so INFO shows only the queue."""
@@ -197,7 +197,7 @@ def run(
         results["runs"] = matrix(systems, sizes, main, log)
         results["latency"] = _latency(systems, sizes, main, log)
         with server() as counter:
-            results["cost"] = _cost(systems, sizes, main, counter, log)
+            results["cost"] = cost(systems, sizes, main, counter, log)
         if with_http and http.available():
             log("  HTTP")
             _flush(main)

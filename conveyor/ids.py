@@ -53,6 +53,12 @@ def new_task_id(queue: str) -> str:
     return f"{queue}{SEPARATOR}{new_ulid()}"
 
 
+def id_millis(task_id: str) -> int:
+    """When a task id was made (ms since the epoch, the producer's clock), from its ULID."""
+    ulid = task_id.rpartition(SEPARATOR)[2]
+    return int("".join(f"{_CROCKFORD.index(c):05b}" for c in ulid[:10]), 2)
+
+
 def queue_of(task_id: str) -> str:
     """The queue a task id belongs to; raises InvalidNameError for a malformed id.
 

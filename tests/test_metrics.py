@@ -18,8 +18,9 @@ from prometheus_client.registry import CollectorRegistry
 
 from conveyor import Conveyor, TaskState
 from conveyor.broker.inspect import SyncInspector
-from conveyor.broker.keys import PRIORITY_BAND, GlobalKeys
+from conveyor.broker.keys import GlobalKeys
 from conveyor.broker.sync_broker import SyncBroker
+from conveyor.ids import id_millis
 from conveyor.metrics import PORT_TRIES, Exporter, QueueCollector, count_enqueued
 from conveyor.settings import Settings
 from conveyor.tools.embedded import free_port
@@ -96,8 +97,8 @@ async def test_queue_gauges_match_the_keyspace(
             return scraped.get(("conveyor_workers", labels(queue=queue))) == 1
 
         await wait_until(registered, 10, "the worker to show in conveyor_workers")
-        head_score = r.zrange(GlobalKeys(prefix).queue(queue).pending, 0, 0, withscores=True)[0][1]
-        head_ms = int(head_score) - 100 * PRIORITY_BAND
+        head = r.lindex(GlobalKeys(prefix).queue(queue).ready, 0)  # new: the lag is its id's age
+        head_ms = id_millis(head.decode())  # type: ignore[union-attr]
         earliest = (redis_ms(r) - head_ms) / 1000
         samples = await asyncio.to_thread(gauges)
         latest = (redis_ms(r) - head_ms) / 1000

@@ -78,7 +78,7 @@ async def test_enqueue_stores_a_pending_record(
     assert (record.args, record.kwargs, record.attempts) == (["a@b.c"], {"subject": "hi"}, 0)
     assert record.enqueued_at is not None
     keys = dump(r, prefix)
-    assert handle.id in keys[f"{prefix}:{{emails}}:pending"]
+    assert handle.id in keys[f"{prefix}:{{emails}}:ready"]
     assert keys[f"{prefix}:queues"] == ["emails"]
 
 
@@ -116,7 +116,7 @@ async def test_idempotency_key_returns_the_first_task(
     first = await producer.enqueue("charge", 10, idempotency_key="order-1")
     again = await producer.enqueue("charge", 10, idempotency_key="order-1")
     assert again.id == first.id and again.replayed and not first.replayed
-    assert len(dump(r, prefix)[f"{prefix}:{{default}}:pending"]) == 1
+    assert len(dump(r, prefix)[f"{prefix}:{{default}}:ready"]) == 1
 
 
 async def test_cancel_pending_and_scheduled(producer: Producer) -> None:
@@ -212,7 +212,7 @@ def test_idempotency_is_atomic_under_concurrent_producers(
     for t in threads:
         t.join()
     assert len(set(ids)) == 1
-    assert list(dump(r, prefix)[f"{prefix}:{{default}}:pending"]) == ids[:1]
+    assert list(dump(r, prefix)[f"{prefix}:{{default}}:ready"]) == ids[:1]
 
 
 # The first loop closes without `aclose()`: its sockets are only reclaimed by the GC.

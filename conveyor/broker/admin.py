@@ -18,7 +18,7 @@ from conveyor.broker.records import QueueStats
 from conveyor.broker.scripts import Call
 from conveyor.broker.steps import Steps
 from conveyor.errors import TaskConflictError, TaskNotFoundError
-from conveyor.ids import is_task_id
+from conveyor.ids import id_millis, is_task_id
 from conveyor.model import TaskRecord
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ Procedure = Steps[Op[Any], T]
 MAX_WORKERS = 10_000
 #: Most records `records` reads per round trip.
 MAX_RECORDS = 1000
-_STATS_WIDTH = 7  # replies per queue in queue_stats
+_STATS_WIDTH = 9  # replies per queue in queue_stats
 
 
 def one(op: Op[T]) -> Procedure[T]:
@@ -73,6 +73,8 @@ class Admin:
                 Call.command("EXISTS", k.paused),
                 Call.command("ZRANGE", k.pending, 0, 0, "WITHSCORES"),
                 Call.command("ZCARD", k.retrying),
+                Call.command("LLEN", k.ready),
+                Call.command("LINDEX", k.ready, 0),
             ]
         stats: list[QueueStats] = yield Op(calls, lambda replies: _stats(names, replies))
         return stats
@@ -152,7 +154,7 @@ class Admin:
         if not is_task_id(task_id):
             raise TaskNotFoundError(f"no task {task_id!r}: not a task id")
         k = self.ops.task_keys(task_id)
-        keys = [k.pending, k.scheduled, k.retrying, k.dead, k.active, k.task(task_id)]
+        keys = [k.pending, k.scheduled, k.retrying, k.dead, k.active, k.task(task_id), k.ready]
         call = Call.script_call(self.ops.scripts["delete_task"], keys, [task_id])
         done, state = yield raw(call)
         return _acted(task_id, done, state, "delete")
@@ -208,10 +210,11 @@ def _stats(names: Sequence[str], replies: list[Any]) -> list[QueueStats]:
     stats = []
     for i, name in enumerate(names):
         start = 1 + _STATS_WIDTH * i
-        pending, active, scheduled, dead, paused, head, retrying = replies[
+        pending, active, scheduled, dead, paused, head, retrying, ready, ready_head = replies[
             start : start + _STATS_WIDTH
         ]
-        lag = _lag(head, now_ms)
+        pending += ready
+        lag = max(_lag(head, now_ms), _ready_lag(ready_head, now_ms))
         # a retry entry outlives its task until due (a deleted record): never count more
         retrying = min(retrying, scheduled)
         stats.append(
@@ -227,6 +230,14 @@ def _lag(head: list[Any], now_ms: int) -> float:
         return 0.0
     score = float(head[0][1]) if isinstance(head[0], list | tuple) else float(head[1])
     return max(0.0, (now_ms - score % PRIORITY_BAND) / 1000)
+
+
+def _ready_lag(head: bytes | None, now_ms: int) -> float:
+    """Seconds the oldest task of the ready list has waited: only tasks just enqueued join
+    it, so the time in its id (the producer's clock) is when it became pending."""
+    if head is None:
+        return 0.0
+    return max(0.0, (now_ms - id_millis(head.decode())) / 1000)
 
 
 def pairs(flat: Sequence[Any]) -> Iterator[tuple[Any, Any]]:

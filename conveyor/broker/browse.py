@@ -8,12 +8,14 @@ from typing import Any
 
 from conveyor.broker.admin import Procedure, command
 from conveyor.broker.dead_letters import decode_or_placeholder
+from conveyor.broker.keys import DEFAULT_BAND_END
 from conveyor.broker.ops import Op, Operations
 from conveyor.broker.scripts import Call
 from conveyor.broker.timeseries import WINDOWS, WRITE_LAG, Point, buckets, fields_of, point
 from conveyor.model import TaskRecord, TaskState
 
-#: The states whose tasks are indexed, so they can be listed: each is a ZSET of the queue.
+#: The states whose tasks are indexed, so they can be listed: each is a ZSET of the queue
+#: (pending: a ZSET and a LIST).
 LISTED_STATES = ("pending", "active", "scheduled", "retrying", "dead")
 #: Seconds after its end by which every worker has written to a bucket (they write about
 #: once a second; an outage delays it more, and such a bucket is then read stale).
@@ -29,22 +31,61 @@ def tasks(
     order for pending, lease deadline for active, due time when waiting, death when dead."""
     if state not in LISTED_STATES:
         raise ValueError(f"tasks in state {state!r} are not indexed: use one of {LISTED_STATES}")
-    index = getattr(ops.queue_keys(queue), state)
-    if limit <= 0:  # a range to -1 would read the whole index
-        total: int = yield Op([Call.command("ZCARD", index)], lambda replies: int(replies[0]))
-        return total, []
-    read = "ZREVRANGE" if newest_first else "ZRANGE"
-    count, ids = yield Op(
-        [Call.command("ZCARD", index), Call.command(read, index, offset, offset + limit - 1)],
-        lambda replies: (int(replies[0]), [i.decode() for i in replies[1]]),
-    )
     k = ops.queue_keys(queue)
+    if state == "pending":
+        count, ids = yield from _pending_page(ops, queue, newest_first, offset, limit)
+    elif limit <= 0:  # a range to -1 would read the whole index
+        total: int = yield Op([Call.command("ZCARD", getattr(k, state))], lambda r: int(r[0]))
+        return total, []
+    else:
+        index = getattr(k, state)
+        read = "ZREVRANGE" if newest_first else "ZRANGE"
+        count, ids = yield Op(
+            [Call.command("ZCARD", index), Call.command(read, index, offset, offset + limit - 1)],
+            lambda replies: (int(replies[0]), [i.decode() for i in replies[1]]),
+        )
     raws = yield Op([Call.command("HGETALL", k.task(i)) for i in ids], lambda replies: replies)
     placeholder = TaskState(state)
     records = [
         decode_or_placeholder(i, queue, raw, placeholder) for i, raw in zip(ids, raws, strict=True)
     ]
     return count, records
+
+
+def _pending_page(
+    ops: Operations, queue: str, newest_first: bool, offset: int, limit: int
+) -> Procedure[tuple[int, list[str]]]:
+    """(total, ids) of a page of pending tasks in claim order: the `pending` ZSET's entries
+    down to the default priority, the `ready` list, then the ZSET's lower priorities."""
+    k = ops.queue_keys(queue)
+    above, listed, banded = yield Op(
+        [
+            Call.command("ZCOUNT", k.pending, "-inf", f"({DEFAULT_BAND_END}"),
+            Call.command("LLEN", k.ready),
+            Call.command("ZCARD", k.pending),
+        ],
+        lambda replies: [int(r) for r in replies],
+    )
+    total = listed + banded
+    first, last = offset, min(offset + limit, total) - 1  # positions in claim order
+    if newest_first:
+        first, last = total - 1 - last, total - 1 - offset
+    # the three segments in claim order: (key, read, its first position, where it starts)
+    segments = [
+        (k.pending, "ZRANGE", 0, 0),
+        (k.ready, "LRANGE", above, 0),
+        (k.pending, "ZRANGE", above + listed, above),
+    ]
+    ends = [above, above + listed, total]
+    calls = []
+    for (key, read, start, base), end in zip(segments, ends, strict=True):
+        lo, hi = max(first, start), min(last, end - 1)
+        if lo <= hi:
+            calls.append(Call.command(read, key, lo - start + base, hi - start + base))
+    if not calls:
+        return total, []
+    ids = yield Op(calls, lambda replies: [i.decode() for reply in replies for i in reply])
+    return total, ids[::-1] if newest_first else ids
 
 
 def history(

@@ -27,6 +27,7 @@ STUCK_AFTER = 300.0
 #: The states a record may have while listed in each index.
 INDEX_STATES = {
     "pending": "pending",
+    "ready": "pending",
     "active": "active",
     "scheduled": "scheduled,retrying",
     "dead": "dead",
@@ -64,9 +65,10 @@ class Fsck:
             queues = sorted(set(registered) | discovered)
         for queue in queues:
             keys = self.keys.queue(queue)
+            listed: set[str] = set()
             for index in INDEX_STATES:
-                findings += yield from self._check_index(keys, index, repair)
-            findings += yield from self._check_records(keys, repair)
+                findings += yield from self._check_index(keys, index, repair, listed)
+            findings += yield from self._check_records(keys, repair, listed)
         return findings
 
     def _registered(self) -> Procedure[list[str]]:
@@ -77,7 +79,7 @@ class Fsck:
         """Queues that have keys but are missing from the registry (workers and the API
         list queues from it, so such a queue would be invisible)."""
         pattern = re.compile(
-            rf"^{re.escape(self.keys.prefix)}:\{{([^}}]+)\}}:(pending|active|scheduled|dead|paused|task:.+)$"
+            rf"^{re.escape(self.keys.prefix)}:\{{([^}}]+)\}}:(pending|ready|active|scheduled|dead|paused|task:.+)$"
         )
         seen: set[str] = set()
         cursor = 0
@@ -95,24 +97,41 @@ class Fsck:
                             action if q in valid else "") for q in missing]  # fmt: skip
         return findings, set(valid)
 
-    def _check_index(self, keys: QueueKeys, index: str, repair: bool) -> Procedure[list[Finding]]:
+    def _check_index(
+        self, keys: QueueKeys, index: str, repair: bool, listed: set[str]
+    ) -> Procedure[list[Finding]]:
+        """Check one index's entries; the ids met in the ready list are added to `listed`,
+        for the record check (a record cannot be looked up in a list but by a scan)."""
         index_key = getattr(keys, index)
         findings = []
         cursor = 0
         while True:
-            cursor, entries = yield command("ZSCAN", index_key, cursor, "COUNT", BATCH)
-            ids = [member.decode() for member in _members(entries)]
+            reach = 0  # how far from the list's head the ids were read
+            if index == "ready":
+                entries = yield command("LRANGE", index_key, cursor, cursor + BATCH - 1)
+                ids = [member.decode() for member in entries]
+                listed.update(ids)
+                reach = cursor + len(ids)
+                cursor = cursor + BATCH if len(ids) == BATCH else 0
+            else:
+                cursor, entries = yield command("ZSCAN", index_key, cursor, "COUNT", BATCH)
+                ids = [member.decode() for member in _members(entries)]
             if ids:
                 call = Call.script_call(
                     self.ops.scripts["fsck_index"],
                     [index_key, keys.task_prefix],
-                    [int(repair), INDEX_STATES[index], *ids],
+                    [int(repair), INDEX_STATES[index], reach, *ids],
                 )
-                findings += _findings(keys.queue, (yield raw(call)), index)
+                found = _findings(keys.queue, (yield raw(call)), index)
+                if index == "ready" and cursor and repair:
+                    cursor -= len(found)  # the entries dropped shifted the rest left
+                findings += found
             if int(cursor) == 0:
                 return findings
 
-    def _check_records(self, keys: QueueKeys, repair: bool) -> Procedure[list[Finding]]:
+    def _check_records(
+        self, keys: QueueKeys, repair: bool, listed: set[str]
+    ) -> Procedure[list[Finding]]:
         findings = []
         prefix = keys.task_prefix
         cursor = 0
@@ -120,12 +139,13 @@ class Fsck:
             cursor, found = yield self._scan(cursor, _glob_escape(prefix) + "*")
             ids = [key[len(prefix) :] for key in found]
             for start in range(0, len(ids), BATCH):
-                findings += yield from self._records_batch(keys, ids[start : start + BATCH], repair)
+                batch = ids[start : start + BATCH]
+                findings += yield from self._records_batch(keys, batch, repair, listed)
             if cursor == 0:
                 return findings
 
     def _records_batch(
-        self, keys: QueueKeys, ids: list[str], repair: bool
+        self, keys: QueueKeys, ids: list[str], repair: bool, listed: set[str]
     ) -> Procedure[list[Finding]]:
         s = self.ops.settings
         retention = [
@@ -135,8 +155,13 @@ class Fsck:
         ]  # fmt: skip
         call = Call.script_call(
             self.ops.scripts["fsck_records"],
-            [keys.pending, keys.active, keys.scheduled, keys.dead, keys.task_prefix],
-            [int(repair), *retention, to_millis(self.stuck_after), *ids],
+            [keys.pending, keys.active, keys.scheduled, keys.dead, keys.task_prefix, keys.ready],
+            [
+                int(repair),
+                *retention,
+                to_millis(self.stuck_after),
+                *(arg for i in ids for arg in (i, int(i in listed))),
+            ],
         )
         return _findings(keys.queue, (yield raw(call)), "record")
 

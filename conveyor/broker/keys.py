@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from conveyor.names import validate_prefix, validate_queue_name
+from conveyor.options import PRIORITY_RANGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +83,16 @@ class QueueKeys:
 
     @property
     def pending(self) -> str:
-        """ZSET task id -> priority band and time; lowest score is claimed first."""
+        """ZSET task id -> priority band and time; lowest score is claimed first. Holds the
+        pending tasks of any priority but the default, and suspects (see `ready`)."""
         return self.base + "pending"
+
+    @property
+    def ready(self) -> str:
+        """LIST of pending task ids of the default priority, oldest first: O(1) to add and
+        take at any depth, and a few bytes an entry. Claims take the priorities above the
+        default from `pending` first, then this list, then the lower ones."""
+        return self.base + "ready"
 
     @property
     def active(self) -> str:
@@ -138,6 +147,9 @@ class QueueKeys:
 #: 2**42 ms lasts until the year 2109. Defined only here: the scripts get it from
 #: `scripts.load_scripts`, which prepends it to each of them.
 PRIORITY_BAND = 2**42
+#: Pending scores below this one belong to the default priority or a higher one: claims
+#: take them before the `ready` list, and the rest of the ZSET after it.
+DEFAULT_BAND_END = (PRIORITY_RANGE[-1] + 1) * PRIORITY_BAND
 
 
 #: Start of the name (CLIENT SETNAME) of every connection a worker opens.

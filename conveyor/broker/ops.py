@@ -120,7 +120,7 @@ class Operations:
         return Op(calls, decode, reads_errors=True)
 
     def _enqueue_call(self, keys: QueueKeys, tasks: Sequence[NewTask]) -> Call:
-        script_keys = [keys.pending, keys.scheduled, keys.signal, keys.task_prefix]
+        script_keys = [keys.pending, keys.scheduled, keys.signal, keys.task_prefix, keys.ready]
         argv: list[Arg] = [to_millis(self.settings.idempotency_window)]
         for task in tasks:
             fields = task.fields()
@@ -136,7 +136,7 @@ class Operations:
         retention = to_millis(self.settings.cancelled_retention)
         call = self._script(
             "cancel",
-            [keys.pending, keys.scheduled, keys.task(task_id), keys.retrying],
+            [keys.pending, keys.scheduled, keys.task(task_id), keys.retrying, keys.ready],
             [task_id, retention],
         )
         return Op([call], lambda r: (bool(r[0][0]), r[0][1].decode()))
@@ -158,7 +158,7 @@ class Operations:
         call = self._script(
             "claim",
             [keys.pending, keys.active, keys.paused, keys.dead, keys.signal, keys.task_prefix,
-             request],
+             request, keys.ready],
             [count, lease, worker_id, int(idle), to_millis(self.settings.dead_retention)],
         )  # fmt: skip
         return Op([call], lambda r: _decode_claim(queue, r[0]))

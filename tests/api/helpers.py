@@ -70,7 +70,10 @@ def task_ids(r: redis.Redis, prefix: str) -> set[str]:
 
 
 def members(r: redis.Redis, prefix: str, queue: str, state: str) -> set[str]:
-    """Task ids in the `state` set of `queue`."""
-    key = getattr(GlobalKeys(prefix).queue(queue), state)
+    """Task ids in the `state` index of `queue` (pending: its ZSET and its ready list)."""
+    keys = GlobalKeys(prefix).queue(queue)
     client: Any = r
-    return {m.decode() for m in client.zrange(key, 0, -1)}
+    found = {m.decode() for m in client.zrange(getattr(keys, state), 0, -1)}
+    if state == "pending":
+        found |= {m.decode() for m in client.lrange(keys.ready, 0, -1)}
+    return found

@@ -49,7 +49,7 @@ async def test_an_enqueue_on_a_full_redis_is_503_redis_full_and_stores_nothing(
 
         private.memory.free()
         again = await enqueue(client, "x", payload=4)
-    assert set(dump(private.r, prefix)[GlobalKeys(prefix).queue("default").pending]) == {
+    assert set(dump(private.r, prefix)[GlobalKeys(prefix).queue("default").ready]) == {
         first,
         again,
     }

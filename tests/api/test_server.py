@@ -142,7 +142,7 @@ def test_the_seed_curl_example_over_a_socket(
             "pending",
             ["user@example.com"],
         )
-        assert r.zscore(GlobalKeys(prefix).queue("default").pending, task_id) is not None
+        assert r.lrange(GlobalKeys(prefix).queue("default").ready, 0, -1) == [task_id.encode()]
         stats = http.get("/stats").json()
         assert (stats["pending"], stats["processing"], stats["dead_letter"]) == (1, 0, 0)
         assert http.get("/readyz").json() == {"status": "ready"}
@@ -161,7 +161,7 @@ def test_a_chunked_body_within_the_limit_is_taken(
     headers = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
     answer = raw_exchange(small_api, post_task(chunked(SEED_BODY), headers))
     assert status_of(answer) == 202, answer
-    assert len(r.zrange(GlobalKeys(prefix).queue("default").pending, 0, -1)) == 1
+    assert r.llen(GlobalKeys(prefix).queue("default").ready) == 1
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
@@ -236,7 +236,7 @@ def test_sigterm_lets_a_request_in_flight_finish(
             answer += chunk
     assert status_of(answer) == 202, answer
     assert process.wait(15) == 0
-    assert len(r.zrange(GlobalKeys(prefix).queue("default").pending, 0, -1)) == 1
+    assert r.llen(GlobalKeys(prefix).queue("default").ready) == 1
 
 
 def test_given_the_app_the_api_refuses_names_it_does_not_register(

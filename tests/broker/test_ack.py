@@ -7,7 +7,7 @@ import redis
 from conveyor import Conveyor
 from conveyor.broker.keys import QueueKeys
 from conveyor.broker.sync_broker import SyncBroker
-from conveyor.settings import Settings
+from conveyor.settings import MAX_CLAIM_BATCH, Settings
 from tests.broker.conftest import Claimed, Run, StaleClaim, Unchanged
 from tests.broker.seed import (
     assert_ttl,
@@ -87,3 +87,17 @@ def test_a_succeeded_task_leaves_no_key_after_its_retention(
         assert dump(r, prefix) == {f"{prefix}:queues": ["default"], keys.signal: ["1"]}
     finally:
         app.close()
+
+
+def test_one_call_acks_more_tasks_than_a_lua_unpack_takes(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, keys: QueueKeys
+) -> None:
+    """A busy worker acks every success since its last ack in one call: the leases are
+    released in slices, however many there are."""
+    count = 2 * MAX_CLAIM_BATCH + 500
+    app.enqueue_many([app.message("job", i) for i in range(count)])
+    tasks = [t for _ in range(3) for t in claim(broker, MAX_CLAIM_BATCH)]
+    assert len(tasks) == count and r.zcard(keys.active) == count
+    assert broker.execute([broker.ops.ack([(t, b"1") for t in tasks])]) == [[1] * count]
+    assert r.exists(keys.active) == 0
+    assert {r.hget(keys.task(t.id), "state") for t in tasks} == {b"succeeded"}

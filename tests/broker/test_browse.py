@@ -41,6 +41,32 @@ def test_a_page_is_cut_from_the_order_and_the_total_counts_all(app: Conveyor) ->
     assert listed(app, "pending", newest_first=True, limit=2) == (5, [ids[4], ids[3]])
 
 
+def test_pages_across_both_pending_indexes_follow_the_claim_order(
+    app: Conveyor, broker: SyncBroker
+) -> None:
+    """Pending tasks live in the ZSET (other priorities, tasks back in pending) and the
+    ready list (new tasks of the default priority): every page of the listing is a slice
+    of the one order claims take them in."""
+    first = app.enqueue("job").id
+    [task] = claim(broker, 1)
+    assert broker.execute([broker.ops.requeue(task, crashed=False)]) == [b"pending"]
+    new = [app.enqueue("job", i).id for i in range(3)]
+    high, low = app.enqueue("job", priority=5).id, app.enqueue("job", priority=-5).id
+    order = [high, first, *new, low]
+    for offset in range(len(order) + 1):
+        for limit in range(1, len(order) + 1):
+            assert listed(app, "pending", offset=offset, limit=limit) == (
+                len(order),
+                order[offset : offset + limit],
+            )
+            newest = order[::-1][offset : offset + limit]
+            assert listed(app, "pending", newest_first=True, offset=offset, limit=limit) == (
+                len(order),
+                newest,
+            )
+    assert [t.id for t in claim(broker, len(order))] == order
+
+
 def test_waiting_tasks_are_listed_by_due_time_and_retries_apart(
     app: Conveyor, task_in: TaskIn
 ) -> None:

@@ -74,7 +74,7 @@ def test_the_last_tasks_are_claimed_without_a_wake_up(
     tasks = claim(broker, 10, "w1")
     assert [t.id for t in tasks] == [h.id for h in handles]
     state = dump(r, prefix)
-    assert keys.pending not in state and keys.signal not in state
+    assert keys.ready not in state and keys.signal not in state
     assert list(state[keys.active]) == [h.id for h in handles]
 
 
@@ -109,7 +109,7 @@ def test_an_index_entry_whose_record_is_gone_is_dropped(
     ran = run(broker.ops.claim("default", 2, "w1"))
     assert claimed_ids(ran) == [kept.id]
     expected = leased(ran.before, keys, kept.id, ran)
-    del expected[keys.pending]  # the entry of the record gone
+    del expected[keys.ready]  # the entry of the record gone
     assert dump(r, prefix) == expected  # no dead letter, no record recreated
 
 
@@ -127,7 +127,7 @@ def test_corrupt_records_go_to_the_dead_set_and_the_rest_is_claimed(
         leased(ran.before, keys, healthy.id, ran), keys, bad_token.id, source="pending",
         target="dead", score=now, state="dead", reason="corrupt record", finished_at=now,
     )  # fmt: skip
-    del expected[keys.pending]  # the entry of the record that is not a hash
+    del expected[keys.ready]  # the entry of the record that is not a hash
     expected[keys.dead][not_a_hash.id] = now  # kept aside as it is, for inspection
     assert dump(r, prefix) == expected
 
@@ -165,7 +165,7 @@ def test_an_idle_worker_takes_a_suspect_alone(
     assert not result.suspects_waiting
     state = dump(r, prefix)
     assert list(state[keys.active]) == [suspect]
-    assert list(state[keys.pending]) == [h.id for h in others]
+    assert state[keys.ready] == [h.id for h in others]
     assert state[keys.signal] == ["1"]
 
 
@@ -226,7 +226,7 @@ def test_the_largest_batch_is_leased_in_one_call(
     tasks = claim(broker, MAX_CLAIM_BATCH)
     assert len({t.id for t in tasks}) == MAX_CLAIM_BATCH
     assert r.zcard(keys.active) == MAX_CLAIM_BATCH
-    assert r.zcard(keys.pending) == 5
+    assert r.llen(keys.ready) == 5
 
 
 def test_a_claim_of_no_tasks_or_too_many_is_refused(broker: SyncBroker) -> None:

@@ -94,7 +94,7 @@ async def test_an_enqueue_spanning_queues_is_not_merged_with_one_queue(
 ) -> None:
     await aapp.enqueue_async("warm.up")
     await aapp.enqueue_async("warm.up", queue="broken")
-    r.set(GlobalKeys(prefix).queue("broken").pending, "not a sorted set")
+    r.set(GlobalKeys(prefix).queue("broken").ready, "not a list")
     spanning = [aapp.message("t", 0), aapp.message("t", 1, queue="broken")]
     results = await asyncio.gather(
         aapp.enqueue_async("t", "one queue"),
@@ -111,7 +111,7 @@ async def test_an_error_reply_fails_only_its_own_operation(
     aapp: Conveyor, r: redis.Redis, prefix: str
 ) -> None:
     await aapp.enqueue_async("warm.up")
-    r.set(GlobalKeys(prefix).queue("broken").pending, "not a sorted set")
+    r.set(GlobalKeys(prefix).queue("broken").ready, "not a list")
     results = await asyncio.gather(
         aapp.enqueue_async("t", 1),
         aapp.enqueue_async("t", 2, queue="broken"),
@@ -150,7 +150,7 @@ async def test_a_caller_cancelled_before_its_turn_sends_nothing(
     handle = await first
     with pytest.raises(asyncio.CancelledError):
         await second
-    pending = r.zrange(GlobalKeys(prefix).queue("default").pending, 0, -1)
+    pending = r.lrange(GlobalKeys(prefix).queue("default").ready, 0, -1)
     assert pending == [handle.id.encode()]
 
 

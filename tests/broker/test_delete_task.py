@@ -22,6 +22,7 @@ def delete_task(broker: SyncBroker, keys: QueueKeys, task_id: str) -> Call:
     """The script call Admin.delete_task makes for `task_id` of the default queue."""
     script_keys = [
         keys.pending, keys.scheduled, keys.retrying, keys.dead, keys.active, keys.task(task_id),
+        keys.ready,
     ]  # fmt: skip
     return Call.script_call(broker.ops.scripts["delete_task"], script_keys, [task_id])
 
@@ -31,10 +32,13 @@ def without(before: dict[str, Any], keys: QueueKeys, task_id: str) -> dict[str, 
     a set left empty)."""
     expected = copy.deepcopy(before)
     del expected[keys.task(task_id)]
-    for index in (keys.pending, keys.scheduled, keys.retrying, keys.dead):
+    for index in (keys.pending, keys.ready, keys.scheduled, keys.retrying, keys.dead):
         members = expected.get(index)
         if members is not None and task_id in members:
-            del members[task_id]
+            if isinstance(members, list):
+                members.remove(task_id)
+            else:
+                del members[task_id]
             if not members:
                 del expected[index]
     return expected
@@ -42,7 +46,7 @@ def without(before: dict[str, Any], keys: QueueKeys, task_id: str) -> dict[str, 
 
 #: Each state a task can be deleted in, with the indexes holding it there.
 INDEXED = {
-    "pending": ("pending",),
+    "pending": ("ready",),
     "scheduled": ("scheduled",),
     "retrying": ("scheduled", "retrying"),
     "dead": ("dead",),
@@ -70,7 +74,7 @@ def test_a_task_not_running_is_deleted_with_its_index_entries(
     held = {name for name in INDEXED[state] if task_id in ran.before[getattr(keys, name)]}
     assert held == set(INDEXED[state])  # the seed put it where the test removes it from
     expected = without(ran.before, keys, task_id)
-    assert other in expected[keys.pending]
+    assert other in expected[keys.ready]
     assert dump(r, prefix) == expected
 
 

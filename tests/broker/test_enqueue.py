@@ -9,8 +9,8 @@ from conveyor.broker.keys import QueueKeys
 from conveyor.broker.ops import ENQUEUE_CHUNK
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.settings import Settings
-from tests.broker.seed import assert_ttl, clock, pending_score, scores
-from tests.support.keyspace import dump
+from tests.broker.seed import assert_ttl, clock, pending_score
+from tests.support.keyspace import dump, pending_order
 
 
 def test_a_task_without_delay_is_pending_and_wakes_a_worker(
@@ -24,7 +24,7 @@ def test_a_task_without_delay_is_pending_and_wakes_a_worker(
     assert enqueued_at == window.now
     assert state == {
         f"{prefix}:queues": ["default"],
-        keys.pending: {handle.id: pending_score(0, enqueued_at)},
+        keys.ready: [handle.id],
         keys.signal: ["1"],
         keys.task(handle.id): {
             "name": "send",
@@ -92,7 +92,7 @@ def test_pending_order_is_priority_first_then_fifo(
         [app.message("job", i, priority=p) for i, p in enumerate([0, 10, -5, 10, 0, 100, -100])]
     )
     after = app.enqueue("job", priority=10)
-    order = list(scores(r, keys.pending))
+    order = pending_order(r, keys)
     expected = [batch[5], batch[1], batch[3], after, before, batch[0], batch[4], batch[2], batch[6]]
     assert order == [h.id for h in expected]
 
@@ -123,7 +123,7 @@ def test_a_key_repeated_within_one_batch_enqueues_one_task(
     assert (first.replayed, other.replayed, repeat.replayed) == (False, False, True)
     assert repeat.id == first.id != other.id
     state = dump(r, prefix)
-    assert list(state[keys.pending]) == [first.id, other.id]
+    assert state[keys.ready] == [first.id, other.id]
     assert state[keys.idempotency("order-2")] == first.id
     assert state[keys.task(first.id)]["args"] == "[1]"
     hashes = [key for key in state if key.startswith(keys.task_prefix)]
@@ -162,7 +162,7 @@ def test_a_batch_over_the_chunk_size_is_split_and_kept_in_order(
     assert [res.replayed for res in results] == [i == repeat for i in range(count)]
     stored = [t for i, t in enumerate(tasks) if i != repeat]
     state = dump(r, prefix)
-    assert list(state[keys.pending]) == [t.id for t in stored]
+    assert state[keys.ready] == [t.id for t in stored]
     hashes = {key for key in state if key.startswith(keys.task_prefix)}
     assert hashes == {keys.task(t.id) for t in stored}
     for number, task in enumerate(tasks):
@@ -181,5 +181,5 @@ def test_a_batch_across_queues_returns_handles_in_message_order(
     assert state[f"{prefix}:queues"] == ["default", "emails", "reports"]
     for number, (handle, queue) in enumerate(zip(handles, queues, strict=True)):
         assert state[f"{prefix}:{{{queue}}}:task:{handle.id}"]["args"] == f"[{number}]"
-    assert list(state[f"{prefix}:{{emails}}:pending"]) == [handles[0].id, handles[2].id]
-    assert list(state[f"{prefix}:{{reports}}:pending"]) == [handles[1].id, handles[4].id]
+    assert state[f"{prefix}:{{emails}}:ready"] == [handles[0].id, handles[2].id]
+    assert state[f"{prefix}:{{reports}}:ready"] == [handles[1].id, handles[4].id]

@@ -32,7 +32,7 @@ from tests.broker.seed import (
     scores,
     ttls,
 )
-from tests.support.keyspace import dump
+from tests.support.keyspace import dump, pending_order
 from tests.support.worker import running_worker, wait_until
 
 #: Distinct retentions (s), so a repaired TTL shows which setting it came from.
@@ -130,7 +130,7 @@ def test_a_lease_whose_record_is_gone_is_dropped(
 # -- index entries ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("index", ["pending", "scheduled", "dead"])
+@pytest.mark.parametrize("index", ["ready", "scheduled", "dead"])
 def test_an_index_entry_whose_record_is_gone_is_dropped(
     task_in: TaskIn,
     broker: SyncBroker,
@@ -139,11 +139,15 @@ def test_an_index_entry_whose_record_is_gone_is_dropped(
     keys: QueueKeys,
     index: str,
 ) -> None:
-    gone, kept = task_in(index), task_in(index)
+    seeded = "pending" if index == "ready" else index
+    gone, kept = task_in(seeded), task_in(seeded)
     r.delete(keys.task(gone))
     key = getattr(keys, index)
     expected = copy.deepcopy(dump(r, prefix))
-    del expected[key][gone]
+    if index == "ready":
+        expected[key].remove(gone)
+    else:
+        del expected[key][gone]
     check_and_repair(
         broker, r, prefix, [Finding("default", f"{index} {gone}", "record gone", "entry dropped")]
     )
@@ -371,13 +375,13 @@ def test_a_corrupt_record_is_dead_lettered_once(
     found = [Finding("default", record(corrupt), "corrupt record", "dead-lettered")]
     with clock(r) as window:
         after = copy.deepcopy(check_and_repair(broker, r, prefix, found))
-    del after[keys.pending][corrupt]
+    after[keys.ready].remove(corrupt)
     after[keys.dead] = {corrupt: window.now}
     # how the corrupt key itself is kept is the repair's choice; every other key is exact
     assert {k: v for k, v in dump(r, prefix).items() if k != keys.task(corrupt)} == {
         k: v for k, v in after.items() if k != keys.task(corrupt)
     }
-    assert list(after[keys.pending]) == [healthy]
+    assert after[keys.ready] == [healthy]
     assert_clean(broker)
 
 
@@ -409,7 +413,7 @@ def test_a_queue_missing_from_the_registry_is_registered_and_checked(
     emails = app.enqueue("job", queue="emails").id
     r.srem(registry, "emails")
     emails_keys = GlobalKeys(prefix).queue("emails")
-    r.zrem(emails_keys.pending, emails)  # a problem of the unregistered queue is found too
+    r.lrem(emails_keys.ready, 0, emails)  # a problem of the unregistered queue is found too
     expected = [
         Finding("emails", registry, "queue missing from the registry", "registered"),
         Finding("emails", record(emails), "unindexed", "re-indexed"),
@@ -446,12 +450,15 @@ def test_every_record_and_index_entry_past_the_first_batch_is_checked(
     count = 2 * BATCH + 201
     ids = [h.id for h in app.enqueue_many([app.message("job", n) for n in range(count)])]
     unindexed, gone = ids[::97] + ids[-1:], ids[50::97] + ids[-2:-1]
-    r.zrem(keys.pending, *unindexed)
+    for task_id in unindexed:
+        r.lrem(keys.ready, 0, task_id)
     r.delete(*[keys.task(i) for i in gone])
     expected = [Finding("default", record(i), "unindexed", "re-indexed") for i in unindexed]
-    expected += [Finding("default", f"pending {i}", "record gone", "entry dropped") for i in gone]
+    expected += [Finding("default", f"ready {i}", "record gone", "entry dropped") for i in gone]
     check_and_repair(broker, r, prefix, expected)
-    assert set(scores(r, keys.pending)) == set(ids) - set(gone)
+    # back in pending, the re-indexed are in the ZSET: they are not new any more
+    assert set(scores(r, keys.pending)) == set(unindexed)
+    assert set(pending_order(r, keys)) == set(ids) - set(gone)
     assert_clean(broker)
 
 

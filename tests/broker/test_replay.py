@@ -54,7 +54,8 @@ def test_ids_that_are_not_dead_letters_are_skipped(
     assert replayed == [dead]
     state = dump(r, prefix)
     assert state[keys.task(pending)] == before[keys.task(pending)]
-    assert list(state[keys.pending]) == [pending, dead]
+    assert state[keys.ready] == [pending]  # new
+    assert list(state[keys.pending]) == [dead]  # back in pending: ahead of the new
     assert keys.task(unknown) not in state and keys.dead not in state
 
 

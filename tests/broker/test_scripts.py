@@ -85,6 +85,7 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
     names = set(re.findall(r"^local (?:function )?(\w+)", head().decode(), re.M))
     assert CONSTANTS == {
         "PRIORITY_BAND": PRIORITY_BAND,
+        "DEFAULT_BAND_END": 101 * PRIORITY_BAND,
         "MIN_PRIORITY": -100,
         "MAX_PRIORITY": 100,
         "ATTEMPT_HISTORY": ATTEMPT_HISTORY,
@@ -96,6 +97,8 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
         "counter",
         "counter_or_zero",
         "pending_score",
+        "remove_pending",
+        "pending_count",
         "stored_priority",
         "wake",
         "to_pending",
@@ -209,7 +212,7 @@ def test_a_pipeline_reloads_only_the_flushed_scripts_and_runs_each_call_once(
     state = dump(r, prefix)
     # the cached claim ran once: one task active with token 1, the other still pending
     assert list(state[keys.active]) == [first.id]
-    assert list(state[keys.pending]) == [second.id]
+    assert state[keys.ready] == [second.id]
     assert list(state[keys.scheduled]) == [later.id]
     assert state[keys.task(first.id)]["token"] == "1"
     assert "token" not in state[keys.task(second.id)]
@@ -228,7 +231,7 @@ def test_a_multi_queue_enqueue_pipeline_reloads_a_flushed_script(
     assert state[f"{prefix}:queues"] == ["alpha", "beta"]
     for queue in ("alpha", "beta"):
         expected = [h.id for h in handles if h.id.startswith(queue + ":")]
-        assert list(state[f"{prefix}:{{{queue}}}:pending"]) == expected
+        assert state[f"{prefix}:{{{queue}}}:ready"] == expected
     assert not any(h.replayed for h in handles)
 
 

@@ -151,7 +151,7 @@ async def test_wait_then_execute_returns_none_after_a_script_flush(
         r.script_flush()
         assert await transport.wait_then_execute(keys.signal, 1.0, claim) is None
         assert not r.exists(keys.signal)  # the wait ran; the claim behind it did not
-        assert r.zscore(keys.pending, handle.id) is not None and not r.exists(keys.active)
+        assert r.lrange(keys.ready, 0, -1) == [handle.id.encode()] and not r.exists(keys.active)
     finally:
         await transport.close()
 
@@ -205,7 +205,7 @@ def test_a_killed_connection_is_replaced_and_nothing_is_stored_twice(
     assert r.client_kill_filter(_type="normal", skipme=True) >= 1
     handle = app.enqueue("t", 2)
     assert handle.record() is not None
-    assert r.zcard(keys.pending) == 3
+    assert r.llen(keys.ready) == 3
 
 
 def test_a_flushed_script_cache_is_reloaded(app: Conveyor, r: redis.Redis) -> None:
@@ -230,7 +230,7 @@ def test_concurrent_threads_all_enqueue(app: Conveyor, keys: QueueKeys, r: redis
     for thread in threads:
         thread.join()
     assert errors == []
-    assert r.zcard(keys.pending) == 800
+    assert r.llen(keys.ready) == 800
 
 
 def test_a_forked_child_opens_its_own_connection(
@@ -250,7 +250,7 @@ def test_a_forked_child_opens_its_own_connection(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert all(h.record() is not None for h in handles)
-    assert r.zcard(keys.pending) == 602
+    assert r.llen(keys.ready) == 602
 
 
 def test_close_then_use_again(app: Conveyor) -> None:

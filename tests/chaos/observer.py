@@ -154,6 +154,7 @@ class Observer(threading.Thread):
         pipe = self.client.pipeline(transaction=False)
         for index in (self.keys.pending, self.keys.active, self.keys.scheduled):
             pipe.zcard(index)
+        pipe.llen(self.keys.ready)
         return sum(int(n) for n in pipe.execute())
 
     def load_scripts(self) -> None:

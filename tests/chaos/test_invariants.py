@@ -330,6 +330,7 @@ def test_the_keys_conveyor_keeps_on_purpose_are_explained() -> None:
         key(QueueKeys(PREFIX, "default").idempotency("k"), "string", -1),  # never expires
         key(QueueKeys(PREFIX, "default").task(TASK), "hash", -1),
         key(QueueKeys(PREFIX, "default").pending, "zset", -1, TASK),
+        key(QueueKeys(PREFIX, "default").ready, "list", -1, TASK),
         key(GlobalKeys(PREFIX).presence("w1"), "list", -1, "x"),
         key(GlobalKeys(PREFIX).workers, "zset", -1, "w1", "stranger"),
         key(QueueKeys(PREFIX, "default").signal, "list", -1, "1", "1"),

@@ -44,7 +44,7 @@ def test_an_enqueue_whose_reply_is_lost_runs_once(tmp_path: Path) -> None:
         # a task it stored again is waiting or running now, and shows in the ledger once the
         # queue holds nothing (no fixed pause that a slow machine could outlast)
         queue = GlobalKeys(PREFIX).queue("default")
-        held = (queue.pending, queue.active, queue.scheduled)
+        held = (queue.pending, queue.ready, queue.active, queue.scheduled)
         wait_for(lambda: r.exists(*held) == 0, 30, "the queue to hold nothing")
         record = victim.record()
         with redis.Redis.from_url(books.url) as books_client:

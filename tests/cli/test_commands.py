@@ -19,7 +19,7 @@ from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.cli import cli
 from conveyor.producer import TaskHandle
 from tests.cli.conftest import Invoke, LiveWorker
-from tests.support.keyspace import dump
+from tests.support.keyspace import dump, pending_order
 from tests.support.worker import running_worker, wait_all
 
 MISSING_ID = "default:01JD0000000000000000000000"
@@ -55,7 +55,7 @@ def test_enqueue_prints_an_id_and_stores_a_pending_task(
     assert (record.name, record.queue, record.state) == ("send-report", "default", "pending")
     assert record.args == [{"user": 42, "tags": ["a"]}] and record.kwargs == {}
     keys = queue_keys(prefix)
-    assert zset(r, keys.pending) == [task_id]
+    assert pending_order(r, keys) == [task_id]
     assert r.exists(keys.task(task_id)) == 1
     assert r.smembers(GlobalKeys(prefix).queues) == {b"default"}
 
@@ -74,8 +74,8 @@ def test_enqueue_on_another_queue(
     assert task_id.startswith("emails:")
     record = app.get_record(task_id)
     assert record is not None and record.queue == "emails" and record.args == ["hi"]
-    assert zset(r, queue_keys(prefix, "emails").pending) == [task_id]
-    assert r.exists(queue_keys(prefix).pending) == 0
+    assert pending_order(r, queue_keys(prefix, "emails")) == [task_id]
+    assert r.exists(queue_keys(prefix).pending, queue_keys(prefix).ready) == 0
     assert r.smembers(GlobalKeys(prefix).queues) == {b"emails"}
 
 
@@ -90,7 +90,7 @@ def test_enqueue_with_a_delay_schedules_it(
     assert before + 59 <= record.due_at.timestamp() <= time.time() + 61
     keys = queue_keys(prefix)
     assert zset(r, keys.scheduled) == [task_id]
-    assert zset(r, keys.pending) == []
+    assert pending_order(r, keys) == []
 
 
 def test_enqueue_with_a_priority_runs_it_first(
@@ -100,7 +100,7 @@ def test_enqueue_with_a_priority_runs_it_first(
     urgent = enqueued_id(invoke("enqueue", "job", "--priority", "5"))
     record = app.get_record(urgent)
     assert record is not None and record.priority == 5
-    assert zset(r, queue_keys(prefix).pending) == [urgent, plain]
+    assert pending_order(r, queue_keys(prefix)) == [urgent, plain]
 
 
 def test_enqueue_with_an_idempotency_key_stores_it_once(
@@ -115,7 +115,7 @@ def test_enqueue_with_an_idempotency_key_stores_it_once(
     assert "replayed" in second.stdout
     record = app.get_record(task_id)
     assert record is not None and record.idempotency_key == "order-7"
-    assert zset(r, queue_keys(prefix).pending) == [task_id]
+    assert pending_order(r, queue_keys(prefix)) == [task_id]
     tasks = [k for k in dump(r, prefix) if ":task:" in k]
     assert tasks == [queue_keys(prefix).task(task_id)]
 
@@ -214,7 +214,7 @@ def test_cancel_a_pending_task_then_again(
     assert result.stdout == f"cancelled {task_id}\n"
     record = app.get_record(task_id)
     assert record is not None and record.state is TaskState.CANCELLED
-    assert zset(r, queue_keys(prefix).pending) == []
+    assert pending_order(r, queue_keys(prefix)) == []
 
     again = invoke("cancel", task_id)
     assert again.exit_code == 1
@@ -408,7 +408,7 @@ def test_dlq_retry_one_requeues_it(
     record = app.get_record(target)
     assert record is not None and record.state is TaskState.PENDING
     keys = queue_keys(prefix)
-    assert zset(r, keys.pending) == [target]
+    assert pending_order(r, keys) == [target]
     assert target not in zset(r, keys.dead)
     assert set(listed(invoke("dlq", "list"))) == {dead.exploded[1], dead.fizzled, dead.unknown}
 
@@ -425,7 +425,7 @@ def test_dlq_retry_all_of_one_task(
         dead.fizzled: TaskState.DEAD,
         dead.unknown: TaskState.DEAD,
     }
-    assert sorted(zset(r, queue_keys(prefix).pending)) == sorted(dead.exploded)
+    assert sorted(pending_order(r, queue_keys(prefix))) == sorted(dead.exploded)
     assert zset(r, queue_keys(prefix).dead) == [dead.unknown]
     assert zset(r, queue_keys(prefix, "emails").dead) == [dead.fizzled]
 

@@ -57,7 +57,7 @@ def report(result: Result) -> dict[str, Any]:
 
 
 def pending(r: redis.Redis, keys: QueueKeys) -> int:
-    count: int = r.zcard(keys.pending)
+    count: int = r.zcard(keys.pending) + r.llen(keys.ready)
     return count
 
 

@@ -138,6 +138,8 @@ class Exchange:
     def indexed(self, task_id: str, index: str) -> bool:
         """Whether `task_id` is in one index of its queue."""
         keys = GlobalKeys(self.prefix).queue(queue_of(task_id))
+        if index == "pending" and self.r.lpos(keys.ready, task_id) is not None:
+            return True
         return self.r.zscore(getattr(keys, index), task_id) is not None
 
 

@@ -81,11 +81,14 @@ def look(client: Any, keys: QueueKeys, task_id: str) -> Seen:
     pipe.hgetall(key)  # WRONGTYPE on a key of another type: kept as an error reply
     for index in INDEXES:
         pipe.zscore(getattr(keys, index), task_id)
+    pipe.lpos(keys.ready, task_id)  # pending, like the pending ZSET
     pipe.pttl(key)
-    kind, record, *scores, ttl = pipe.execute(raise_on_error=False)
+    kind, record, *scores, listed, ttl = pipe.execute(raise_on_error=False)
     fields = {k.decode(): v for k, v in record.items()} if isinstance(record, dict) else {}
-    held = frozenset(i for i, score in zip(INDEXES, scores, strict=True) if score is not None)
-    return Seen(kind.decode(), fields, held, int(ttl))
+    held = {i for i, score in zip(INDEXES, scores, strict=True) if score is not None}
+    if listed is not None:
+        held.add("pending")
+    return Seen(kind.decode(), fields, frozenset(held), int(ttl))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from conveyor.broker.keys import GlobalKeys, QueueKeys
+from conveyor.broker.keys import DEFAULT_BAND_END, GlobalKeys, QueueKeys
 from conveyor.model import ATTEMPT_FIELD
 
 #: The states whose depth a queue reports, with the ZSET holding each.
@@ -58,9 +58,22 @@ def task_keys(r: redis.Redis, prefix: str, task_id: str) -> list[str]:
 
 
 def depths(r: redis.Redis, prefix: str, queue: str) -> dict[str, int]:
-    """ZCARD of each state's set of `queue`, read straight from Redis."""
+    """The size of each state's index of `queue`, read straight from Redis (pending: its
+    ZSET and its ready list)."""
     keys = GlobalKeys(prefix).queue(queue)
-    return {state: int(r.zcard(getattr(keys, state))) for state in DEPTHS}
+    found = {state: int(r.zcard(getattr(keys, state))) for state in DEPTHS}
+    found["pending"] += int(r.llen(keys.ready))
+    return found
+
+
+def pending_order(r: redis.Redis, keys: QueueKeys) -> list[str]:
+    """The pending ids of a queue in claim order: the ZSET down to the default priority,
+    the ready list, then the rest of the ZSET."""
+    client: Any = r  # redis-py's return types are unions of every decoding mode
+    banded = [(_text(m), float(s)) for m, s in client.zrange(keys.pending, 0, -1, withscores=True)]
+    listed = [_text(i) for i in client.lrange(keys.ready, 0, -1)]
+    above = [m for m, s in banded if s < DEFAULT_BAND_END]
+    return above + listed + [m for m, s in banded if s >= DEFAULT_BAND_END]
 
 
 def moved(
@@ -76,13 +89,19 @@ def moved(
     **fields: Any,
 ) -> dict[str, Any]:
     """The keyspace `before` (a `dump`) as a script that moves one task leaves it: out of
-    the `source` set (a QueueKeys name, e.g. "active"; Redis deletes a set left empty),
+    the `source` index (a QueueKeys name, e.g. "active"; "pending" is whichever of its two
+    indexes holds the task; Redis deletes a key left empty),
     into the `target` set at `score`, its record without the `drop` fields and with
     `fields` set, and with `wake`, a worker's wake-up token pushed."""
     expected = copy.deepcopy(before)
+    if source == "pending" and task_id not in expected.get(keys.pending, {}):
+        source = "ready"  # a pending task is in one of two indexes
     if source is not None:
         members = expected[getattr(keys, source)]
-        del members[task_id]
+        if isinstance(members, list):  # the ready list
+            members.remove(task_id)
+        else:
+            del members[task_id]
         if not members:
             del expected[getattr(keys, source)]
     if target is not None:

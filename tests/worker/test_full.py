@@ -110,7 +110,7 @@ async def test_a_full_redis_is_filled_drained_and_takes_tasks_again(private: Pri
         assert "nothing was stored" in str(refused.value) and len(stored) > 10
         state = dump(private.r, private.settings.prefix)
         records = {key.rsplit(":task:", 1)[1] for key in state if ":task:" in key}
-        assert records == set(stored) == set(state[keys.pending])  # no record without entry
+        assert records == set(stored) == set(state[keys.ready])  # no record without entry
         assert private.memory.room() < 64 * 1024  # a task's command took Redis over
 
         async with running_worker(app, concurrency=8):
@@ -124,6 +124,7 @@ async def test_a_full_redis_is_filled_drained_and_takes_tasks_again(private: Pri
             await wait_until(lambda: _true(last.id in ran), 10, "the last task to run")
         assert ran == Counter({task_id: 1 for task_id in [*stored, last.id]})
         assert scores(private.r, keys.pending) == scores(private.r, keys.active) == {}
+        assert private.r.llen(keys.ready) == 0
     finally:
         await app.aclose()
         app.close()

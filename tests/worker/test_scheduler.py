@@ -118,7 +118,7 @@ async def test_an_eta_in_the_past_runs_at_once(
     assert record.due_at is None  # it never waited in the scheduled set
     # claimable at once, as a task without an eta is: in pending, with no scheduler pass
     # between it and a worker (no worker runs yet, so nothing can have moved it)
-    assert list(dump(r, prefix)[keys.pending]) == [handle.id]
+    assert dump(r, prefix)[keys.ready] == [handle.id]
     assert keys.scheduled not in dump(r, prefix)
     async with running_worker(aapp):
         assert await handle.result_async(timeout=10) == "ran"

@@ -4,6 +4,7 @@
 -- KEYS[2] scheduled  ZSET id -> due time (ms)
 -- KEYS[3] task       HASH the task record
 -- KEYS[4] retrying   ZSET id -> due time (ms)
+-- KEYS[5] ready      LIST pending ids of the default priority
 --
 -- ARGV[1] id
 -- ARGV[2] retention of the cancelled record (ms)
@@ -18,7 +19,9 @@ if state ~= 'pending' and state ~= 'scheduled' and state ~= 'retrying' then
     return {0, state}
 end
 local now = now_ms()
-redis.call('ZREM', KEYS[1], ARGV[1])
+if state == 'pending' then
+    remove_pending(KEYS[1], KEYS[5], ARGV[1])
+end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[3], 'state', 'cancelled', 'finished_at', now)

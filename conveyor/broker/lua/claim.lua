@@ -1,6 +1,7 @@
 -- claim.lua: lease up to N pending tasks of one queue to a worker (Reliable Queue Pattern).
 --
--- KEYS[1] pending      ZSET  id -> priority band + enqueue time
+-- KEYS[1] pending      ZSET  id -> priority band + time: every pending task but those
+--                            enqueued at the default priority (see prelude.lua)
 -- KEYS[2] active       ZSET  id -> lease deadline (ms)
 -- KEYS[3] paused       STRING present while the queue is paused
 -- KEYS[4] dead         ZSET  id -> time of death (ms), for records found corrupt
@@ -10,6 +11,7 @@
 -- KEYS[7] request      LIST  ids this claim request leased, kept for one lease: a client
 --                            retry of the same request (its reply was lost) gets the same
 --                            tasks back instead of orphaning them and claiming more
+-- KEYS[8] ready        LIST  ids of pending tasks of the default priority, oldest first
 --
 -- ARGV[1] most tasks to claim (at most 1000: the index writes unpack one argument per task)
 -- ARGV[2] lease (ms)
@@ -21,6 +23,9 @@
 -- Returns: {now, suspects skipped (0|1), then per task: id, token, attempts, name, args,
 --          kwargs, failures, crashes, max_retries, timeout, enqueued_at, due_at}.
 -- Each claim increments the task's fencing token; completions must present it.
+-- Claim order: the ZSET's entries down to the default priority (higher priorities, then
+-- the default's tasks back in pending), then the ready list, then the ZSET's lower ones.
+-- An index entry whose record is gone, or met twice in one claim, is dropped.
 -- Suspects run alone so a poison pill that kills its process takes no innocent task
 -- with it; a busy worker that skipped one drains, then claims it idle.
 local now = now_ms()
@@ -52,46 +57,88 @@ end
 if redis.call('EXISTS', KEYS[3]) == 1 then
     return out
 end
-local candidates = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+local want = tonumber(ARGV[1])
 local deadline = now + tonumber(ARGV[2])
 local may_take_suspect = ARGV[4] == '1'
--- Decide first, then write, beginning with the ZREM from pending. At maxmemory
--- (noeviction) Redis refuses a script's first write only when it may grow memory, which
--- a ZREM cannot, and then lets the script finish: so workers go on claiming while Redis is
--- full, and draining the queue is how its memory comes back (a claim adds a few fields).
+-- Decide first, then write, beginning with the ZREM from pending and the LTRIM of ready. At
+-- maxmemory (noeviction) Redis refuses a script's first write only when it may grow memory,
+-- which neither can, and then lets the script finish: so workers go on claiming while Redis
+-- is full, and draining the queue is how its memory comes back (a claim adds a few fields).
 local unlisted, claims, corrupt, not_hash = {}, {}, {}, {}
-for _, id in ipairs(candidates) do
+local seen = {}  -- ids met in this claim: a duplicate entry is dropped, not claimed twice
+local alone = false  -- a suspect was taken: it runs alone, the claim ends there
+
+-- One candidate. Returns false when it must stay where it is (a suspect this claim may not
+-- take); true when it is dealt with: claimed, or its entry dropped.
+local function consider(id)
     local key = KEYS[6] .. id
     local values = redis.pcall('HMGET', key, unpack(fields))
     if values['err'] or (not values[1] and redis.call('EXISTS', key) == 0) then
-        -- gone (expired or deleted): the index entry is dropped; not a hash: corrupt,
-        -- kept in the dead set for inspection
-        unlisted[#unlisted + 1] = id
+        -- gone (expired or deleted): the entry is dropped; not a hash: corrupt, kept in
+        -- the dead set for inspection
         if values['err'] then
             not_hash[#not_hash + 1] = id
         end
+        return true
+    end
+    if seen[id] then
+        return true
+    end
+    local suspect = (tonumber(values[CRASHES]) or 0) > 0
+    if suspect and not (may_take_suspect and #claims == 0) then
+        out[2] = 1
+        return false
+    end
+    seen[id] = true
+    -- validate the counters before any write, so a corrupt record cannot abort the script
+    -- half way (Redis does not roll back a failed script)
+    local token, attempts = counter(values[TOKEN]), counter(values[ATTEMPTS])
+    if token and attempts then
+        claims[#claims + 1] = {id, values, token + 1, attempts + 1}
     else
-        local suspect = (tonumber(values[CRASHES]) or 0) > 0
-        if suspect and not (may_take_suspect and #claims == 0) then
-            out[2] = 1
-        else
+        corrupt[#corrupt + 1] = id
+    end
+    alone = suspect
+    return true
+end
+
+-- from the ZSET, between two scores: a suspect left in place is skipped over
+local function from_banded(min, max, limit)
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], min, max, 'LIMIT', 0, limit)) do
+        if consider(id) then
             unlisted[#unlisted + 1] = id
-            -- validate the counters before any write, so a corrupt record cannot abort
-            -- the script half way (Redis does not roll back a failed script)
-            local token, attempts = counter(values[TOKEN]), counter(values[ATTEMPTS])
-            if token and attempts then
-                claims[#claims + 1] = {id, values, token + 1, attempts + 1}
-            else
-                corrupt[#corrupt + 1] = id
-            end
-            if suspect then
-                break
-            end
+        end
+        if alone then
+            return
         end
     end
 end
+
+-- the ZSET's entries down to the default priority: higher ones, and the default's tasks
+-- back in pending (promoted, requeued, recovered: suspects among them)
+from_banded('-inf', string.format('(%.0f', DEFAULT_BAND_END), want)
+-- from the list, a prefix: a suspect there (only new tasks are put there, but be safe)
+-- stays, and ends the prefix
+local from_ready = 0
+if not alone and #claims < want then
+    for _, id in ipairs(redis.call('LRANGE', KEYS[8], 0, want - #claims - 1)) do
+        if not consider(id) then
+            break
+        end
+        from_ready = from_ready + 1
+        if alone then
+            break
+        end
+    end
+end
+if not alone and #claims < want then
+    from_banded(string.format('%.0f', DEFAULT_BAND_END), '+inf', want - #claims)
+end
 if #unlisted > 0 then
     redis.call('ZREM', KEYS[1], unpack(unlisted))
+end
+if from_ready > 0 then
+    redis.call('LTRIM', KEYS[8], from_ready, -1)
 end
 for _, id in ipairs(not_hash) do
     redis.call('ZADD', KEYS[4], now, id)
@@ -118,7 +165,7 @@ if #taken > 0 then
     redis.call('ZADD', KEYS[2], unpack(leases))
     redis.call('RPUSH', KEYS[7], unpack(taken))
     redis.call('PEXPIRE', KEYS[7], ARGV[2])
-    if redis.call('ZCARD', KEYS[1]) > 0 then
+    if pending_count(KEYS[1], KEYS[8]) > 0 then
         wake(KEYS[5])
     end
 end

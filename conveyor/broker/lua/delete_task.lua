@@ -6,6 +6,7 @@
 -- KEYS[4] dead       ZSET id -> time of death (ms)
 -- KEYS[5] active     ZSET id -> lease deadline (ms)
 -- KEYS[6] task       HASH the task record
+-- KEYS[7] ready      LIST pending ids of the default priority
 --
 -- ARGV[1] id
 --
@@ -18,7 +19,9 @@ end
 if redis.call('ZSCORE', KEYS[5], ARGV[1]) then
     return {0, 'active'}
 end
-redis.call('ZREM', KEYS[1], ARGV[1])
+if state == 'pending' then
+    remove_pending(KEYS[1], KEYS[7], ARGV[1])
+end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])

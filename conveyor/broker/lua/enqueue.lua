@@ -1,11 +1,13 @@
 -- enqueue.lua: store new tasks of one queue and make them pending or scheduled.
 --
 -- KEYS[1] pending      ZSET  id -> priority band + enqueue time: (100 - priority) * 2^42 + ms,
---                            a Lua number that Redis formats with %.17g, exact below 2^53
+--                            a Lua number that Redis formats with %.17g, exact below 2^53;
+--                            new tasks of any priority but the default
 -- KEYS[2] scheduled    ZSET  id -> due time (ms)
 -- KEYS[3] signal       LIST  wake-up token for idle workers (kept at one element)
 -- KEYS[4] task prefix  (not a key: task hashes are KEYS[4] .. id, same {queue} slot)
--- KEYS[5..] idempotency keys, in the order of the tasks that carry one
+-- KEYS[5] ready        LIST  ids of pending tasks of the default priority, oldest first
+-- KEYS[6..] idempotency keys, in the order of the tasks that carry one
 --
 -- ARGV[1] idempotency window (ms)
 -- ARGV[2..] per task: id, delay ms, priority, has idempotency key (0|1), field count n,
@@ -19,8 +21,9 @@ local now = now_ms()
 local window = tonumber(ARGV[1])
 local out = {}
 local i = 2
-local idem = 5
-local ready = {}  -- score, id pairs for pending: one ZADD at the end
+local idem = 6
+-- the new pending tasks, written at the end in one call per index
+local ready, banded = {}, {}  -- ids; score, id pairs
 while i <= #ARGV do
     local id, delay, priority = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
     local has_idem, nfields = ARGV[i + 3] == '1', tonumber(ARGV[i + 4])
@@ -56,16 +59,25 @@ while i <= #ARGV do
             redis.call('ZADD', KEYS[2], now + delay, id)
         else
             redis.call('HSET', key, 'enqueued_at', now, 'state', state, unpack(ARGV, first, last))
-            ready[#ready + 1] = pending_score(priority, now)
-            ready[#ready + 1] = id
+            if priority == 0 then
+                ready[#ready + 1] = id
+            else
+                banded[#banded + 1] = pending_score(priority, now)
+                banded[#banded + 1] = id
+            end
         end
         out[#out + 1] = id
         out[#out + 1] = 0
         out[#out + 1] = state
     end
 end
+if #banded > 0 then
+    redis.call('ZADD', KEYS[1], unpack(banded))
+end
 if #ready > 0 then
-    redis.call('ZADD', KEYS[1], unpack(ready))
+    redis.call('RPUSH', KEYS[5], unpack(ready))
+end
+if #ready > 0 or #banded > 0 then
     if redis.call('LLEN', KEYS[3]) == 0 then  -- a read while a wake-up is unclaimed
         redis.call('LPUSH', KEYS[3], 1)
     end

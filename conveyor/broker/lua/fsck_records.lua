@@ -6,6 +6,7 @@
 -- KEYS[3] scheduled    ZSET  id -> due time (ms)
 -- KEYS[4] dead         ZSET  id -> time of death (ms)
 -- KEYS[5] task prefix  (task hashes are KEYS[5] .. id)
+-- KEYS[6] ready        LIST  pending ids of the default priority
 --
 -- ARGV[1] "1" to repair, "0" to report only
 -- ARGV[2] retention (ms) given to a succeeded record that has none
@@ -13,7 +14,9 @@
 -- ARGV[4] retention (ms) given to a cancelled record that has none
 -- ARGV[5] retention (ms) given to a dead record that has none
 -- ARGV[6] grace (ms): a due task is only "stuck" once this late
--- ARGV[7..] task ids (the caller bounds their number)
+-- ARGV[7..] per task: its id, then "1" if the caller saw it in the ready list (a pending
+--           record seen there is indexed; any other is looked for in the list, from its
+--           back, where new tasks are); the caller bounds their number
 --
 -- Returns: flat {id, problem, action, ...} for each record found wrong. Problems:
 --   "active without lease"   state active, not in the active set      -> requeued
@@ -46,7 +49,7 @@ local function check_corrupt(id, key, kind)
     end
     report(id, 'corrupt record', 'dead-lettered')
     if repair then
-        redis.call('ZREM', KEYS[1], id)
+        remove_pending(KEYS[1], KEYS[6], id)
         redis.call('ZREM', KEYS[2], id)
         redis.call('ZREM', KEYS[3], id)
         redis.call('ZADD', KEYS[4], 'NX', now, id)
@@ -83,7 +86,11 @@ local function check_scheduled(id, key)
     end
 end
 
-for i = 7, #ARGV do
+local function listed(id, seen)
+    return seen == '1' or redis.call('ZSCORE', KEYS[1], id)
+        or redis.call('LPOS', KEYS[6], id, 'RANK', -1)
+end
+for i = 7, #ARGV, 2 do
     local id = ARGV[i]
     local key = KEYS[5] .. id
     local kind = redis.call('TYPE', key)['ok']
@@ -95,7 +102,7 @@ for i = 7, #ARGV do
     elseif state == 'active' and not redis.call('ZSCORE', KEYS[2], id) then
         report(id, 'active without lease', 'requeued')
         if repair then requeue(id, key) end
-    elseif state == 'pending' and not redis.call('ZSCORE', KEYS[1], id) then
+    elseif state == 'pending' and not listed(id, ARGV[i + 1]) then
         report(id, 'unindexed', 're-indexed')
         if repair then requeue(id, key) end
     elseif state == 'scheduled' or state == 'retrying' then

@@ -71,6 +71,26 @@ local function archive_attempt(key, now, outcome, error_json)
     end
 end
 
+-- A pending task waits in one of two indexes. A task enqueued at the default priority
+-- joins the back of the `ready` LIST: O(1) at any depth and a few bytes an entry, the
+-- common case. Any other pending task (another priority, or one back in pending: promoted,
+-- requeued, recovered, replayed) is in the `pending` ZSET, by priority band and time, where
+-- a claim can skip a suspect in place. A claim takes the ZSET's priorities down to the
+-- default first, then the list, then the ZSET's lower priorities.
+
+-- a task leaves whichever pending index holds it; the list is searched from its back, where
+-- the newest tasks (those most often cancelled or deleted) are
+local function remove_pending(pending, ready, id)
+    if redis.call('ZREM', pending, id) == 0 then
+        redis.call('LREM', ready, -1, id)
+    end
+end
+
+-- how many tasks are pending, in both indexes
+local function pending_count(pending, ready)
+    return redis.call('ZCARD', pending) + redis.call('LLEN', ready)
+end
+
 -- a task back in pending (its lease already removed), at its priority, from now
 local function to_pending(key, id, pending, now)
     redis.call('HSET', key, 'state', 'pending')
