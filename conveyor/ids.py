@@ -17,6 +17,8 @@ from conveyor.names import validate_queue_name
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 SEPARATOR = ":"
 _ULID = re.compile(f"[{_CROCKFORD}]{{26}}")
+#: each character's 5-bit value
+_VALUES = {char: value for value, char in enumerate(_CROCKFORD)}
 #: every 10-bit value as two characters: an id is encoded 10 bits at a time
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 
@@ -54,9 +56,15 @@ def new_task_id(queue: str) -> str:
 
 
 def id_millis(task_id: str) -> int:
-    """When a task id was made (ms since the epoch, the producer's clock), from its ULID."""
-    ulid = task_id.rpartition(SEPARATOR)[2]
-    return int("".join(f"{_CROCKFORD.index(c):05b}" for c in ulid[:10]), 2)
+    """When a task id was made (ms since the epoch, the producer's clock), from its ULID: a
+    task's enqueue time, kept nowhere else. Raises InvalidNameError if it has no ULID."""
+    ulid = task_id[-26:]
+    if not _ULID.fullmatch(ulid):
+        raise InvalidNameError(f"malformed task id {task_id!r}: it does not end in a ULID")
+    millis = 0
+    for char in ulid[:10]:
+        millis = millis << 5 | _VALUES[char]
+    return millis
 
 
 def queue_of(task_id: str) -> str:

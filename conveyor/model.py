@@ -11,7 +11,7 @@ from typing import Any
 
 from conveyor import serializers
 from conveyor.errors import CorruptRecordError, SerializationError
-from conveyor.ids import queue_of
+from conveyor.ids import id_millis, queue_of
 
 
 class TaskState(StrEnum):
@@ -165,7 +165,8 @@ class TaskRecord:
             failures=number("failures"),
             crashes=number("crashes"),
             token=number("token"),
-            enqueued_at=_time(get("enqueued_at")),
+            # a record written before ids kept the enqueue time has it as a field
+            enqueued_at=_time(get("enqueued_at") or id_millis(task_id)),
             due_at=_time(get("due_at")),
             started_at=_time(get("started_at")),
             finished_at=_time(get("finished_at")),

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conveyor.errors import InvalidNameError
-from conveyor.ids import is_task_id, new_task_id, new_ulid, queue_of
+from conveyor.ids import id_millis, is_task_id, new_task_id, new_ulid, queue_of
 
 CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
@@ -85,3 +85,18 @@ def test_ids_are_checked_strictly(task_id: str) -> None:
 def test_a_well_formed_id_names_its_queue() -> None:
     assert queue_of("emails:01JD0000000000000000000000") == "emails"
     assert is_task_id("emails:01JD0000000000000000000000")
+
+
+def test_an_id_tells_when_it_was_made() -> None:
+    before = time.time_ns() // 1_000_000
+    task_id = new_task_id("emails")
+    after = time.time_ns() // 1_000_000
+    assert before <= id_millis(task_id) <= after
+    assert id_millis("emails:01JD0000000000000000000000") == 1_731_945_562_112  # 2024-11-18
+    assert id_millis("7ZZZZZZZZZ" + "0" * 16) == 2**48 - 1  # the largest a ULID holds
+
+
+@pytest.mark.parametrize("task_id", ["", "emails", "emails:01JD000000000000000000000I"])
+def test_an_id_without_a_ulid_has_no_time(task_id: str) -> None:
+    with pytest.raises(InvalidNameError):
+        id_millis(task_id)

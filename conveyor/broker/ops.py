@@ -13,8 +13,8 @@ from conveyor import serializers
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.broker.records import Claim, ClaimedTask, EnqueueResult, NewTask
 from conveyor.broker.scripts import Arg, Call, load_scripts
-from conveyor.errors import BrokerFullError
-from conveyor.ids import new_ulid, queue_of
+from conveyor.errors import BrokerFullError, InvalidNameError
+from conveyor.ids import id_millis, new_ulid, queue_of
 from conveyor.model import to_millis
 from conveyor.settings import MAX_CLAIM_BATCH, Settings
 
@@ -354,6 +354,15 @@ class Operations:
         return Op([call], lambda r: int(r[0]))
 
 
+def _made_at(task_id: str, otherwise: int) -> int:
+    """When a task was enqueued, from its id; `otherwise` for an index entry that is not an
+    id (a corrupt keyspace; the claim still runs the task it names)."""
+    try:
+        return id_millis(task_id)
+    except InvalidNameError:
+        return otherwise
+
+
 def _enqueued(reply: list[Any]) -> list[EnqueueResult]:
     items = iter(reply)
     return [
@@ -403,7 +412,7 @@ def _decode_claim(queue: str, reply: list[Any]) -> Claim:
                 crashes=max(0, _int(crashes) or 0),
                 max_retries=_int(max_retries),
                 timeout=_float(timeout),
-                enqueued_at_ms=_int(enqueued) or now,
+                enqueued_at_ms=_int(enqueued) or _made_at(task_id.decode(), now),
                 due_at_ms=_int(due),
                 claimed_at_ms=now,
             )

@@ -10,6 +10,7 @@ import redis
 from conveyor import Conveyor
 from conveyor.broker.keys import QueueKeys
 from conveyor.broker.sync_broker import SyncBroker
+from conveyor.ids import id_millis
 from conveyor.model import to_millis
 from conveyor.settings import MAX_CLAIM_BATCH, Settings
 from tests.broker.conftest import Ran, Run, Unchanged
@@ -62,7 +63,7 @@ def test_leases_up_to_n_tasks_in_priority_then_fifo_order(
     assert (first.queue, first.name, first.token, first.attempts) == ("default", "job", 1, 1)
     assert (first.args, first.kwargs, first.failures, first.crashes) == (b"[1]", None, 0, 0)
     assert (first.max_retries, first.timeout, first.due_at_ms) == (4, 2.5, None)
-    assert first.enqueued_at_ms == int(ran.before[keys.task(first.id)]["enqueued_at"])
+    assert first.enqueued_at_ms == id_millis(first.id)  # its id holds it
     assert first.claimed_at_ms == ran.window.now
 
 

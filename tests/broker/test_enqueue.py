@@ -8,8 +8,9 @@ from conveyor import Conveyor
 from conveyor.broker.keys import QueueKeys
 from conveyor.broker.ops import ENQUEUE_CHUNK
 from conveyor.broker.sync_broker import SyncBroker
+from conveyor.ids import id_millis
 from conveyor.settings import Settings
-from tests.broker.seed import assert_ttl, clock, pending_score
+from tests.broker.seed import assert_ttl, clock
 from tests.support.keyspace import dump, pending_order
 
 
@@ -20,8 +21,7 @@ def test_a_task_without_delay_is_pending_and_wakes_a_worker(
         handle = app.enqueue("send", "a@b.c", subject="hi")
     assert handle.id.startswith("default:") and not handle.replayed
     state = dump(r, prefix)
-    enqueued_at = int(state[keys.task(handle.id)]["enqueued_at"])
-    assert enqueued_at == window.now
+    assert id_millis(handle.id) == window.now  # the enqueue time: kept in the id only
     assert state == {
         f"{prefix}:queues": ["default"],
         keys.ready: [handle.id],
@@ -31,7 +31,6 @@ def test_a_task_without_delay_is_pending_and_wakes_a_worker(
             "args": '["a@b.c"]',
             "kwargs": '{"subject":"hi"}',
             "state": "pending",
-            "enqueued_at": str(enqueued_at),
         },
     }
     assert r.pttl(keys.task(handle.id)) == -1
@@ -40,17 +39,17 @@ def test_a_task_without_delay_is_pending_and_wakes_a_worker(
 def test_a_delayed_task_is_scheduled_at_its_due_time(
     app: Conveyor, r: redis.Redis, prefix: str, keys: QueueKeys
 ) -> None:
-    handle = app.enqueue("send", delay=30)
+    with clock(r) as window:
+        handle = app.enqueue("send", delay=30)
     state = dump(r, prefix)
-    enqueued_at = int(state[keys.task(handle.id)]["enqueued_at"])
-    due = enqueued_at + 30_000
+    due = int(state[keys.task(handle.id)]["due_at"])
+    assert due == window.at(30_000)
     assert state == {  # no pending entry, and no wake-up: nothing can run yet
         f"{prefix}:queues": ["default"],
         keys.scheduled: {handle.id: due},
         keys.task(handle.id): {
             "name": "send",
             "state": "scheduled",
-            "enqueued_at": str(enqueued_at),
             "due_at": str(due),
         },
     }
@@ -59,15 +58,14 @@ def test_a_delayed_task_is_scheduled_at_its_due_time(
 def test_options_are_stored_in_the_record(
     app: Conveyor, settings: Settings, r: redis.Redis, prefix: str, keys: QueueKeys
 ) -> None:
-    handle = app.enqueue(
-        "send", 1, priority=5, max_retries=2, timeout=1.5, idempotency_key="order-7"
-    )
+    with clock(r) as window:
+        handle = app.enqueue(
+            "send", 1, priority=5, max_retries=2, timeout=1.5, idempotency_key="order-7"
+        )
     state = dump(r, prefix)
-    record = state[keys.task(handle.id)]
-    enqueued_at = int(record["enqueued_at"])
     assert state == {
         f"{prefix}:queues": ["default"],
-        keys.pending: {handle.id: pending_score(5, enqueued_at)},
+        keys.pending: {handle.id: window.pending(5)},
         keys.signal: ["1"],
         keys.idempotency("order-7"): handle.id,
         keys.task(handle.id): {
@@ -78,7 +76,6 @@ def test_options_are_stored_in_the_record(
             "timeout": "1.5",
             "idempotency_key": "order-7",
             "state": "pending",
-            "enqueued_at": str(enqueued_at),
         },
     }
     assert_ttl(r, keys.idempotency("order-7"), settings.idempotency_window)

@@ -11,18 +11,19 @@
 -- lost reply) is 1. A worker acks every task that finished since its last ack in one call.
 local now = now_ms()
 local out = {}
-local released = {}  -- the leases to remove, in one ZREM at the end
+local released = {}  -- the ids whose lease this call releases
+-- Decide first, then write, beginning with the ZREM of the leases: at maxmemory
+-- (noeviction) Redis refuses a script's first write only when it may grow memory, which a
+-- ZREM cannot, and then lets the script finish. So acks go on while Redis is full, and
+-- the records they let expire are how its memory comes back.
 for i = 2, #ARGV, 3 do
     local id, token = ARGV[i], ARGV[i + 1]
-    local key = KEYS[2] .. id
-    local held = redis.call('HMGET', key, 'token', 'state')
+    local held = redis.call('HMGET', KEYS[2] .. id, 'token', 'state')
     -- the token and the state fence it: every script that takes a lease away changes the
     -- state, and every claim the token
     if held[1] == token and held[2] == 'active' then
-        redis.call('HSET', key, 'state', 'succeeded', 'finished_at', now, 'result', ARGV[i + 2])
-        redis.call('PEXPIRE', key, ARGV[1])
         released[#released + 1] = id
-        out[#out + 1] = 1
+        out[#out + 1] = i
     else
         out[#out + 1] = (held[1] == token and held[2] == 'succeeded') and 1 or 0
     end
@@ -30,5 +31,13 @@ end
 -- in slices: unpack takes at most a few thousand values, and a batch has no bound
 for first = 1, #released, 1000 do
     redis.call('ZREM', KEYS[1], unpack(released, first, math.min(first + 999, #released)))
+end
+for n, i in ipairs(out) do
+    if i > 1 then  -- the ARGV index of a task this call acks
+        local key = KEYS[2] .. ARGV[i]
+        redis.call('HSET', key, 'state', 'succeeded', 'finished_at', now, 'result', ARGV[i + 2])
+        redis.call('PEXPIRE', key, ARGV[1])
+        out[n] = 1
+    end
 end
 return out

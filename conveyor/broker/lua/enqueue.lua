@@ -17,7 +17,13 @@
 --          task's id and its state now ("" if its record is gone).
 -- At maxmemory (noeviction) Redis refuses the script at its first write, a SET or HSET
 -- that may grow memory, so a refused enqueue has stored nothing; keep the first write so.
-local now = now_ms()
+-- Redis' clock, read once and only when needed: for a due time or a priority's score. A
+-- new task's enqueue time is not stored: its id holds it (the producer's clock).
+local now
+local function clock()
+    now = now or now_ms()
+    return now
+end
 local window = tonumber(ARGV[1])
 local out = {}
 local i = 2
@@ -54,15 +60,15 @@ while i <= #ARGV do
         local state = 'pending'
         if delay > 0 then
             state = 'scheduled'
-            redis.call('HSET', key, 'enqueued_at', now, 'state', state, 'due_at', now + delay,
+            redis.call('HSET', key, 'state', state, 'due_at', clock() + delay,
                 unpack(ARGV, first, last))
-            redis.call('ZADD', KEYS[2], now + delay, id)
+            redis.call('ZADD', KEYS[2], clock() + delay, id)
         else
-            redis.call('HSET', key, 'enqueued_at', now, 'state', state, unpack(ARGV, first, last))
+            redis.call('HSET', key, 'state', state, unpack(ARGV, first, last))
             if priority == 0 then
                 ready[#ready + 1] = id
             else
-                banded[#banded + 1] = pending_score(priority, now)
+                banded[#banded + 1] = pending_score(priority, clock())
                 banded[#banded + 1] = id
             end
         end
