@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -29,40 +29,42 @@ def snapshot(client: redis.Redis) -> dict[str, int]:
     return snap
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Step:
-    """One measured step: `n` tasks in `seconds`, and INFO before and after."""
+    """A measured step, whole or in slices: its tasks, seconds and INFO deltas, summed."""
 
-    n: int
-    seconds: float
-    before: dict[str, int]
-    after: dict[str, int]
+    n: int = 0
+    seconds: float = 0.0
+    deltas: dict[str, int] = field(default_factory=dict)
 
-    def delta(self, key: str) -> int:
-        return self.after.get(key, 0) - self.before.get(key, 0)
+    def add(self, n: int, seconds: float, before: dict[str, int], after: dict[str, int]) -> None:
+        """Count `n` more tasks, done in `seconds` between the snapshots `before` and `after`."""
+        self.n += n
+        self.seconds += seconds
+        for key, value in after.items():
+            self.deltas[key] = self.deltas.get(key, 0) + value - before.get(key, 0)
+
+    def run(self, client: redis.Redis, n: int, work: Callable[[], object]) -> None:
+        """Run `work` (which handles `n` tasks) between two snapshots, and count it."""
+        before = snapshot(client)
+        started = time.perf_counter()
+        work()
+        seconds = time.perf_counter() - started
+        self.add(n, seconds, before, snapshot(client))
 
     def figures(self) -> dict[str, float]:
         """Per task: Redis CPU (µs), commands (script calls and the commands run inside
         them, as INFO counts them), script calls (round trips of the scripts); bytes of
         used_memory; and the client's rate."""
-        commands = sum(self.delta(k) for k in self.after if k.startswith("cmd:")
-                       and k not in _OBSERVING)  # fmt: skip
+        d = self.deltas
+        commands = sum(v for k, v in d.items() if k.startswith("cmd:") and k not in _OBSERVING)
         return {
-            "cpu_us_per_task": self.delta("cpu_us") / self.n,
+            "cpu_us_per_task": d.get("cpu_us", 0) / self.n,
             "commands_per_task": commands / self.n,
-            "script_calls_per_task": (self.delta("cmd:evalsha") + self.delta("cmd:eval")) / self.n,
-            "memory_bytes_per_task": self.delta("used_memory") / self.n,
+            "script_calls_per_task": (d.get("cmd:evalsha", 0) + d.get("cmd:eval", 0)) / self.n,
+            "memory_bytes_per_task": d.get("used_memory", 0) / self.n,
             "rate": self.n / self.seconds,
         }
-
-
-def measure(client: redis.Redis, n: int, work: Callable[[], object]) -> dict[str, float]:
-    """Run `work` (which handles `n` tasks) between two snapshots; its per-task figures."""
-    before = snapshot(client)
-    started = time.perf_counter()
-    work()
-    seconds = time.perf_counter() - started
-    return Step(n, seconds, before, snapshot(client)).figures()
 
 
 def spread(values: list[float]) -> dict[str, float]:

@@ -1,9 +1,10 @@
 """`python -m benchmarks.depth`: does a task cost Redis the same on a deep queue as on an
 empty one? (The target: within 10 %.)
 
-Four private redis-servers, measured side by side: each step runs on the four in turn
-(who goes first rotates every repeat), and each deep/empty ratio pairs the figures of one
-repeat before taking the median, so a change of load on a shared machine hits both sides:
+Four private redis-servers, measured side by side: each step runs in slices (10 of 500
+tasks), every slice on the four in turn (who goes first rotates), and each ratio between
+levels pairs the figures of one repeat before taking the median, so a change of load on a
+shared machine hits every level alike:
 
 - empty: the queue holds only the measured tasks;
 - deep, backlog behind: a backlog of `--depth` tasks at priority -1 sits in the same
@@ -75,12 +76,14 @@ class Sizes:
 
     depth: int = 1_000_000
     tasks: int = 5_000
+    #: each step's tasks are measured in this many slices, the levels taking turns
+    slices: int = 10
     batch: int = Settings().claim_batch
     repeats: int = 5
     fill_chunk: int = 10_000
 
 
-SMOKE = Sizes(depth=3_000, tasks=200, repeats=1, fill_chunk=1_000)
+SMOKE = Sizes(depth=3_000, tasks=200, slices=2, repeats=1, fill_chunk=1_000)
 
 
 @dataclass
@@ -180,32 +183,47 @@ def _text(reply: Any) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
-def _enqueue_step(level: Level, sizes: Sizes) -> None:
-    level.last_id = enqueue_one_by_one(level, sizes.tasks)
+def _enqueue_step(level: Level, n: int, sizes: Sizes) -> None:
+    level.last_id = enqueue_one_by_one(level, n)
 
 
-#: What each measured step does on one level.
-STEP_WORK: dict[str, Callable[[Level, Sizes], None]] = {
+#: What each measured step does on one level, to `n` tasks.
+STEP_WORK: dict[str, Callable[[Level, int, Sizes], None]] = {
     "enqueue": _enqueue_step,
-    "claim_ack_1": lambda level, sizes: claim_and_ack(level, sizes.tasks, 1),
-    "claim_ack_batch": lambda level, sizes: claim_and_ack(level, sizes.tasks, sizes.batch),
+    "claim_ack_1": lambda level, n, sizes: claim_and_ack(level, n, 1),
+    "claim_ack_batch": lambda level, n, sizes: claim_and_ack(level, n, sizes.batch),
 }
 
 
+def _slices(n: int, count: int) -> list[int]:
+    """`n` tasks in `count` near-equal slices."""
+    return [n // count + (1 if i < n % count else 0) for i in range(count)]
+
+
+def measure_step(
+    levels: list[Level], work: Callable[[Level, int, Sizes], None], sizes: Sizes
+) -> dict[str, dict[str, float]]:
+    """One step in slices, every slice on every level in turn, so the levels' figures come
+    from the same fractions of a second; per-task figures by level."""
+    tallies = {level.key: costs.Step() for level in levels}
+    for i, n in enumerate(_slices(sizes.tasks, min(sizes.slices, sizes.tasks))):
+        shift = i % len(levels)  # who goes first rotates
+        for level in levels[shift:] + levels[:shift]:
+            tallies[level.key].run(level.client, n, functools.partial(work, level, n, sizes))
+    return {key: tally.figures() for key, tally in tallies.items()}
+
+
 def one_repeat(levels: list[Level], sizes: Sizes, first: bool) -> dict[str, dict[str, Any]]:
-    """Each step on every level in turn (so the levels of one step are measured within
-    seconds of each other); figures by level and step. The first repeat also reads the
-    memory of the keys, once the measured tasks are pending."""
+    """Every step on every level; figures by level and step. The first repeat also reads
+    the memory of the keys, once the measured tasks are pending."""
     measured: dict[str, dict[str, Any]] = {level.key: {} for level in levels}
     for step, work in STEP_WORK.items():
         if step == "claim_ack_batch":  # as many pending again, enqueued in bulk: not measured
             for level in levels:
                 level.app.enqueue_many(level.app.message(TASK, payload=payload(i), queue=QUEUE)
                                        for i in range(sizes.tasks))  # fmt: skip
-        for level in levels:
-            measured[level.key][step] = costs.measure(
-                level.client, sizes.tasks, functools.partial(work, level, sizes)
-            )
+        for key, figures in measure_step(levels, work, sizes).items():
+            measured[key][step] = figures
         if step == "enqueue" and first:
             for level in levels:
                 measured[level.key]["memory"] = key_memory(level, level.last_id)
@@ -343,14 +361,16 @@ def memory_table(results: dict[str, Any]) -> list[str]:
 def markdown(results: dict[str, Any]) -> str:
     """The report: per-task costs, then memory."""
     s = results["sizes"]
-    head = (f"Depth {s['depth']:,}; {s['tasks']:,} measured tasks per step; medians of "
-            f"{s['repeats']} interleaved repeats (min-max); Redis {results['redis']}.")  # fmt: skip
+    head = (f"Depth {s['depth']:,}; {s['tasks']:,} measured tasks per step, in {s['slices']} "
+            f"slices the levels take turns at; medians of {s['repeats']} repeats (min-max), "
+            f"ratios paired by repeat; Redis {results['redis']}.")  # fmt: skip
     return "\n".join([head, "", *step_table(results), "", *memory_table(results)]) + "\n"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--depth", type=click.IntRange(min=1), help="Backlog of the deep levels.")
 @click.option("--tasks", type=click.IntRange(min=1), help="Tasks each step measures.")
+@click.option("--slices", type=click.IntRange(min=1), help="Slices per step (default 10).")
 @click.option("--batch", type=click.IntRange(1, 1000), help="Tasks per claim, batched step.")
 @click.option("--repeats", type=click.IntRange(min=1), help="Interleaved repeats.")
 @click.option("--smoke", is_flag=True, help="Tiny sizes (CI).")
@@ -361,6 +381,7 @@ def markdown(results: dict[str, Any]) -> str:
 def main(
     depth: int | None,
     tasks: int | None,
+    slices: int | None,
     batch: int | None,
     repeats: int | None,
     smoke: bool,
@@ -370,7 +391,7 @@ def main(
 ) -> None:
     """Redis CPU, commands and memory per task on an empty queue and on a deep one."""
     sizes = SMOKE if smoke else Sizes()
-    chosen = {"depth": depth, "tasks": tasks, "batch": batch, "repeats": repeats}
+    chosen = {"depth": depth, "tasks": tasks, "slices": slices, "batch": batch, "repeats": repeats}
     sizes = replace(sizes, **{k: v for k, v in chosen.items() if v is not None})
     sizes = replace(sizes, fill_chunk=min(sizes.fill_chunk, sizes.depth))
     results = run(sizes, binary)

@@ -130,7 +130,9 @@ def one_run(cell: Cell, n: int, queue: RedisServer, counter: RedisServer) -> dic
     finally:
         client.close()
         counts.close()
-    figures = costs.Step(n, seconds, before, after).figures()
+    step = costs.Step()
+    step.add(n, seconds, before, after)
+    figures = step.figures()
     return {"n": n, "seconds": seconds, "rate": figures["rate"],
             "cpu_us_per_task": figures["cpu_us_per_task"],
             "commands_per_task": figures["commands_per_task"]}  # fmt: skip
