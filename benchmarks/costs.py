@@ -1,0 +1,83 @@
+"""What a measured step cost Redis, per task, and the medians of repeated steps.
+
+Shared by the commands that measure Redis itself (`benchmarks.depth`, `benchmarks.scaling`)
+rather than a client's rate alone: on a shared machine the server's own CPU time per task
+is steadier than a rate, and it is what a deeper queue or more queues would make grow.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+#: Commands that only read the figures: left out of "commands per task".
+_OBSERVING = ("cmd:info", "cmd:memory", "cmd:scan", "cmd:type", "cmd:object", "cmd:ping")
+
+
+def snapshot(client: redis.Redis) -> dict[str, int]:
+    """INFO counters: the server's CPU (µs), calls per command, used_memory."""
+    cpu = client.info("cpu")
+    snap = {f"cmd:{k.removeprefix('cmdstat_')}": int(v["calls"])
+            for k, v in client.info("commandstats").items()}  # fmt: skip
+    snap["used_memory"] = int(client.info("memory")["used_memory"])
+    snap["cpu_us"] = int((cpu["used_cpu_user"] + cpu["used_cpu_sys"]) * 1e6)
+    return snap
+
+
+@dataclass(slots=True)
+class Step:
+    """A measured step, whole or in slices: its tasks, seconds and INFO deltas, summed."""
+
+    n: int = 0
+    seconds: float = 0.0
+    deltas: dict[str, int] = field(default_factory=dict)
+
+    def add(self, n: int, seconds: float, before: dict[str, int], after: dict[str, int]) -> None:
+        """Count `n` more tasks, done in `seconds` between the snapshots `before` and `after`."""
+        self.n += n
+        self.seconds += seconds
+        for key, value in after.items():
+            self.deltas[key] = self.deltas.get(key, 0) + value - before.get(key, 0)
+
+    def run(self, client: redis.Redis, n: int, work: Callable[[], object]) -> None:
+        """Run `work` (which handles `n` tasks) between two snapshots, and count it."""
+        before = snapshot(client)
+        started = time.perf_counter()
+        work()
+        seconds = time.perf_counter() - started
+        self.add(n, seconds, before, snapshot(client))
+
+    def figures(self) -> dict[str, float]:
+        """Per task: Redis CPU (µs), commands (script calls and the commands run inside
+        them, as INFO counts them), script calls (round trips of the scripts); bytes of
+        used_memory; and the client's rate."""
+        d = self.deltas
+        commands = sum(v for k, v in d.items() if k.startswith("cmd:") and k not in _OBSERVING)
+        return {
+            "cpu_us_per_task": d.get("cpu_us", 0) / self.n,
+            "commands_per_task": commands / self.n,
+            "script_calls_per_task": (d.get("cmd:evalsha", 0) + d.get("cmd:eval", 0)) / self.n,
+            "memory_bytes_per_task": d.get("used_memory", 0) / self.n,
+            "rate": self.n / self.seconds,
+        }
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of repeated measurements."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def summarize(samples: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Each figure of repeated steps as its spread."""
+    return {key: spread([s[key] for s in samples]) for key in samples[0]}
+
+
+def cell(figure: dict[str, Any], digits: int = 1) -> str:
+    """`median (min-max)` for a markdown table."""
+    f = f"{{:,.{digits}f}}"
+    return f"{f.format(figure['median'])} ({f.format(figure['min'])}-{f.format(figure['max'])})"
