@@ -6,7 +6,7 @@
 -- KEYS[2] scheduled    ZSET  id -> due time (ms)
 -- KEYS[3] signal       LIST  wake-up token for idle workers (kept at one element)
 -- KEYS[4] task prefix  (not a key: task hashes are KEYS[4] .. id, same {queue} slot)
--- KEYS[5] ready        LIST  ids of pending tasks of the default priority, oldest first
+-- KEYS[5] ready        LIST  ULIDs of pending tasks of the default priority, oldest first
 -- KEYS[6..] idempotency keys, in the order of the tasks that carry one
 --
 -- ARGV[1] idempotency window (ms)
@@ -29,7 +29,7 @@ local out = {}
 local i = 2
 local idem = 6
 -- the new pending tasks, written at the end in one call per index
-local ready, banded = {}, {}  -- ids; score, id pairs
+local ready, banded = {}, {}  -- ready entries; score, id pairs
 while i <= #ARGV do
     local id, delay, priority = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
     local has_idem, nfields = ARGV[i + 3] == '1', tonumber(ARGV[i + 4])
@@ -66,7 +66,7 @@ while i <= #ARGV do
         else
             redis.call('HSET', key, 'state', state, unpack(ARGV, first, last))
             if priority == 0 then
-                ready[#ready + 1] = id
+                ready[#ready + 1] = ready_entry(id)
             else
                 banded[#banded + 1] = pending_score(priority, clock())
                 banded[#banded + 1] = id
