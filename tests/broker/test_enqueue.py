@@ -10,7 +10,7 @@ from conveyor.broker.ops import ENQUEUE_CHUNK
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.ids import id_millis
 from conveyor.settings import Settings
-from tests.broker.seed import assert_ttl, clock
+from tests.broker.seed import assert_ttl, claim, clock
 from tests.support.keyspace import dump, entry, pending_order
 
 
@@ -134,6 +134,26 @@ def test_the_signal_list_holds_at_most_one_element(
         app.enqueue("job")
     app.enqueue_many([app.message("job") for _ in range(5)])
     assert r.lrange(keys.signal, 0, -1) == [b"1"]
+
+
+def test_only_the_task_that_ends_an_empty_ready_list_wakes_a_worker(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, keys: QueueKeys
+) -> None:
+    """A worker that took the wake-up claims, and a claim that leaves work behind wakes the
+    next: a task joining tasks already waiting need not wake anyone (and reads nothing)."""
+    app.enqueue("job")
+    assert r.lpop(keys.signal) == b"1"  # a worker took it
+    app.enqueue("job")
+    app.enqueue_many([app.message("job") for _ in range(2)])
+    assert r.exists(keys.signal) == 0
+    claim(broker, 1)
+    assert r.lpop(keys.signal) == b"1"  # three left: the claim woke the next worker
+    claim(broker, 3)
+    assert r.exists(keys.signal) == 0  # nothing left: nobody to wake
+    app.enqueue("job", priority=3)  # the ZSET's tasks always wake one
+    assert r.lpop(keys.signal) == b"1"
+    app.enqueue("job")
+    assert r.lpop(keys.signal) == b"1"  # the ready list was empty again
 
 
 def test_a_batch_over_the_chunk_size_is_split_and_kept_in_order(

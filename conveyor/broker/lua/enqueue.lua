@@ -80,12 +80,14 @@ end
 if #banded > 0 then
     redis.call('ZADD', KEYS[1], unpack(banded))
 end
+-- Wake an idle worker, unless the ready list had tasks already: then this queue's wake-up
+-- was sent when the list last became non-empty, and a claim that leaves work behind sends
+-- the next, so no worker sleeps while it holds tasks.
+local was_empty = #banded > 0
 if #ready > 0 then
-    redis.call('RPUSH', KEYS[5], unpack(ready))
+    was_empty = redis.call('RPUSH', KEYS[5], unpack(ready)) == #ready or was_empty
 end
-if #ready > 0 or #banded > 0 then
-    if redis.call('LLEN', KEYS[3]) == 0 then  -- a read while a wake-up is unclaimed
-        redis.call('LPUSH', KEYS[3], 1)
-    end
+if was_empty and redis.call('LLEN', KEYS[3]) == 0 then  -- a read while a wake-up is unclaimed
+    redis.call('LPUSH', KEYS[3], 1)
 end
 return out
