@@ -36,7 +36,7 @@ def without(before: dict[str, Any], keys: QueueKeys, task_id: str) -> dict[str, 
         members = expected.get(index)
         if isinstance(members, list) and entry(task_id) in members:  # the ready list: ULIDs
             members.remove(entry(task_id))
-        elif members is not None and task_id in members:
+        elif isinstance(members, dict) and task_id in members:
             del members[task_id]
         if members is not None and not members:
             del expected[index]
