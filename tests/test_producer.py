@@ -28,7 +28,7 @@ from conveyor.errors import (
 )
 from conveyor.producer import Message, TaskHandle
 from conveyor.tools.embedded import free_port
-from tests.support.keyspace import dump
+from tests.support.keyspace import dump, entry
 
 
 class Producer:
@@ -78,7 +78,7 @@ async def test_enqueue_stores_a_pending_record(
     assert (record.args, record.kwargs, record.attempts) == (["a@b.c"], {"subject": "hi"}, 0)
     assert record.enqueued_at is not None
     keys = dump(r, prefix)
-    assert handle.id in keys[f"{prefix}:{{emails}}:ready"]
+    assert entry(handle.id) in keys[f"{prefix}:{{emails}}:ready"]
     assert keys[f"{prefix}:queues"] == ["emails"]
 
 
@@ -212,7 +212,7 @@ def test_idempotency_is_atomic_under_concurrent_producers(
     for t in threads:
         t.join()
     assert len(set(ids)) == 1
-    assert list(dump(r, prefix)[f"{prefix}:{{default}}:ready"]) == ids[:1]
+    assert dump(r, prefix)[f"{prefix}:{{default}}:ready"] == [entry(i) for i in ids[:1]]
 
 
 # The first loop closes without `aclose()`: its sockets are only reclaimed by the GC.

@@ -234,7 +234,7 @@ def _lag(head: list[Any], now_ms: int) -> float:
 
 def _ready_lag(head: bytes | None, now_ms: int) -> float:
     """Seconds the oldest task of the ready list has waited: only tasks just enqueued join
-    it, so the time in its id (the producer's clock) is when it became pending."""
+    it, so the time in its ULID (the producer's clock) is when it became pending."""
     if head is None:
         return 0.0
     return max(0.0, (now_ms - id_millis(head.decode())) / 1000)

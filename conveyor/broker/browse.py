@@ -12,6 +12,7 @@ from conveyor.broker.keys import DEFAULT_BAND_END
 from conveyor.broker.ops import Op, Operations
 from conveyor.broker.scripts import Call
 from conveyor.broker.timeseries import WINDOWS, WRITE_LAG, Point, buckets, fields_of, point
+from conveyor.ids import SEPARATOR
 from conveyor.model import TaskRecord, TaskState
 
 #: The states whose tasks are indexed, so they can be listed: each is a ZSET of the queue
@@ -70,21 +71,25 @@ def _pending_page(
     first, last = offset, min(offset + limit, total) - 1  # positions in claim order
     if newest_first:
         first, last = total - 1 - last, total - 1 - offset
-    # the three segments in claim order: (key, read, its first position, where it starts)
+    # the three segments in claim order: (key, read, its first position, where it starts,
+    # what its entries lack of an id: a ready entry is the ULID alone)
+    head = f"{queue}{SEPARATOR}"
     segments = [
-        (k.pending, "ZRANGE", 0, 0),
-        (k.ready, "LRANGE", above, 0),
-        (k.pending, "ZRANGE", above + listed, above),
+        (k.pending, "ZRANGE", 0, 0, ""),
+        (k.ready, "LRANGE", above, 0, head),
+        (k.pending, "ZRANGE", above + listed, above, ""),
     ]
     ends = [above, above + listed, total]
-    calls = []
-    for (key, read, start, base), end in zip(segments, ends, strict=True):
+    calls, heads = [], []
+    for (key, read, start, base, missing), end in zip(segments, ends, strict=True):
         lo, hi = max(first, start), min(last, end - 1)
         if lo <= hi:
             calls.append(Call.command(read, key, lo - start + base, hi - start + base))
+            heads.append(missing)
     if not calls:
         return total, []
-    ids = yield Op(calls, lambda replies: [i.decode() for reply in replies for i in reply])
+    replies = yield Op(calls, lambda replies: replies)
+    ids = [h + i.decode() for h, reply in zip(heads, replies, strict=True) for i in reply]
     return total, ids[::-1] if newest_first else ids
 
 

@@ -17,6 +17,7 @@ from conveyor.broker.keys import QueueKeys
 from conveyor.broker.ops import Op, Operations, raw
 from conveyor.broker.scripts import Call
 from conveyor.errors import InvalidNameError
+from conveyor.ids import SEPARATOR
 from conveyor.model import to_millis
 from conveyor.names import validate_queue_name
 
@@ -109,7 +110,7 @@ class Fsck:
             reach = 0  # how far from the list's head the ids were read
             if index == "ready":
                 entries = yield command("LRANGE", index_key, cursor, cursor + BATCH - 1)
-                ids = [member.decode() for member in entries]
+                ids = [f"{keys.queue}{SEPARATOR}{member.decode()}" for member in entries]
                 listed.update(ids)
                 reach = cursor + len(ids)
                 cursor = cursor + BATCH if len(ids) == BATCH else 0

@@ -89,9 +89,10 @@ class QueueKeys:
 
     @property
     def ready(self) -> str:
-        """LIST of pending task ids of the default priority, oldest first: O(1) to add and
-        take at any depth, and a few bytes an entry. Claims take the priorities above the
-        default from `pending` first, then this list, then the lower ones."""
+        """LIST of pending tasks of the default priority, oldest first, each as the ULID of
+        its id (the queue is the list's): O(1) to add and take at any depth, and 28 bytes
+        an entry. Claims take the priorities down to the default from `pending` first, then
+        this list, then the lower ones."""
         return self.base + "ready"
 
     @property

@@ -159,7 +159,8 @@ class Operations:
             "claim",
             [keys.pending, keys.active, keys.paused, keys.dead, keys.signal, keys.task_prefix,
              request, keys.ready],
-            [count, lease, worker_id, int(idle), to_millis(self.settings.dead_retention)],
+            [count, lease, worker_id, int(idle), to_millis(self.settings.dead_retention),
+             keys.queue],
         )  # fmt: skip
         return Op([call], lambda r: _decode_claim(queue, r[0]))
 

@@ -75,5 +75,5 @@ def members(r: redis.Redis, prefix: str, queue: str, state: str) -> set[str]:
     client: Any = r
     found = {m.decode() for m in client.zrange(getattr(keys, state), 0, -1)}
     if state == "pending":
-        found |= {m.decode() for m in client.lrange(keys.ready, 0, -1)}
+        found |= {f"{queue}:{m.decode()}" for m in client.lrange(keys.ready, 0, -1)}
     return found

@@ -13,7 +13,7 @@ from conveyor.tools.embedded import RedisServer
 from tests.api.conftest import api_client
 from tests.api.helpers import assert_error, enqueue
 from tests.support.full import Private, private_setup
-from tests.support.keyspace import dump
+from tests.support.keyspace import dump, entry
 
 
 @pytest.fixture
@@ -50,6 +50,6 @@ async def test_an_enqueue_on_a_full_redis_is_503_redis_full_and_stores_nothing(
         private.memory.free()
         again = await enqueue(client, "x", payload=4)
     assert set(dump(private.r, prefix)[GlobalKeys(prefix).queue("default").ready]) == {
-        first,
-        again,
+        entry(first),
+        entry(again),
     }

@@ -142,7 +142,8 @@ def test_the_seed_curl_example_over_a_socket(
             "pending",
             ["user@example.com"],
         )
-        assert r.lrange(GlobalKeys(prefix).queue("default").ready, 0, -1) == [task_id.encode()]
+        ready = r.lrange(GlobalKeys(prefix).queue("default").ready, 0, -1)
+        assert ready == [task_id.rpartition(":")[2].encode()]
         stats = http.get("/stats").json()
         assert (stats["pending"], stats["processing"], stats["dead_letter"]) == (1, 0, 0)
         assert http.get("/readyz").json() == {"status": "ready"}

@@ -15,7 +15,7 @@ from conveyor.model import to_millis
 from conveyor.settings import MAX_CLAIM_BATCH, Settings
 from tests.broker.conftest import Ran, Run, Unchanged
 from tests.broker.seed import claim, claim_one
-from tests.support.keyspace import dump, moved
+from tests.support.keyspace import dump, entry, moved
 
 #: The lease of the test settings (tests/conftest.py), in milliseconds.
 LEASE_MS = 2000
@@ -166,7 +166,7 @@ def test_an_idle_worker_takes_a_suspect_alone(
     assert not result.suspects_waiting
     state = dump(r, prefix)
     assert list(state[keys.active]) == [suspect]
-    assert state[keys.ready] == [h.id for h in others]
+    assert state[keys.ready] == [entry(h.id) for h in others]
     assert state[keys.signal] == ["1"]
 
 

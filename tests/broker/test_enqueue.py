@@ -10,8 +10,8 @@ from conveyor.broker.ops import ENQUEUE_CHUNK
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.ids import id_millis
 from conveyor.settings import Settings
-from tests.broker.seed import assert_ttl, clock
-from tests.support.keyspace import dump, pending_order
+from tests.broker.seed import assert_ttl, claim, clock
+from tests.support.keyspace import dump, entry, pending_order
 
 
 def test_a_task_without_delay_is_pending_and_wakes_a_worker(
@@ -24,7 +24,7 @@ def test_a_task_without_delay_is_pending_and_wakes_a_worker(
     assert id_millis(handle.id) == window.now  # the enqueue time: kept in the id only
     assert state == {
         f"{prefix}:queues": ["default"],
-        keys.ready: [handle.id],
+        keys.ready: [entry(handle.id)],  # its ULID: the queue is the list's
         keys.signal: ["1"],
         keys.task(handle.id): {
             "name": "send",
@@ -120,7 +120,7 @@ def test_a_key_repeated_within_one_batch_enqueues_one_task(
     assert (first.replayed, other.replayed, repeat.replayed) == (False, False, True)
     assert repeat.id == first.id != other.id
     state = dump(r, prefix)
-    assert state[keys.ready] == [first.id, other.id]
+    assert state[keys.ready] == [entry(first.id), entry(other.id)]
     assert state[keys.idempotency("order-2")] == first.id
     assert state[keys.task(first.id)]["args"] == "[1]"
     hashes = [key for key in state if key.startswith(keys.task_prefix)]
@@ -134,6 +134,26 @@ def test_the_signal_list_holds_at_most_one_element(
         app.enqueue("job")
     app.enqueue_many([app.message("job") for _ in range(5)])
     assert r.lrange(keys.signal, 0, -1) == [b"1"]
+
+
+def test_only_the_task_that_ends_an_empty_ready_list_wakes_a_worker(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, keys: QueueKeys
+) -> None:
+    """A worker that took the wake-up claims, and a claim that leaves work behind wakes the
+    next: a task joining tasks already waiting need not wake anyone (and reads nothing)."""
+    app.enqueue("job")
+    assert r.lpop(keys.signal) == b"1"  # a worker took it
+    app.enqueue("job")
+    app.enqueue_many([app.message("job") for _ in range(2)])
+    assert r.exists(keys.signal) == 0
+    claim(broker, 1)
+    assert r.lpop(keys.signal) == b"1"  # three left: the claim woke the next worker
+    claim(broker, 3)
+    assert r.exists(keys.signal) == 0  # nothing left: nobody to wake
+    app.enqueue("job", priority=3)  # the ZSET's tasks always wake one
+    assert r.lpop(keys.signal) == b"1"
+    app.enqueue("job")
+    assert r.lpop(keys.signal) == b"1"  # the ready list was empty again
 
 
 def test_a_batch_over_the_chunk_size_is_split_and_kept_in_order(
@@ -159,7 +179,7 @@ def test_a_batch_over_the_chunk_size_is_split_and_kept_in_order(
     assert [res.replayed for res in results] == [i == repeat for i in range(count)]
     stored = [t for i, t in enumerate(tasks) if i != repeat]
     state = dump(r, prefix)
-    assert state[keys.ready] == [t.id for t in stored]
+    assert state[keys.ready] == [entry(t.id) for t in stored]
     hashes = {key for key in state if key.startswith(keys.task_prefix)}
     assert hashes == {keys.task(t.id) for t in stored}
     for number, task in enumerate(tasks):
@@ -178,5 +198,5 @@ def test_a_batch_across_queues_returns_handles_in_message_order(
     assert state[f"{prefix}:queues"] == ["default", "emails", "reports"]
     for number, (handle, queue) in enumerate(zip(handles, queues, strict=True)):
         assert state[f"{prefix}:{{{queue}}}:task:{handle.id}"]["args"] == f"[{number}]"
-    assert state[f"{prefix}:{{emails}}:ready"] == [handles[0].id, handles[2].id]
-    assert state[f"{prefix}:{{reports}}:ready"] == [handles[1].id, handles[4].id]
+    assert state[f"{prefix}:{{emails}}:ready"] == [entry(handles[0].id), entry(handles[2].id)]
+    assert state[f"{prefix}:{{reports}}:ready"] == [entry(handles[1].id), entry(handles[4].id)]

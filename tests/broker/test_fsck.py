@@ -32,7 +32,7 @@ from tests.broker.seed import (
     scores,
     ttls,
 )
-from tests.support.keyspace import dump, pending_order
+from tests.support.keyspace import dump, entry, pending_order
 from tests.support.worker import running_worker, wait_until
 
 #: Distinct retentions (s), so a repaired TTL shows which setting it came from.
@@ -145,14 +145,14 @@ def test_an_index_entry_whose_record_is_gone_is_dropped(
     key = getattr(keys, index)
     expected = copy.deepcopy(dump(r, prefix))
     if index == "ready":
-        expected[key].remove(gone)
+        expected[key].remove(entry(gone))
     else:
         del expected[key][gone]
     check_and_repair(
         broker, r, prefix, [Finding("default", f"{index} {gone}", "record gone", "entry dropped")]
     )
     assert dump(r, prefix) == expected
-    assert list(expected[key]) == [kept]
+    assert list(expected[key]) == [entry(kept) if index == "ready" else kept]
     assert_clean(broker)
 
 
@@ -375,13 +375,13 @@ def test_a_corrupt_record_is_dead_lettered_once(
     found = [Finding("default", record(corrupt), "corrupt record", "dead-lettered")]
     with clock(r) as window:
         after = copy.deepcopy(check_and_repair(broker, r, prefix, found))
-    after[keys.ready].remove(corrupt)
+    after[keys.ready].remove(entry(corrupt))
     after[keys.dead] = {corrupt: window.now}
     # how the corrupt key itself is kept is the repair's choice; every other key is exact
     assert {k: v for k, v in dump(r, prefix).items() if k != keys.task(corrupt)} == {
         k: v for k, v in after.items() if k != keys.task(corrupt)
     }
-    assert after[keys.ready] == [healthy]
+    assert after[keys.ready] == [entry(healthy)]
     assert_clean(broker)
 
 
@@ -413,7 +413,7 @@ def test_a_queue_missing_from_the_registry_is_registered_and_checked(
     emails = app.enqueue("job", queue="emails").id
     r.srem(registry, "emails")
     emails_keys = GlobalKeys(prefix).queue("emails")
-    r.lrem(emails_keys.ready, 0, emails)  # a problem of the unregistered queue is found too
+    r.lrem(emails_keys.ready, 0, entry(emails))  # a problem of the unregistered queue is found too
     expected = [
         Finding("emails", registry, "queue missing from the registry", "registered"),
         Finding("emails", record(emails), "unindexed", "re-indexed"),
@@ -451,7 +451,7 @@ def test_every_record_and_index_entry_past_the_first_batch_is_checked(
     ids = [h.id for h in app.enqueue_many([app.message("job", n) for n in range(count)])]
     unindexed, gone = ids[::97] + ids[-1:], ids[50::97] + ids[-2:-1]
     for task_id in unindexed:
-        r.lrem(keys.ready, 0, task_id)
+        r.lrem(keys.ready, 0, entry(task_id))
     r.delete(*[keys.task(i) for i in gone])
     expected = [Finding("default", record(i), "unindexed", "re-indexed") for i in unindexed]
     expected += [Finding("default", f"ready {i}", "record gone", "entry dropped") for i in gone]

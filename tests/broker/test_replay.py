@@ -11,7 +11,7 @@ from conveyor.ids import new_task_id
 from conveyor.settings import Settings
 from tests.broker.conftest import Run, TaskIn
 from tests.broker.seed import claim_one
-from tests.support.keyspace import dump, moved
+from tests.support.keyspace import dump, entry, moved
 
 
 def test_a_dead_letter_becomes_pending_again(
@@ -54,7 +54,7 @@ def test_ids_that_are_not_dead_letters_are_skipped(
     assert replayed == [dead]
     state = dump(r, prefix)
     assert state[keys.task(pending)] == before[keys.task(pending)]
-    assert state[keys.ready] == [pending]  # new
+    assert state[keys.ready] == [entry(pending)]  # new
     assert list(state[keys.pending]) == [dead]  # back in pending: ahead of the new
     assert keys.task(unknown) not in state and keys.dead not in state
 

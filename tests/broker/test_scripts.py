@@ -18,7 +18,7 @@ from conveyor.broker.scripts import CONSTANTS, load_scripts
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.model import ATTEMPT_HISTORY
 from tests.broker.seed import claim
-from tests.support.keyspace import dump
+from tests.support.keyspace import dump, entry
 
 SCRIPTS = [
     "ack",
@@ -97,6 +97,7 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
         "counter",
         "counter_or_zero",
         "pending_score",
+        "ready_entry",
         "remove_pending",
         "pending_count",
         "stored_priority",
@@ -212,7 +213,7 @@ def test_a_pipeline_reloads_only_the_flushed_scripts_and_runs_each_call_once(
     state = dump(r, prefix)
     # the cached claim ran once: one task active with token 1, the other still pending
     assert list(state[keys.active]) == [first.id]
-    assert state[keys.ready] == [second.id]
+    assert state[keys.ready] == [entry(second.id)]
     assert list(state[keys.scheduled]) == [later.id]
     assert state[keys.task(first.id)]["token"] == "1"
     assert "token" not in state[keys.task(second.id)]
@@ -231,7 +232,7 @@ def test_a_multi_queue_enqueue_pipeline_reloads_a_flushed_script(
     assert state[f"{prefix}:queues"] == ["alpha", "beta"]
     for queue in ("alpha", "beta"):
         expected = [h.id for h in handles if h.id.startswith(queue + ":")]
-        assert state[f"{prefix}:{{{queue}}}:ready"] == expected
+        assert state[f"{prefix}:{{{queue}}}:ready"] == [entry(i) for i in expected]
     assert not any(h.replayed for h in handles)
 
 

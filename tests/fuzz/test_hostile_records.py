@@ -41,6 +41,7 @@ from tests.fuzz.records import (
     other_keys,
     runnable,
 )
+from tests.support.keyspace import entry
 from tests.support.worker import LOAD_SLACK
 
 QUEUE = "fuzz"
@@ -81,7 +82,7 @@ def look(client: Any, keys: QueueKeys, task_id: str) -> Seen:
     pipe.hgetall(key)  # WRONGTYPE on a key of another type: kept as an error reply
     for index in INDEXES:
         pipe.zscore(getattr(keys, index), task_id)
-    pipe.lpos(keys.ready, task_id)  # pending, like the pending ZSET
+    pipe.lpos(keys.ready, entry(task_id))  # pending, like the pending ZSET
     pipe.pttl(key)
     kind, record, *scores, listed, ttl = pipe.execute(raise_on_error=False)
     fields = {k.decode(): v for k, v in record.items()} if isinstance(record, dict) else {}

@@ -66,12 +66,18 @@ def depths(r: redis.Redis, prefix: str, queue: str) -> dict[str, int]:
     return found
 
 
+def entry(task_id: str) -> str:
+    """A task's entry in its queue's ready list: the ULID of its id (the queue is the
+    list's)."""
+    return task_id.rpartition(":")[2]
+
+
 def pending_order(r: redis.Redis, keys: QueueKeys) -> list[str]:
     """The pending ids of a queue in claim order: the ZSET down to the default priority,
     the ready list, then the rest of the ZSET."""
     client: Any = r  # redis-py's return types are unions of every decoding mode
     banded = [(_text(m), float(s)) for m, s in client.zrange(keys.pending, 0, -1, withscores=True)]
-    listed = [_text(i) for i in client.lrange(keys.ready, 0, -1)]
+    listed = [f"{keys.queue}:{_text(i)}" for i in client.lrange(keys.ready, 0, -1)]
     above = [m for m, s in banded if s < DEFAULT_BAND_END]
     return above + listed + [m for m, s in banded if s >= DEFAULT_BAND_END]
 
@@ -99,7 +105,7 @@ def moved(
     if source is not None:
         members = expected[getattr(keys, source)]
         if isinstance(members, list):  # the ready list
-            members.remove(task_id)
+            members.remove(entry(task_id))
         else:
             del members[task_id]
         if not members:

@@ -71,7 +71,7 @@ def test_concurrent_producer_processes_create_one_task(
     keys = dump(r, prefix)
     charges = [k for k, v in keys.items() if ":task:" in k and v.get("name") == "charge"]
     assert charges == [f"{prefix}:{{default}}:task:{task_id}"]
-    pending_ids = set(keys[f"{prefix}:{{default}}:ready"])
+    pending_ids = {f"default:{e}" for e in keys[f"{prefix}:{{default}}:ready"]}
     assert task_id in pending_ids and len(pending_ids) == 1 + PRODUCERS  # + the warmups
 
 

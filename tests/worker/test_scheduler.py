@@ -14,7 +14,7 @@ from conveyor import Conveyor, TaskContext, TaskState
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.worker.scheduler import MAX_SLEEP, Scheduler
 from tests.broker.seed import clock, scores, wait_due
-from tests.support.keyspace import dump
+from tests.support.keyspace import dump, entry
 from tests.support.worker import LOAD_SLACK, in_state, running_worker, wait_all
 
 
@@ -118,7 +118,7 @@ async def test_an_eta_in_the_past_runs_at_once(
     assert record.due_at is None  # it never waited in the scheduled set
     # claimable at once, as a task without an eta is: in pending, with no scheduler pass
     # between it and a worker (no worker runs yet, so nothing can have moved it)
-    assert dump(r, prefix)[keys.ready] == [handle.id]
+    assert dump(r, prefix)[keys.ready] == [entry(handle.id)]
     assert keys.scheduled not in dump(r, prefix)
     async with running_worker(aapp):
         assert await handle.result_async(timeout=10) == "ran"

@@ -11,7 +11,7 @@
 -- KEYS[7] request      LIST  ids this claim request leased, kept for one lease: a client
 --                            retry of the same request (its reply was lost) gets the same
 --                            tasks back instead of orphaning them and claiming more
--- KEYS[8] ready        LIST  ids of pending tasks of the default priority, oldest first
+-- KEYS[8] ready        LIST  ULIDs of pending tasks of the default priority, oldest first
 --
 -- ARGV[1] most tasks to claim (at most 1000: the index writes unpack one argument per task)
 -- ARGV[2] lease (ms)
@@ -19,6 +19,7 @@
 -- ARGV[4] "1" if the worker is idle and may take a suspect: a task that lost its worker
 --         before (crashes > 0), which is then claimed alone; "0" skips suspects
 -- ARGV[5] retention of a record found corrupt and dead-lettered (ms)
+-- ARGV[6] the queue's name: a ready entry is the ULID of the id `<queue>:<ULID>`
 --
 -- Returns: {now, suspects skipped (0|1), then per task: id, token, attempts, name, args,
 --          kwargs, failures, crashes, max_retries, timeout, enqueued_at, due_at}.
@@ -121,8 +122,9 @@ from_banded('-inf', string.format('(%.0f', DEFAULT_BAND_END), want)
 -- stays, and ends the prefix
 local from_ready = 0
 if not alone and #claims < want then
-    for _, id in ipairs(redis.call('LRANGE', KEYS[8], 0, want - #claims - 1)) do
-        if not consider(id) then
+    local head = ARGV[6] .. ':'
+    for _, entry in ipairs(redis.call('LRANGE', KEYS[8], 0, want - #claims - 1)) do
+        if not consider(head .. entry) then
             break
         end
         from_ready = from_ready + 1

@@ -6,7 +6,7 @@
 -- KEYS[2] scheduled    ZSET  id -> due time (ms)
 -- KEYS[3] signal       LIST  wake-up token for idle workers (kept at one element)
 -- KEYS[4] task prefix  (not a key: task hashes are KEYS[4] .. id, same {queue} slot)
--- KEYS[5] ready        LIST  ids of pending tasks of the default priority, oldest first
+-- KEYS[5] ready        LIST  ULIDs of pending tasks of the default priority, oldest first
 -- KEYS[6..] idempotency keys, in the order of the tasks that carry one
 --
 -- ARGV[1] idempotency window (ms)
@@ -29,7 +29,7 @@ local out = {}
 local i = 2
 local idem = 6
 -- the new pending tasks, written at the end in one call per index
-local ready, banded = {}, {}  -- ids; score, id pairs
+local ready, banded = {}, {}  -- ready entries; score, id pairs
 while i <= #ARGV do
     local id, delay, priority = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
     local has_idem, nfields = ARGV[i + 3] == '1', tonumber(ARGV[i + 4])
@@ -66,7 +66,7 @@ while i <= #ARGV do
         else
             redis.call('HSET', key, 'state', state, unpack(ARGV, first, last))
             if priority == 0 then
-                ready[#ready + 1] = id
+                ready[#ready + 1] = ready_entry(id)
             else
                 banded[#banded + 1] = pending_score(priority, clock())
                 banded[#banded + 1] = id
@@ -80,12 +80,14 @@ end
 if #banded > 0 then
     redis.call('ZADD', KEYS[1], unpack(banded))
 end
+-- Wake an idle worker, unless the ready list had tasks already: then this queue's wake-up
+-- was sent when the list last became non-empty, and a claim that leaves work behind sends
+-- the next, so no worker sleeps while it holds tasks.
+local was_empty = #banded > 0
 if #ready > 0 then
-    redis.call('RPUSH', KEYS[5], unpack(ready))
+    was_empty = redis.call('RPUSH', KEYS[5], unpack(ready)) == #ready or was_empty
 end
-if #ready > 0 or #banded > 0 then
-    if redis.call('LLEN', KEYS[3]) == 0 then  -- a read while a wake-up is unclaimed
-        redis.call('LPUSH', KEYS[3], 1)
-    end
+if was_empty and redis.call('LLEN', KEYS[3]) == 0 then  -- a read while a wake-up is unclaimed
+    redis.call('LPUSH', KEYS[3], 1)
 end
 return out

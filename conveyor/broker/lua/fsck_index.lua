@@ -7,7 +7,8 @@
 -- ARGV[2] the states a record listed in this index may have, comma-separated
 -- ARGV[3] for the list: how far from its head the ids were read (entries only move toward
 --         the head, so one still listed is within that many); 0 for a ZSET
--- ARGV[4..] ids found in the index (the caller bounds their number)
+-- ARGV[4..] ids found in the index, whole (a ready entry is only the ULID of one); the
+--          caller bounds their number
 --
 -- Returns: flat {id, problem, action, ...}. Problems:
 --   "record gone"   the entry's record expired or was deleted  -> entry dropped
@@ -22,7 +23,7 @@ local out = {}
 local is_list = redis.call('TYPE', KEYS[1])['ok'] == 'list'
 local function still_listed(id)
     if is_list then
-        return redis.call('LPOS', KEYS[1], id, 'MAXLEN', tonumber(ARGV[3]))
+        return redis.call('LPOS', KEYS[1], ready_entry(id), 'MAXLEN', tonumber(ARGV[3]))
     end
     return redis.call('ZSCORE', KEYS[1], id)
 end
@@ -46,7 +47,7 @@ for i = 4, #ARGV do
             out[#out + 1] = repair and 'entry dropped' or ''
             if repair then
                 if is_list then
-                    redis.call('LREM', KEYS[1], 0, id)
+                    redis.call('LREM', KEYS[1], 0, ready_entry(id))
                 else
                     redis.call('ZREM', KEYS[1], id)
                 end

@@ -88,7 +88,7 @@ end
 
 local function listed(id, seen)
     return seen == '1' or redis.call('ZSCORE', KEYS[1], id)
-        or redis.call('LPOS', KEYS[6], id, 'RANK', -1)
+        or redis.call('LPOS', KEYS[6], ready_entry(id), 'RANK', -1)
 end
 for i = 7, #ARGV, 2 do
     local id = ARGV[i]

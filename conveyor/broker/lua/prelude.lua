@@ -78,11 +78,17 @@ end
 -- a claim can skip a suspect in place. A claim takes the ZSET's priorities down to the
 -- default first, then the list, then the ZSET's lower priorities.
 
+-- the entry of a task in its queue's ready list: the ULID of its id (`<queue>:<ULID>`);
+-- the queue is the list's own, so it is not repeated in every entry
+local function ready_entry(id)
+    return string.sub(id, -26)
+end
+
 -- a task leaves whichever pending index holds it; the list is searched from its back, where
 -- the newest tasks (those most often cancelled or deleted) are
 local function remove_pending(pending, ready, id)
     if redis.call('ZREM', pending, id) == 0 then
-        redis.call('LREM', ready, -1, id)
+        redis.call('LREM', ready, -1, ready_entry(id))
     end
 end
 
