@@ -7,16 +7,37 @@ is steadier than a rate, and it is what a deeper queue or more queues would make
 
 from __future__ import annotations
 
+import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import click
 import redis
 
 #: Commands that only read the figures: left out of "commands per task".
 _OBSERVING = ("cmd:info", "cmd:memory", "cmd:scan", "cmd:type", "cmd:object", "cmd:ping")
+
+
+def publish(
+    results: dict[str, Any],
+    module: str,
+    text: str,
+    json_path: Path | None,
+    markdown_path: Path | None,
+) -> None:
+    """Record the command that made `results`, write them (JSON) and their table (`text`,
+    markdown) where asked, and print the table."""
+    results["command"] = " ".join(["python", "-m", module, *sys.argv[1:]])
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=1) + "\n")
+    if markdown_path:
+        markdown_path.write_text(text)
+    click.echo(text)
 
 
 def snapshot(client: redis.Redis) -> dict[str, int]:

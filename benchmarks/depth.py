@@ -35,7 +35,6 @@ python -m benchmarks.depth --smoke --json depth.json     # tiny sizes, CI
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -395,13 +394,7 @@ def main(
     sizes = replace(sizes, **{k: v for k, v in chosen.items() if v is not None})
     sizes = replace(sizes, fill_chunk=min(sizes.fill_chunk, sizes.depth))
     results = run(sizes, binary)
-    results["command"] = " ".join(["python", "-m", "benchmarks.depth", *sys.argv[1:]])
-    text = markdown(results)
-    if json_path:
-        json_path.write_text(json.dumps(results, indent=1) + "\n")
-    if markdown_path:
-        markdown_path.write_text(text)
-    click.echo(text)
+    costs.publish(results, "benchmarks.depth", markdown(results), json_path, markdown_path)
 
 
 if __name__ == "__main__":

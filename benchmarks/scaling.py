@@ -15,7 +15,6 @@ python -m benchmarks.scaling --smoke --json s.json    # tiny sizes, CI
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -218,13 +217,7 @@ def main(
     sizes = SMOKE if smoke else Sizes()
     sizes = replace(sizes, tasks=tasks or sizes.tasks, repeats=repeats or sizes.repeats)
     results = run(sizes, binary)
-    results["command"] = " ".join(["python", "-m", "benchmarks.scaling", *sys.argv[1:]])
-    text = markdown(results)
-    if json_path:
-        json_path.write_text(json.dumps(results, indent=1) + "\n")
-    if markdown_path:
-        markdown_path.write_text(text)
-    click.echo(text)
+    costs.publish(results, "benchmarks.scaling", markdown(results), json_path, markdown_path)
 
 
 if __name__ == "__main__":
