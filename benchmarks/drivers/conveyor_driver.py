@@ -5,7 +5,7 @@ is `conveyor worker --workers 2`. Metrics exporters are off, as they are for eve
 
 With BENCH_HANDLERS=sync (the suite's "conveyor_sync" column) the handlers are plain `def`
 functions on the worker's threads, counting with the sync `counter_client()` every peer's
-sync handlers use, at SYNC_CONCURRENCY (see there for how it was chosen).
+sync handlers use, at SYNC_CONCURRENCY on SYNC_THREADS (see there for how they were chosen).
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ app = Conveyor()
 #: "async" (coroutine handlers) or "sync" (plain functions, run on the worker's threads)
 HANDLERS = os.environ.get("BENCH_HANDLERS", "async")
 SYNC = HANDLERS == "sync"
-#: sync handlers' concurrency and threads: TODO measured
+#: Sync handlers: concurrency 200, as the async column (claims and acks in batches that
+#: large), on 16 threads. On 2 cores 8, 16, 32 and 64 threads were within noise of each
+#: other (the fastest changed from run to run), and one thread per task (200) reached
+#: about half their rate: those threads spend their time contending for the GIL.
 SYNC_CONCURRENCY, SYNC_THREADS = 200, 16
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", SYNC_CONCURRENCY if SYNC else 200))
 THREADS = int(os.environ.get("BENCH_THREADS", SYNC_THREADS))

@@ -7,6 +7,7 @@ import asyncio
 import multiprocessing
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, cast
 
@@ -259,7 +260,9 @@ async def test_corrupt_arguments_in_redis_are_dead_lettered_and_the_worker_goes_
 # sync handlers on fewer threads than the concurrency
 
 
-async def test_sync_handlers_never_use_more_threads_than_asked(app_with: Any) -> None:
+async def test_sync_handlers_never_use_more_threads_than_asked(
+    app_with: Callable[..., Conveyor],
+) -> None:
     app = app_with()
     lock = threading.Lock()
     running, peak, idents = [0], [0], set()
@@ -284,7 +287,7 @@ async def test_sync_handlers_never_use_more_threads_than_asked(app_with: Any) ->
 
 
 async def test_a_sync_timeout_counts_from_the_start_not_from_the_wait_for_a_thread(
-    app_with: Any,
+    app_with: Callable[..., Conveyor],
 ) -> None:
     app = app_with()
 
@@ -301,7 +304,7 @@ async def test_a_sync_timeout_counts_from_the_start_not_from_the_wait_for_a_thre
 
 
 async def test_a_sync_handler_stuck_past_its_timeout_does_not_hold_up_the_others(
-    app_with: Any,
+    app_with: Callable[..., Conveyor],
 ) -> None:
     app = app_with()
     release = threading.Event()
@@ -320,9 +323,8 @@ async def test_a_sync_handler_stuck_past_its_timeout_does_not_hold_up_the_others
             assert (record.state, record.reason) == (TaskState.DEAD, "timeout")
             # its thread is abandoned and replaced: the pool of one thread goes on
             started = time.monotonic()
-            assert [await quick.enqueue(n).result_async(timeout=5) for n in range(5)] == [
-                *range(5)
-            ]
+            results = [await quick.enqueue(n).result_async(timeout=5) for n in range(5)]
+            assert results == list(range(5))
             assert time.monotonic() - started < 5
     finally:
         release.set()

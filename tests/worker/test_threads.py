@@ -172,7 +172,7 @@ async def test_a_burst_of_results_wakes_the_loop_once_not_per_result(
         wakeups += 1
         return call_soon_threadsafe(*args, **kwargs)
 
-    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign,assignment]
     try:
         # the loop does not run while the threads finish: every result lands in one batch
         jobs = [pool.run(lambda n=n: n) for n in range(300)]  # type: ignore[misc]
@@ -249,8 +249,12 @@ def test_a_result_for_a_closed_loop_is_dropped_quietly() -> None:
     release, returned = threading.Event(), threading.Event()
     jobs: list[LoopJob] = []
 
+    def late() -> None:
+        release.wait(10)
+        returned.set()
+
     async def start() -> None:
-        jobs.append(pool.run(lambda: release.wait(10) and returned.set()))
+        jobs.append(pool.run(late))
 
     try:
         asyncio.run(start())  # the loop closes with the job still running
