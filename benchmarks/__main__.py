@@ -61,7 +61,7 @@ def main(
     sizes = suite.SMOKE if smoke else suite.Sizes()
     if repeats:
         sizes = replace(sizes, repeats=repeats)
-    chosen = [systems.conveyor(), *systems.peers(names, venv_root)]
+    chosen = [systems.conveyor(), systems.conveyor_sync(), *systems.peers(names, venv_root)]
     results = suite.run(chosen, sizes, _log, binary=binary, with_http=not no_http)
     text = report.markdown(results)
     json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ Conveyor differs.
 
 python -m benchmarks.compare --baseline HEAD                   # the uncommitted changes
 python -m benchmarks.compare --baseline HEAD~1 --current HEAD --json ab.json --size 5000
+python -m benchmarks.compare --baseline main --scenarios end_to_end --handlers sync
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 import click
 
-from benchmarks import report, suite, venvs
+from benchmarks import report, suite, systems, venvs
 from benchmarks.systems import DRIVERS, System
 from conveyor.tools.embedded import RedisServer
 
@@ -66,8 +67,8 @@ class Side:
     python: Path
     home: Path
 
-    def system(self) -> System:
-        return System(self.label, self.python, driver="conveyor")
+    def system(self, env: tuple[tuple[str, str], ...] = ()) -> System:
+        return System(self.label, self.python, driver="conveyor", env=env)
 
 
 def _log(line: str) -> None:
@@ -182,7 +183,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, "
         f"Redis {m['redis']}; tasks/s, the median of {results['repeats']} run(s) a side, "
-        "baseline and current interleaved.",
+        f"baseline and current interleaved; {results.get('handlers', 'async')} handlers.",
         f"Baseline: {sides['baseline']['version']}. Current: {sides['current']['version']}. "
         f"Tasks per run: enqueue {n['enqueue']:,} (async: {n['concurrency']} coroutines), "
         f"bulk {n['bulk']:,}, end to end {n['e2e']:,} (large: {n['e2e_large']:,}).",
@@ -231,6 +232,9 @@ def _scenarios(text: str) -> list[str]:
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--size", type=click.IntRange(min=1),
               help="Tasks per run in every scenario (default: the suite's sizes).")  # fmt: skip
+@click.option("--handlers", type=click.Choice(["async", "sync"]), default="async",
+              show_default=True, help="The driver's handlers: coroutines, or plain functions "
+              "on the worker's threads.")  # fmt: skip
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the runs.")
 @click.option("--redis-server", "binary", default=suite.default_redis_server, show_default=True,
               help="The redis-server binary to run the private server with.")  # fmt: skip
@@ -240,6 +244,7 @@ def main(
     scenarios: str,
     repeats: int,
     size: int | None,
+    handlers: str,
     json_path: Path | None,
     binary: str,
 ) -> None:
@@ -254,17 +259,19 @@ def main(
         "machine": suite.machine(binary),
         "command": " ".join(["python", "-m", "benchmarks.compare", *sys.argv[1:]]),
         "repeats": repeats,
+        "handlers": handlers,
         "sizes": asdict(sizes),
         "sides": {s.label: {"version": s.version, "commit": s.commit} for s in sides},
         "scenarios": names,
     }
-    systems = [s.system() for s in sides]
+    env = systems.SYNC_HANDLERS if handlers == "sync" else ()
+    chosen = [s.system(env) for s in sides]
     with RedisServer(binary) as server:
-        results["runs"] = suite.matrix(systems, sizes, server, _log, names)
+        results["runs"] = suite.matrix(chosen, sizes, server, _log, names)
         if "cost" in names:
             with RedisServer(binary) as counter:
                 for _ in range(repeats):
-                    for key, run in suite.cost(systems, sizes, server, counter, _log).items():
+                    for key, run in suite.cost(chosen, sizes, server, counter, _log).items():
                         results["runs"][key].setdefault("cost", []).append(run)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -67,9 +67,17 @@ def latency_of(runs: Runs | None) -> Latency | None:
     return Latency(p50, p99, idle)
 
 
-def _order(results: dict[str, Any]) -> list[str]:
+#: Conveyor's columns: async handlers, and sync ones (end to end only)
+CONVEYORS = ("conveyor", "conveyor_sync")
+
+
+def _order(results: dict[str, Any], measured: str | None = None) -> list[str]:
+    """The systems in column order; with `measured`, those that have that section."""
     keys = list(results["systems"])
-    return [k for k in ("conveyor", *PEERS) if k in keys]
+    if measured is not None:
+        section = results.get(measured, {})
+        keys = [k for k in keys if k in section or k not in CONVEYORS[1:]]
+    return [k for k in (*CONVEYORS, *PEERS) if k in keys]
 
 
 def throughput_table(results: dict[str, Any], runs_key: str = "runs") -> list[str]:
@@ -88,7 +96,7 @@ def throughput_table(results: dict[str, Any], runs_key: str = "runs") -> list[st
 
 def latency_table(results: dict[str, Any]) -> list[str]:
     lines = ["| system | p50 (ms) | p99 (ms) | idle CPU (% of a core) |", "|---|---|---|---|"]
-    for key in _order(results):
+    for key in _order(results, "latency"):
         measured = latency_of(results.get("latency", {}).get(key))
         name = results["systems"][key]["name"]
         if measured is None:
@@ -106,7 +114,7 @@ def cost_table(results: dict[str, Any]) -> list[str]:
         "| bytes / pending task | bytes / finished task (kept) |",
         "|---|---|---|---|---|---|",
     ]
-    for key in _order(results):
+    for key in _order(results, "cost"):
         run = results.get("cost", {}).get(key, {})
         name = results["systems"][key]["name"]
         if "n" not in run:
@@ -148,7 +156,7 @@ class Judge:
     def __init__(self, results: dict[str, Any]) -> None:
         self.results = results
         self.names = {k: v["name"] for k, v in results["systems"].items()}
-        self.peers = [k for k in _order(results) if k != "conveyor"]
+        self.peers = [k for k in _order(results) if k not in CONVEYORS]
 
     def rate(self, system: str, key: str) -> float | None:
         return median_rate(self.results.get("runs", {}).get(system, {}).get(key))
@@ -160,10 +168,12 @@ class Judge:
     def latency(self, system: str) -> Latency | None:
         return latency_of(self.results.get("latency", {}).get(system))
 
-    def versus_peers(self, name: str, score: Callable[[str], float | None], bar: float) -> Target:
-        """Conveyor's score against the highest peer's."""
+    def versus_peers(
+        self, name: str, score: Callable[[str], float | None], bar: float, mine_of: str = "conveyor"
+    ) -> Target:
+        """The score of Conveyor (`mine_of`: one of its columns) against the highest peer's."""
         scored = [(k, v) for k in self.peers if (v := score(k)) is not None]
-        mine = score("conveyor")
+        mine = score(mine_of)
         if not scored or not mine:
             return Target(name, None, bar, "not measured")
         peer, theirs = max(scored, key=lambda kv: kv[1])
@@ -225,6 +235,9 @@ class Judge:
             found += [
                 self.versus_peers("end to end, 1 process vs the fastest peer's 1 process",
                                   lambda k: self.rate(k, "e2e_1"), 3.0),
+                self.versus_peers("sync handlers end to end, 1 process vs the fastest peer's "
+                                  "1 process", lambda k: self.rate(k, "e2e_1"), 3.0,
+                                  "conveyor_sync"),
                 self.versus_peers("end to end, best configuration vs the fastest peer's best",
                                   self.best, 3.0),
                 self.versus_peers("sync enqueue vs the fastest peer's",

@@ -103,18 +103,19 @@ def matrix(
     for repeat in range(repeats):
         for system in systems:
             for key, spec in _throughput_specs(sizes, system).items():
-                if names is not None and key not in names:
+                if (names is not None and key not in names) or not system.runs(key):
                     continue
                 _flush(server)
                 result = _attempt(system, {**spec, "redis_url": server.url}, log)
                 runs[system.key].setdefault(key, []).append(result)
-                log(f"  [{repeat + 1}/{repeats}] {system.key:9} {key:14} {_brief(result)}")
+                log(f"  [{repeat + 1}/{repeats}] {system.key:13} {key:14} {_brief(result)}")
     return runs
 
 
 def _latency(
     systems: list[System], sizes: Sizes, server: RedisServer, log: Log
 ) -> dict[str, list[dict[str, Any]]]:
+    systems = [s for s in systems if s.runs("latency")]
     runs: dict[str, list[dict[str, Any]]] = {s.key: [] for s in systems}
     for repeat in range(sizes.repeats):
         for system in systems:
@@ -125,7 +126,7 @@ def _latency(
             }  # fmt: skip
             result = _attempt(system, spec, log)
             runs[system.key].append(result)
-            log(f"  [{repeat + 1}/{sizes.repeats}] {system.key:9} latency        {_brief(result)}")
+            log(f"  [{repeat + 1}/{sizes.repeats}] {system.key:13} latency        {_brief(result)}")
     return runs
 
 
@@ -134,14 +135,14 @@ def cost(
 ) -> dict[str, dict[str, Any]]:
     """One e2e run each, with the counter on another Redis so INFO shows only the queue."""
     results: dict[str, dict[str, Any]] = {}
-    for system in systems:
+    for system in (s for s in systems if s.runs("cost")):
         _flush(server)
         spec = {
             "scenario": "e2e", "redis_url": server.url, "counter_url": counter.url,
             "n": sizes.cost, "processes": 1, "enqueue": "one",
         }  # fmt: skip
         results[system.key] = _attempt(system, spec, log)
-        log(f"  {system.key:9} cost           {_brief(results[system.key])}")
+        log(f"  {system.key:13} cost           {_brief(results[system.key])}")
     return results
 
 

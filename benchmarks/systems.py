@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ class System:
     python: Path
     #: the driver's name when it is not `key`: the A/B runs Conveyor's as two systems
     driver: str = ""
+    #: variables for the driver (and its workers): how a variant of a driver is chosen
+    env: tuple[tuple[str, str], ...] = ()
+    #: the only scenarios it runs (the suite's keys, e.g. e2e_1), if not all
+    only: tuple[str, ...] = ()
 
     @property
     def driver_name(self) -> str:
@@ -32,6 +37,10 @@ class System:
     @property
     def is_conveyor(self) -> bool:
         return self.driver_name == "conveyor"
+
+    def runs(self, scenario: str) -> bool:
+        """Whether this system takes part in `scenario` (a suite key, e.g. e2e_1)."""
+        return not self.only or scenario in self.only
 
     def run(self, spec: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
         """Run one scenario in a fresh driver process; its one JSON line is the result."""
@@ -42,6 +51,7 @@ class System:
             capture_output=True,
             text=True,
             timeout=timeout,
+            env={**os.environ, **dict(self.env)},
         )
         if done.returncode != 0:
             raise RuntimeError(
@@ -53,6 +63,18 @@ class System:
 
 def conveyor() -> System:
     return System("conveyor", Path(sys.executable))
+
+
+#: Conveyor's driver with plain `def` handlers run on the worker's threads
+SYNC_HANDLERS = (("BENCH_HANDLERS", "sync"),)
+
+
+def conveyor_sync() -> System:
+    """Conveyor with sync handlers, end to end only: the other scenarios do not run a
+    handler, and would measure the same code as the "conveyor" column."""
+    return System(
+        "conveyor_sync", Path(sys.executable), "conveyor", SYNC_HANDLERS, ("e2e_1", "e2e_2")
+    )
 
 
 def peers(names: list[str], root: Path) -> list[System]:

@@ -56,6 +56,10 @@ class Settings:
     socket_timeout: float = 5.0
     connect_timeout: float = 5.0
     concurrency: int = 50
+    #: Threads for sync handlers; None: one per unit of concurrency. Quick handlers run
+    #: fastest on few (8-16: more only contend for the GIL), with a larger concurrency
+    #: keeping claimed tasks queued for them; slow blocking ones need one each.
+    threads: int | None = None
     #: How long a stopping worker lets in-flight tasks finish.
     shutdown_grace: float = 25.0
     #: Most tasks one claim round trip may lease.
@@ -75,6 +79,8 @@ class Settings:
             raise ConfigurationError("timeout must be positive (or None for no limit)")
         if self.max_crashes < 1 or self.max_retries < 0 or self.concurrency < 1:
             raise ConfigurationError("max_crashes and concurrency must be >= 1, max_retries >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigurationError("threads must be >= 1 (or None: as many as concurrency)")
         if not 1 <= self.claim_batch <= MAX_CLAIM_BATCH:
             raise ConfigurationError(f"claim_batch must be 1..{MAX_CLAIM_BATCH}")
 

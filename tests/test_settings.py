@@ -23,6 +23,8 @@ def test_defaults_without_any_variable() -> None:
     [
         ("CONVEYOR_MAX_CRASHES", "5", "max_crashes", 5),
         ("CONVEYOR_CONCURRENCY", " 12 ", "concurrency", 12),
+        ("CONVEYOR_THREADS", "8", "threads", 8),
+        ("CONVEYOR_THREADS", "none", "threads", None),
         ("CONVEYOR_DEAD_LETTER_MAX_SIZE", "100", "dead_letter_max_size", 100),
         ("CONVEYOR_LEASE_TIMEOUT", "2.5", "lease_timeout", 2.5),
         ("CONVEYOR_LEASE_TIMEOUT", "10", "lease_timeout", 10.0),
@@ -106,6 +108,7 @@ def test_a_bad_value_is_an_error_naming_the_variable(variable: str, raw: str) ->
         {"max_crashes": 0},
         {"max_retries": -1},
         {"concurrency": 0},
+        {"threads": 0},
         {"claim_batch": 0},
         {"claim_batch": 1001},
     ],

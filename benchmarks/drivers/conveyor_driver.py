@@ -2,6 +2,10 @@
 
 Configuration: one worker process runs async handlers at concurrency 200; "two processes"
 is `conveyor worker --workers 2`. Metrics exporters are off, as they are for every peer.
+
+With BENCH_HANDLERS=sync (the suite's "conveyor_sync" column) the handlers are plain `def`
+functions on the worker's threads, counting with the sync `counter_client()` every peer's
+sync handlers use, at SYNC_CONCURRENCY on SYNC_THREADS (see there for how they were chosen).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from _common import (
     Driver,
     async_counter_client,
     chunks,
+    counter_client,
     main,
+    record_latency,
     record_latency_async,
     redis_url,
 )
@@ -26,7 +32,18 @@ from _common import (
 from conveyor import Conveyor
 
 app = Conveyor()
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 200))
+#: "async" (coroutine handlers) or "sync" (plain functions, run on the worker's threads)
+HANDLERS = os.environ.get("BENCH_HANDLERS", "async")
+SYNC = HANDLERS == "sync"
+#: Sync handlers: concurrency 200, as the async column (claims and acks in batches that
+#: large), on 16 threads. On 2 cores 8, 16, 32 and 64 threads were within noise of each
+#: other (the fastest changed from run to run), and one thread per task (200) reached
+#: about half their rate: those threads spend their time contending for the GIL.
+SYNC_CONCURRENCY, SYNC_THREADS = 200, 16
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", SYNC_CONCURRENCY if SYNC else 200))
+THREADS = int(os.environ.get("BENCH_THREADS", SYNC_THREADS))
+if HANDLERS not in ("async", "sync"):
+    raise SystemExit(f"BENCH_HANDLERS must be async or sync, not {HANDLERS!r}")
 
 
 def _client() -> redis.asyncio.Redis:
@@ -34,15 +51,26 @@ def _client() -> redis.asyncio.Redis:
     return async_counter_client(CONCURRENCY)  # type: ignore[no-any-return]
 
 
-@app.task(name="noop")
 async def noop(task_payload: dict[str, Any]) -> None:
     await _client().incr(COUNTER_KEY)
 
 
-@app.task(name="latency")
 async def latency(task_payload: dict[str, Any]) -> None:
     await record_latency_async(_client(), task_payload)
     await _client().incr(COUNTER_KEY)
+
+
+def sync_noop(task_payload: dict[str, Any]) -> None:
+    counter_client().incr(COUNTER_KEY)
+
+
+def sync_latency(task_payload: dict[str, Any]) -> None:
+    record_latency(counter_client(), task_payload)
+    counter_client().incr(COUNTER_KEY)
+
+
+app.task(name="noop")(sync_noop if SYNC else noop)
+app.task(name="latency")(sync_latency if SYNC else latency)
 
 
 class Producer:
@@ -78,11 +106,13 @@ async def async_producer(url: str) -> AsyncProducer:
 
 
 def describe() -> dict[str, Any]:
+    handlers = f"sync handlers on {THREADS} threads" if SYNC else "async handlers"
     return {
-        "name": "Conveyor",
+        "name": "Conveyor (sync handlers)" if SYNC else "Conveyor",
         "version": version("conveyor-queue"),
-        "one_process": f"1 worker process, async handlers, concurrency {CONCURRENCY}",
-        "two_processes": f"conveyor worker --workers 2, concurrency {CONCURRENCY} each",
+        "one_process": f"1 worker process, {handlers}, concurrency {CONCURRENCY}",
+        "two_processes": f"conveyor worker --workers 2, concurrency {CONCURRENCY} each"
+        + (f", {THREADS} threads each" if SYNC else ""),
         "bulk_api": "Conveyor.enqueue_many, 10,000 messages per call",
         "async_api": "Conveyor.enqueue_async",
     }
@@ -92,7 +122,10 @@ def worker_command(processes: int) -> tuple[list[str], dict[str, str]]:
     argv = [sys.executable, "-m", "conveyor", "worker", "conveyor_driver:app",
             "--concurrency", str(CONCURRENCY), "--workers", str(processes),
             "--metrics-port", "0"]  # fmt: skip
-    return argv, {"CONVEYOR_REDIS_URL": redis_url(), "CONVEYOR_LOG_LEVEL": "WARNING"}
+    env = {"CONVEYOR_REDIS_URL": redis_url(), "CONVEYOR_LOG_LEVEL": "WARNING"}
+    if SYNC:  # a variable, not --threads: a version without threads (the A/B) ignores it
+        env["CONVEYOR_THREADS"] = str(THREADS)
+    return argv, env
 
 
 if __name__ == "__main__":

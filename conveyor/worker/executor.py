@@ -78,6 +78,7 @@ class Executor:
         worker_id: str,
         concurrency: int,
         processes: int,
+        threads: int | None = None,
     ) -> None:
         self.app = app
         self.ops = completer.broker.ops
@@ -88,7 +89,7 @@ class Executor:
         self.worker_id = worker_id
         self.concurrency = concurrency
         self.running: dict[str, asyncio.Task[None]] = {}
-        self.threads = DaemonThreadPool(concurrency)
+        self.threads = DaemonThreadPool(min(threads or concurrency, concurrency))
         self.processes = ProcessPool(processes)
         self._slot_freed = asyncio.Event()
         self._isolated: str | None = None
@@ -224,13 +225,13 @@ class Executor:
             )
         if call.timeout is None:  # the common case: no timer to arm
             return await self._call(call)
+        if not definition.is_async:
+            return await self._call_timed_in_thread(task, call, call.timeout)
         async with asyncio.timeout(call.timeout) as deadline:
             try:
                 return await self._call(call)
             except asyncio.CancelledError:
                 if deadline.expired():
-                    if not definition.is_async:
-                        log.warning("task %s: its thread is abandoned past its timeout", task.id)
                     raise TaskTimeoutError(f"timed out after {call.timeout}s") from None
                 raise
 
@@ -239,8 +240,28 @@ class Executor:
         definition = call.definition
         if definition.is_async:
             return cast(Awaitable[Any], definition.fn(*call.args, **call.kwargs))
-        job = functools.partial(definition.fn, *call.args, **call.kwargs)
-        return asyncio.wrap_future(self.threads.submit(job))
+        return self.threads.run(functools.partial(definition.fn, *call.args, **call.kwargs)).result
+
+    async def _call_timed_in_thread(
+        self, task: ClaimedTask, call: Invocation, timeout: float
+    ) -> Any:
+        """A sync handler under its timeout, which counts from when a thread starts it (it
+        may wait for one first); past it, its thread is abandoned and replaced."""
+        fn = functools.partial(call.definition.fn, *call.args, **call.kwargs)
+        job = self.threads.run(fn, timed=True)
+        try:
+            await cast(asyncio.Future[None], job.started)
+            async with asyncio.timeout(timeout) as deadline:
+                try:
+                    return await job.result
+                except asyncio.CancelledError:
+                    if deadline.expired():
+                        log.warning("task %s: its thread is abandoned past its timeout", task.id)
+                        self.threads.abandon(job)
+                        raise TaskTimeoutError(f"timed out after {timeout}s") from None
+                    raise
+        finally:
+            job.result.cancel()  # no-op once settled; else a job still queued is skipped
 
     def _succeeded(self, task: ClaimedTask, result: Any) -> None:
         try:

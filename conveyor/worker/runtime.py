@@ -58,6 +58,8 @@ class Worker:
         app: the Conveyor app whose tasks this worker runs.
         queues: "a,b" (strict order) or "a:3,b:1" (weighted), or a list.
         concurrency: tasks run at once (default: settings.concurrency).
+        threads: threads for sync handlers, at most `concurrency` (default:
+            settings.threads, else `concurrency`); claimed tasks wait for a free one.
         processes: child processes for `executor="process"` tasks (default: CPU count).
         handle_signals: install SIGINT/SIGTERM handlers (the CLI does).
         metrics_port: serve Prometheus metrics on this port (None or 0: no exporter).
@@ -70,6 +72,7 @@ class Worker:
         queues: str | Sequence[str] = "default",
         *,
         concurrency: int | None = None,
+        threads: int | None = None,
         processes: int | None = None,
         worker_id: str | None = None,
         handle_signals: bool = False,
@@ -80,6 +83,7 @@ class Worker:
         self.settings = app.settings
         self.queues = QueueSelection.parse(queues)
         self.concurrency = concurrency or self.settings.concurrency
+        self.threads = min(threads or self.settings.threads or self.concurrency, self.concurrency)
         self.processes = processes or os.cpu_count() or 1
         self.id = validate_worker_id(worker_id) if worker_id else new_worker_id()
         self.handle_signals = handle_signals
@@ -109,7 +113,9 @@ class Worker:
         outage = Outage(redis_location(self.settings.redis_url))
         completer = Completer(broker, leases, outage=outage)
         stats = StatsWriter(broker)  # it never fails: it keeps what it could not write
-        executor = Executor(self.app, completer, stats, self.id, self.concurrency, self.processes)
+        executor = Executor(
+            self.app, completer, stats, self.id, self.concurrency, self.processes, self.threads
+        )
         names = self.queues.names
         uninstall = signals.install(self.stop) if self.handle_signals else None
         exporter = self._start_exporter()
@@ -183,8 +189,9 @@ class Worker:
             for level, message in findings:
                 log.log(level, "Redis: %s", message)
         log.info(
-            "worker %s started: queues=%s concurrency=%d lease=%.1fs",
-            self.id, ",".join(self.queues.names), self.concurrency, self.settings.lease_timeout,
+            "worker %s started: queues=%s concurrency=%d threads=%d lease=%.1fs",
+            self.id, ",".join(self.queues.names), self.concurrency, self.threads,
+            self.settings.lease_timeout,
         )  # fmt: skip
 
     def _describe(self, executor: Executor) -> dict[str, object]:

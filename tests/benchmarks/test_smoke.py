@@ -50,6 +50,18 @@ def test_every_throughput_scenario_ran(results: dict[str, Any]) -> None:
 
 
 @pytest.mark.timeout(320)
+def test_sync_handlers_ran_end_to_end_as_a_column_of_their_own(results: dict[str, Any]) -> None:
+    runs = results["runs"]["conveyor_sync"]
+    assert set(runs) == {"e2e_1", "e2e_2"}  # the other scenarios run no handler
+    for name, [run] in runs.items():
+        assert "error" not in run, (name, run)
+        assert run["n"] > 0 and run["rate"] > 0, name
+    assert "sync handlers" in results["systems"]["conveyor_sync"]["one_process"]
+    assert "conveyor_sync" not in results["latency"] and "conveyor_sync" not in results["cost"]
+    assert "| Conveyor (sync handlers) |" in markdown(results)
+
+
+@pytest.mark.timeout(320)
 def test_latency_cost_and_ceilings_were_measured(results: dict[str, Any]) -> None:
     [latency] = results["latency"]["conveyor"]
     assert len(latency["latencies_ms"]) == 20

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, cast
 
@@ -253,3 +255,76 @@ async def test_corrupt_arguments_in_redis_are_dead_lettered_and_the_worker_goes_
     assert r.hget(key, "reason") == b"corrupt record"
     with pytest.raises(SerializationError):  # reading it back says so too, clearly
         broken.record()
+
+
+# sync handlers on fewer threads than the concurrency
+
+
+async def test_sync_handlers_never_use_more_threads_than_asked(
+    app_with: Callable[..., Conveyor],
+) -> None:
+    app = app_with()
+    lock = threading.Lock()
+    running, peak, idents = [0], [0], set()
+
+    @app.task
+    def step(n: int, ctx: TaskContext) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            idents.add(threading.get_ident())
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return n * ctx.attempt
+
+    async with running_worker(app, concurrency=10, threads=2) as worker:
+        handles = [step.enqueue(n) for n in range(30)]
+        results = [await h.result_async(timeout=20) for h in handles]
+        assert worker.threads == 2
+    assert results == list(range(30))
+    assert peak[0] == 2 and len(idents) == 2
+
+
+async def test_a_sync_timeout_counts_from_the_start_not_from_the_wait_for_a_thread(
+    app_with: Callable[..., Conveyor],
+) -> None:
+    app = app_with()
+
+    @app.task(timeout=1.0, max_retries=0)
+    def takes_a_while() -> str:
+        time.sleep(0.4)
+        return "done"
+
+    async with running_worker(app, concurrency=4, threads=1):
+        # the fourth waits about 1.2 s for the only thread, longer than its timeout
+        handles = [takes_a_while.enqueue() for _ in range(4)]
+        records = [await finished(h, timeout=20) for h in handles]
+    assert [r.state for r in records] == [TaskState.SUCCEEDED] * 4
+
+
+async def test_a_sync_handler_stuck_past_its_timeout_does_not_hold_up_the_others(
+    app_with: Callable[..., Conveyor],
+) -> None:
+    app = app_with()
+    release = threading.Event()
+
+    @app.task(timeout=0.3, max_retries=0)
+    def stuck() -> None:
+        release.wait(20)
+
+    @app.task
+    def quick(n: int) -> int:
+        return n
+
+    try:
+        async with running_worker(app, concurrency=4, threads=1):
+            record = await finished(stuck.enqueue(), timeout=10)
+            assert (record.state, record.reason) == (TaskState.DEAD, "timeout")
+            # its thread is abandoned and replaced: the pool of one thread goes on
+            started = time.monotonic()
+            results = [await quick.enqueue(n).result_async(timeout=5) for n in range(5)]
+            assert results == list(range(5))
+            assert time.monotonic() - started < 5
+    finally:
+        release.set()

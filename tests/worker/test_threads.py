@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 import time
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conveyor.worker.threads import DaemonThreadPool
+from conveyor.worker.threads import DaemonThreadPool, LoopJob
 
 
 @pytest.fixture
@@ -140,3 +141,131 @@ def _wait(check: Callable[[], bool], timeout: float = 5.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+# run(): jobs for an event loop, their outcomes handed back in batches
+
+
+async def test_run_settles_the_loops_futures_with_results_and_errors(
+    pool: DaemonThreadPool,
+) -> None:
+    def fails() -> None:
+        raise KeyError("missing")
+
+    jobs = [pool.run(lambda n=n: n * n) for n in range(20)]  # type: ignore[misc]
+    failing = pool.run(fails)
+    assert await asyncio.gather(*(j.result for j in jobs)) == [n * n for n in range(20)]
+    with pytest.raises(KeyError, match="missing"):
+        await failing.result
+    assert len(_threads_of(pool)) <= 3
+
+
+async def test_a_burst_of_results_wakes_the_loop_once_not_per_result(
+    pool: DaemonThreadPool,
+) -> None:
+    loop = asyncio.get_running_loop()
+    wakeups = 0
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal wakeups
+        wakeups += 1
+        return call_soon_threadsafe(*args, **kwargs)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign,assignment]
+    try:
+        # the loop does not run while the threads finish: every result lands in one batch
+        jobs = [pool.run(lambda n=n: n) for n in range(300)]  # type: ignore[misc]
+        deadline = time.monotonic() + 10
+        while not all(j.finished for j in jobs):
+            assert time.monotonic() < deadline, "jobs did not finish"
+            time.sleep(0.001)  # blocks the loop on purpose
+        time.sleep(0.1)  # each thread hands its result over just after `finished`
+        assert sorted(await asyncio.gather(*(j.result for j in jobs))) == list(range(300))
+    finally:
+        del loop.call_soon_threadsafe
+    assert wakeups == 1
+
+
+async def test_a_job_cancelled_before_a_thread_takes_it_never_runs() -> None:
+    pool = DaemonThreadPool(1, name=f"pool-{uuid.uuid4().hex[:8]}")
+    release = threading.Event()
+    ran: list[str] = []
+    try:
+        busy = pool.run(lambda: release.wait(10))
+        skipped = pool.run(lambda: ran.append("skipped"))
+        skipped.result.cancel()
+        after = pool.run(lambda: ran.append("after"))
+        release.set()
+        assert await busy.result is True
+        await after.result
+        assert ran == ["after"]
+    finally:
+        pool.shutdown()
+
+
+async def test_a_timed_job_starts_when_a_thread_takes_it_not_when_queued() -> None:
+    pool = DaemonThreadPool(1, name=f"pool-{uuid.uuid4().hex[:8]}")
+    release = threading.Event()
+    try:
+        first = pool.run(lambda: release.wait(10), timed=True)
+        second = pool.run(lambda: "second", timed=True)
+        assert first.started is not None and second.started is not None
+        await asyncio.wait_for(first.started, 5)
+        await asyncio.sleep(0.1)
+        assert not second.started.done()  # still waiting for the only thread
+        release.set()
+        await asyncio.wait_for(second.started, 5)
+        assert await second.result == "second"
+        assert pool.run(lambda: None).started is None  # untimed: nothing to signal
+    finally:
+        pool.shutdown()
+
+
+async def test_an_abandoned_job_gives_its_place_to_a_fresh_thread_which_retires_later() -> None:
+    pool = DaemonThreadPool(1, name=f"pool-{uuid.uuid4().hex[:8]}")
+    release = threading.Event()
+    try:
+        stuck = pool.run(lambda: release.wait(10), timed=True)
+        assert stuck.started is not None
+        await asyncio.wait_for(stuck.started, 5)
+        stuck.result.cancel()  # what a timeout does
+        pool.abandon(stuck)
+        # the pool of one runs the next job at once, on another thread
+        assert await asyncio.wait_for(pool.run(threading.get_ident).result, 5) != 0
+        assert len(_threads_of(pool)) == 2
+        release.set()  # the stuck call returns: its outcome is dropped, its thread ends
+        _wait(lambda: len(_threads_of(pool)) == 1)
+        assert stuck.finished and stuck.result.cancelled()
+        assert await asyncio.wait_for(pool.run(lambda: "on").result, 5) == "on"
+        assert len(_threads_of(pool)) == 1
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_a_result_for_a_closed_loop_is_dropped_quietly() -> None:
+    pool = DaemonThreadPool(1, name=f"pool-{uuid.uuid4().hex[:8]}")
+    release, returned = threading.Event(), threading.Event()
+    jobs: list[LoopJob] = []
+
+    def late() -> None:
+        release.wait(10)
+        returned.set()
+
+    async def start() -> None:
+        jobs.append(pool.run(late))
+
+    try:
+        asyncio.run(start())  # the loop closes with the job still running
+        release.set()
+        assert returned.wait(5)
+        _wait(lambda: jobs[0].finished)
+        # and the thread lives on for the next loop's jobs
+        assert asyncio.run(_result_of(pool, lambda: 7)) == 7
+    finally:
+        pool.shutdown()
+
+
+async def _result_of(pool: DaemonThreadPool, fn: Callable[[], Any]) -> Any:
+    return await pool.run(fn).result
