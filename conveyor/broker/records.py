@@ -90,7 +90,8 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
-    """Depth of one queue per state, and its lag: how long the next task has waited."""
+    """Depth of one queue per state, and its lag: how long the longer waiting of its next
+    tasks has waited (the first of the pending ZSET, the oldest of the ready list)."""
 
     name: str
     pending: int
