@@ -8,7 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 from click.testing import CliRunner, Result
@@ -83,12 +83,18 @@ def live_worker(aapp: Conveyor) -> LiveWorker:
 def retried_dead_letter(app: Conveyor) -> str:
     """The id of a dead letter a real worker made: task `flaky`, whose decorator set
     max_retries=1 (not stored on the record), failed twice; its history holds the first."""
+    return flaky_dead_letter(app)
+
+
+def flaky_dead_letter(app: Conveyor, **options: Any) -> str:
+    """Run task `flaky` (its decorator: max_retries=1; it always raises), enqueued with
+    `options`, on a real worker until it is dead-lettered; its id."""
 
     @app.task(name="flaky", max_retries=1)
     def flaky() -> None:
         raise ValueError("always")
 
-    handle = flaky.enqueue()
+    handle = flaky.enqueue(**options)
 
     async def work() -> None:
         try:

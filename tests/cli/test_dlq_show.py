@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
-from conveyor import Conveyor, TaskState
-from tests.cli.conftest import Invoke
-from tests.support.worker import running_worker, wait_all
+from conveyor import Conveyor
+from tests.cli.conftest import Invoke, flaky_dead_letter
 
 
 def shown(invoke: Invoke, *args: str) -> dict[str, Any]:
@@ -41,22 +39,9 @@ def test_a_task_the_app_does_not_know_gets_the_apps_default(
 
 
 def test_a_budget_set_at_enqueue_wins(invoke: Invoke, app: Conveyor) -> None:
-    @app.task(name="flaky", max_retries=1)
-    def flaky() -> None:
-        raise ValueError("always")
-
-    handle = flaky.enqueue(max_retries=0)
-
-    async def work() -> None:
-        try:
-            async with running_worker(app, "default"):
-                await wait_all([handle], TaskState.DEAD, 15, "the task to be dead-lettered")
-        finally:
-            await app.aclose()
-
-    asyncio.run(work())
+    task_id = flaky_dead_letter(app, max_retries=0)
     for args in ([], ["--app", "tests.cli.flaky_tasks:app"]):
-        record = shown(invoke, handle.id, *args)
+        record = shown(invoke, task_id, *args)
         assert (record["max_retries"], record["max_retries_from"]) == (0, "enqueue")
         assert record["attempts"] == 1
 
