@@ -19,8 +19,27 @@ from typing import Any
 import click
 import redis
 
+from benchmarks.suite import default_redis_server
+
 #: Commands that only read the figures: left out of "commands per task".
 _OBSERVING = ("cmd:info", "cmd:memory", "cmd:scan", "cmd:type", "cmd:object", "cmd:ping")
+
+
+def output_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options such a command shares: `--smoke`, where it writes (`json_path`,
+    `markdown_path`), and the redis-server it runs (`binary`)."""
+    options = [
+        click.option("--smoke", is_flag=True, help="Tiny sizes (CI)."),
+        click.option("--json", "json_path", type=click.Path(path_type=Path),
+                     help="Write the figures."),
+        click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
+                     help="Write the table (it is printed too)."),
+        click.option("--redis-server", "binary", default=default_redis_server,
+                     show_default=True),
+    ]  # fmt: skip
+    for option in reversed(options):  # the first listed is the outermost, shown first
+        command = option(command)
+    return command
 
 
 def publish(

@@ -48,7 +48,6 @@ import redis
 
 from benchmarks import costs
 from benchmarks.drivers._common import payload
-from benchmarks.suite import default_redis_server
 from conveyor import Conveyor
 from conveyor.settings import Settings
 from conveyor.tools.embedded import RedisServer
@@ -372,11 +371,7 @@ def markdown(results: dict[str, Any]) -> str:
 @click.option("--slices", type=click.IntRange(min=1), help="Slices per step (default 10).")
 @click.option("--batch", type=click.IntRange(1, 1000), help="Tasks per claim, batched step.")
 @click.option("--repeats", type=click.IntRange(min=1), help="Interleaved repeats.")
-@click.option("--smoke", is_flag=True, help="Tiny sizes (CI).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the figures.")
-@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
-              help="Write the table (it is printed too).")  # fmt: skip
-@click.option("--redis-server", "binary", default=default_redis_server, show_default=True)
+@costs.output_options
 def main(
     depth: int | None,
     tasks: int | None,

@@ -26,7 +26,6 @@ import redis
 
 from benchmarks import costs
 from benchmarks.drivers import _common
-from benchmarks.suite import default_redis_server
 from conveyor import Conveyor
 from conveyor.tools.embedded import RedisServer
 
@@ -200,11 +199,7 @@ def markdown(results: dict[str, Any]) -> str:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--tasks", type=click.IntRange(min=1), help="Tasks per run (default 20,000).")
 @click.option("--repeats", type=click.IntRange(min=1), help="Runs per cell (default 3).")
-@click.option("--smoke", is_flag=True, help="Tiny sizes (CI).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the figures.")
-@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
-              help="Write the table (it is printed too).")  # fmt: skip
-@click.option("--redis-server", "binary", default=default_redis_server, show_default=True)
+@costs.output_options
 def main(
     tasks: int | None,
     repeats: int | None,
