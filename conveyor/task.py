@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from conveyor.backoff import ExceptionTypes, RetryPolicy
@@ -27,6 +28,7 @@ class TaskDefinition:
         retry_on: ExceptionTypes = (),
         no_retry_on: ExceptionTypes = (),
         dead_letter: bool = True,
+        computed: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
         self.producer = producer
         self.fn = fn
@@ -34,6 +36,8 @@ class TaskDefinition:
         #: Options its tasks get unless the enqueue sets them (see TaskOptions).
         self.defaults = defaults
         self._inherited = defaults.inheritable()
+        #: Flow options computed from each task's arguments (COMPUTED_OPTIONS).
+        self.computed = dict(computed or {})
         self.queue = defaults.queue
         self.is_async = inspect.iscoroutinefunction(fn)
         self.executor: ExecutorKind = executor or ("async" if self.is_async else "thread")
@@ -68,6 +72,13 @@ class TaskDefinition:
     def message(self, *args: Any, **kwargs: Any) -> Message:
         """A Message for `enqueue_many`; options (see TaskOptions) are taken from `kwargs`."""
         options = TaskOptions.pop_from(kwargs, self._inherited)
+        if self.computed:
+            values = {
+                option: compute(*args, **kwargs)
+                for option, compute in self.computed.items()
+                if getattr(options, option) is None
+            }
+            options = dataclasses.replace(options, **values)
         return Message(self.name, args, kwargs, options)
 
     def enqueue(self, *args: Any, **kwargs: Any) -> TaskHandle:
