@@ -178,6 +178,11 @@ class QueueKeys:
         return self.flow_prefix + "rate:" + key
 
     @property
+    def rates(self) -> str:
+        """SET the rate keys used in this queue (their buckets expire; the names stay)."""
+        return self.flow_prefix + "rates"
+
+    @property
     def groups(self) -> str:
         """ZSET fair group -> the virtual finish time of its last pending task."""
         return self.flow_prefix + "groups"

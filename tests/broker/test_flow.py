@@ -27,8 +27,13 @@ def ack(broker: SyncBroker, *tasks: Any) -> None:
 
 
 def state(r: redis.Redis, keys: QueueKeys, task_id: str) -> str | None:
-    value = r.hget(keys.task(task_id), "state")
-    return None if value is None else value.decode()
+    value: Any = r.hget(keys.task(task_id), "state")
+    return None if value is None else str(value.decode())
+
+
+def texts(values: Any) -> list[str]:
+    """Members of a Redis reply (LRANGE, SMEMBERS, ZRANGE, KEYS) as text."""
+    return [str(v.decode()) for v in values]
 
 
 def promote(broker: SyncBroker) -> int:
@@ -45,8 +50,10 @@ def test_a_unique_task_is_enqueued_once_while_live_and_again_once_it_ends(
     again = app.enqueue("job", 1, unique=True)
     other = app.enqueue("job", 2, unique=True)
     assert again.id == first.id and other.id != first.id
-    [lock] = [k for k in r.keys(keys.flow_prefix + "unique:*") if r.get(k) == first.id.encode()]
-    assert lock.decode().startswith(keys.unique("job:"))
+    [lock] = [
+        k for k in texts(r.keys(keys.flow_prefix + "unique:*")) if r.get(k) == first.id.encode()
+    ]
+    assert lock.startswith(keys.unique("job:"))
     assert r.zcard(keys.pending) + r.llen(keys.ready) == 2
 
     task = claim_one(broker)
@@ -93,9 +100,9 @@ def test_every_way_a_task_ends_releases_its_unique_key(
 
 def lock_tail(r: redis.Redis, keys: QueueKeys, task_id: str) -> str:
     """The unique key (after the task name) of the lock held by `task_id`."""
-    for key in r.keys(keys.flow_prefix + "unique:*"):
+    for key in texts(r.keys(keys.flow_prefix + "unique:*")):
         if r.get(key) == task_id.encode():
-            return key.decode().split(":", 1)[1].rsplit("job:", 1)[1]
+            return key.rsplit("job:", 1)[1]
     raise AssertionError(f"no lock held by {task_id}")
 
 
@@ -193,10 +200,10 @@ def test_tasks_over_their_concurrency_wait_aside_until_a_slot_is_released(
     handles = [app.enqueue("job", i, concurrency=2) for i in range(5)]
     tasks = claim(broker, 10)
     assert [t.id for t in tasks] == [h.id for h in handles[:2]]
-    waiting = [i.decode() for i in r.lrange(keys.waiting("job"), 0, -1)]
+    waiting = texts(r.lrange(keys.waiting("job"), 0, -1))
     assert waiting == [h.id for h in handles[2:]]
     assert r.zcard(keys.pending) + r.llen(keys.ready) == 0  # nothing left to spin on
-    assert {i.decode() for i in r.smembers(keys.slots("job"))} == {t.id for t in tasks}
+    assert set(texts(r.smembers(keys.slots("job")))) == {t.id for t in tasks}
     assert r.smembers(keys.held) == {b"job"} and r.smembers(keys.blocked) == {b"job"}
     assert claim(broker, 10) == []
 
@@ -239,17 +246,15 @@ def test_every_way_a_task_leaves_its_lease_releases_its_slot(
         wait_leases_expired(r, keys)
         assert short.run(short.ops.recover("default")) == [(holder.id, "pending")]
     else:
-        assert broker.run(broker.ops.release_worker("default", "w1"))[1] == [
-            (holder.id, "pending")
-        ]
+        assert broker.run(broker.ops.release_worker("default", "w1"))[1] == [(holder.id, "pending")]
     assert r.scard(keys.slots("job")) == 0
     claimed = [t.id for t in claim(broker, 10)]
     if leaves in calls and leaves != "requeue":
         assert claimed == [waiter.id]
     else:  # the holder is back in pending too: one of the two runs, the other waits
         # (a suspect, after a crash, runs alone: the other stays pending)
-        waiting = [i.decode() for i in r.lrange(keys.waiting("job"), 0, -1)]
-        waiting += [i.decode() for i in r.zrange(keys.pending, 0, -1)]
+        waiting = texts(r.lrange(keys.waiting("job"), 0, -1))
+        waiting += texts(r.zrange(keys.pending, 0, -1))
         assert len(claimed) == 1 and sorted(claimed + waiting) == sorted([holder.id, waiter.id])
 
 
@@ -349,3 +354,69 @@ def test_groups_cost_nothing_to_tasks_without_one(
     app.enqueue("job")
     assert r.exists(keys.groups, keys.virtual_time) == 0
     assert r.hget(keys.task(claim_one(broker).id), "flow") is None
+
+
+# -- the Inspector and fsck --------------------------------------------------------------
+
+
+def test_the_inspector_reports_slots_waiting_tasks_buckets_and_groups(
+    app: Conveyor, broker: SyncBroker
+) -> None:
+    assert app.inspector.flow("default").to_json() == {
+        "queue": "default", "concurrency": [], "rates": [], "groups": 0,
+    }  # fmt: skip
+    for i in range(3):
+        app.enqueue("job", i, concurrency=1, concurrency_key="acct")
+    app.enqueue("mail", rate_limit="1/m")
+    app.enqueue("mail", rate_limit="1/m")
+    app.enqueue("grouped", group_key="tenant-a")
+    claim(broker, 10)
+    state = app.inspector.flow("default")
+    assert [(c.key, c.in_use, c.waiting) for c in state.concurrency] == [("acct", 1, 2)]
+    [bucket] = state.rates
+    assert bucket.key == "mail" and 59 < bucket.booked_seconds <= 120
+    assert state.groups == 0  # its one task was claimed: nothing numbered ahead
+
+
+def test_fsck_releases_leaked_slots_drops_stale_waiters_and_frees_ended_unique_keys(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, keys: QueueKeys
+) -> None:
+    holder = app.enqueue("job", 0, concurrency=1, unique=True)
+    waiter = app.enqueue("job", 1, concurrency=1)
+    claim(broker, 10)
+    assert app.inspector.fsck() == []
+    # break it by hand: the holder's record ends without its scripts' releases, and a
+    # waiting entry names a task that is no longer pending
+    r.zrem(keys.active, holder.id)
+    r.hset(keys.task(holder.id), "state", "succeeded")
+    r.pexpire(keys.task(holder.id), 60_000)
+    r.rpush(keys.waiting("job"), holder.id)
+    found = {(f.subject, f.problem) for f in app.inspector.fsck()}
+    unique = "flow unique " + lock_tail_of(r, keys, holder.id)
+    assert found == {
+        (f"flow slot job {holder.id}", "slot held by a task not running"),
+        (f"flow waiting job {holder.id}", "waiting task not pending"),
+        (unique, "unique key of an ended task"),
+    }
+    repaired = app.inspector.fsck(True)
+    assert {f.action for f in repaired} == {"released", "dropped", "woken"}
+    assert r.scard(keys.slots("job")) == 0 and r.zscore(keys.pending, waiter.id) is not None
+    assert app.inspector.fsck() == []
+    assert [t.id for t in claim(broker, 10)] == [waiter.id]
+
+
+def lock_tail_of(r: redis.Redis, keys: QueueKeys, task_id: str) -> str:
+    """The unique key (after the queue's unique prefix) held by `task_id`."""
+    for key in texts(r.keys(keys.unique("*"))):
+        if r.get(key) == task_id.encode():
+            return key[len(keys.unique("")) :]
+    raise AssertionError(f"no lock held by {task_id}")
+
+
+def test_fsck_leaves_a_pending_task_in_its_waiting_list_alone(
+    app: Conveyor, broker: SyncBroker
+) -> None:
+    app.enqueue("job", 0, concurrency=1)
+    app.enqueue("job", 1, concurrency=1)
+    claim(broker, 10)
+    assert app.inspector.fsck() == []

@@ -31,6 +31,7 @@ SCRIPTS = [
     "enqueue",
     "extend_leases",
     "find_dead",
+    "fsck_flow",
     "fsck_index",
     "fsck_records",
     "lead",
@@ -149,7 +150,7 @@ def test_the_prelude_helpers(r: redis.Redis, keys: QueueKeys) -> None:
 
 
 def test_keys_built_in_lua_share_the_slot_of_the_declared_prefix(keys: QueueKeys) -> None:
-    """docs/design.md lists these nineteen and why each is slot-safe: the tag closes first.
+    """docs/design.md lists these twenty and why each is slot-safe: the tag closes first.
     A script appends to a prefix itself, or passes it to a prelude helper that does."""
     appends = r"KEYS\[\d+\] \.\.|(release_held|release_flow|drop_flow)\(.*KEYS"
     appending = {name for name in SCRIPTS if re.search(appends, lua_files()[name].decode())}
@@ -158,7 +159,7 @@ def test_keys_built_in_lua_share_the_slot_of_the_declared_prefix(keys: QueueKeys
         for name in SCRIPTS
         if re.search(r"^-- KEYS\[\d+\] \w+ prefix ", contract_and_body(name)[0], re.M)
     }
-    assert appending == declared and len(appending) == 19
+    assert appending == declared and len(appending) == 20
     for task_id in ("q:01J", "{other}x", "}{", ""):
         assert key_slot(keys.task(task_id).encode()) == key_slot(keys.pending.encode())
 

@@ -76,7 +76,7 @@ local seen = {}  -- ids met in this claim: a duplicate entry is dropped, not cla
 local alone = false  -- a suspect was taken: it runs alone, the claim ends there
 local waits, defers = {}, {}  -- {id, concurrency key}; {id, reserved start}
 local slots_taken = {}  -- concurrency key -> ids this claim gives a slot of it
-local buckets = {}  -- rate limit's bucket key -> its arrival time after this claim
+local buckets = {}  -- rate key -> its bucket's arrival time after this claim
 local fair_tag = nil  -- the highest virtual start among the grouped tasks claimed
 
 -- Whether a task with flow control may run now: 'run', 'wait' (no free slot of its
@@ -96,10 +96,10 @@ local function admit(id, values, flow)
         -- a reserved start is honoured up to one interval (at least RATE_SLIP ms) late;
         -- later than that its slot has gone by, and the task takes a new one
         if not (reserved and now <= reserved + math.max(interval, RATE_SLIP)) then
-            local bucket = KEYS[9] .. 'rate:' .. flow.r
-            local tat = buckets[bucket] or tonumber(redis.call('GET', bucket)) or now
+            local r = flow.r
+            local tat = buckets[r] or tonumber(redis.call('GET', KEYS[9] .. 'rate:' .. r)) or now
             local conforms = tat - interval * ((tonumber(flow.rb) or 1) - 1)
-            buckets[bucket] = math.max(tat, now) + interval
+            buckets[r] = math.max(tat, now) + interval
             if conforms > now then
                 return 'later', math.ceil(conforms)
             end
@@ -206,9 +206,10 @@ local function write_flow()
         redis.call('RPUSH', KEYS[9] .. 'waiting:' .. wait[2], wait[1])
         redis.call('SADD', KEYS[9] .. 'blocked', wait[2])
     end
-    for bucket, tat in pairs(buckets) do
-        redis.call('SET', bucket, string.format('%.3f', tat), 'PX',
+    for r, tat in pairs(buckets) do
+        redis.call('SET', KEYS[9] .. 'rate:' .. r, string.format('%.3f', tat), 'PX',
             math.ceil(math.max(1, tat - now)) + RATE_SLIP)
+        redis.call('SADD', KEYS[9] .. 'rates', r)
     end
     for _, defer in ipairs(defers) do
         local id, start = defer[1], defer[2]
@@ -217,10 +218,11 @@ local function write_flow()
     end
     if fair_tag then
         local vtime = KEYS[9] .. 'vtime'
-        if fair_tag > (tonumber(redis.call('GET', vtime)) or 0) then
+        if fair_tag >= (tonumber(redis.call('GET', vtime)) or 0) then
             redis.call('SET', vtime, string.format('%.0f', fair_tag))
-            -- a group whose last task starts before the virtual time needs no entry
-            redis.call('ZREMRANGEBYSCORE', KEYS[9] .. 'groups', '-inf', fair_tag)
+            -- a group whose last task started needs no entry: its next one would start
+            -- at the virtual time anyway (give or take the one step it finishes after)
+            redis.call('ZREMRANGEBYSCORE', KEYS[9] .. 'groups', '-inf', fair_tag + 1)
         end
     end
 end
