@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -71,15 +70,15 @@ class TaskDefinition:
 
     def message(self, *args: Any, **kwargs: Any) -> Message:
         """A Message for `enqueue_many`; options (see TaskOptions) are taken from `kwargs`."""
-        options = TaskOptions.pop_from(kwargs, self._inherited)
-        if self.computed:
-            values = {
-                option: compute(*args, **kwargs)
-                for option, compute in self.computed.items()
-                if getattr(options, option) is None
-            }
-            options = dataclasses.replace(options, **values)
-        return Message(self.name, args, kwargs, options)
+        if not self.computed:
+            return Message(self.name, args, kwargs, TaskOptions.pop_from(kwargs, self._inherited))
+        # the options given, then those computed from the handler's own arguments, checked
+        # together (a computed limit may be what a given key needs)
+        given = {name: kwargs.pop(name) for name in TaskOptions.NAMES & kwargs.keys()}
+        for option, compute in self.computed.items():
+            if given.get(option) is None:
+                given[option] = compute(*args, **kwargs)
+        return Message(self.name, args, kwargs, TaskOptions.pop_from(given, self._inherited))
 
     def enqueue(self, *args: Any, **kwargs: Any) -> TaskHandle:
         """Enqueue a call of this task; returns once Redis has stored it."""
