@@ -28,7 +28,7 @@ COMMAND = re.compile(r"Call\.(command|script_call)\(|execute_command|\.pipeline\
 #: Each layer, by module prefix, and the layers it may import (besides itself).
 LAYERS = {
     "model": ["errors", "names", "serializers", "backoff", "context", "settings", "ids",
-              "model", "options", "logs"],
+              "model", "options", "flow", "logs"],
     "broker": ["broker"],
     "producer": ["producer", "task", "metrics"],
     "facade": ["app"],

@@ -422,7 +422,7 @@ def _pairs(reply: list[bytes]) -> list[tuple[str, str]]:
 def _decode_claim(queue: str, reply: list[Any]) -> Claim:
     now = int(reply[0])
     tasks = []
-    for i in range(2, len(reply), CLAIM_WIDTH):
+    for i in range(3, len(reply), CLAIM_WIDTH):
         (task_id, token, attempts, name, args, kwargs, failures, crashes,
          max_retries, timeout, enqueued, due) = reply[i : i + CLAIM_WIDTH]  # fmt: skip
         tasks.append(
@@ -443,7 +443,7 @@ def _decode_claim(queue: str, reply: list[Any]) -> Claim:
                 claimed_at_ms=now,
             )
         )
-    return Claim(tasks, bool(reply[1]))
+    return Claim(tasks, bool(reply[1]), int(reply[2]) or None)
 
 
 def _int(value: bytes | None) -> int | None:

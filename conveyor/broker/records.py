@@ -91,6 +91,9 @@ class Claim:
 
     tasks: list[ClaimedTask]
     suspects_waiting: bool = False
+    #: the earliest start it reserved for a task over its rate limit (ms), if any: when
+    #: that task should be promoted
+    deferred_until_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,7 +123,11 @@ class Worker:
             await self._preflight(broker, outage)
             describe = functools.partial(self._describe, executor)
             heartbeat = Heartbeat(broker, leases, self.id, describe, outage=outage)
-            fetcher = Fetcher(broker, executor, leases, self.queues, self.id, outage=outage)
+            scheduler = Scheduler(broker, names, outage=outage)
+            fetcher = Fetcher(
+                broker, executor, leases, self.queues, self.id, outage=outage,
+                on_deferred=scheduler.nudge,
+            )  # fmt: skip
             guard = functools.partial(self._guard, finished)
             async with asyncio.TaskGroup() as group:
                 group.create_task(guard(heartbeat.run(finished)))
@@ -131,7 +135,7 @@ class Worker:
                 writer = group.create_task(guard(completer.run(finished)))
                 group.create_task(guard(stats.run(finished)))
                 for periodic in (
-                    Scheduler(broker, names, outage=outage),
+                    scheduler,
                     Recoverer(broker, names, outage=outage),
                     Reaper(broker, self.id, outage=outage),
                 ):

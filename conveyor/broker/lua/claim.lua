@@ -23,8 +23,10 @@
 -- ARGV[5] retention of a record found corrupt and dead-lettered (ms)
 -- ARGV[6] the queue's name: a ready entry is the ULID of the id `<queue>:<ULID>`
 --
--- Returns: {now, suspects skipped (0|1), then per task: id, token, attempts, name, args,
---          kwargs, failures, crashes, max_retries, timeout, enqueued_at, due_at}.
+-- Returns: {now, suspects skipped (0|1), the earliest start reserved for a task over its
+--          rate limit (ms, 0 if none: the caller's scheduler should promote it then), then
+--          per task: id, token, attempts, name, args, kwargs, failures, crashes,
+--          max_retries, timeout, enqueued_at, due_at}.
 -- Each claim increments the task's fencing token; completions must present it.
 -- Claim order: the ZSET's entries down to the default priority (higher priorities, then
 -- the default's tasks back in pending), then the ready list, then the ZSET's lower ones.
@@ -36,7 +38,7 @@
 -- rate limit, it reserves the next start its limit allows and waits in `scheduled` until
 -- then, so no worker polls for it. A claim never spins on a task it may not run.
 local now = now_ms()
-local out = {now, 0}
+local out = {now, 0, 0}
 -- what a claim reads of a record, in one HMGET: the fields the worker gets, then the counters
 local fields = {'name', 'args', 'kwargs', 'failures', 'crashes', 'max_retries', 'timeout',
     'enqueued_at', 'due_at', 'token', 'attempts', 'flow', 'rate_at'}
@@ -100,7 +102,7 @@ local function admit(id, values, flow)
             local tat = buckets[r] or tonumber(redis.call('GET', KEYS[9] .. 'rate:' .. r)) or now
             local conforms = tat - interval * ((tonumber(flow.rb) or 1) - 1)
             buckets[r] = math.max(tat, now) + interval
-            if conforms > now then
+            if conforms >= now + 1 then  -- Redis' clock counts whole ms
                 return 'later', math.ceil(conforms)
             end
         end
@@ -215,6 +217,9 @@ local function write_flow()
         local id, start = defer[1], defer[2]
         redis.call('HSET', KEYS[6] .. id, 'state', 'scheduled', 'due_at', start, 'rate_at', start)
         redis.call('ZADD', KEYS[10], start, id)
+        if out[3] == 0 or start < out[3] then
+            out[3] = start
+        end
     end
     if fair_tag then
         local vtime = KEYS[9] .. 'vtime'
