@@ -19,6 +19,7 @@ OPERATIONS = {
     "broker/browse.py",
     "broker/audit.py",
     "broker/timeseries.py",
+    "broker/flow_state.py",
 }
 #: ... and the only one that sends them, and imports redis-py or hiredis.
 TRANSPORT = "broker/transport.py"
