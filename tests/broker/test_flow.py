@@ -420,3 +420,17 @@ def test_fsck_leaves_a_pending_task_in_its_waiting_list_alone(
     app.enqueue("job", 1, concurrency=1)
     claim(broker, 10)
     assert app.inspector.fsck() == []
+
+
+def test_replace_takes_a_task_waiting_for_a_slot_out_of_its_waiting_list(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, keys: QueueKeys
+) -> None:
+    app.enqueue("job", 0, concurrency=1)
+    waiting = app.enqueue("job", 1, concurrency=1, unique="replace", unique_key="k")
+    claim(broker, 10)
+    assert texts(r.lrange(keys.waiting("job"), 0, -1)) == [waiting.id]
+    again = app.enqueue("job", 2, concurrency=1, unique="replace", unique_key="k")
+    assert again.id == waiting.id and r.hget(keys.task(waiting.id), "args") == b"[2]"
+    assert r.llen(keys.waiting("job")) == 0 and r.zscore(keys.pending, waiting.id) is not None
+    assert claim(broker, 10) == []  # indexed once: it goes back to wait, once
+    assert texts(r.lrange(keys.waiting("job"), 0, -1)) == [waiting.id]

@@ -69,6 +69,10 @@ local function unique_holder(lock, mode, delay, first, last)
     end
     remove_pending(KEYS[1], KEYS[5], holder)
     redis.call('ZREM', KEYS[2], holder)
+    local flow = flow_of(redis.call('HGET', key, 'flow'))
+    if flow and flow.c then  -- it may be waiting for a slot: it is indexed anew below
+        redis.call('LREM', KEYS[6] .. 'waiting:' .. flow.c, 0, holder)
+    end
     if delay > 0 then
         redis.call('HSET', key, 'state', 'scheduled', 'due_at', clock() + delay)
         redis.call('ZADD', KEYS[2], clock() + delay, holder)
