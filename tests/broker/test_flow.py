@@ -26,9 +26,15 @@ def ack(broker: SyncBroker, *tasks: Any) -> None:
     assert broker.execute([broker.ops.ack([(t, b"null") for t in tasks])]) == [[1] * len(tasks)]
 
 
+def text(value: object) -> str:
+    """A reply of the plain client (bytes) as text."""
+    assert isinstance(value, bytes), value
+    return value.decode()
+
+
 def state(r: redis.Redis, keys: QueueKeys, task_id: str) -> str | None:
     value = r.hget(keys.task(task_id), "state")
-    return None if value is None else value.decode()
+    return None if value is None else text(value)
 
 
 def promote(broker: SyncBroker) -> int:
@@ -46,7 +52,7 @@ def test_a_unique_task_is_enqueued_once_while_live_and_again_once_it_ends(
     other = app.enqueue("job", 2, unique=True)
     assert again.id == first.id and other.id != first.id
     [lock] = [k for k in r.keys(keys.flow_prefix + "unique:*") if r.get(k) == first.id.encode()]
-    assert lock.decode().startswith(keys.unique("job:"))
+    assert text(lock).startswith(keys.unique("job:"))
     assert r.zcard(keys.pending) + r.llen(keys.ready) == 2
 
     task = claim_one(broker)
@@ -95,7 +101,7 @@ def lock_tail(r: redis.Redis, keys: QueueKeys, task_id: str) -> str:
     """The unique key (after the task name) of the lock held by `task_id`."""
     for key in r.keys(keys.flow_prefix + "unique:*"):
         if r.get(key) == task_id.encode():
-            return key.decode().split(":", 1)[1].rsplit("job:", 1)[1]
+            return text(key).split(":", 1)[1].rsplit("job:", 1)[1]
     raise AssertionError(f"no lock held by {task_id}")
 
 
@@ -193,10 +199,10 @@ def test_tasks_over_their_concurrency_wait_aside_until_a_slot_is_released(
     handles = [app.enqueue("job", i, concurrency=2) for i in range(5)]
     tasks = claim(broker, 10)
     assert [t.id for t in tasks] == [h.id for h in handles[:2]]
-    waiting = [i.decode() for i in r.lrange(keys.waiting("job"), 0, -1)]
+    waiting = [text(i) for i in r.lrange(keys.waiting("job"), 0, -1)]
     assert waiting == [h.id for h in handles[2:]]
     assert r.zcard(keys.pending) + r.llen(keys.ready) == 0  # nothing left to spin on
-    assert {i.decode() for i in r.smembers(keys.slots("job"))} == {t.id for t in tasks}
+    assert {text(i) for i in r.smembers(keys.slots("job"))} == {t.id for t in tasks}
     assert r.smembers(keys.held) == {b"job"} and r.smembers(keys.blocked) == {b"job"}
     assert claim(broker, 10) == []
 
@@ -239,17 +245,15 @@ def test_every_way_a_task_leaves_its_lease_releases_its_slot(
         wait_leases_expired(r, keys)
         assert short.run(short.ops.recover("default")) == [(holder.id, "pending")]
     else:
-        assert broker.run(broker.ops.release_worker("default", "w1"))[1] == [
-            (holder.id, "pending")
-        ]
+        assert broker.run(broker.ops.release_worker("default", "w1"))[1] == [(holder.id, "pending")]
     assert r.scard(keys.slots("job")) == 0
     claimed = [t.id for t in claim(broker, 10)]
     if leaves in calls and leaves != "requeue":
         assert claimed == [waiter.id]
     else:  # the holder is back in pending too: one of the two runs, the other waits
         # (a suspect, after a crash, runs alone: the other stays pending)
-        waiting = [i.decode() for i in r.lrange(keys.waiting("job"), 0, -1)]
-        waiting += [i.decode() for i in r.zrange(keys.pending, 0, -1)]
+        waiting = [text(i) for i in r.lrange(keys.waiting("job"), 0, -1)]
+        waiting += [text(i) for i in r.zrange(keys.pending, 0, -1)]
         assert len(claimed) == 1 and sorted(claimed + waiting) == sorted([holder.id, waiter.id])
 
 
