@@ -90,6 +90,7 @@ def proofs(minutes: float) -> dict[str, Proof]:
 
 def newest_redis() -> str:
     """The newest redis-server found."""
+
     def version(binary: RedisBinary) -> tuple[int, ...]:
         return tuple(int(part) for part in binary.version.split(".") if part.isdigit())
 

@@ -104,22 +104,32 @@ class Run:
 
 
 def runs(entries: Iterable[Entry]) -> tuple[list[Run], list[Entry]]:
-    """The runs the entries tell, and the starts that have neither end nor kill."""
+    """The runs the entries tell, and the starts that have neither end nor kill.
+
+    A kill is written just before the signal, so a run of the killed process may still
+    write its end in between: then it ended, and is not counted killed.
+    """
     started: dict[tuple[str, int], Entry] = {}
-    done: list[Run] = []
+    done: dict[tuple[str, int], Run] = {}
     for entry in entries:
+        run = (entry.task_id, entry.token)
         if entry.event == "start":
-            started[entry.task_id, entry.token] = entry
+            started[run] = entry
         elif entry.event == "end":
-            begin = started.pop((entry.task_id, entry.token))
-            done.append(Run(begin.task_id, begin.key, begin.token, begin.pid, begin.mono,
-                            entry.mono, killed=False))  # fmt: skip
+            begin = started.pop(run, None) or _start_of(done[run])
+            done[run] = _run(begin, entry.mono, killed=False)
         elif entry.event == "kill":
-            for run, begin in [(r, b) for r, b in started.items() if b.pid == entry.pid]:
-                del started[run]
-                done.append(Run(begin.task_id, begin.key, begin.token, begin.pid, begin.mono,
-                                entry.mono, killed=True))  # fmt: skip
-    return done, list(started.values())
+            for each in [r for r, begin in started.items() if begin.pid == entry.pid]:
+                done[each] = _run(started.pop(each), entry.mono, killed=True)
+    return list(done.values()), list(started.values())
+
+
+def _run(begin: Entry, end: float, *, killed: bool) -> Run:
+    return Run(begin.task_id, begin.key, begin.token, begin.pid, begin.mono, end, killed)
+
+
+def _start_of(run: Run) -> Entry:
+    return Entry("start", run.pid, run.start, run.task_id, run.key, run.token)
 
 
 def max_overlap(runs: Iterable[Run]) -> int:

@@ -9,6 +9,7 @@ limit governs) and the handlers' (their ledger start, the machine's monotonic cl
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +55,8 @@ class Size:
     def span_range(self) -> tuple[float, float]:
         """Least and most seconds from the first claim to the last: the expected ±5 %, and
         the late first promotion (FIRST_PROMOTE_LATENCY) where that is more."""
-        low, high = (1 - DURATION_TOLERANCE) * self.expected, (1 + DURATION_TOLERANCE) * self.expected
-        return low, max(high, self.expected + FIRST_PROMOTE_LATENCY)
+        error = DURATION_TOLERANCE * self.expected
+        return self.expected - error, self.expected + max(error, FIRST_PROMOTE_LATENCY)
 
     @property
     def window_bound(self) -> int:
@@ -78,6 +79,7 @@ class Figures:
     claim_window: int = 0  # most claims in a 1 s window
     start_window: int = 0  # most handler starts in a 1 s window
     min_gap_ms: float = 0.0  # closest two consecutive claims
+    first_interval: int = 0  # claims within one interval of the first: the burst
     runs: int = 0
     not_succeeded: dict[str, int] = field(default_factory=dict)
     run_seconds: float = 0.0  # enqueue to the last end
@@ -92,6 +94,8 @@ class Figures:
             found.append(f"claims spanned {self.claim_span:.3f}s, not in {low:.3f}-{high:.3f}s")
         if self.claim_window > size.window_bound:
             found.append(f"{self.claim_window} claims in one second, bound {size.window_bound}")
+        if self.first_interval != size.burst:
+            found.append(f"{self.first_interval} claims in the first interval, burst {size.burst}")
         if self.runs != size.tasks or self.not_succeeded:
             found.append(f"{self.runs} runs of {size.tasks}; not succeeded {self.not_succeeded}")
         budget = call_budget(size, self.run_seconds)
@@ -151,7 +155,7 @@ def run(settings: Settings, logs: Path, size: Size) -> Figures:
             claims = claim_times(app, ids)
         finally:
             app.close()
-        measure(figures, reader, claims)
+        measure(figures, reader, claims, size)
     return figures
 
 
@@ -176,7 +180,7 @@ def claim_times(app: Conveyor, ids: list[str]) -> list[float]:
     return times
 
 
-def measure(figures: Figures, reader: ledger.Reader, claims: list[float]) -> None:
+def measure(figures: Figures, reader: ledger.Reader, claims: list[float], size: Size) -> None:
     """Spans, windows and gaps of the claims and of the handlers' starts."""
     reader.read()
     starts = sorted(e.mono for e in reader.entries if e.event == "start")
@@ -186,5 +190,9 @@ def measure(figures: Figures, reader: ledger.Reader, claims: list[float]) -> Non
     figures.start_span = starts[-1] - starts[0] if starts else 0.0
     figures.claim_window = ledger.max_in_window(claims, 1.0)
     figures.start_window = ledger.max_in_window(starts, 1.0)
-    gaps = [b - a for a, b in zip(claims, claims[1:], strict=False)]
+    # the burst starts at once, the next task's reserved start is one interval later (in
+    # whole ms, as Redis gave them: no rounding of floats at the edge)
+    ms = [round(c * 1000) for c in claims]
+    figures.first_interval = sum(m < ms[0] + 1000 / size.rate for m in ms) if ms else 0
+    gaps = [b - a for a, b in itertools.pairwise(claims)]
     figures.min_gap_ms = min(gaps, default=0.0) * 1000

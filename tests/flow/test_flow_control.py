@@ -47,9 +47,7 @@ def test_rate_limit_with_a_burst(lease: Settings, tmp_path: Path) -> None:
     assert not (found := figures.violations(size)), explain(figures, found)
 
 
-def test_a_late_group_starts_before_the_backlog_of_another(
-    lease: Settings, tmp_path: Path
-) -> None:
+def test_a_late_group_starts_before_the_backlog_of_another(lease: Settings, tmp_path: Path) -> None:
     size = fairness.Size()
     figures = fairness.run(lease, tmp_path, size)
     assert not (found := figures.violations(size)), explain(figures, found)

@@ -181,7 +181,9 @@ def crash(settings: Settings, logs: Path, timeout: float = 60.0) -> CrashFigures
         finally:
             app.close()
         entries = ledger.Reader(r, settings.prefix).read()
-        figures.tokens = [e.token for e in entries if e.event == "start" and e.task_id == figures.task_id]
+        figures.tokens = [
+            e.token for e in entries if e.event == "start" and e.task_id == figures.task_id
+        ]
     return figures
 
 
@@ -196,5 +198,5 @@ def final_state(app: Conveyor, task_id: str, timeout: float) -> str:
         time.sleep(0.02)
 
 
-def _holder(value: bytes | None) -> str | None:
-    return None if value is None else value.decode()
+def _holder(value: object) -> str | None:
+    return value.decode() if isinstance(value, bytes) else None

@@ -34,7 +34,9 @@ class Workers:
 
     def start(self, count: int = 1, *, wait: bool = True) -> list[WorkerProcess]:
         """Start `count` workers; with `wait`, return once every live one is registered."""
-        started = [WorkerProcess(self.settings, self.logs, *self.args, app=APP) for _ in range(count)]
+        started = [
+            WorkerProcess(self.settings, self.logs, *self.args, app=APP) for _ in range(count)
+        ]
         self.alive += started
         if wait:
             self.wait_registered()
