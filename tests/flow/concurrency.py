@@ -49,6 +49,7 @@ class Figures:
     seconds: float = 0.0
     overlap: dict[str, int] = field(default_factory=dict)  # most runs at once, per key
     unended: int = 0  # starts with neither end nor kill
+    rerun_after: list[float] = field(default_factory=list)  # kill to the next run (s), each
     not_succeeded: dict[str, int] = field(default_factory=dict)
     leftovers: dict[str, int] = field(default_factory=dict)  # flow keys not empty at the end
 
@@ -166,3 +167,10 @@ def measure(figures: Figures, reader: ledger.Reader) -> None:
     for each in done:
         per_key[each.key].append(each)
     figures.overlap = {key: ledger.max_overlap(runs) for key, runs in per_key.items()}
+    # how long a killed run's task waited for its next run: the lease, or the reaper
+    starts = {(r.task_id, r.token): r.start for r in done}
+    figures.rerun_after = sorted(
+        round(starts[r.task_id, r.token + 1] - r.end, 2)
+        for r in done
+        if r.killed and (r.task_id, r.token + 1) in starts
+    )
