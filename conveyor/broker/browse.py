@@ -56,8 +56,10 @@ def tasks(
 def _pending_page(
     ops: Operations, queue: str, newest_first: bool, offset: int, limit: int
 ) -> Procedure[tuple[int, list[str]]]:
-    """(total, ids) of a page of pending tasks in claim order: the `pending` ZSET's entries
-    down to the default priority, the `ready` list, then the ZSET's lower priorities."""
+    """(total, ids) of a page of pending tasks, by priority as claims take them: the
+    `pending` ZSET's entries down to the default priority, the `ready` list, then the
+    ZSET's lower priorities. (Within the default priority, claims take the ZSET's entries
+    in turns with the list's; a page lists the first before the second.)"""
     k = ops.queue_keys(queue)
     above, listed, banded = yield Op(
         [

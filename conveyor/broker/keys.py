@@ -91,8 +91,8 @@ class QueueKeys:
     def ready(self) -> str:
         """LIST of pending tasks of the default priority, oldest first, each as the ULID of
         its id (the queue is the list's): O(1) to add and take at any depth, and 28 bytes
-        an entry. Claims take the priorities down to the default from `pending` first, then
-        this list, then the lower ones."""
+        an entry. Claims take the higher priorities from `pending` first, then the default
+        priority's entries there in turns with this list, then the lower ones."""
         return self.base + "ready"
 
     @property
@@ -197,9 +197,11 @@ class QueueKeys:
 #: 2**42 ms lasts until the year 2109. Defined only here: the scripts get it from
 #: `scripts.load_scripts`, which prepends it to each of them.
 PRIORITY_BAND = 2**42
-#: Pending scores below this one belong to the default priority or a higher one: claims
-#: take them before the `ready` list, and the rest of the ZSET after it.
-DEFAULT_BAND_END = (PRIORITY_RANGE[-1] + 1) * PRIORITY_BAND
+#: Pending scores from this one to DEFAULT_BAND_END belong to the default priority (0):
+#: claims take them in turns with the `ready` list, after the higher priorities' (below)
+#: and before the lower ones' (above).
+DEFAULT_BAND_START = PRIORITY_RANGE[-1] * PRIORITY_BAND
+DEFAULT_BAND_END = DEFAULT_BAND_START + PRIORITY_BAND
 
 
 #: Start of the name (CLIENT SETNAME) of every connection a worker opens.

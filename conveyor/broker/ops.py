@@ -349,7 +349,8 @@ class Operations:
     def promote_due(self, queue: str) -> Op[tuple[int, float | None]]:
         """Promote due tasks; decodes to (promoted, seconds until the next due task or None)."""
         keys = self.queue_keys(queue)
-        script_keys = [keys.scheduled, keys.pending, keys.signal, keys.task_prefix, keys.retrying]
+        script_keys = [keys.scheduled, keys.pending, keys.signal, keys.task_prefix, keys.retrying,
+                       keys.flow_prefix]  # fmt: skip
         call = self._script("promote_due", script_keys, [MAINTENANCE_BATCH])
 
         def decode(replies: list[Any]) -> tuple[int, float | None]:

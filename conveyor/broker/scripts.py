@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from conveyor.broker.keys import DEFAULT_BAND_END, PRIORITY_BAND
+from conveyor.broker.keys import DEFAULT_BAND_END, DEFAULT_BAND_START, PRIORITY_BAND
 from conveyor.flow import RATE_SLIP_MS
 from conveyor.model import ATTEMPT_HISTORY
 from conveyor.options import PRIORITY_RANGE
@@ -18,6 +18,7 @@ Arg = str | bytes | int | float
 #: script starts with a `local NAME = value` line for each.
 CONSTANTS = {
     "PRIORITY_BAND": PRIORITY_BAND,
+    "DEFAULT_BAND_START": DEFAULT_BAND_START,
     "DEFAULT_BAND_END": DEFAULT_BAND_END,
     "MIN_PRIORITY": PRIORITY_RANGE[0],
     "MAX_PRIORITY": PRIORITY_RANGE[-1],

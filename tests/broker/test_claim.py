@@ -234,3 +234,20 @@ def test_a_claim_of_no_tasks_or_too_many_is_refused(broker: SyncBroker) -> None:
     for count in (0, MAX_CLAIM_BATCH + 1):
         with pytest.raises(ValueError, match="a claim takes"):
             broker.ops.claim("default", count, "w1")
+
+
+def test_tasks_back_in_pending_take_turns_with_new_ones_of_their_priority(
+    app: Conveyor, broker: SyncBroker
+) -> None:
+    back = [h.id for h in app.enqueue_many([app.message("job", i) for i in range(3)])]
+    for task in claim(broker, 3):
+        assert broker.execute([broker.ops.requeue(task, crashed=False)]) == [b"pending"]
+    new = [h.id for h in app.enqueue_many([app.message("job", i) for i in range(3, 6)])]
+    high = app.enqueue("job", "urgent", priority=5).id
+    taken = [t.id for t in claim(broker, 7)]
+    assert taken[0] == high  # a higher priority first
+    rest = taken[1:]
+    assert sorted(rest) == sorted(back + new)
+    # then one back in pending, one new, ... (which starts follows the ms)
+    assert [i in back for i in rest] in ([True, False] * 3, [False, True] * 3)
+    assert [i for i in rest if i in back] == back and [i for i in rest if i in new] == new

@@ -434,3 +434,27 @@ def test_replace_takes_a_task_waiting_for_a_slot_out_of_its_waiting_list(
     assert r.llen(keys.waiting("job")) == 0 and r.zscore(keys.pending, waiting.id) is not None
     assert claim(broker, 10) == []  # indexed once: it goes back to wait, once
     assert texts(r.lrange(keys.waiting("job"), 0, -1)) == [waiting.id]
+
+
+def test_a_grouped_task_back_in_pending_is_claimed_next_not_behind_the_backlogs(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, keys: QueueKeys
+) -> None:
+    app.enqueue_many([app.message("job", "A", i, group_key="A") for i in range(100)])
+    [failing] = claim(broker, 1)
+    assert broker.execute([broker.ops.retry(failing, 0.01, ERROR)]) == [1]
+    claim(broker, 10)  # the virtual time moves on meanwhile
+    wait_due(r, keys, failing.id)
+    promote(broker)
+    head: Any = r.zrange(keys.pending, 0, 0)
+    assert head == [failing.id.encode()]  # ahead of the group's backlog
+    assert claim(broker, 1)[0].id == failing.id
+
+
+def test_ungrouped_tasks_take_turns_with_a_grouped_backlog(
+    app: Conveyor, broker: SyncBroker
+) -> None:
+    app.enqueue_many([app.message("job", "A", i, group_key="A") for i in range(100)])
+    app.enqueue_many([app.message("job", "plain", i) for i in range(5)])
+    order = [b'"plain"' in (t.args or b"") for t in claim(broker, 10)]
+    assert sum(order) == 5  # one grouped, one plain, ...
+    assert order in ([True, False] * 5, [False, True] * 5)

@@ -87,6 +87,7 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
     names = set(re.findall(r"^local (?:function )?(\w+)", head().decode(), re.M))
     assert CONSTANTS == {
         "PRIORITY_BAND": PRIORITY_BAND,
+        "DEFAULT_BAND_START": 100 * PRIORITY_BAND,
         "DEFAULT_BAND_END": 101 * PRIORITY_BAND,
         "MIN_PRIORITY": -100,
         "MAX_PRIORITY": 100,
@@ -109,6 +110,7 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
         "revive",
         "after_crash",
         "flow_of",
+        "reentry_score",
         "wake_waiting",
         "unlock_unique",
         "release_flow",
@@ -150,16 +152,16 @@ def test_the_prelude_helpers(r: redis.Redis, keys: QueueKeys) -> None:
 
 
 def test_keys_built_in_lua_share_the_slot_of_the_declared_prefix(keys: QueueKeys) -> None:
-    """docs/design.md lists these twenty and why each is slot-safe: the tag closes first.
+    """docs/design.md lists these twenty-one and why each is slot-safe: the tag closes first.
     A script appends to a prefix itself, or passes it to a prelude helper that does."""
-    appends = r"KEYS\[\d+\] \.\.|(release_held|release_flow|drop_flow)\(.*KEYS"
+    appends = r"KEYS\[\d+\] \.\.|(release_held|release_flow|drop_flow|to_pending)\(.*KEYS"
     appending = {name for name in SCRIPTS if re.search(appends, lua_files()[name].decode())}
     declared = {
         name
         for name in SCRIPTS
         if re.search(r"^-- KEYS\[\d+\] \w+ prefix ", contract_and_body(name)[0], re.M)
     }
-    assert appending == declared and len(appending) == 20
+    assert appending == declared and len(appending) == 21
     for task_id in ("q:01J", "{other}x", "}{", ""):
         assert key_slot(keys.task(task_id).encode()) == key_slot(keys.pending.encode())
 

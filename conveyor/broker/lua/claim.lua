@@ -28,8 +28,9 @@
 --          per task: id, token, attempts, name, args, kwargs, failures, crashes,
 --          max_retries, timeout, enqueued_at, due_at}.
 -- Each claim increments the task's fencing token; completions must present it.
--- Claim order: the ZSET's entries down to the default priority (higher priorities, then
--- the default's tasks back in pending), then the ready list, then the ZSET's lower ones.
+-- Claim order: the ZSET's entries of a higher priority; then the default priority's, its
+-- ZSET entries (tasks back in pending, grouped tasks) taking turns with the ready list;
+-- then the ZSET's lower priorities.
 -- An index entry whose record is gone, or met twice in one claim, is dropped.
 -- Suspects run alone so a poison pill that kills its process takes no innocent task
 -- with it; a busy worker that skipped one drains, then claims it idle.
@@ -163,36 +164,60 @@ local function consider(id, score)
     return true
 end
 
--- from the ZSET, between two scores: a suspect left in place is skipped over
+-- one ZSET entry: a suspect left in place is skipped over
+local function from_zset(id, score)
+    if consider(id, score) then
+        unlisted[#unlisted + 1] = id
+    end
+end
+
+-- from the ZSET, between two scores
 local function from_banded(min, max, limit)
     local found = redis.call('ZRANGEBYSCORE', KEYS[1], min, max, 'WITHSCORES', 'LIMIT', 0, limit)
     for n = 1, #found, 2 do
-        local id = found[n]
-        if consider(id, tonumber(found[n + 1])) then
-            unlisted[#unlisted + 1] = id
-        end
+        from_zset(found[n], tonumber(found[n + 1]))
         if alone then
             return
         end
     end
 end
 
--- the ZSET's entries down to the default priority: higher ones, and the default's tasks
--- back in pending (promoted, requeued, recovered: suspects among them)
-from_banded('-inf', string.format('(%.0f', DEFAULT_BAND_END), want)
--- from the list, a prefix: a suspect there (only new tasks are put there, but be safe)
--- stays, and ends the prefix
-local from_ready = 0
+-- The ZSET's entries down to the default priority, in one read: those of a higher priority
+-- first. The default priority's there (tasks back in pending, grouped tasks) then take
+-- turns with the ready list's, so neither waits behind the other's backlog; which goes
+-- first follows the parity of the ms, so claims of one task alternate too.
+local top = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('(%.0f', DEFAULT_BAND_END),
+    'WITHSCORES', 'LIMIT', 0, want)
+local band = {}  -- flat id, score: the default priority's entries
+for n = 1, #top, 2 do
+    local score = tonumber(top[n + 1])
+    if score >= DEFAULT_BAND_START then
+        band[#band + 1] = top[n]
+        band[#band + 1] = score
+    elseif not alone then
+        from_zset(top[n], score)
+    end
+end
+local from_ready = 0  -- the prefix of the list this claim takes
 if not alone and #claims < want then
     local head = ARGV[6] .. ':'
-    for _, entry in ipairs(redis.call('LRANGE', KEYS[8], 0, want - #claims - 1)) do
-        if not consider(head .. entry) then
-            break
+    local entries = redis.call('LRANGE', KEYS[8], 0, want - #claims - 1)
+    local b, open = 1, true  -- open: the list may still give (a suspect there ends it)
+    local band_turn = now % 2 == 0
+    if not band_turn and may_take_suspect and #band > 0 and #claims == 0 then
+        -- an idle worker takes a suspect heading the band alone, before any list task
+        band_turn = (tonumber(redis.call('HGET', KEYS[6] .. band[1], 'crashes')) or 0) > 0
+    end
+    while not alone and #claims < want and (b < #band or (open and from_ready < #entries)) do
+        if b < #band and (band_turn or not open or from_ready >= #entries) then
+            from_zset(band[b], band[b + 1])
+            b = b + 2
+        elseif consider(head .. entries[from_ready + 1]) then
+            from_ready = from_ready + 1
+        else
+            open = false  -- a suspect stays in the list (only new tasks go there: be safe)
         end
-        from_ready = from_ready + 1
-        if alone then
-            break
-        end
+        band_turn = not band_turn
     end
 end
 if not alone and #claims < want then

@@ -39,7 +39,7 @@ end
 local function requeue(id, key)
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZREM', KEYS[3], id)
-    to_pending(key, id, KEYS[1], now)
+    to_pending(key, id, KEYS[1], now, KEYS[7])
 end
 
 local retention = {succeeded = ARGV[2], failed = ARGV[3], cancelled = ARGV[4], dead = ARGV[5]}

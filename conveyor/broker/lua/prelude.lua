@@ -75,8 +75,8 @@ end
 -- joins the back of the `ready` LIST: O(1) at any depth and a few bytes an entry, the
 -- common case. Any other pending task (another priority, or one back in pending: promoted,
 -- requeued, recovered, replayed) is in the `pending` ZSET, by priority band and time, where
--- a claim can skip a suspect in place. A claim takes the ZSET's priorities down to the
--- default first, then the list, then the ZSET's lower priorities.
+-- a claim can skip a suspect in place. A claim takes the ZSET's higher priorities first, then
+-- the default priority's, the ZSET's entries in turns with the list, then the lower ones.
 
 -- the entry of a task in its queue's ready list: the ULID of its id (`<queue>:<ULID>`);
 -- the queue is the list's own, so it is not repeated in every entry
@@ -95,48 +95,6 @@ end
 -- how many tasks are pending, in both indexes
 local function pending_count(pending, ready)
     return redis.call('ZCARD', pending) + redis.call('LLEN', ready)
-end
-
--- a task back in pending (its lease already removed), at its priority, from now
-local function to_pending(key, id, pending, now)
-    redis.call('HSET', key, 'state', 'pending')
-    redis.call('ZADD', pending, pending_score(stored_priority(key), now), id)
-end
-
--- a dead letter (already out of the dead set) back to pending as a fresh task: its retry
--- and crash budgets reset, its record kept for good again; false if its record is gone
-local function revive(key, id, pending, now)
-    if redis.call('TYPE', key)['ok'] ~= 'hash' then
-        return false
-    end
-    local priority = stored_priority(key)
-    redis.call('PERSIST', key)
-    redis.call('HDEL', key, 'reason', 'finished_at')
-    redis.call('HSET', key, 'state', 'pending', 'failures', 0, 'crashes', 0)
-    redis.call('ZADD', pending, pending_score(priority, now), id)
-    return true
-end
-
--- a leased task whose worker or process died (its lease already removed): one crash more,
--- then back to pending, or dead once it lost `max_crashes` workers (a poison pill that
--- kills whatever runs it). `how` tells the record what died. Returns 'pending' or 'dead'.
-local function after_crash(key, id, pending, dead, max_crashes, retention, now, how)
-    local crashes = counter_or_zero(key, 'crashes') + 1
-    archive_attempt(key, now, 'crashed', cjson.encode({type = 'WorkerLostError',
-        message = how}))
-    redis.call('HSET', key, 'crashes', crashes)
-    if crashes < tonumber(max_crashes) then
-        to_pending(key, id, pending, now)
-        return 'pending'
-    end
-    local worker = redis.call('HGET', key, 'worker') or ''
-    local err = cjson.encode({type = 'WorkerLostError',
-        message = how .. ' ' .. crashes .. ' times; last worker ' .. worker})
-    redis.call('HSET', key, 'state', 'dead', 'reason', 'worker lost', 'error', err,
-        'finished_at', now)
-    redis.call('PEXPIRE', key, retention)
-    redis.call('ZADD', dead, now, id)
-    return 'dead'
 end
 
 -- Flow control. A task that uses it holds a `flow` field (JSON, see broker/records.py):
@@ -160,6 +118,64 @@ local function flow_of(raw)
     return nil
 end
 
+-- the pending score of a task back in pending, at its priority: from now, or, for a task of
+-- a fair group (see enqueue.lua) when the caller knows the queue's flow prefix, from the
+-- queue's virtual time, so it is claimed next as an ungrouped task back in pending is,
+-- not behind every group's backlog
+local function reentry_score(key, prefix, now)
+    local start = now
+    if prefix then
+        local flow = flow_of(redis.call('HGET', key, 'flow'))
+        if flow and flow.g then
+            start = tonumber(redis.call('GET', prefix .. 'vtime')) or now
+        end
+    end
+    return pending_score(stored_priority(key), start)
+end
+
+-- a task back in pending (its lease already removed), at its priority, from now (`prefix`:
+-- the queue's flow prefix, or nil; see reentry_score)
+local function to_pending(key, id, pending, now, prefix)
+    redis.call('HSET', key, 'state', 'pending')
+    redis.call('ZADD', pending, reentry_score(key, prefix, now), id)
+end
+
+-- a dead letter (already out of the dead set) back to pending as a fresh task: its retry
+-- and crash budgets reset, its record kept for good again; false if its record is gone
+local function revive(key, id, pending, now)
+    if redis.call('TYPE', key)['ok'] ~= 'hash' then
+        return false
+    end
+    local priority = stored_priority(key)
+    redis.call('PERSIST', key)
+    redis.call('HDEL', key, 'reason', 'finished_at')
+    redis.call('HSET', key, 'state', 'pending', 'failures', 0, 'crashes', 0)
+    redis.call('ZADD', pending, pending_score(priority, now), id)
+    return true
+end
+
+-- a leased task whose worker or process died (its lease already removed): one crash more,
+-- then back to pending, or dead once it lost `max_crashes` workers (a poison pill that
+-- kills whatever runs it). `how` tells the record what died. Returns 'pending' or 'dead'.
+local function after_crash(key, id, pending, dead, max_crashes, retention, now, how, prefix)
+    local crashes = counter_or_zero(key, 'crashes') + 1
+    archive_attempt(key, now, 'crashed', cjson.encode({type = 'WorkerLostError',
+        message = how}))
+    redis.call('HSET', key, 'crashes', crashes)
+    if crashes < tonumber(max_crashes) then
+        to_pending(key, id, pending, now, prefix)
+        return 'pending'
+    end
+    local worker = redis.call('HGET', key, 'worker') or ''
+    local err = cjson.encode({type = 'WorkerLostError',
+        message = how .. ' ' .. crashes .. ' times; last worker ' .. worker})
+    redis.call('HSET', key, 'state', 'dead', 'reason', 'worker lost', 'error', err,
+        'finished_at', now)
+    redis.call('PEXPIRE', key, retention)
+    redis.call('ZADD', dead, now, id)
+    return 'dead'
+end
+
 -- the pending tasks waiting for a slot of concurrency key `c`: move the first still there
 -- back to pending (a claim then takes the slot, or sends it back to wait). Entries whose
 -- record is gone, or no longer pending, are dropped; at most 10 are looked at.
@@ -172,7 +188,7 @@ local function wake_waiting(prefix, tasks, pending, signal, c, now)
         end
         local key = tasks .. id
         if redis.call('HGET', key, 'state') == 'pending' then
-            redis.call('ZADD', pending, pending_score(stored_priority(key), now), id)
+            redis.call('ZADD', pending, reentry_score(key, prefix, now), id)
             wake(signal)
             break
         end

@@ -6,6 +6,7 @@
 -- KEYS[3] signal       LIST wake-up token for idle workers
 -- KEYS[4] task prefix  (task hashes are KEYS[4] .. id)
 -- KEYS[5] retrying     ZSET id -> due time (ms): the retries among `scheduled`
+-- KEYS[6] flow prefix  (a task of a fair group comes back at the queue's virtual time)
 --
 -- ARGV[1] most tasks to promote in this call
 --
@@ -22,9 +23,8 @@ for _, id in ipairs(due) do
     redis.call('ZREM', KEYS[1], id)
     local key = KEYS[4] .. id
     if redis.call('TYPE', key)['ok'] == 'hash' then
-        local priority = stored_priority(key)
         redis.call('HSET', key, 'state', 'pending')
-        redis.call('ZADD', KEYS[2], pending_score(priority, now), id)
+        redis.call('ZADD', KEYS[2], reentry_score(key, KEYS[6], now), id)
         promoted = promoted + 1
     end
 end

@@ -24,7 +24,7 @@ for _, id in ipairs(expired) do
     local outcome = 'gone'
     if redis.call('TYPE', key)['ok'] == 'hash' then
         outcome = after_crash(key, id, KEYS[2], KEYS[3], ARGV[1], ARGV[3], now,
-            'its worker was lost')
+            'its worker was lost', KEYS[6])
         woke = woke or outcome == 'pending'
         release_held(key, KEYS[6], KEYS[5], KEYS[2], KEYS[4], id, outcome == 'dead', now)
     end

@@ -30,7 +30,7 @@ for _, id in ipairs(leases) do
     if redis.call('TYPE', key)['ok'] == 'hash' and redis.call('HGET', key, 'worker') == ARGV[1] then
         redis.call('ZREM', KEYS[1], id)
         local outcome = after_crash(key, id, KEYS[2], KEYS[3], ARGV[2], ARGV[3], now,
-            'its worker was lost')
+            'its worker was lost', KEYS[6])
         woke = woke or outcome == 'pending'
         release_held(key, KEYS[6], KEYS[5], KEYS[2], KEYS[4], id, outcome == 'dead', now)
         out[#out + 1] = id

@@ -26,10 +26,10 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 local outcome = 'pending'
 if ARGV[3] == '1' then
     outcome = after_crash(KEYS[5], ARGV[1], KEYS[2], KEYS[3], ARGV[4], ARGV[5], now,
-        'the process running it died')
+        'the process running it died', KEYS[6])
 else
     archive_attempt(KEYS[5], now, 'interrupted', nil)
-    to_pending(KEYS[5], ARGV[1], KEYS[2], now)
+    to_pending(KEYS[5], ARGV[1], KEYS[2], now, KEYS[6])
 end
 release_held(KEYS[5], KEYS[6], KEYS[7], KEYS[2], KEYS[4], ARGV[1], outcome == 'dead', now)
 if outcome == 'pending' then

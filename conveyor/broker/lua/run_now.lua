@@ -6,6 +6,7 @@
 -- KEYS[3] pending    ZSET id -> priority band + time
 -- KEYS[4] signal     LIST wake-up token for idle workers
 -- KEYS[5] task       HASH the task record
+-- KEYS[6] flow prefix (a task of a fair group comes back at the queue's virtual time)
 --
 -- ARGV[1] id
 --
@@ -19,6 +20,6 @@ if (state ~= 'scheduled' and state ~= 'retrying') or redis.call('ZREM', KEYS[1],
     return {0, state}
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
-to_pending(KEYS[5], ARGV[1], KEYS[3], now_ms())
+to_pending(KEYS[5], ARGV[1], KEYS[3], now_ms(), KEYS[6])
 wake(KEYS[4])
 return {1, state}
