@@ -19,6 +19,7 @@ OPERATIONS = {
     "broker/browse.py",
     "broker/audit.py",
     "broker/timeseries.py",
+    "broker/schedules.py",
 }
 #: ... and the only one that sends them, and imports redis-py or hiredis.
 TRANSPORT = "broker/transport.py"
@@ -28,10 +29,10 @@ COMMAND = re.compile(r"Call\.(command|script_call)\(|execute_command|\.pipeline\
 #: Each layer, by module prefix, and the layers it may import (besides itself).
 LAYERS = {
     "model": ["errors", "names", "serializers", "backoff", "context", "settings", "ids",
-              "model", "options", "logs"],
+              "model", "options", "logs", "timing", "schedule"],
     "broker": ["broker"],
     "producer": ["producer", "task", "metrics"],
-    "facade": ["app"],
+    "facade": ["app", "schedules"],
     "edges": ["worker", "api", "dashboard", "cli", "tools", "__main__"],
 }  # fmt: skip
 
