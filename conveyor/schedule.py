@@ -105,7 +105,9 @@ class Schedule:
         timing = Timing.of(cron, every, tz)
         if isinstance(args, list):
             args = tuple(args)
-        return cls(id, task, timing, args, dict(kwargs or {}), **rest)
+        kwargs = {} if kwargs is None else kwargs
+        return cls(id, task, timing, args, dict(kwargs) if isinstance(kwargs, dict) else kwargs,
+                   **rest)  # fmt: skip
 
     def options(self, delay: float | None = None, key: str | None = None) -> TaskOptions:
         """The enqueue options of one tick's task."""

@@ -42,7 +42,7 @@ class ScheduleArgs(TypedDict, total=False):
 def build_schedule(
     schedule_id: str,
     task: str | TaskDefinition,
-    registry: Mapping[str, TaskDefinition] | None,
+    registry: Mapping[str, object] | None,
     **given: Unpack[ScheduleArgs],
 ) -> Schedule:
     """A checked Schedule. With a `registry`, the task must be in it, and its decorator's
@@ -51,8 +51,9 @@ def build_schedule(
     name = task.name if isinstance(task, TaskDefinition) else task
     definition = task if isinstance(task, TaskDefinition) else None
     if registry is not None:
-        definition = registry.get(name)
-        if definition is None:
+        found = registry.get(name)
+        definition = found if isinstance(found, TaskDefinition) else None
+        if found is None:
             known = ", ".join(sorted(registry)[:10]) or "none"
             raise ConfigurationError(f"unknown task {name!r} (known tasks: {known})")
     rest: dict[str, Any] = dict(given)

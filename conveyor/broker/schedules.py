@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from conveyor.broker.admin import Procedure, command
 from conveyor.broker.async_broker import AsyncBroker
-from conveyor.broker.audit import Actor, audited
+from conveyor.broker.audit import Actor, audited, record
 from conveyor.broker.ops import Op, Operations, scored
 from conveyor.broker.scripts import Arg, Call
 from conveyor.broker.steps import drive, drive_async
@@ -268,6 +268,11 @@ class AsyncSchedules:
         return await self._run(audited(self.admin.keys, procedure, actor, action, schedule_id,
                                        _one))  # fmt: skip
 
+    async def ran(self, schedule_id: str, task_id: str, *, actor: Actor | None = None) -> None:
+        """Log that an operator ran the schedule now (the enqueue is the producer's)."""
+        if actor is not None:
+            await self.broker.run(_ran(self.admin, actor, schedule_id, task_id))
+
 
 class SyncSchedules:
     """The same as AsyncSchedules, blocking."""
@@ -308,6 +313,15 @@ class SyncSchedules:
         action = "schedule.pause" if paused else "schedule.resume"
         procedure = self.admin.set_paused(schedule_id, paused)
         return self._run(audited(self.admin.keys, procedure, actor, action, schedule_id, _one))
+
+    def ran(self, schedule_id: str, task_id: str, *, actor: Actor | None = None) -> None:
+        """Log that an operator ran the schedule now (the enqueue is the producer's)."""
+        if actor is not None:
+            self.broker.run(_ran(self.admin, actor, schedule_id, task_id))
+
+
+def _ran(admin: ScheduleAdmin, actor: Actor, schedule_id: str, task_id: str) -> Op[None]:
+    return record(admin.keys, actor, "schedule.run", f"{schedule_id}: {task_id}", 1)
 
 
 def _one(_: object) -> int:
