@@ -3,6 +3,7 @@ read forward and backward agree, since a tick's time names it."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -14,8 +15,17 @@ from conveyor.timing import Timing
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def ms(*parts: int, tz: ZoneInfo = PARIS, fold: int = 0) -> int:
-    return round(datetime(*parts, tzinfo=tz, fold=fold).timestamp() * 1000)  # type: ignore[misc]
+def ms(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    *,
+    tz: ZoneInfo = PARIS,
+    fold: int = 0,
+) -> int:
+    return round(datetime(year, month, day, hour, minute, tzinfo=tz, fold=fold).timestamp() * 1000)
 
 
 def local(tick: int) -> str:
@@ -76,7 +86,7 @@ def test_an_hourly_schedule_follows_real_hours_across_both_changes() -> None:
         "2026-10-25T03:00:00+01:00",
     ]
     for ticks in (spring, autumn):
-        assert all(b - a == 3_600_000 for a, b in zip(ticks, ticks[1:], strict=False))
+        assert all(b - a == 3_600_000 for a, b in itertools.pairwise(ticks))
         assert hourly.latest(ticks[0] - 1, ticks[-1], 10) == ticks
 
 
@@ -125,6 +135,8 @@ def test_cron_limits_and_utc_default() -> None:
         ({"every": 60, "tz": "Europe/Paris"}, "tz= applies to cron schedules only"),
     ],
 )
-def test_bad_timings_are_refused_with_a_clear_message(given: dict[str, object], message: str) -> None:
+def test_bad_timings_are_refused_with_a_clear_message(
+    given: dict[str, object], message: str
+) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Timing.of(**given)  # type: ignore[arg-type]
