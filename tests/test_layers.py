@@ -20,6 +20,7 @@ OPERATIONS = {
     "broker/audit.py",
     "broker/timeseries.py",
     "broker/schedules.py",
+    "broker/fsck_schedules.py",
 }
 #: ... and the only one that sends them, and imports redis-py or hiredis.
 TRANSPORT = "broker/transport.py"

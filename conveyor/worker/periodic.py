@@ -132,4 +132,7 @@ def _log_firing(due: Due, fired: Plan, now: int, stored: int) -> None:
     if late:
         log.info("schedule %s: %d late tick(s) fired (misfire=%s)",
                  due.schedule.id, len(late), due.schedule.misfire)  # fmt: skip
+    if stored < len(fired.ticks):  # another worker enqueued them first, or a dead one did
+        log.debug("schedule %s: %d tick(s) deduplicated", due.schedule.id,
+                  len(fired.ticks) - stored)  # fmt: skip
     log.debug("schedule %s: ticks %s fired, %d new task(s)", due.schedule.id, fired.ticks, stored)
