@@ -59,7 +59,11 @@ async def get_schedule(schedule_id: IdParam, api: Api) -> ScheduleOut:
     return _out(await _acting(api.inspector.schedules.get(schedule_id)))
 
 
-@router.put("/{schedule_id}", response_model=ScheduleUpserted)
+@router.put(
+    "/{schedule_id}",
+    response_model=ScheduleUpserted,
+    responses={201: {"model": ScheduleUpserted, "description": "Created"}},
+)
 async def upsert_schedule(
     schedule_id: IdParam, body: ScheduleIn, response: Response, api: Api, actor: Operator
 ) -> ScheduleUpserted:
