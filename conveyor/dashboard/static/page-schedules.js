@@ -26,7 +26,7 @@ function scheduleRow(s, now) {
 export async function render(ctx) {
   const box = el("div", {}, el("p", { class: "muted" }, "Loading schedules…"));
   fill(ctx.root, el("section", { class: "card" }, el("h1", {}, "Schedules"),
-    el("p", { class: "muted" }, "Periodic tasks; change them with `conveyor schedules` or /v1/schedules."),
+    el("p", { class: "muted" }, "Periodic tasks; change them with the conveyor schedules command or /v1/schedules."),
     box));
   let shown = "";
   const load = async () => {
