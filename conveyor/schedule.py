@@ -195,6 +195,8 @@ class ScheduleInfo:
     runs: int
     created_at: datetime | None
     updated_at: datetime | None
+    #: when a worker last declared it (`@app.periodic`): an old time says its code is gone
+    declared_at: datetime | None = None
 
     @property
     def id(self) -> str:
@@ -213,6 +215,7 @@ class ScheduleInfo:
             runs=self.runs,
             created_at=_iso(self.created_at),
             updated_at=_iso(self.updated_at),
+            declared_at=_iso(self.declared_at),
         )
         return out
 

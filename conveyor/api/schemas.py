@@ -324,6 +324,9 @@ class ScheduleOut(BaseModel):
     runs: int = Field(description="Ticks enqueued so far")
     created_at: str | None
     updated_at: str | None
+    declared_at: str | None = Field(
+        None, description="When a worker last declared it in code (None: never)"
+    )
 
 
 class SchedulesOut(BaseModel):

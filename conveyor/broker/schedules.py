@@ -217,6 +217,7 @@ def decode_info(schedule_id: str, score: float | None, raw: Any) -> ScheduleInfo
             runs=int(fields.get("runs") or 0),
             created_at=from_millis(_number(fields.get("created_at"))),
             updated_at=from_millis(_number(fields.get("updated_at"))),
+            declared_at=from_millis(_number(fields.get("declared_at"))),
         )
     except (ConveyorError, AttributeError, KeyError, TypeError, ValueError):
         log.warning("schedule %s cannot be decoded (conveyor fsck reports it)", schedule_id)

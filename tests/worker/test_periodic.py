@@ -95,6 +95,7 @@ async def test_declaring_upserts_once_with_origin_code(aapp: Conveyor, r: redis.
     await periodic.step()
     [info] = aapp.schedules.list()
     assert info.origin == "code" and info.schedule == schedule
+    assert info.declared_at is not None and info.to_json()["declared_at"].endswith("Z")
 
 
 @pytest.mark.parametrize(
