@@ -110,9 +110,11 @@ class Conveyor:
         or `every=timedelta(minutes=5)`, above `@app.task` (or alone: the function is then
         registered as a task with the default options).
 
-        Every worker of the app upserts the schedule into Redis when it starts, and fires
-        its ticks, each exactly once. A schedule removed from the code stays in Redis
-        (and keeps firing) until removed with `conveyor schedules remove ID`.
+        Every worker of the app upserts the schedule into Redis when it starts (and every
+        minute after: the code wins over changes made from outside; pause it instead,
+        which is kept), and fires its ticks, each exactly once. A schedule removed from the
+        code stays in Redis (and keeps firing) until removed with `conveyor schedules
+        remove ID`; its `declared_at` stops moving meanwhile.
 
         Args:
             id: the schedule's id (default: the task's name); one task may have several.

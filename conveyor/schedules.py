@@ -107,8 +107,8 @@ class ScheduleBook:
         return self._store.get(id)
 
     def remove(self, id: str) -> None:
-        """Delete a schedule (a code-declared one comes back when a worker of that code
-        starts); ScheduleNotFoundError if unknown."""
+        """Delete a schedule (one still declared in running code comes back within a
+        minute); ScheduleNotFoundError if unknown."""
         self._store.remove(id)
 
     def pause(self, id: str) -> ScheduleInfo:

@@ -126,7 +126,7 @@ def _json(text: str, option: str, kind: type) -> Any:
 @click.argument("schedule_id")
 @pass_context
 def remove_schedule(ctx: Context, schedule_id: str) -> None:
-    """Delete a schedule (one declared in code comes back when a worker of it starts)."""
+    """Delete a schedule (one still declared in running code comes back within a minute)."""
     inspect(ctx, lambda i: i.schedules.remove(schedule_id, actor=operator()))
     click.echo(f"removed {schedule_id}")
 

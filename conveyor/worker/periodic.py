@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -35,13 +36,18 @@ log = logging.getLogger("conveyor.worker")
 #: Longest sleep between looks at the schedules, so one upserted or resumed elsewhere
 #: is seen soon.
 MAX_SLEEP = 1.0
+#: How often a worker upserts the code's schedules again: it restores them after Redis
+#: lost its data, undoes changes made to them from outside the code, and keeps their
+#: `declared_at` fresh (a stale one says no running code declares the schedule any more).
+REDECLARE_EVERY = 60.0
 #: Each worker wakes up to this much after a tick is due (its own random offset), so the
 #: first one awake fires it and the others mostly find it done.
 MAX_OFFSET = 0.1
 
 
 class Periodic:
-    """Declares the app's `@app.periodic` schedules when it starts, then fires due ticks.
+    """Declares the app's `@app.periodic` schedules when it starts (and every
+    REDECLARE_EVERY seconds after), and fires due ticks.
 
     Args:
         app: whose producer enqueues the ticks, and whose settings give the idempotency
@@ -58,6 +64,7 @@ class Periodic:
         *,
         outage: Outage | None = None,
         offset: float | None = None,
+        redeclare_every: float = REDECLARE_EVERY,
     ) -> None:
         self.app = app
         self.broker = broker
@@ -66,7 +73,8 @@ class Periodic:
         self.outage = outage
         self.window_ms = to_millis(app.settings.idempotency_window)
         self.offset = random.uniform(0, MAX_OFFSET) if offset is None else offset
-        self._undeclared = bool(self.declared)
+        self.redeclare_every = redeclare_every
+        self._declared_at: float | None = None  # monotonic
         self._reported: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -79,11 +87,12 @@ class Periodic:
             result = await drive_async(self.admin.upsert(schedule, "code"), self.broker.run)
             if result != "unchanged":
                 log.info("schedule %s %s: %s", schedule.id, result, schedule.timing.describe())
-        self._undeclared = False
+        self._declared_at = time.monotonic()
 
     async def step(self) -> float:
         """One look at the schedules; returns the seconds until the next."""
-        if self._undeclared:
+        last = self._declared_at
+        if self.declared and (last is None or time.monotonic() - last >= self.redeclare_every):
             await self.declare()
         read = await drive_async(self.admin.due(), self.broker.run)
         if read.gone:

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,11 +20,12 @@ from conveyor.broker.schedules import ScheduleAdmin
 from conveyor.broker.steps import drive
 from conveyor.model import TaskRecord
 from conveyor.schedule import Schedule
+from conveyor.tools.embedded import RedisServer
 from conveyor.worker.firing import MISFIRE_GRACE_MS
 from conveyor.worker.periodic import MAX_OFFSET, MAX_SLEEP, Periodic, _message
 from tests.broker.seed import redis_ms
 from tests.support.keyspace import dump
-from tests.support.worker import running_worker, wait_until
+from tests.support.worker import LOAD_SLACK, running_worker, wait_until
 
 
 def tasks_of(r: redis.Redis, prefix: str, queue: str = "default") -> list[TaskRecord]:
@@ -194,10 +196,36 @@ async def test_a_schedule_removed_while_firing_is_not_written_back(
     assert len(tasks_of(r, prefix)) == 1  # the tick it had read was still enqueued
 
 
-async def test_an_outage_is_survived(aapp: Conveyor) -> None:
+@pytest.fixture
+def outage(redis_server: RedisServer) -> Iterator[RedisServer]:
+    """The shared server, running again on its port after the test whatever happened."""
+    try:
+        yield redis_server
+    finally:
+        if not redis_server.ping():
+            redis_server.start()
+
+
+async def test_a_redis_outage_is_survived_and_a_data_loss_redeclared(
+    aapp: Conveyor, r: redis.Redis, prefix: str, outage: RedisServer
+) -> None:
+    schedule = Schedule.build("s", "job", every=1)
+    periodic = Periodic(aapp, aapp.async_broker(), [schedule], redeclare_every=0.5)
     stop = asyncio.Event()
-    periodic = Periodic(aapp, aapp.async_broker())
     job = asyncio.create_task(periodic.run(stop))
-    await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.wait_for(job, 5)
+
+    async def fired() -> bool:
+        return bool(tasks_of(r, prefix))
+
+    try:
+        await wait_until(fired, 10, "a tick")
+        outage.stop()
+        await asyncio.sleep(1.0)  # every step fails meanwhile, and backs off
+        assert not job.done(), "the outage ended the component"
+        outage.start()  # persistence is off: the schedule and its tasks are gone
+        assert not r.exists(GlobalKeys(prefix).schedule("s"))
+        await wait_until(fired, 10 + LOAD_SLACK, "a tick after the restart")
+        assert aapp.schedules.get("s").origin == "code"
+    finally:
+        stop.set()
+        await asyncio.wait_for(job, 10)

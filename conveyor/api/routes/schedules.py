@@ -81,8 +81,8 @@ async def upsert_schedule(
 
 @router.delete("/{schedule_id}", status_code=204, responses=NOT_FOUND)
 async def remove_schedule(schedule_id: IdParam, api: Api, actor: Operator) -> Response:
-    """Delete a schedule. One declared in code comes back when a worker of that code
-    starts: remove it from the code first."""
+    """Delete a schedule. One still declared in running code comes back within a minute:
+    remove it from the code first (or pause it)."""
     try:
         await api.inspector.schedules.remove(schedule_id, actor=actor)
     except ScheduleNotFoundError as exc:
