@@ -22,6 +22,7 @@ from tests.support.keyspace import dump, entry
 
 SCRIPTS = [
     "ack",
+    "advance_schedule",
     "cancel",
     "claim",
     "dead_letter",
@@ -33,6 +34,7 @@ SCRIPTS = [
     "fsck_index",
     "fsck_records",
     "lead",
+    "pause_schedule",
     "promote_due",
     "recover",
     "release_worker",
@@ -42,6 +44,7 @@ SCRIPTS = [
     "retry",
     "run_now",
     "trim_dead",
+    "upsert_schedule",
     "workers",
 ]
 
