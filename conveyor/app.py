@@ -12,7 +12,7 @@ from conveyor.broker.sync_broker import SyncBroker
 from conveyor.errors import ConfigurationError
 from conveyor.model import TaskRecord
 from conveyor.names import validate_task_name
-from conveyor.options import DEFAULT_QUEUE, TaskArgs, TaskOptions
+from conveyor.options import COMPUTED_OPTIONS, DEFAULT_QUEUE, TaskArgs, TaskOptions
 from conveyor.producer import Message, Producer, TaskHandle
 from conveyor.schedule import Schedule
 from conveyor.schedules import AsyncScheduleBook, ScheduleArgs, ScheduleBook, build_schedule
@@ -85,6 +85,10 @@ class Conveyor:
             no_retry_on: these exceptions are never retried.
             dead_letter: keep tasks that exhaust their retries in the dead-letter queue
                 (state dead); False ends them as failed instead.
+            unique, unique_key, unique_window, rate_limit, rate_limit_key,
+            rate_limit_burst, concurrency, concurrency_key, group_key: flow control (see
+                TaskOptions); keys and the concurrency limit may be functions of the
+                task's arguments, called at enqueue.
         """
 
         def register(func: Callable[..., Any]) -> TaskDefinition:
@@ -94,9 +98,10 @@ class Conveyor:
             task_name = validate_task_name(name or default)
             if task_name in self.tasks:
                 raise ConfigurationError(f"a task named {task_name!r} is already registered")
+            computed = {k: rest.pop(k) for k in COMPUTED_OPTIONS if callable(rest.get(k))}
             defaults = TaskOptions.pop_from(rest, TaskOptions(queue=DEFAULT_QUEUE))
             definition = TaskDefinition(
-                self.producer, func, name=task_name, defaults=defaults, **rest
+                self.producer, func, name=task_name, defaults=defaults, computed=computed, **rest
             )
             self.tasks[task_name] = definition
             return definition

@@ -20,6 +20,7 @@ from conveyor.broker.records import EnqueueResult, NewTask
 from conveyor.broker.steps import Steps, drive, drive_async
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.errors import ResultTimeoutError, TaskFailedError
+from conveyor.flow import resolve_flow
 from conveyor.ids import new_task_id
 from conveyor.model import TaskRecord, TaskState, to_millis
 from conveyor.names import validate_task_name
@@ -80,14 +81,17 @@ class Producer:
         delay = options.delay or 0.0
         if options.eta is not None:
             delay = max(delay, options.eta.timestamp() - time.time())
+        args = serializers.dumps(list(message.args)) if message.args else None
+        kwargs = serializers.dumps(message.kwargs) if message.kwargs else None
         return NewTask(
             id=new_task_id(queue),
             queue=queue,
             name=message.name,
-            args=serializers.dumps(list(message.args)) if message.args else None,
-            kwargs=serializers.dumps(message.kwargs) if message.kwargs else None,
+            args=args,
+            kwargs=kwargs,
             delay_ms=to_millis(delay),
             options=options,
+            flow=resolve_flow(message.name, options, args, kwargs),
         )
 
     def _new_queues(self, tasks: Sequence[NewTask]) -> list[str]:

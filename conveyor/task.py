@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from conveyor.backoff import ExceptionTypes, RetryPolicy
@@ -27,6 +27,7 @@ class TaskDefinition:
         retry_on: ExceptionTypes = (),
         no_retry_on: ExceptionTypes = (),
         dead_letter: bool = True,
+        computed: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
         self.producer = producer
         self.fn = fn
@@ -34,6 +35,8 @@ class TaskDefinition:
         #: Options its tasks get unless the enqueue sets them (see TaskOptions).
         self.defaults = defaults
         self._inherited = defaults.inheritable()
+        #: Flow options computed from each task's arguments (COMPUTED_OPTIONS).
+        self.computed = dict(computed or {})
         self.queue = defaults.queue
         self.is_async = inspect.iscoroutinefunction(fn)
         self.executor: ExecutorKind = executor or ("async" if self.is_async else "thread")
@@ -67,8 +70,15 @@ class TaskDefinition:
 
     def message(self, *args: Any, **kwargs: Any) -> Message:
         """A Message for `enqueue_many`; options (see TaskOptions) are taken from `kwargs`."""
-        options = TaskOptions.pop_from(kwargs, self._inherited)
-        return Message(self.name, args, kwargs, options)
+        if not self.computed:
+            return Message(self.name, args, kwargs, TaskOptions.pop_from(kwargs, self._inherited))
+        # the options given, then those computed from the handler's own arguments, checked
+        # together (a computed limit may be what a given key needs)
+        given = {name: kwargs.pop(name) for name in TaskOptions.NAMES & kwargs.keys()}
+        for option, compute in self.computed.items():
+            if given.get(option) is None:
+                given[option] = compute(*args, **kwargs)
+        return Message(self.name, args, kwargs, TaskOptions.pop_from(given, self._inherited))
 
     def enqueue(self, *args: Any, **kwargs: Any) -> TaskHandle:
         """Enqueue a call of this task; returns once Redis has stored it."""

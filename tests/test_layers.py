@@ -19,6 +19,7 @@ OPERATIONS = {
     "broker/browse.py",
     "broker/audit.py",
     "broker/timeseries.py",
+    "broker/flow_state.py",
     "broker/schedules.py",
     "broker/fsck_schedules.py",
 }
@@ -30,7 +31,7 @@ COMMAND = re.compile(r"Call\.(command|script_call)\(|execute_command|\.pipeline\
 #: Each layer, by module prefix, and the layers it may import (besides itself).
 LAYERS = {
     "model": ["errors", "names", "serializers", "backoff", "context", "settings", "ids",
-              "model", "options", "logs", "timing", "schedule"],
+              "model", "options", "flow", "logs", "timing", "schedule"],
     "broker": ["broker"],
     "producer": ["producer", "task", "metrics"],
     "facade": ["app", "schedules"],

@@ -5,6 +5,7 @@ enqueue inherits from its task's definition."""
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.errors import ConfigurationError, InvalidNameError
+from conveyor.flow import Rate
 from conveyor.options import NO_OPTIONS, TaskOptions
 
 # -- validation --------------------------------------------------------------------------
@@ -108,9 +110,43 @@ def test_pop_from_validates_what_it_takes() -> None:
 DEFINITION = TaskOptions(queue="emails", priority=5, max_retries=3, timeout=2.0)
 
 
-def test_only_queue_and_priority_are_inherited() -> None:
-    assert TaskOptions.DEFINITION_DEFAULTS == ("queue", "priority")
+def test_only_queue_priority_and_flow_control_are_inherited() -> None:
+    assert ("queue", "priority", *TaskOptions.FLOW) == TaskOptions.DEFINITION_DEFAULTS
     assert DEFINITION.inheritable() == TaskOptions(queue="emails", priority=5)
+    limited = TaskOptions(queue="q", max_retries=3, concurrency=2, rate_limit="1/s")
+    assert limited.inheritable() == TaskOptions(queue="q", concurrency=2, rate_limit="1/s")
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({"rate_limit": "10"}, "rate_limit must look like"),
+        ({"rate_limit": "0/s"}, "at least 1 task"),
+        ({"rate_limit": "5/fortnight"}, "rate_limit must look like"),
+        ({"unique": "maybe"}, "unique must be a bool or one of"),
+        ({"unique": "throttle"}, "needs unique_window"),
+        ({"unique": True, "unique_window": 0}, "unique_window must be seconds > 0"),
+        ({"concurrency": 0}, "concurrency must be an integer >= 1"),
+        ({"concurrency": True}, "concurrency must be an integer >= 1"),
+        ({"rate_limit": "1/s", "rate_limit_burst": 1.5}, "rate_limit_burst must be"),
+        ({"group_key": ""}, "group_key must be a string"),
+        ({"unique": True, "unique_key": "k" * 201}, "unique_key must be a string"),
+        ({"unique_key": "k"}, "unique_key is set but unique is not"),
+        ({"rate_limit_burst": 2}, "rate_limit_burst is set but rate_limit is not"),
+    ],
+)
+def test_bad_flow_options_are_refused_with_what_is_wrong(given: dict[str, Any], says: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(says)):
+        TaskOptions(**given)
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "period_ms"),
+    [("100/s", 100, 1000), ("10/m", 10, 60_000), ("5 / hour", 5, 3_600_000),
+     ("1000/d", 1000, 86_400_000), ("10/5s", 10, 5000), ("3/2min", 3, 120_000)],
+)  # fmt: skip
+def test_rates_parse_to_a_count_per_period(text: str, count: int, period_ms: int) -> None:
+    assert Rate.parse(text) == Rate(count, period_ms)
 
 
 @pytest.mark.parametrize(

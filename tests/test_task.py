@@ -38,3 +38,42 @@ def test_the_decorator_takes_defaults_that_messages_inherit(app: Conveyor) -> No
     assert (message.args, message.kwargs) == (("a@b.c",), {})
     # max_retries and timeout are resolved by the worker when the task runs, not stored
     assert (message.options.max_retries, message.options.timeout) == (None, None)
+
+
+def test_flow_keys_and_limits_may_be_computed_from_the_arguments(app: Conveyor) -> None:
+    premium = {"acme"}
+
+    @app.task(
+        concurrency=lambda tenant, *_: 10 if tenant in premium else 1,
+        concurrency_key=lambda tenant, *_: tenant,
+        rate_limit="5/s",
+        rate_limit_key=lambda tenant, *_: f"api:{tenant}",
+        unique="replace",
+        unique_key=lambda tenant, report: f"{tenant}/{report}",
+        group_key=lambda tenant, *_: tenant,
+    )
+    def export(tenant: str, report: str) -> None: ...
+
+    options = export.message("acme", "q3").options
+    assert (options.concurrency, options.concurrency_key) == (10, "acme")
+    assert (options.rate_limit, options.rate_limit_key) == ("5/s", "api:acme")
+    assert (options.unique, options.unique_key, options.group_key) == ("replace", "acme/q3", "acme")
+    assert export.message("tiny", "q3").options.concurrency == 1
+    # an enqueue's own value wins over the computed one, and the computed ones are not
+    # called for it
+    assert export.message("acme", "q3", concurrency_key="shared").options.concurrency_key == (
+        "shared"
+    )
+
+
+def test_a_flow_option_that_needs_another_is_refused_at_once(app: Conveyor) -> None:
+    with pytest.raises(ConfigurationError, match="rate_limit_key is set but rate_limit"):
+
+        @app.task(rate_limit_key="stripe")
+        def charge() -> None: ...
+
+    @app.task(concurrency_key=lambda *_: "k")
+    def sync() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="concurrency_key is set but concurrency"):
+        sync.message()

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
+from conveyor.flow import MAX_FLOW_KEY, UniqueMode
 from conveyor.model import TaskRecord, TaskState, utc_iso
 from conveyor.names import QUEUE_NAME, TASK_NAME
 from conveyor.options import PRIORITY_RANGE
@@ -15,6 +16,8 @@ TaskName = Annotated[
     str,
     Field(min_length=1, max_length=128, pattern=f"^{TASK_NAME.pattern}$", examples=["send-email"]),
 ]
+#: A unique, concurrency, rate-limit or group key.
+FlowKey = Annotated[str, Field(min_length=1, max_length=MAX_FLOW_KEY)]
 QueueName = Annotated[
     str, Field(min_length=1, max_length=64, pattern=f"^{QUEUE_NAME.pattern}$", examples=["emails"])
 ]
@@ -56,6 +59,26 @@ class QueueOut(BaseModel):
     retrying: int = Field(0, description="Of `scheduled`: failed tasks waiting to retry")
 
 
+class ConcurrencyKeyOut(BaseModel):
+    key: str
+    in_use: int = Field(description="Slots held by running tasks")
+    waiting: int = Field(description="Pending tasks waiting for a slot")
+
+
+class RateBucketOut(BaseModel):
+    key: str
+    booked_seconds: float = Field(description="How far ahead starts are reserved; 0: free now")
+
+
+class FlowOut(BaseModel):
+    """Flow control in one queue right now."""
+
+    queue: str
+    concurrency: list[ConcurrencyKeyOut]
+    rates: list[RateBucketOut]
+    groups: int = Field(description="Fair groups with tasks ahead of the queue's virtual time")
+
+
 class SeedStats(BaseModel):
     """The simple API's counters summed over queues, plus per-queue detail."""
 
@@ -84,6 +107,23 @@ class NewTaskIn(Strict):
     max_retries: Annotated[int, Field(ge=0, le=1000)] | None = None
     timeout: Annotated[float, Field(gt=0, le=MAX_DELAY)] | None = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    unique: bool | UniqueMode | None = Field(
+        None, description="at most one live task per unique key: true (skip), replace, throttle"
+    )
+    unique_key: FlowKey | None = Field(None, description="default: the arguments")
+    unique_window: Annotated[float, Field(gt=0, le=MAX_DELAY)] | None = Field(
+        None, description="seconds a throttle holds its key"
+    )
+    rate_limit: Annotated[str, Field(max_length=32)] | None = Field(
+        None, description="at most so many starts per period: 100/s, 10/m, 5/h, 10/5s"
+    )
+    rate_limit_key: FlowKey | None = Field(None, description="default: the task's name")
+    rate_limit_burst: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    concurrency: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
+        None, description="at most so many tasks of the concurrency key run at once"
+    )
+    concurrency_key: FlowKey | None = Field(None, description="default: the task's name")
+    group_key: FlowKey | None = Field(None, description="fair group: claims go round them")
 
     @model_validator(mode="after")
     def _exclusive(self) -> NewTaskIn:

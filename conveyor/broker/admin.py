@@ -154,7 +154,16 @@ class Admin:
         if not is_task_id(task_id):
             raise TaskNotFoundError(f"no task {task_id!r}: not a task id")
         k = self.ops.task_keys(task_id)
-        keys = [k.pending, k.scheduled, k.retrying, k.dead, k.active, k.task(task_id), k.ready]
+        keys = [
+            k.pending,
+            k.scheduled,
+            k.retrying,
+            k.dead,
+            k.active,
+            k.task(task_id),
+            k.ready,
+            k.flow_prefix,
+        ]
         call = Call.script_call(self.ops.scripts["delete_task"], keys, [task_id])
         done, state = yield raw(call)
         return _acted(task_id, done, state, "delete")

@@ -73,6 +73,7 @@ class Fsck:
             for index in INDEX_STATES:
                 findings += yield from self._check_index(keys, index, repair, listed)
             findings += yield from self._check_records(keys, repair, listed)
+            findings += yield from self._check_flow(keys, repair)
         return findings
 
     def _registered(self) -> Procedure[list[str]]:
@@ -159,7 +160,15 @@ class Fsck:
         ]  # fmt: skip
         call = Call.script_call(
             self.ops.scripts["fsck_records"],
-            [keys.pending, keys.active, keys.scheduled, keys.dead, keys.task_prefix, keys.ready],
+            [
+                keys.pending,
+                keys.active,
+                keys.scheduled,
+                keys.dead,
+                keys.task_prefix,
+                keys.ready,
+                keys.flow_prefix,
+            ],
             [
                 int(repair),
                 *retention,
@@ -168,6 +177,31 @@ class Fsck:
             ],
         )
         return _findings(keys.queue, (yield raw(call)), "record")
+
+    def _check_flow(self, keys: QueueKeys, repair: bool) -> Procedure[list[Finding]]:
+        """Concurrency slots and waiting lists (by their registries), and unique keys (by
+        a scan), against the records they name; after the record check, which may have
+        taken a task out of `active`."""
+        concurrency = yield command("SUNION", keys.held, keys.blocked)
+        names = sorted(c.decode() for c in concurrency)
+        unique_prefix = keys.unique("")
+        cursor = 0
+        locks: list[str] = []
+        while True:
+            cursor, found = yield self._scan(cursor, _glob_escape(unique_prefix) + "*")
+            locks += [key[len(unique_prefix) :] for key in found]
+            if cursor == 0:
+                break
+        findings = []
+        for kind, batch_of in (("concurrency", names), ("unique", locks)):
+            for start in range(0, len(batch_of), BATCH):
+                call = Call.script_call(
+                    self.ops.scripts["fsck_flow"],
+                    [keys.active, keys.task_prefix, keys.flow_prefix, keys.pending, keys.signal],
+                    [int(repair), kind, *batch_of[start : start + BATCH]],
+                )
+                findings += _findings(keys.queue, (yield raw(call)), "flow")
+        return findings
 
     @staticmethod
     def _scan(cursor: int, pattern: str) -> Op[tuple[int, list[str]]]:

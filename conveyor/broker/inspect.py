@@ -18,6 +18,7 @@ from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.audit import Actor, AuditEntry
 from conveyor.broker.browse import PointCache
 from conveyor.broker.dead_letters import NO_FILTER, DeadFilter, DeadLetterAdmin
+from conveyor.broker.flow_state import FlowState, flow_state
 from conveyor.broker.fsck import STUCK_AFTER, Finding, Fsck
 from conveyor.broker.records import QueueStats
 from conveyor.broker.schedules import AsyncSchedules, SyncSchedules
@@ -54,6 +55,10 @@ class AsyncInspector:
     async def queue(self, name: str) -> QueueStats | None:
         """One queue's stats, or None if nothing was ever enqueued to it."""
         return await self._run(self._admin.queue(name))
+
+    async def flow(self, queue: str) -> FlowState:
+        """Flow control in `queue`: concurrency slots and waiting tasks, rate buckets."""
+        return await self._run(flow_state(self.broker.ops, queue))
 
     async def set_paused(
         self, queue: str, paused: bool, *, actor: Actor | None = None
@@ -208,6 +213,10 @@ class SyncInspector:
     def queue(self, name: str) -> QueueStats | None:
         """One queue's stats, or None if nothing was ever enqueued to it."""
         return self._run(self._admin.queue(name))
+
+    def flow(self, queue: str) -> FlowState:
+        """Flow control in `queue`: concurrency slots and waiting tasks, rate buckets."""
+        return self._run(flow_state(self.broker.ops, queue))
 
     def set_paused(self, queue: str, paused: bool, *, actor: Actor | None = None) -> QueueStats:
         """Pause (no worker claims from it) or resume a queue; returns its stats."""

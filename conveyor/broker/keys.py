@@ -160,6 +160,55 @@ class QueueKeys:
         """STRING idempotency key -> task id, expiring with its window."""
         return self.base + "idem:" + key
 
+    # Flow control: scripts get `flow_prefix` in KEYS and name these keys from it (see
+    # prelude.lua), so only tasks that use an option ever touch them.
+
+    @property
+    def flow_prefix(self) -> str:
+        """Start of the flow-control keys below."""
+        return self.base + "flow:"
+
+    def unique(self, key: str) -> str:
+        """STRING the id of the live task holding a unique key (a throttle's expires)."""
+        return self.flow_prefix + "unique:" + key
+
+    def slots(self, key: str) -> str:
+        """SET ids of the active tasks holding a slot of a concurrency key."""
+        return self.flow_prefix + "slots:" + key
+
+    def waiting(self, key: str) -> str:
+        """LIST ids of pending tasks waiting for a slot of a concurrency key, oldest first."""
+        return self.flow_prefix + "waiting:" + key
+
+    @property
+    def held(self) -> str:
+        """SET the concurrency keys with a slot in use."""
+        return self.flow_prefix + "held"
+
+    @property
+    def blocked(self) -> str:
+        """SET the concurrency keys with tasks waiting for a slot."""
+        return self.flow_prefix + "blocked"
+
+    def rate(self, key: str) -> str:
+        """STRING a rate limit's theoretical arrival time (GCRA, ms); expires when idle."""
+        return self.flow_prefix + "rate:" + key
+
+    @property
+    def rates(self) -> str:
+        """SET the rate keys used in this queue (their buckets expire; the names stay)."""
+        return self.flow_prefix + "rates"
+
+    @property
+    def groups(self) -> str:
+        """ZSET fair group -> the virtual finish time of its last pending task."""
+        return self.flow_prefix + "groups"
+
+    @property
+    def virtual_time(self) -> str:
+        """STRING the virtual start time of the last grouped task claimed (fair queuing)."""
+        return self.flow_prefix + "vtime"
+
 
 #: Width of one priority band in a pending score: `(100 - priority) * band + ms`.
 #: 2**42 ms lasts until the year 2109. Defined only here: the scripts get it from

@@ -120,14 +120,25 @@ class Operations:
         return Op(calls, decode, reads_errors=True)
 
     def _enqueue_call(self, keys: QueueKeys, tasks: Sequence[NewTask]) -> Call:
-        script_keys = [keys.pending, keys.scheduled, keys.signal, keys.task_prefix, keys.ready]
+        script_keys = [keys.pending, keys.scheduled, keys.signal, keys.task_prefix, keys.ready,
+                       keys.flow_prefix]  # fmt: skip
         argv: list[Arg] = [to_millis(self.settings.idempotency_window)]
         for task in tasks:
-            fields = task.fields()
+            flags, extra = 0, list[Arg]()
             if task.idempotency_key is not None:
                 script_keys.append(keys.idempotency(task.idempotency_key))
-            has_key = int(task.idempotency_key is not None)
-            argv += [task.id, task.delay_ms, task.priority, has_key, len(fields) // 2, *fields]
+                flags = 1
+            flow = task.flow
+            if flow is not None and flow.unique_key is not None:
+                script_keys.append(keys.unique(flow.unique_key))
+                flags |= 2
+                extra += [flow.unique_mode, flow.unique_window_ms]
+            if flow is not None and flow.group is not None:
+                flags |= 4
+                extra.append(flow.group)
+            fields = task.fields()
+            argv += [task.id, task.delay_ms, task.priority, flags, *extra, len(fields) // 2]
+            argv += fields
         return self._script("enqueue", script_keys, argv)
 
     def cancel(self, task_id: str) -> Op[tuple[bool, str]]:
@@ -136,7 +147,14 @@ class Operations:
         retention = to_millis(self.settings.cancelled_retention)
         call = self._script(
             "cancel",
-            [keys.pending, keys.scheduled, keys.task(task_id), keys.retrying, keys.ready],
+            [
+                keys.pending,
+                keys.scheduled,
+                keys.task(task_id),
+                keys.retrying,
+                keys.ready,
+                keys.flow_prefix,
+            ],
             [task_id, retention],
         )
         return Op([call], lambda r: (bool(r[0][0]), r[0][1].decode()))
@@ -158,7 +176,7 @@ class Operations:
         call = self._script(
             "claim",
             [keys.pending, keys.active, keys.paused, keys.dead, keys.signal, keys.task_prefix,
-             request, keys.ready],
+             request, keys.ready, keys.flow_prefix, keys.scheduled],
             [count, lease, worker_id, int(idle), to_millis(self.settings.dead_retention),
              keys.queue],
         )  # fmt: skip
@@ -182,13 +200,15 @@ class Operations:
         argv: list[Arg] = [to_millis(self.settings.succeeded_retention)]
         for task, result in done:
             argv += [task.id, task.token, result]
-        return self._script("ack", [keys.active, keys.task_prefix], argv)
+        script_keys = [keys.active, keys.task_prefix, keys.pending, keys.signal, keys.flow_prefix]
+        return self._script("ack", script_keys, argv)
 
     def retry(self, task: ClaimedTask, delay: float, error: bytes) -> Call:
         """Schedule another attempt after `delay` seconds; reply 1, or 0 if the lease was lost."""
         keys = self.queue_keys(task.queue)
         argv: list[Arg] = [task.id, task.token, to_millis(delay), error]
-        script_keys = [keys.active, keys.scheduled, keys.task(task.id), keys.retrying]
+        script_keys = [keys.active, keys.scheduled, keys.task(task.id), keys.retrying,
+                       keys.pending, keys.signal, keys.flow_prefix, keys.task_prefix]  # fmt: skip
         return self._script("retry", script_keys, argv)
 
     def dead_letter(
@@ -200,7 +220,9 @@ class Operations:
         retention = to_millis(s.dead_retention if keep else s.failed_retention)
         state = "dead" if keep else "failed"
         argv: list[Arg] = [task.id, task.token, reason, error, retention, state]
-        return self._script("dead_letter", [keys.active, keys.dead, keys.task(task.id)], argv)
+        script_keys = [keys.active, keys.dead, keys.task(task.id), keys.pending, keys.signal,
+                       keys.flow_prefix, keys.task_prefix]  # fmt: skip
+        return self._script("dead_letter", script_keys, argv)
 
     def requeue(self, task: ClaimedTask, *, crashed: bool) -> Call:
         """Give a claimed task back to pending now; a crash counts toward the poison limit."""
@@ -213,7 +235,8 @@ class Operations:
             s.max_crashes,
             to_millis(s.dead_retention),
         ]
-        script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task(task.id)]
+        script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task(task.id),
+                       keys.flow_prefix, keys.task_prefix]  # fmt: skip
         return self._script("requeue", script_keys, argv)
 
     # -- workers ---------------------------------------------------------------------
@@ -307,7 +330,8 @@ class Operations:
         argv: list[Arg] = [
             worker_id, s.max_crashes, to_millis(s.dead_retention), start, RELEASE_WINDOW
         ]  # fmt: skip
-        script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task_prefix]
+        script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task_prefix,
+                       keys.flow_prefix]  # fmt: skip
         call = self._script("release_worker", script_keys, argv)
         return Op([call], lambda r: (int(r[0][0]), _pairs(r[0][1:])))
 
@@ -318,7 +342,8 @@ class Operations:
         keys = self.queue_keys(queue)
         s = self.settings
         argv: list[Arg] = [s.max_crashes, MAINTENANCE_BATCH, to_millis(s.dead_retention)]
-        script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task_prefix]
+        script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task_prefix,
+                       keys.flow_prefix]  # fmt: skip
         return Op([self._script("recover", script_keys, argv)], lambda r: _pairs(r[0]))
 
     def promote_due(self, queue: str) -> Op[tuple[int, float | None]]:
@@ -397,7 +422,7 @@ def _pairs(reply: list[bytes]) -> list[tuple[str, str]]:
 def _decode_claim(queue: str, reply: list[Any]) -> Claim:
     now = int(reply[0])
     tasks = []
-    for i in range(2, len(reply), CLAIM_WIDTH):
+    for i in range(3, len(reply), CLAIM_WIDTH):
         (task_id, token, attempts, name, args, kwargs, failures, crashes,
          max_retries, timeout, enqueued, due) = reply[i : i + CLAIM_WIDTH]  # fmt: skip
         tasks.append(
@@ -418,7 +443,7 @@ def _decode_claim(queue: str, reply: list[Any]) -> Claim:
                 claimed_at_ms=now,
             )
         )
-    return Claim(tasks, bool(reply[1]))
+    return Claim(tasks, bool(reply[1]), int(reply[2]) or None)
 
 
 def _int(value: bytes | None) -> int | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.broker.scripts import Arg
+from conveyor.flow import Flow
 from conveyor.options import NO_OPTIONS, TaskOptions
 
 #: Options kept on the task record (as hash fields of the same name) when set; the others
@@ -25,6 +26,8 @@ class NewTask:
     kwargs: bytes | None
     delay_ms: int = 0
     options: TaskOptions = NO_OPTIONS
+    #: its flow control, resolved from `options` (None: it uses none)
+    flow: Flow | None = None
 
     @property
     def priority(self) -> int:
@@ -47,6 +50,8 @@ class NewTask:
             value = getattr(self.options, name)
             if value is not None and (value or name != "priority"):  # priority 0: the default
                 out += [name, value]
+        if self.flow is not None:
+            out += ["flow", self.flow.field()]
         return out
 
 
@@ -86,6 +91,9 @@ class Claim:
 
     tasks: list[ClaimedTask]
     suspects_waiting: bool = False
+    #: the earliest start it reserved for a task over its rate limit (ms), if any: when
+    #: that task should be promoted
+    deferred_until_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

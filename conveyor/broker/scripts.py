@@ -8,6 +8,7 @@ from functools import cache
 from importlib import resources
 
 from conveyor.broker.keys import DEFAULT_BAND_END, PRIORITY_BAND
+from conveyor.flow import RATE_SLIP_MS
 from conveyor.model import ATTEMPT_HISTORY
 from conveyor.options import PRIORITY_RANGE
 
@@ -21,6 +22,7 @@ CONSTANTS = {
     "MIN_PRIORITY": PRIORITY_RANGE[0],
     "MAX_PRIORITY": PRIORITY_RANGE[-1],
     "ATTEMPT_HISTORY": ATTEMPT_HISTORY,
+    "RATE_SLIP": RATE_SLIP_MS,
 }
 #: The helpers prepended to every script (`lua/prelude.lua`); not a script itself.
 PRELUDE = "prelude.lua"

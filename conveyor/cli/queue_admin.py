@@ -1,4 +1,4 @@
-"""`conveyor queues`, `pause`, `resume` and `workers`."""
+"""`conveyor queues`, `flow`, `pause`, `resume` and `workers`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,27 @@ def queues(ctx: Context, as_json: bool) -> None:
     for s in stats:
         counts = "  ".join(f"{getattr(s, c):>9}" for c in COLUMNS)
         click.echo(f"{s.name:<{width}}  {counts}  {'yes' if s.paused else 'no'}")
+
+
+@click.command()
+@click.argument("queue")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@pass_context
+def flow(ctx: Context, queue: str, as_json: bool) -> None:
+    """Show a queue's flow control: concurrency slots, rate limits, fair groups."""
+    state = inspect(ctx, lambda i: i.flow(validate_queue_name(queue)))
+    if as_json:
+        click.echo(dumps(state.to_json()))
+        return
+    if not (state.concurrency or state.rates or state.groups):
+        click.echo(f"queue {queue}: no flow control in use")
+        return
+    for c in state.concurrency:
+        click.echo(f"concurrency {c.key}: {c.in_use} running, {c.waiting} waiting for a slot")
+    for r in state.rates:
+        booked = f"booked {r.booked_seconds:.1f} s ahead" if r.booked_seconds else "free now"
+        click.echo(f"rate limit {r.key}: {booked}")
+    click.echo(f"fair groups with tasks ahead: {state.groups}")
 
 
 #: A queue is known once something was enqueued to it (or it was paused with --create).

@@ -72,9 +72,11 @@ async def queue(
     total, records = await dash.inspector.tasks(
         name, state, newest_first=newest, offset=offset, limit=limit
     )
+    flow = await dash.inspector.flow(name)
     return {
         "queue": queue_row(stats), "state": state, "order": order, "total": total,
         "offset": offset, "limit": limit, "items": [summary(r) for r in records],
+        "flow": flow.to_json(),
     }  # fmt: skip
 
 

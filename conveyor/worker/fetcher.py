@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from conveyor.broker.async_broker import AsyncBroker
@@ -37,8 +37,11 @@ class Fetcher:
         worker_id: str,
         *,
         outage: Outage | None = None,
+        on_deferred: Callable[[], None] | None = None,
     ) -> None:
         self.broker = broker
+        #: called when a claim put tasks over their rate limit in `scheduled`
+        self.on_deferred = on_deferred
         self.outage = outage or Outage(connected=True)
         self.executor = executor
         self.leases = leases
@@ -86,6 +89,7 @@ class Fetcher:
             for queue in self.queues.order(self._rng):
                 claim = await self.broker.run(self._claim_op(queue))
                 suspects_waiting |= claim.suspects_waiting
+                self._deferred(claim)
                 if claim.tasks:
                     return self._start(claim.tasks)
             return []
@@ -105,11 +109,16 @@ class Fetcher:
         claim = await self.broker.wait_then_run(names[0], IDLE_WAIT, self._claim_op(names[0]))
         if claim is not None:
             self.executor.wants_suspect = claim.suspects_waiting
+            self._deferred(claim)
             self._start(claim.tasks)
 
     def _claim_op(self, queue: str) -> Op[Claim]:
         want = min(self.batch, self.executor.free_slots)
         return self.broker.ops.claim(queue, want, self.worker_id, idle=self.executor.idle)
+
+    def _deferred(self, claim: Claim) -> None:
+        if claim.deferred_until_ms is not None and self.on_deferred is not None:
+            self.on_deferred()
 
     def _start(self, tasks: list[ClaimedTask]) -> list[ClaimedTask]:
         for task in tasks:

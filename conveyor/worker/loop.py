@@ -18,12 +18,23 @@ T = TypeVar("T")
 FULL_PACE = 1.0
 
 
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep `seconds`, or less if `stop` is set meanwhile."""
+async def sleep_or_stop(
+    stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None
+) -> None:
+    """Sleep `seconds`, or less if `stop` (or `wake`, which is then cleared) is set meanwhile."""
     if seconds <= 0 or stop.is_set():
         return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    if wake is None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+        return
+    waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())}
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+        wake.clear()
 
 
 def outage_backoff(failures: int, cap: float = MAX_OUTAGE_BACKOFF) -> float:
@@ -37,8 +48,10 @@ async def periodically(
     stop: asyncio.Event,
     log: logging.Logger,
     outage: Outage | None = None,
+    wake: asyncio.Event | None = None,
 ) -> None:
-    """Run `step` until `stop`; it returns the seconds to wait before the next run.
+    """Run `step` until `stop`; it returns the seconds to wait before the next run, which
+    `wake` (when given) cuts short.
 
     A failing step is logged and retried with backoff, so one component's trouble never
     takes down the worker (the supervisor's job, as in asynq and saq); an unreachable
@@ -69,7 +82,7 @@ async def periodically(
             failures += 1
             wait = outage_backoff(failures)
             log.exception("%s failed; retrying in %.1fs", name, wait)
-        await sleep_or_stop(stop, wait)
+        await sleep_or_stop(stop, wait, wake)
 
 
 def run_event_loop(main: Coroutine[Any, Any, T]) -> T:

@@ -124,7 +124,11 @@ class Worker:
             await self._preflight(broker, outage)
             describe = functools.partial(self._describe, executor)
             heartbeat = Heartbeat(broker, leases, self.id, describe, outage=outage)
-            fetcher = Fetcher(broker, executor, leases, self.queues, self.id, outage=outage)
+            scheduler = Scheduler(broker, names, outage=outage)
+            fetcher = Fetcher(
+                broker, executor, leases, self.queues, self.id, outage=outage,
+                on_deferred=scheduler.nudge,
+            )  # fmt: skip
             guard = functools.partial(self._guard, finished)
             declared = self.app.declared_schedules.values()
             async with asyncio.TaskGroup() as group:
@@ -133,7 +137,7 @@ class Worker:
                 writer = group.create_task(guard(completer.run(finished)))
                 group.create_task(guard(stats.run(finished)))
                 for periodic in (
-                    Scheduler(broker, names, outage=outage),
+                    scheduler,
                     Recoverer(broker, names, outage=outage),
                     Reaper(broker, self.id, outage=outage),
                     Periodic(self.app, broker, [*declared], outage=outage),

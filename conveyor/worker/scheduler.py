@@ -26,10 +26,16 @@ class Scheduler:
         self.broker = broker
         self.queues = queues
         self.outage = outage
+        self._nudged = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Promote until `stop` is set."""
-        await periodically("scheduler", self.promote, stop, log, self.outage)
+        await periodically("scheduler", self.promote, stop, log, self.outage, self._nudged)
+
+    def nudge(self) -> None:
+        """Look again now: a claim put a task over its rate limit in `scheduled`, due
+        sooner than this scheduler may otherwise look (the pass after finds when)."""
+        self._nudged.set()
 
     async def promote(self) -> float:
         """One pass; returns the seconds until the next."""

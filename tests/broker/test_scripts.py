@@ -16,6 +16,7 @@ from conveyor.broker.keys import PRIORITY_BAND, QueueKeys
 from conveyor.broker.ops import combine
 from conveyor.broker.scripts import CONSTANTS, load_scripts
 from conveyor.broker.sync_broker import SyncBroker
+from conveyor.flow import RATE_SLIP_MS
 from conveyor.model import ATTEMPT_HISTORY
 from tests.broker.seed import claim
 from tests.support.keyspace import dump, entry
@@ -31,6 +32,7 @@ SCRIPTS = [
     "enqueue",
     "extend_leases",
     "find_dead",
+    "fsck_flow",
     "fsck_index",
     "fsck_records",
     "lead",
@@ -92,6 +94,7 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
         "MIN_PRIORITY": -100,
         "MAX_PRIORITY": 100,
         "ATTEMPT_HISTORY": ATTEMPT_HISTORY,
+        "RATE_SLIP": RATE_SLIP_MS,
     }
     assert names == {
         *CONSTANTS,
@@ -108,6 +111,12 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
         "to_pending",
         "revive",
         "after_crash",
+        "flow_of",
+        "wake_waiting",
+        "unlock_unique",
+        "release_flow",
+        "release_held",
+        "drop_flow",
     }
     for name in SCRIPTS:
         source = lua_files()[name].decode()
@@ -144,16 +153,16 @@ def test_the_prelude_helpers(r: redis.Redis, keys: QueueKeys) -> None:
 
 
 def test_keys_built_in_lua_share_the_slot_of_the_declared_prefix(keys: QueueKeys) -> None:
-    """docs/design.md lists these fourteen and why each is slot-safe: the tag closes first."""
-    appending = {
-        name for name in SCRIPTS if re.search(r"KEYS\[\d+\] \.\.", lua_files()[name].decode())
-    }
+    """docs/design.md lists these twenty and why each is slot-safe: the tag closes first.
+    A script appends to a prefix itself, or passes it to a prelude helper that does."""
+    appends = r"KEYS\[\d+\] \.\.|(release_held|release_flow|drop_flow)\(.*KEYS"
+    appending = {name for name in SCRIPTS if re.search(appends, lua_files()[name].decode())}
     declared = {
         name
         for name in SCRIPTS
         if re.search(r"^-- KEYS\[\d+\] \w+ prefix ", contract_and_body(name)[0], re.M)
     }
-    assert appending == declared and len(appending) == 14
+    assert appending == declared and len(appending) == 20
     for task_id in ("q:01J", "{other}x", "}{", ""):
         assert key_slot(keys.task(task_id).encode()) == key_slot(keys.pending.encode())
 

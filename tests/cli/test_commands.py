@@ -519,7 +519,7 @@ def test_unreachable_redis_exits_3(unreachable: Invoke, args: list[str]) -> None
 # -- help ------------------------------------------------------------------------------
 
 COMMANDS = ["worker", "api", "dashboard", "enqueue", "status", "cancel", "queues", "pause",
-            "resume", "workers", "schedules", "dlq", "fsck", "doctor", "demo", "up",
+            "resume", "workers", "flow", "schedules", "dlq", "fsck", "doctor", "demo", "up",
             "load"]  # fmt: skip
 
 
@@ -562,3 +562,18 @@ def test_subcommand_help(command: str, summary: str) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"Usage: conveyor {command} ")
     assert summary in " ".join(result.stdout.split())
+
+
+def test_flow_reports_slots_and_buckets_as_text_and_json(invoke: Invoke, app: Conveyor) -> None:
+    assert invoke("flow", "default").stdout == "queue default: no flow control in use\n"
+    for _ in range(3):
+        app.enqueue("job", concurrency=1, concurrency_key="crm", rate_limit="1/m")
+    broker = app.sync_broker()
+    broker.run(broker.ops.claim("default", 10, "w1"))
+    lines = invoke("flow", "default").stdout.splitlines()
+    assert lines[0] == "concurrency crm: 1 running, 2 waiting for a slot"
+    assert lines[1].startswith("rate limit job: booked ") and lines[2].endswith(": 0")
+    state = json.loads(invoke("flow", "default", "--json").stdout)
+    assert state["concurrency"] == [{"key": "crm", "in_use": 1, "waiting": 2}]
+    bad = invoke("flow", "no:such")
+    assert bad.exit_code != 0 and "queue" in bad.output

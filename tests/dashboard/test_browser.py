@@ -215,6 +215,20 @@ def test_a_paused_queue_is_not_taken_from_until_resumed(
     expect(page.get_by_test_id(f"task-row-{held.id}")).to_have_count(0)
 
 
+def test_a_queue_page_shows_its_flow_control(
+    dashboard: str, producer: Conveyor, new_page: PageFactory
+) -> None:
+    producer.enqueue_many([producer.message("note", i, queue="limited", concurrency=1,
+                                            concurrency_key="crm") for i in range(3)])  # fmt: skip
+    broker = producer.sync_broker()
+    assert len(broker.run(broker.ops.claim("limited", 10, "w1")).tasks) == 1
+    page = new_page()
+    page.goto(f"{dashboard}queues/limited")
+    expect(page.get_by_test_id("queue-flow")).to_have_text(
+        "Flow control: crm: 1 running, 2 waiting for a slot"
+    )
+
+
 def test_the_audit_log_lists_the_operator_actions(
     dashboard: str, producer: Conveyor, settings: Settings, new_page: PageFactory,
     start_worker: WorkerFactory, artifacts: Path,

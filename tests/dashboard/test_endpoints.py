@@ -118,6 +118,19 @@ async def test_a_queue_lists_its_tasks_by_state_and_order_a_page_at_a_time(
     assert (empty["total"], empty["items"]) == (0, [])
     assert (await client.get("/api/queues/nothing-here")).status_code == 404
     assert (await client.get("/api/queues/default?state=succeeded")).status_code == 422
+    assert page["flow"] == {"queue": "default", "concurrency": [], "rates": [], "groups": 0}
+
+
+async def test_a_queue_page_carries_its_flow_control(
+    client: httpx.AsyncClient, app: Conveyor
+) -> None:
+    app.enqueue_many(
+        [app.message("job", i, concurrency=1, concurrency_key="crm") for i in range(3)]
+    )
+    broker = app.sync_broker()
+    broker.run(broker.ops.claim("default", 10, "w1"))
+    page = (await client.get("/api/queues/default?state=active")).json()
+    assert page["flow"]["concurrency"] == [{"key": "crm", "in_use": 1, "waiting": 2}]
 
 
 async def test_a_task_page_has_its_timeline_and_the_actions_its_state_allows(

@@ -1,4 +1,4 @@
-"""`/v1/queues`: depths and lag, pause and resume."""
+"""`/v1/queues`: depths and lag, flow control, pause and resume."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path
 
 from conveyor.api.deps import Api, Operator, require_read
 from conveyor.api.errors import ApiError
-from conveyor.api.schemas import ErrorOut, QueueName, QueueOut, QueuesOut
+from conveyor.api.schemas import ErrorOut, FlowOut, QueueName, QueueOut, QueuesOut
 
 router = APIRouter(prefix="/v1/queues", tags=["queues"])
 QueueParam = Annotated[QueueName, Path(description="A queue name")]
@@ -32,6 +32,12 @@ async def get_queue(name: QueueParam, api: Api) -> QueueOut:
     if stats is None:
         raise ApiError(404, "not_found", f"no queue {name!r}")
     return QueueOut(**stats.to_json())
+
+
+@router.get("/{name}/flow", response_model=FlowOut, dependencies=[Depends(require_read)])
+async def get_queue_flow(name: QueueParam, api: Api) -> FlowOut:
+    """Concurrency slots in use and tasks waiting for them, rate-limit buckets, fair groups."""
+    return FlowOut.model_validate((await api.inspector.flow(name)).to_json())
 
 
 @router.post("/{name}/pause", response_model=QueueOut)

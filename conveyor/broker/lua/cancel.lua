@@ -5,6 +5,7 @@
 -- KEYS[3] task       HASH the task record
 -- KEYS[4] retrying   ZSET id -> due time (ms)
 -- KEYS[5] ready      LIST pending ids of the default priority
+-- KEYS[6] flow prefix (flow-control keys, see prelude.lua)
 --
 -- ARGV[1] id
 -- ARGV[2] retention of the cancelled record (ms)
@@ -24,6 +25,10 @@ if state == 'pending' then
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
+local flow = flow_of(redis.call('HGET', KEYS[3], 'flow'))
+if flow then
+    drop_flow(KEYS[6], ARGV[1], flow)
+end
 redis.call('HSET', KEYS[3], 'state', 'cancelled', 'finished_at', now)
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 return {1, state}

@@ -12,6 +12,8 @@
 --                            retry of the same request (its reply was lost) gets the same
 --                            tasks back instead of orphaning them and claiming more
 -- KEYS[8] ready        LIST  ULIDs of pending tasks of the default priority, oldest first
+-- KEYS[9] flow prefix  (flow-control keys, see prelude.lua)
+-- KEYS[10] scheduled   ZSET  id -> due time (ms): where a task over its rate limit waits
 --
 -- ARGV[1] most tasks to claim (at most 1000: the index writes unpack one argument per task)
 -- ARGV[2] lease (ms)
@@ -21,20 +23,26 @@
 -- ARGV[5] retention of a record found corrupt and dead-lettered (ms)
 -- ARGV[6] the queue's name: a ready entry is the ULID of the id `<queue>:<ULID>`
 --
--- Returns: {now, suspects skipped (0|1), then per task: id, token, attempts, name, args,
---          kwargs, failures, crashes, max_retries, timeout, enqueued_at, due_at}.
+-- Returns: {now, suspects skipped (0|1), the earliest start reserved for a task over its
+--          rate limit (ms, 0 if none: the caller's scheduler should promote it then), then
+--          per task: id, token, attempts, name, args, kwargs, failures, crashes,
+--          max_retries, timeout, enqueued_at, due_at}.
 -- Each claim increments the task's fencing token; completions must present it.
 -- Claim order: the ZSET's entries down to the default priority (higher priorities, then
 -- the default's tasks back in pending), then the ready list, then the ZSET's lower ones.
 -- An index entry whose record is gone, or met twice in one claim, is dropped.
 -- Suspects run alone so a poison pill that kills its process takes no innocent task
 -- with it; a busy worker that skipped one drains, then claims it idle.
+-- Flow control, for a task with a `flow` field: without a free slot of its concurrency key
+-- it leaves pending for that key's waiting list (a released slot brings it back); over its
+-- rate limit, it reserves the next start its limit allows and waits in `scheduled` until
+-- then, so no worker polls for it. A claim never spins on a task it may not run.
 local now = now_ms()
-local out = {now, 0}
+local out = {now, 0, 0}
 -- what a claim reads of a record, in one HMGET: the fields the worker gets, then the counters
 local fields = {'name', 'args', 'kwargs', 'failures', 'crashes', 'max_retries', 'timeout',
-    'enqueued_at', 'due_at', 'token', 'attempts'}
-local SENT, CRASHES, TOKEN, ATTEMPTS = 9, 5, 10, 11
+    'enqueued_at', 'due_at', 'token', 'attempts', 'flow', 'rate_at'}
+local SENT, CRASHES, TOKEN, ATTEMPTS, FLOW, RATE_AT = 9, 5, 10, 11, 12, 13
 
 local function emit(id, values, token, attempts)
     out[#out + 1] = id
@@ -68,10 +76,47 @@ local may_take_suspect = ARGV[4] == '1'
 local unlisted, claims, corrupt, not_hash = {}, {}, {}, {}
 local seen = {}  -- ids met in this claim: a duplicate entry is dropped, not claimed twice
 local alone = false  -- a suspect was taken: it runs alone, the claim ends there
+local waits, defers = {}, {}  -- {id, concurrency key}; {id, reserved start}
+local slots_taken = {}  -- concurrency key -> ids this claim gives a slot of it
+local buckets = {}  -- rate key -> its bucket's arrival time after this claim
+local fair_tag = nil  -- the highest virtual start among the grouped tasks claimed
+
+-- Whether a task with flow control may run now: 'run', 'wait' (no free slot of its
+-- concurrency key) or 'later' with the start its rate limit reserves for it (GCRA: a
+-- bucket holds when its next task conforms; a task holding a reserved start has paid).
+local function admit(id, values, flow)
+    local c = flow.c
+    if c then
+        local taken = slots_taken[c] and #slots_taken[c] or 0
+        if redis.call('SCARD', KEYS[9] .. 'slots:' .. c) + taken >= (tonumber(flow.cl) or 1) then
+            return 'wait'
+        end
+    end
+    if flow.r then
+        local interval = (tonumber(flow.rp) or 1000) / math.max(tonumber(flow.rn) or 1, 1)
+        local reserved = tonumber(values[RATE_AT])
+        -- a reserved start is honoured up to one interval (at least RATE_SLIP ms) late;
+        -- later than that its slot has gone by, and the task takes a new one
+        if not (reserved and now <= reserved + math.max(interval, RATE_SLIP)) then
+            local r = flow.r
+            local tat = buckets[r] or tonumber(redis.call('GET', KEYS[9] .. 'rate:' .. r)) or now
+            local conforms = tat - interval * ((tonumber(flow.rb) or 1) - 1)
+            buckets[r] = math.max(tat, now) + interval
+            if conforms >= now + 1 then  -- Redis' clock counts whole ms
+                return 'later', math.ceil(conforms)
+            end
+        end
+    end
+    if c then
+        slots_taken[c] = slots_taken[c] or {}
+        table.insert(slots_taken[c], id)
+    end
+    return 'run'
+end
 
 -- One candidate. Returns false when it must stay where it is (a suspect this claim may not
 -- take); true when it is dealt with: claimed, or its entry dropped.
-local function consider(id)
+local function consider(id, score)
     local key = KEYS[6] .. id
     local values = redis.pcall('HMGET', key, unpack(fields))
     if values['err'] or (not values[1] and redis.call('EXISTS', key) == 0) then
@@ -94,19 +139,36 @@ local function consider(id)
     -- validate the counters before any write, so a corrupt record cannot abort the script
     -- half way (Redis does not roll back a failed script)
     local token, attempts = counter(values[TOKEN]), counter(values[ATTEMPTS])
-    if token and attempts then
-        claims[#claims + 1] = {id, values, token + 1, attempts + 1}
-    else
+    if not (token and attempts) then
         corrupt[#corrupt + 1] = id
+        return true
     end
+    local flow = flow_of(values[FLOW])
+    if flow then
+        local verdict, start = admit(id, values, flow)
+        if verdict == 'wait' then
+            waits[#waits + 1] = {id, flow.c}
+            return true
+        elseif verdict == 'later' then
+            defers[#defers + 1] = {id, start}
+            return true
+        end
+        if flow.g and score then
+            local tag = math.fmod(score, PRIORITY_BAND)
+            fair_tag = math.max(fair_tag or tag, tag)
+        end
+    end
+    claims[#claims + 1] = {id, values, token + 1, attempts + 1, values[RATE_AT]}
     alone = suspect
     return true
 end
 
 -- from the ZSET, between two scores: a suspect left in place is skipped over
 local function from_banded(min, max, limit)
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], min, max, 'LIMIT', 0, limit)) do
-        if consider(id) then
+    local found = redis.call('ZRANGEBYSCORE', KEYS[1], min, max, 'WITHSCORES', 'LIMIT', 0, limit)
+    for n = 1, #found, 2 do
+        local id = found[n]
+        if consider(id, tonumber(found[n + 1])) then
             unlisted[#unlisted + 1] = id
         end
         if alone then
@@ -136,6 +198,40 @@ end
 if not alone and #claims < want then
     from_banded(string.format('%.0f', DEFAULT_BAND_END), '+inf', want - #claims)
 end
+-- the writes of flow control, after the index writes that free memory
+local function write_flow()
+    for c, ids in pairs(slots_taken) do
+        redis.call('SADD', KEYS[9] .. 'slots:' .. c, unpack(ids))
+        redis.call('SADD', KEYS[9] .. 'held', c)
+    end
+    for _, wait in ipairs(waits) do
+        redis.call('RPUSH', KEYS[9] .. 'waiting:' .. wait[2], wait[1])
+        redis.call('SADD', KEYS[9] .. 'blocked', wait[2])
+    end
+    for r, tat in pairs(buckets) do
+        redis.call('SET', KEYS[9] .. 'rate:' .. r, string.format('%.3f', tat), 'PX',
+            math.ceil(math.max(1, tat - now)) + RATE_SLIP)
+        redis.call('SADD', KEYS[9] .. 'rates', r)
+    end
+    for _, defer in ipairs(defers) do
+        local id, start = defer[1], defer[2]
+        redis.call('HSET', KEYS[6] .. id, 'state', 'scheduled', 'due_at', start, 'rate_at', start)
+        redis.call('ZADD', KEYS[10], start, id)
+        if out[3] == 0 or start < out[3] then
+            out[3] = start
+        end
+    end
+    if fair_tag then
+        local vtime = KEYS[9] .. 'vtime'
+        if fair_tag >= (tonumber(redis.call('GET', vtime)) or 0) then
+            redis.call('SET', vtime, string.format('%.0f', fair_tag))
+            -- a group whose last task started needs no entry: its next one would start
+            -- at the virtual time anyway (give or take the one step it finishes after)
+            redis.call('ZREMRANGEBYSCORE', KEYS[9] .. 'groups', '-inf', fair_tag + 1)
+        end
+    end
+end
+
 if #unlisted > 0 then
     redis.call('ZREM', KEYS[1], unpack(unlisted))
 end
@@ -152,12 +248,16 @@ for _, id in ipairs(corrupt) do
     redis.call('PEXPIRE', key, ARGV[5])
     redis.call('ZADD', KEYS[4], now, id)
 end
+write_flow()
 -- index writes are gathered and made once at the end: one ZADD, one RPUSH
 local leases, taken = {}, {}
 for _, claim in ipairs(claims) do
     local id, values, token, attempts = claim[1], claim[2], claim[3], claim[4]
     redis.call('HSET', KEYS[6] .. id, 'token', token, 'attempts', attempts, 'state', 'active',
         'started_at', now, 'worker', ARGV[3])
+    if claim[5] then  -- its reserved start is used
+        redis.call('HDEL', KEYS[6] .. id, 'rate_at')
+    end
     leases[#leases + 1] = deadline
     leases[#leases + 1] = id
     taken[#taken + 1] = id

@@ -3,6 +3,10 @@
 -- KEYS[1] active  ZSET id -> lease deadline (ms)
 -- KEYS[2] dead    ZSET id -> time of death (ms)
 -- KEYS[3] task    HASH the task record
+-- KEYS[4] pending ZSET where a task waiting for a released concurrency slot goes
+-- KEYS[5] signal  LIST wake-up token for idle workers
+-- KEYS[6] flow prefix  (flow-control keys, see prelude.lua)
+-- KEYS[7] task prefix  (task hashes, for a task waiting for a slot)
 --
 -- ARGV[1] id
 -- ARGV[2] fencing token of the claim
@@ -28,4 +32,5 @@ redis.call('PEXPIRE', KEYS[3], ARGV[5])
 if ARGV[6] == 'dead' then
     redis.call('ZADD', KEYS[2], now, ARGV[1])
 end
+release_held(KEYS[3], KEYS[6], KEYS[7], KEYS[4], KEYS[5], ARGV[1], true, now)
 return 1

@@ -7,6 +7,7 @@
 -- KEYS[5] active     ZSET id -> lease deadline (ms)
 -- KEYS[6] task       HASH the task record
 -- KEYS[7] ready      LIST pending ids of the default priority
+-- KEYS[8] flow prefix (flow-control keys, see prelude.lua)
 --
 -- ARGV[1] id
 --
@@ -25,5 +26,9 @@ end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
+local flow = flow_of(redis.call('HGET', KEYS[6], 'flow'))
+if flow then
+    drop_flow(KEYS[8], ARGV[1], flow)
+end
 redis.call('DEL', KEYS[6])
 return {1, state}

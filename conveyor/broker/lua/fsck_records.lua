@@ -7,6 +7,7 @@
 -- KEYS[4] dead         ZSET  id -> time of death (ms)
 -- KEYS[5] task prefix  (task hashes are KEYS[5] .. id)
 -- KEYS[6] ready        LIST  pending ids of the default priority
+-- KEYS[7] flow prefix  (a pending task may wait in its concurrency key's waiting list)
 --
 -- ARGV[1] "1" to repair, "0" to report only
 -- ARGV[2] retention (ms) given to a succeeded record that has none
@@ -86,9 +87,14 @@ local function check_scheduled(id, key)
     end
 end
 
-local function listed(id, seen)
-    return seen == '1' or redis.call('ZSCORE', KEYS[1], id)
-        or redis.call('LPOS', KEYS[6], ready_entry(id), 'RANK', -1)
+-- in the pending ZSET, the ready list, or its concurrency key's waiting list
+local function listed(id, key, seen)
+    if seen == '1' or redis.call('ZSCORE', KEYS[1], id)
+        or redis.call('LPOS', KEYS[6], ready_entry(id), 'RANK', -1) then
+        return true
+    end
+    local flow = flow_of(redis.call('HGET', key, 'flow'))
+    return flow and flow.c and redis.call('LPOS', KEYS[7] .. 'waiting:' .. flow.c, id)
 end
 for i = 7, #ARGV, 2 do
     local id = ARGV[i]
@@ -102,7 +108,7 @@ for i = 7, #ARGV, 2 do
     elseif state == 'active' and not redis.call('ZSCORE', KEYS[2], id) then
         report(id, 'active without lease', 'requeued')
         if repair then requeue(id, key) end
-    elseif state == 'pending' and not listed(id, ARGV[i + 1]) then
+    elseif state == 'pending' and not listed(id, key, ARGV[i + 1]) then
         report(id, 'unindexed', 're-indexed')
         if repair then requeue(id, key) end
     elseif state == 'scheduled' or state == 'retrying' then

@@ -138,3 +138,95 @@ local function after_crash(key, id, pending, dead, max_crashes, retention, now, 
     redis.call('ZADD', dead, now, id)
     return 'dead'
 end
+
+-- Flow control. A task that uses it holds a `flow` field (JSON, see broker/records.py):
+--   u: its unique key, um: the mode (skip, replace or throttle)
+--   c: its concurrency key, cl: that key's limit
+--   r: its rate key, rn: tasks per rp ms, rb: burst
+--   g: its fair group
+-- Its keys are named from the queue's flow prefix (KEYS) as broker/keys.py names them;
+-- a task without the field never touches them.
+
+-- the flow field decoded, or nil when absent or unreadable (a corrupt field disables flow
+-- control for its task rather than aborting every script that meets it)
+local function flow_of(raw)
+    if not raw then
+        return nil
+    end
+    local ok, flow = pcall(cjson.decode, raw)
+    if ok and type(flow) == 'table' then
+        return flow
+    end
+    return nil
+end
+
+-- the pending tasks waiting for a slot of concurrency key `c`: move the first still there
+-- back to pending (a claim then takes the slot, or sends it back to wait). Entries whose
+-- record is gone, or no longer pending, are dropped; at most 10 are looked at.
+local function wake_waiting(prefix, tasks, pending, signal, c, now)
+    local waiting = prefix .. 'waiting:' .. c
+    for _ = 1, 10 do
+        local id = redis.call('LPOP', waiting)
+        if not id then
+            break
+        end
+        local key = tasks .. id
+        if redis.call('HGET', key, 'state') == 'pending' then
+            redis.call('ZADD', pending, pending_score(stored_priority(key), now), id)
+            wake(signal)
+            break
+        end
+    end
+    if redis.call('LLEN', waiting) == 0 then
+        redis.call('SREM', prefix .. 'blocked', c)
+    end
+end
+
+-- a task's unique key is released when the task ends, if the task still holds it (a
+-- throttle's is not: it lasts its window)
+local function unlock_unique(prefix, id, flow)
+    if flow.u and flow.um ~= 'throttle' then
+        local lock = prefix .. 'unique:' .. flow.u
+        if redis.call('GET', lock) == id then
+            redis.call('DEL', lock)
+        end
+    end
+end
+
+-- give back what a task held as it leaves its lease: its concurrency slot (the first task
+-- waiting for one goes back to pending) and, when it `ends` for good, its unique key.
+-- Every script that takes a lease away or ends a task calls it.
+local function release_flow(prefix, tasks, pending, signal, id, flow, ends, now)
+    if flow.c then
+        local slots = prefix .. 'slots:' .. flow.c
+        if redis.call('SREM', slots, id) == 1 then
+            if redis.call('SCARD', slots) == 0 then
+                redis.call('SREM', prefix .. 'held', flow.c)
+            end
+            wake_waiting(prefix, tasks, pending, signal, flow.c, now)
+        end
+    end
+    if ends then
+        unlock_unique(prefix, id, flow)
+    end
+end
+
+-- release_flow for the task of record `key`, if it uses flow control
+local function release_held(key, prefix, tasks, pending, signal, id, ends, now)
+    local flow = flow_of(redis.call('HGET', key, 'flow'))
+    if flow then
+        release_flow(prefix, tasks, pending, signal, id, flow, ends, now)
+    end
+end
+
+-- a task that has not started leaves for good (cancelled, deleted): out of the waiting
+-- list it may be in, and its unique key released
+local function drop_flow(prefix, id, flow)
+    if flow.c then
+        local waiting = prefix .. 'waiting:' .. flow.c
+        if redis.call('LREM', waiting, 0, id) > 0 and redis.call('LLEN', waiting) == 0 then
+            redis.call('SREM', prefix .. 'blocked', flow.c)
+        end
+    end
+    unlock_unique(prefix, id, flow)
+end

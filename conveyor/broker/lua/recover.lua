@@ -7,6 +7,7 @@
 -- KEYS[3] dead         ZSET id -> time of death (ms)
 -- KEYS[4] signal       LIST wake-up token for idle workers
 -- KEYS[5] task prefix  (task hashes are KEYS[5] .. id)
+-- KEYS[6] flow prefix  (flow-control keys, see prelude.lua)
 --
 -- ARGV[1] crashes after which a task is dead ("worker lost")
 -- ARGV[2] most leases to recover in this call
@@ -25,6 +26,7 @@ for _, id in ipairs(expired) do
         outcome = after_crash(key, id, KEYS[2], KEYS[3], ARGV[1], ARGV[3], now,
             'its worker was lost')
         woke = woke or outcome == 'pending'
+        release_held(key, KEYS[6], KEYS[5], KEYS[2], KEYS[4], id, outcome == 'dead', now)
     end
     out[#out + 1] = id
     out[#out + 1] = outcome

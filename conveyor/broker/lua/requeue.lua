@@ -7,6 +7,8 @@
 -- KEYS[3] dead     ZSET id -> time of death (ms)
 -- KEYS[4] signal   LIST wake-up token for idle workers
 -- KEYS[5] task     HASH the task record
+-- KEYS[6] flow prefix  (flow-control keys, see prelude.lua)
+-- KEYS[7] task prefix  (task hashes, for a task waiting for a slot)
 --
 -- ARGV[1] id
 -- ARGV[2] fencing token of the claim
@@ -29,6 +31,7 @@ else
     archive_attempt(KEYS[5], now, 'interrupted', nil)
     to_pending(KEYS[5], ARGV[1], KEYS[2], now)
 end
+release_held(KEYS[5], KEYS[6], KEYS[7], KEYS[2], KEYS[4], ARGV[1], outcome == 'dead', now)
 if outcome == 'pending' then
     wake(KEYS[4])
 end

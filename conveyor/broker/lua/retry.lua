@@ -4,6 +4,10 @@
 -- KEYS[2] scheduled  ZSET id -> due time (ms)
 -- KEYS[3] task       HASH the task record
 -- KEYS[4] retrying   ZSET id -> due time (ms): the retries among `scheduled`, counted apart
+-- KEYS[5] pending    ZSET where a task waiting for a released concurrency slot goes
+-- KEYS[6] signal     LIST wake-up token for idle workers
+-- KEYS[7] flow prefix  (flow-control keys, see prelude.lua)
+-- KEYS[8] task prefix  (task hashes, for a task waiting for a slot)
 --
 -- ARGV[1] id
 -- ARGV[2] fencing token of the claim
@@ -25,4 +29,5 @@ redis.call('HSET', KEYS[3], 'failures', counter_or_zero(KEYS[3], 'failures') + 1
 redis.call('HSET', KEYS[3], 'state', 'retrying', 'error', ARGV[4], 'due_at', due)
 redis.call('ZADD', KEYS[2], due, ARGV[1])
 redis.call('ZADD', KEYS[4], due, ARGV[1])
+release_held(KEYS[3], KEYS[7], KEYS[8], KEYS[5], KEYS[6], ARGV[1], false, now)
 return 1

@@ -26,7 +26,20 @@ function taskRow(t, state) {
     el("td", { class: "error-text" }, t.error || t.reason || ""));
 }
 
-function header(ctx, q, onChange) {
+/** Flow control in use: slots and waiting tasks per concurrency key, rate bookings, groups. */
+function flowLine(flow) {
+  const parts = [
+    ...flow.concurrency.map((c) => `${c.key}: ${c.in_use} running, ${c.waiting} waiting for a slot`),
+    ...flow.rates.map((r) => `rate ${r.key}: ${r.booked_seconds > 0
+      ? `booked ${formatSeconds(r.booked_seconds)} ahead` : "free"}`),
+    ...(flow.groups ? [`${flow.groups} fair groups with tasks ahead`] : []),
+  ];
+  return parts.length
+    ? el("p", { class: "muted", "data-testid": "queue-flow" }, `Flow control: ${parts.join(" · ")}`)
+    : null;
+}
+
+function header(ctx, q, onChange, flow) {
   const controls = [];
   if (ctx.session.can_act) {
     const act = async (verb) => {
@@ -43,6 +56,7 @@ function header(ctx, q, onChange) {
       q.paused ? el("span", { class: "badge badge-paused", "data-testid": "queue-paused" }, "paused")
         : el("span", { class: "badge badge-alive" }, "running")),
     el("p", { class: "muted" }, `Lag ${formatSeconds(q.lag_seconds)}`),
+    flowLine(flow),
     el("div", { class: "actions" }, controls));
 }
 
@@ -72,7 +86,7 @@ export async function render(ctx, { name }) {
   let shown = "";
 
   const draw = (data) => {
-    fill(head, header(ctx, data.queue, () => load(true)));
+    fill(head, header(ctx, data.queue, () => load(true), data.flow));
     fill(list,
       el("div", { class: "toolbar" }, tabs(data.queue, view.state, (s) => go({ state: s, offset: 0 })),
         orderPicker(view.order, (o) => go({ order: o, offset: 0 }))),
