@@ -1,7 +1,7 @@
 -- upsert_schedule.lua: create a schedule, or replace its definition, keeping its state.
--- Every worker upserts the schedules its code declares when it starts, so an unchanged
--- definition must change nothing; a new timing counts ticks from now (the old cursor
--- meant the old ticks), and a paused schedule stays paused.
+-- Every worker upserts the schedules its code declares (at start, then each minute), so an
+-- unchanged definition must change nothing; a new timing counts ticks from now (the old
+-- cursor meant the old ticks), and a paused schedule stays paused.
 --
 -- KEYS[1] index     ZSET schedule id -> next tick due (ms; +inf while paused)
 -- KEYS[2] schedule  HASH spec, timing, origin, cursor, paused, runs, last_run, last_task,
