@@ -14,6 +14,8 @@ from conveyor.model import TaskRecord
 from conveyor.names import validate_task_name
 from conveyor.options import COMPUTED_OPTIONS, DEFAULT_QUEUE, TaskArgs, TaskOptions
 from conveyor.producer import Message, Producer, TaskHandle
+from conveyor.schedule import Schedule
+from conveyor.schedules import AsyncScheduleBook, ScheduleArgs, ScheduleBook, build_schedule
 from conveyor.settings import Settings
 from conveyor.task import TaskDefinition
 
@@ -40,6 +42,8 @@ class Conveyor:
             )
         self.producer = Producer(settings)
         self.tasks: dict[str, TaskDefinition] = {}
+        #: The schedules `@app.periodic` declares; every worker upserts them at start.
+        self.declared_schedules: dict[str, Schedule] = {}
         # the level of Conveyor's own loggers; where they go is the application's choice
         # (the CLI sends them to stderr, as text or JSON: settings.log_json)
         logging.getLogger("conveyor").setLevel(settings.log_level.upper())
@@ -104,6 +108,35 @@ class Conveyor:
 
         return register(fn) if fn is not None else register
 
+    def periodic(
+        self, *, id: str | None = None, **given: Unpack[ScheduleArgs]
+    ) -> Callable[[Callable[..., Any] | TaskDefinition], TaskDefinition]:
+        """Run a task on a schedule: `@app.periodic(cron="*/5 * * * *", tz="Europe/Paris")`
+        or `every=timedelta(minutes=5)`, above `@app.task` (or alone: the function is then
+        registered as a task with the default options).
+
+        Every worker of the app upserts the schedule into Redis when it starts (and every
+        minute after: the code wins over changes made from outside; pause it instead,
+        which is kept), and fires its ticks, each exactly once. A schedule removed from the
+        code stays in Redis (and keeps firing) until removed with `conveyor schedules
+        remove ID`; its `declared_at` stops moving meanwhile.
+
+        Args:
+            id: the schedule's id (default: the task's name); one task may have several.
+            **given: see `app.schedules.upsert` (cron, every, tz, args, kwargs, queue,
+                priority, max_retries, timeout, misfire, jitter).
+        """
+
+        def declare(target: Callable[..., Any] | TaskDefinition) -> TaskDefinition:
+            definition = target if isinstance(target, TaskDefinition) else self.task(target)
+            schedule = build_schedule(id or definition.name, definition, self.tasks, **given)
+            if schedule.id in self.declared_schedules:
+                raise ConfigurationError(f"a schedule with id {schedule.id!r} is declared already")
+            self.declared_schedules[schedule.id] = schedule
+            return definition
+
+        return declare
+
     # -- producing -------------------------------------------------------------------
 
     def message(self, name: str, *args: Any, payload: Any = _NO_PAYLOAD, **kwargs: Any) -> Message:
@@ -154,6 +187,15 @@ class Conveyor:
     def async_inspector(self) -> AsyncInspector:
         """The Inspector for asyncio code (bound to the running event loop)."""
         return self.producer.async_inspector()
+
+    @property
+    def schedules(self) -> ScheduleBook:
+        """Upsert, list, pause, resume, remove and run now the periodic schedules."""
+        return ScheduleBook(self)
+
+    def async_schedules(self) -> AsyncScheduleBook:
+        """The schedules, for asyncio code."""
+        return AsyncScheduleBook(self)
 
     def get_record(self, task_id: str) -> TaskRecord | None:
         """The record of a task, or None if unknown, expired or not a task id at all."""

@@ -20,6 +20,8 @@ OPERATIONS = {
     "broker/audit.py",
     "broker/timeseries.py",
     "broker/flow_state.py",
+    "broker/schedules.py",
+    "broker/fsck_schedules.py",
 }
 #: ... and the only one that sends them, and imports redis-py or hiredis.
 TRANSPORT = "broker/transport.py"
@@ -29,10 +31,10 @@ COMMAND = re.compile(r"Call\.(command|script_call)\(|execute_command|\.pipeline\
 #: Each layer, by module prefix, and the layers it may import (besides itself).
 LAYERS = {
     "model": ["errors", "names", "serializers", "backoff", "context", "settings", "ids",
-              "model", "options", "flow", "logs"],
+              "model", "options", "flow", "logs", "timing", "schedule"],
     "broker": ["broker"],
     "producer": ["producer", "task", "metrics"],
-    "facade": ["app"],
+    "facade": ["app", "schedules"],
     "edges": ["worker", "api", "dashboard", "cli", "tools", "__main__"],
 }  # fmt: skip
 

@@ -301,3 +301,77 @@ class ErrorOut(BaseModel):
     """Every error answer has this shape."""
 
     error: ErrorDetail
+
+
+# -- schedules ---------------------------------------------------------------------------
+
+ScheduleId = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$", examples=["nightly"])
+]
+
+
+class ScheduleIn(Strict):
+    """A periodic schedule: `task` enqueued at each tick of `cron` (in `tz`) or `every`
+    seconds, with fixed arguments and options. Give exactly one of cron and every."""
+
+    task: TaskName
+    cron: Annotated[str, Field(min_length=1, max_length=200, examples=["*/5 * * * *"])] | None = (
+        None
+    )
+    every: Annotated[float, Field(ge=1, le=366 * 86400, description="Seconds")] | None = None
+    tz: Annotated[str, Field(min_length=1, max_length=64, examples=["Europe/Paris"])] | None = None
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    queue: QueueName | None = None
+    priority: Annotated[int, Field(ge=PRIORITY_RANGE.start, le=PRIORITY_RANGE.stop - 1)] | None = (
+        None
+    )
+    max_retries: Annotated[int, Field(ge=0, le=1000)] | None = None
+    timeout: Annotated[float, Field(gt=0, le=MAX_DELAY)] | None = None
+    misfire: Literal["skip", "once", "all"] = "skip"
+    jitter: Annotated[float, Field(ge=0, le=86400)] = 0.0
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> ScheduleIn:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give exactly one of cron and every")
+        if self.every is not None and self.tz is not None:
+            raise ValueError("tz applies to cron schedules only")
+        return self
+
+
+class ScheduleOut(BaseModel):
+    """A schedule's definition and state; times are ISO 8601 UTC."""
+
+    id: str
+    task: str
+    cron: str | None
+    tz: str | None
+    every: float | None = Field(description="Seconds between ticks (None for cron)")
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    priority: int
+    max_retries: int | None
+    timeout: float | None
+    misfire: str
+    jitter: float
+    origin: str = Field(description='"code" (declared with @app.periodic) or "api"')
+    paused: bool
+    next_run: str | None = Field(description="When the next tick is due (None while paused)")
+    last_run: str | None = Field(description="The last tick a worker enqueued")
+    last_task: str | None = Field(description="The id of that tick's task")
+    runs: int = Field(description="Ticks enqueued so far")
+    created_at: str | None
+    updated_at: str | None
+    declared_at: str | None = Field(
+        None, description="When a worker last declared it in code (None: never)"
+    )
+
+
+class SchedulesOut(BaseModel):
+    schedules: list[ScheduleOut]
+
+
+class ScheduleUpserted(ScheduleOut):
+    result: str = Field(description='"created", "updated" or "unchanged"')

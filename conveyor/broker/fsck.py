@@ -61,7 +61,10 @@ class Fsck:
         """Every finding, queue by queue; with `repair`, each is fixed as it is found."""
         findings: list[Finding] = []
         if not queues:
+            from conveyor.broker.fsck_schedules import check_schedules  # it imports this
+
             findings, discovered = yield from self._check_registry(repair)
+            findings += yield from check_schedules(self.ops, repair)
             registered = yield from self._registered()
             queues = sorted(set(registered) | discovered)
         for queue in queues:

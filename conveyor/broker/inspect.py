@@ -21,6 +21,7 @@ from conveyor.broker.dead_letters import NO_FILTER, DeadFilter, DeadLetterAdmin
 from conveyor.broker.flow_state import FlowState, flow_state
 from conveyor.broker.fsck import STUCK_AFTER, Finding, Fsck
 from conveyor.broker.records import QueueStats
+from conveyor.broker.schedules import AsyncSchedules, SyncSchedules
 from conveyor.broker.steps import drive, drive_async
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.broker.timeseries import Point
@@ -37,6 +38,8 @@ class AsyncInspector:
         self._admin = Admin(broker.ops)
         self._dead = DeadLetterAdmin(broker.ops)
         self._act = Actions(broker.ops)
+        #: periodic schedules: list, upsert, pause, resume, remove
+        self.schedules = AsyncSchedules(broker)
 
     async def _run(self, procedure: Procedure[T]) -> T:
         return await drive_async(procedure, self.broker.shared.run)
@@ -193,6 +196,8 @@ class SyncInspector:
         self._admin = Admin(broker.ops)
         self._dead = DeadLetterAdmin(broker.ops)
         self._act = Actions(broker.ops)
+        #: periodic schedules: list, upsert, pause, resume, remove
+        self.schedules = SyncSchedules(broker)
 
     def _run(self, procedure: Procedure[T]) -> T:
         return drive(procedure, self.broker.run)

@@ -64,6 +64,23 @@ class GlobalKeys:
         """LIST of operator actions (JSON), newest first, trimmed to a bound."""
         return f"{self.prefix}:{{audit}}:log"
 
+    @property
+    def schedules(self) -> str:
+        """ZSET schedule id -> when its next tick is due (ms; +inf while paused). The
+        `{schedules}` tag keeps every schedule key in one slot, so the schedule scripts
+        are cluster-safe."""
+        return f"{self.prefix}:{{schedules}}:index"
+
+    @property
+    def schedule_prefix(self) -> str:
+        """Start of the schedule hashes' keys."""
+        return f"{self.prefix}:{{schedules}}:schedule:"
+
+    def schedule(self, schedule_id: str) -> str:
+        """HASH one schedule: its definition (`spec`, JSON) and state (cursor, paused,
+        last run); see broker/schedules.py."""
+        return self.schedule_prefix + schedule_id
+
     def queue(self, name: str) -> QueueKeys:
         """The keys of one queue."""
         return QueueKeys(self.prefix, validate_queue_name(name))

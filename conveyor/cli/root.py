@@ -69,6 +69,7 @@ SUBCOMMANDS = {
     "resume": "conveyor.cli.queue_admin:resume",
     "workers": "conveyor.cli.queue_admin:workers",
     "flow": "conveyor.cli.queue_admin:flow",
+    "schedules": "conveyor.cli.schedules:schedules",
     "dlq": "conveyor.cli.dead:dlq",
     "fsck": "conveyor.cli.admin:fsck",
     "doctor": "conveyor.cli.admin:doctor",

@@ -27,7 +27,10 @@ from conveyor.dashboard.state import Dash, DashboardState, viewer
 from conveyor.settings import Settings
 
 #: The page's own paths (client-side routes); each answers with the shell.
-PAGES = ("/", "/workers", "/queues/{name}", "/tasks/{task_id}", "/dead", "/audit", "/login")
+PAGES = (
+    "/", "/workers", "/schedules", "/queues/{name}", "/tasks/{task_id}", "/dead", "/audit",
+    "/login",
+)  # fmt: skip
 #: No script, style or connection from anywhere but this app (no CDN, no inline script).
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

@@ -116,3 +116,10 @@ async def audit(dash: Dash, offset: Offset = 0, limit: Limit = 50) -> dict[str, 
     total, entries = await dash.inspector.audit_log(offset, limit)
     items = [e.to_json() for e in entries]
     return {"total": total, "offset": offset, "limit": limit, "items": items}
+
+
+@router.get("/schedules")
+async def schedules(dash: Dash) -> dict[str, Any]:
+    """Every periodic schedule with its next and last run, by id."""
+    infos = await dash.inspector.schedules.list()
+    return {"now": int(time.time() * 1000), "schedules": [i.to_json() for i in infos]}

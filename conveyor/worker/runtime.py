@@ -28,6 +28,7 @@ from conveyor.worker.fetcher import Fetcher
 from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.leases import Leases
 from conveyor.worker.outage import Outage, redis_location
+from conveyor.worker.periodic import Periodic
 from conveyor.worker.presence import Presence
 from conveyor.worker.reaper import Reaper
 from conveyor.worker.recoverer import Recoverer
@@ -50,7 +51,7 @@ def new_worker_id() -> str:
 class Worker:
     """Processes tasks of some queues until stopped.
 
-    Shutdown order: stop claiming (fetcher, scheduler, recoverer) -> drain running tasks
+    Shutdown order: stop claiming (fetcher, scheduler, recoverer, periodic) -> drain running tasks
     for the grace period -> cancel what is left and give it back to pending -> write every
     outcome -> heartbeat last (leases stay renewed until then) -> deregister.
 
@@ -129,6 +130,7 @@ class Worker:
                 on_deferred=scheduler.nudge,
             )  # fmt: skip
             guard = functools.partial(self._guard, finished)
+            declared = self.app.declared_schedules.values()
             async with asyncio.TaskGroup() as group:
                 group.create_task(guard(heartbeat.run(finished)))
                 group.create_task(guard(Presence(broker, self.id).run(finished)))
@@ -138,6 +140,7 @@ class Worker:
                     scheduler,
                     Recoverer(broker, names, outage=outage),
                     Reaper(broker, self.id, outage=outage),
+                    Periodic(self.app, broker, [*declared], outage=outage),
                 ):
                     group.create_task(guard(periodic.run(self._stopping)))
                 fetching = group.create_task(guard(fetcher.run(self._stopping)))

@@ -23,6 +23,7 @@ from tests.support.keyspace import dump, entry
 
 SCRIPTS = [
     "ack",
+    "advance_schedule",
     "cancel",
     "claim",
     "dead_letter",
@@ -35,6 +36,7 @@ SCRIPTS = [
     "fsck_index",
     "fsck_records",
     "lead",
+    "pause_schedule",
     "promote_due",
     "recover",
     "release_worker",
@@ -44,6 +46,7 @@ SCRIPTS = [
     "retry",
     "run_now",
     "trim_dead",
+    "upsert_schedule",
     "workers",
 ]
 

@@ -13,6 +13,7 @@ from playwright.sync_api import Locator, Page, expect
 from conveyor import Conveyor, TaskState
 from conveyor.api.config import ApiSettings, Grant, Scope
 from conveyor.producer import TaskHandle
+from conveyor.schedule import Schedule
 from conveyor.settings import Settings
 from conveyor.tools.embedded import RedisServer
 from tests.dashboard.conftest import PageFactory, WorkerFactory, serving
@@ -422,3 +423,26 @@ def test_dead_letters_are_retried_by_filter_deleted_by_selection_and_purged(
     assert [rows.nth(i).get_attribute("data-action") for i in range(3)] == [
         "dead.purge", "dead.delete", "dead.retry",
     ]  # fmt: skip
+
+
+def test_the_schedules_page_shows_each_schedule_and_its_last_run(
+    dashboard: str, producer: Conveyor, settings: Settings, new_page: PageFactory,
+    start_worker: WorkerFactory, artifacts: Path,
+) -> None:  # fmt: skip
+    producer.inspector.schedules.upsert(
+        Schedule.build("nightly", "note", cron="30 2 * * *", tz="Europe/Paris", args=["n"])
+    )
+    producer.inspector.schedules.upsert(Schedule.build("beat", "note", every=1, args=["b"]))
+    page = new_page()
+    page.goto(dashboard)
+    page.get_by_test_id("nav-schedules").click()
+    nightly = page.get_by_test_id("schedule-row-nightly")
+    expect(nightly).to_contain_text("30 2 * * * (Europe/Paris)")
+    expect(nightly).to_contain_text("active")
+    beat = page.get_by_test_id("schedule-row-beat")
+    expect(beat).to_contain_text("every 1s")
+    start_worker(make_app(settings), "default")
+    expect(beat.locator("a")).to_have_count(1)  # its last run links to the tick's task
+    producer.inspector.schedules.set_paused("nightly", True)
+    expect(nightly).to_contain_text("paused")
+    shoot(page, artifacts, "schedules")

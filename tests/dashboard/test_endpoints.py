@@ -21,6 +21,7 @@ from conveyor.broker.keys import GlobalKeys
 from conveyor.broker.ops import encode_error
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.dashboard.app import SECURITY_HEADERS, create_dashboard
+from conveyor.schedule import Schedule
 from conveyor.settings import Settings
 from tests.broker.seed import claim_one
 
@@ -358,3 +359,20 @@ async def test_mounted_in_the_api_on_the_same_tokens(settings: Settings) -> None
         assert (await client.get("/dashboard/api/overview")).status_code == 200
         # the API itself still wants its bearer token: the cookie is the dashboard's
         assert (await client.get("/v1/queues")).status_code == 401
+
+
+async def test_schedules_are_listed_with_their_next_and_last_run(
+    client: httpx.AsyncClient, app: Conveyor
+) -> None:
+    assert (await client.get("/api/schedules")).json()["schedules"] == []
+    store = app.inspector.schedules
+    store.upsert(Schedule.build("nightly", "report", cron="30 2 * * *", tz="Europe/Paris"))
+    store.upsert(Schedule.build("beat", "ping", every=60))
+    store.set_paused("beat", True)
+    body = (await client.get("/api/schedules")).json()
+    assert body["now"] > 0
+    rows = {s["id"]: s for s in body["schedules"]}
+    assert list(rows) == ["beat", "nightly"]
+    assert rows["beat"]["paused"] is True and rows["beat"]["next_run"] is None
+    assert rows["nightly"]["tz"] == "Europe/Paris" and rows["nightly"]["next_run"].endswith("Z")
+    assert (await client.get("/schedules")).status_code == 200  # the page's own path

@@ -10,6 +10,7 @@ import * as queue from "./page-queue.js";
 import * as task from "./page-task.js";
 import * as dead from "./page-dead.js";
 import * as audit from "./page-audit.js";
+import * as schedules from "./page-schedules.js";
 import * as login from "./page-login.js";
 
 const THEME_KEY = "conveyor-theme";
@@ -78,7 +79,7 @@ function match(path) {
   const [head, ...rest] = path.split("/");
   const tail = rest.join("/");
   const decode = (s) => { try { return decodeURIComponent(s); } catch { return s; } };
-  const table = { "": overview, workers, dead, audit, login };
+  const table = { "": overview, workers, schedules, dead, audit, login };
   if (!tail && head in table) return { page: table[head], name: head || "overview", params: {} };
   if (head === "queues" && tail) return { page: queue, name: "queues", params: { name: decode(tail) } };
   if (head === "tasks" && tail) return { page: task, name: "tasks", params: { id: decode(tail) } };
