@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from conveyor.backoff import ExceptionTypes, RetryPolicy
@@ -79,6 +80,21 @@ class TaskDefinition:
             if given.get(option) is None:
                 given[option] = compute(*args, **kwargs)
         return Message(self.name, args, kwargs, TaskOptions.pop_from(given, self._inherited))
+
+    def with_flow(
+        self, options: TaskOptions, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> TaskOptions:
+        """`options` completed with this definition's flow control (given or computed from
+        the arguments) where they leave it unset: for messages built elsewhere (schedules)."""
+        values = {
+            name: getattr(self.defaults, name)
+            for name in TaskOptions.FLOW
+            if getattr(options, name) is None and getattr(self.defaults, name) is not None
+        }
+        for option, compute in self.computed.items():
+            if getattr(options, option) is None:
+                values[option] = compute(*args, **kwargs)
+        return dataclasses.replace(options, **values) if values else options
 
     def enqueue(self, *args: Any, **kwargs: Any) -> TaskHandle:
         """Enqueue a call of this task; returns once Redis has stored it."""

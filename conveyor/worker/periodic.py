@@ -110,7 +110,7 @@ class Periodic:
         plans = [
             (due, plan(due.schedule, due.cursor, read.now, self.window_ms)) for due in read.due
         ]
-        messages = [_message(due.schedule, tick) for due, p in plans for tick in p.ticks]
+        messages = [self._message(due.schedule, tick) for due, p in plans for tick in p.ticks]
         handles = await self.app.enqueue_many_async(messages) if messages else []
         ids = iter(handles)
         advances = []
@@ -123,17 +123,21 @@ class Periodic:
         results = await self.broker.run(combine(advances))
         return any(result >= 0 for result in results)
 
+    def _message(self, schedule: Schedule, tick: int) -> Message:
+        """One tick's task: the schedule's arguments and options, the tick's key and delay,
+        and the flow control its task's definition gives (a unique periodic task skips a
+        tick while the last one still runs)."""
+        options = schedule.options(schedule.tick_delay(tick), schedule.tick_key(tick))
+        definition = self.app.tasks.get(schedule.task)
+        if definition is not None:
+            options = definition.with_flow(options, schedule.args, schedule.kwargs)
+        return Message(schedule.task, schedule.args, dict(schedule.kwargs), options)
+
     def _report(self, corrupt: list[str]) -> None:
         for schedule_id in set(corrupt) - self._reported:
             log.error("schedule %s cannot be decoded; it is not fired (see conveyor fsck)",
                       schedule_id)  # fmt: skip
             self._reported.add(schedule_id)
-
-
-def _message(schedule: Schedule, tick: int) -> Message:
-    """One tick's task: the schedule's arguments and options, the tick's key and delay."""
-    options = schedule.options(schedule.tick_delay(tick), schedule.tick_key(tick))
-    return Message(schedule.task, schedule.args, dict(schedule.kwargs), options)
 
 
 def _log_firing(due: Due, fired: Plan, now: int, stored: int) -> None:

@@ -22,7 +22,7 @@ from conveyor.model import TaskRecord
 from conveyor.schedule import Schedule
 from conveyor.tools.embedded import RedisServer
 from conveyor.worker.firing import MISFIRE_GRACE_MS
-from conveyor.worker.periodic import MAX_OFFSET, MAX_SLEEP, Periodic, _message
+from conveyor.worker.periodic import MAX_OFFSET, MAX_SLEEP, Periodic
 from tests.broker.seed import redis_ms
 from tests.support.keyspace import dump
 from tests.support.worker import LOAD_SLACK, running_worker, wait_until
@@ -133,13 +133,27 @@ async def test_a_tick_enqueued_by_a_worker_that_died_is_not_enqueued_again(
     seed(aapp, r, schedule, now // 1000 * 1000 - 3000)
     # a worker enqueued the due ticks, then died before its check-and-set
     due = schedule.timing.latest(now // 1000 * 1000 - 3000, now, 10)
-    first = aapp.enqueue_many([_message(schedule, tick) for tick in due])
     periodic = Periodic(aapp, aapp.async_broker())
+    first = aapp.enqueue_many([periodic._message(schedule, tick) for tick in due])
     await periodic.step()
     records = tasks_of(r, prefix)
     ticks = ticks_of(records)
     assert len(ticks) == len(set(ticks)) and set(due) <= set(ticks)
     assert {h.id for h in first} <= {rec.id for rec in records}
+
+
+async def test_a_unique_periodic_task_skips_its_ticks_while_the_last_one_is_live(
+    aapp: Conveyor, r: redis.Redis, prefix: str
+) -> None:
+    @aapp.task(name="solo", unique=True)
+    def solo() -> None: ...
+
+    schedule = Schedule.build("s", "solo", every=1, misfire="all")
+    now = redis_ms(r)
+    seed(aapp, r, schedule, now // 1000 * 1000 - 3000)
+    await Periodic(aapp, aapp.async_broker()).step()
+    [record] = tasks_of(r, prefix)  # three ticks due: the later two found the first live
+    assert record.name == "solo"
 
 
 async def test_jitter_delays_each_tick_by_its_fixed_amount(
