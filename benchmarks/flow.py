@@ -15,7 +15,6 @@ python -m benchmarks.flow --smoke --json f.json    # tiny sizes, CI
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,7 +25,7 @@ import redis
 
 from benchmarks import costs
 from benchmarks.drivers import _common
-from benchmarks.scaling import Cell, _driver, _log
+from benchmarks.scaling import Cell, _log, process
 from conveyor import Conveyor
 from conveyor.tools.embedded import RedisServer
 
@@ -56,7 +55,7 @@ def one_run(variant: str, n: int, queue: RedisServer, counter: RedisServer) -> d
     """Enqueue `n` tasks with the variant's options, then process them; both measured."""
     client, counts = redis.Redis.from_url(queue.url), redis.Redis.from_url(counter.url)
     options = VARIANTS[variant]
-    enqueued, processed = costs.Step(), costs.Step()
+    enqueued = costs.Step()
     try:
         client.flushall()
         counts.flushall()
@@ -66,19 +65,7 @@ def one_run(variant: str, n: int, queue: RedisServer, counter: RedisServer) -> d
                         for i in chunk]  # fmt: skip
             enqueued.run(client, len(messages), functools.partial(app.enqueue_many, messages))
         app.close()
-        before = costs.snapshot(client)
-        started = time.perf_counter()
-        workers = _common.Workers(_driver(ONE_QUEUE, queue.url), 1, counter.url)
-        try:
-            while int(counts.get(_common.COUNTER_KEY) or 0) < n:
-                if not workers.alive():
-                    raise workers.failure("the worker exited")
-                if time.perf_counter() - started > 600:
-                    raise workers.failure(f"{n} tasks took over 600 s")
-                time.sleep(0.002)
-            processed.add(n, time.perf_counter() - started, before, costs.snapshot(client))
-        finally:
-            workers.stop()
+        processed = process(ONE_QUEUE, n, queue, counter)
     finally:
         client.close()
         counts.close()

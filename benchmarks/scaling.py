@@ -104,6 +104,29 @@ def enqueue(url: str, cell: Cell, n: int) -> None:
     app.close()
 
 
+def process(cell: Cell, n: int, queue: RedisServer, counter: RedisServer) -> costs.Step:
+    """Start the cell's workers on the tasks enqueued to `queue`; the step from their
+    start to the n-th INCR on `counter` (its seconds and the queue Redis's INFO deltas)."""
+    client, counts = redis.Redis.from_url(queue.url), redis.Redis.from_url(counter.url)
+    step = costs.Step()
+    before = costs.snapshot(client)
+    started = time.perf_counter()
+    workers = _common.Workers(_driver(cell, queue.url), cell.processes, counter.url)
+    try:
+        while int(counts.get(_common.COUNTER_KEY) or 0) < n:
+            if not workers.alive():
+                raise workers.failure("the workers exited")
+            if time.perf_counter() - started > 600:
+                raise workers.failure(f"{n} tasks took over 600 s")
+            time.sleep(0.002)
+        step.add(n, time.perf_counter() - started, before, costs.snapshot(client))
+    finally:
+        workers.stop()
+        client.close()
+        counts.close()
+    return step
+
+
 def one_run(cell: Cell, n: int, queue: RedisServer, counter: RedisServer) -> dict[str, Any]:
     """Enqueue, then time the workers from start to the n-th INCR."""
     client, counts = redis.Redis.from_url(queue.url), redis.Redis.from_url(counter.url)
@@ -111,25 +134,11 @@ def one_run(cell: Cell, n: int, queue: RedisServer, counter: RedisServer) -> dic
         client.flushall()
         counts.flushall()
         enqueue(queue.url, cell, n)
-        before = costs.snapshot(client)
-        started = time.perf_counter()
-        workers = _common.Workers(_driver(cell, queue.url), cell.processes, counter.url)
-        try:
-            while int(counts.get(_common.COUNTER_KEY) or 0) < n:
-                if not workers.alive():
-                    raise workers.failure("the workers exited")
-                if time.perf_counter() - started > 600:
-                    raise workers.failure(f"{n} tasks took over 600 s")
-                time.sleep(0.002)
-            seconds = time.perf_counter() - started
-            after = costs.snapshot(client)
-        finally:
-            workers.stop()
+        step = process(cell, n, queue, counter)
     finally:
         client.close()
         counts.close()
-    step = costs.Step()
-    step.add(n, seconds, before, after)
+    seconds = step.seconds
     figures = step.figures()
     return {"n": n, "seconds": seconds, "rate": figures["rate"],
             "cpu_us_per_task": figures["cpu_us_per_task"],
