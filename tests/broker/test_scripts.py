@@ -14,7 +14,7 @@ from redis.crc import key_slot
 from conveyor import Conveyor
 from conveyor.broker.keys import PRIORITY_BAND, QueueKeys
 from conveyor.broker.ops import combine
-from conveyor.broker.scripts import CONSTANTS, load_scripts
+from conveyor.broker.scripts import CONSTANTS, load_scripts, prelude_helpers
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.flow import RATE_SLIP_MS
 from conveyor.model import ATTEMPT_HISTORY
@@ -74,13 +74,25 @@ def contract_and_body(name: str) -> tuple[str, str]:
     return "\n".join(lines[:end]), "\n".join(lines[end:])
 
 
-def test_every_lua_file_but_the_prelude_is_loaded_under_its_name_after_it() -> None:
+def test_every_lua_file_but_the_prelude_is_loaded_under_its_name_after_its_helpers() -> None:
     files = lua_files()
     scripts = load_scripts()
     assert sorted(files) == sorted([*SCRIPTS, "prelude"])
     assert sorted(scripts) == SCRIPTS
+    prelude = files["prelude"].decode()
+    helpers = prelude_helpers(prelude)
+    assert "".join(helpers.values()) == prelude  # every line belongs to one helper
+    constants = "".join(f"local {name} = {value}\n" for name, value in CONSTANTS.items())
     for name, script in scripts.items():
-        assert (script.name, script.source) == (name, head() + files[name])
+        own = files[name].decode()
+        source = script.source.decode()
+        defined = re.findall(r"^local function (\w+)", source[: len(source) - len(own)], re.M)
+        # what the script and its helpers call, comments and definitions left out
+        code = re.sub(r"--.*|local function \w+\(", "", source)
+        called = {helper for helper in helpers if re.search(rf"\b{helper}\(", code)}
+        assert set(defined) == called, name  # each helper it calls, and no other
+        kept = "".join(text for helper, text in helpers.items() if helper in called)
+        assert (script.name, source) == (name, constants + kept + own)
         assert script.sha == hashlib.sha1(script.source).hexdigest()
 
 

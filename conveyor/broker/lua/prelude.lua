@@ -1,7 +1,8 @@
 -- prelude.lua: the helpers every script may use; not a script of its own. scripts.py loads
 -- each script as one text: `local` lines for the constants Python shares with the scripts
--- (PRIORITY_BAND), this file, then the script's file. It reads no KEYS or ARGV and calls
--- nothing at load, so a script pays only for the helpers it calls.
+-- (PRIORITY_BAND), the helpers of this file that it calls (directly or through another),
+-- then its own file. Each helper is a top-level `local function`, its comments above it,
+-- closed by an `end` at column 0; none reads KEYS or ARGV or calls anything at load.
 
 -- Redis' clock in ms; a script calls it once and keeps the value (one TIME per call)
 local function now_ms()
