@@ -106,19 +106,24 @@ class Run:
 def runs(entries: Iterable[Entry]) -> tuple[list[Run], list[Entry]]:
     """The runs the entries tell, and the starts that have neither end nor kill.
 
-    A kill is written just before the signal, so a run of the killed process may still
-    write its end in between: then it ended, and is not counted killed.
+    A kill is written just before the signal, so the killed process may still write in
+    between: a run that ends there ended, and is not counted killed; a run that starts
+    there was killed as it started (it ends at its start, unless its end follows).
     """
     started: dict[tuple[str, int], Entry] = {}
     done: dict[tuple[str, int], Run] = {}
+    killed: set[int] = set()
     for entry in entries:
         run = (entry.task_id, entry.token)
-        if entry.event == "start":
+        if entry.event == "start" and entry.pid in killed:
+            done[run] = _run(entry, entry.mono, killed=True)
+        elif entry.event == "start":
             started[run] = entry
         elif entry.event == "end":
             begin = started.pop(run, None) or _start_of(done[run])
             done[run] = _run(begin, entry.mono, killed=False)
         elif entry.event == "kill":
+            killed.add(entry.pid)
             for each in [r for r, begin in started.items() if begin.pid == entry.pid]:
                 done[each] = _run(started.pop(each), entry.mono, killed=True)
     return list(done.values()), list(started.values())

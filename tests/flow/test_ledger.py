@@ -34,6 +34,15 @@ def test_a_kill_ends_the_runs_of_its_process_and_an_end_that_beat_it_wins() -> N
     assert [e.task_id for e in open_] == ["c", "a"]
 
 
+def test_a_run_that_starts_between_the_kill_mark_and_the_signal_was_killed() -> None:
+    kill = Entry("kill", 7, 5.0)
+    done, open_ = runs([kill, start("late", 5.05, pid=7), start("other", 5.1, pid=8)])
+    assert [(r.task_id, r.killed, r.end) for r in done] == [("late", True, 5.05)]
+    assert [e.task_id for e in open_] == ["other"]
+    done, _ = runs([kill, start("quick", 5.05, pid=7), end("quick", 5.06, pid=7)])
+    assert [(r.task_id, r.killed, r.end) for r in done] == [("quick", False, 5.06)]
+
+
 def test_the_window_is_closed_at_both_ends() -> None:
     assert max_in_window([0, 1000, 2000], 1000) == 2
     assert max_in_window([0, 999, 1001, 1002], 1000) == 3
