@@ -65,9 +65,20 @@ def build_schedule(
     return Schedule.build(schedule_id, name, **rest)
 
 
-def run_message(schedule: Schedule) -> Message:
-    """The task `run_now` enqueues: the schedule's, without a tick's key or jitter."""
-    return Message(schedule.task, schedule.args, dict(schedule.kwargs), schedule.options())
+def schedule_message(
+    schedule: Schedule, tasks: Mapping[str, TaskDefinition], tick: int | None = None
+) -> Message:
+    """The task a schedule enqueues: its arguments and options, with a tick's key and
+    delay (none for `run_now`), and the flow control its task's definition in `tasks`
+    gives (a unique periodic task skips a tick while the last one is live)."""
+    if tick is None:
+        options = schedule.options()
+    else:
+        options = schedule.options(schedule.tick_delay(tick), schedule.tick_key(tick))
+    definition = tasks.get(schedule.task)
+    if definition is not None:
+        options = definition.with_flow(options, schedule.args, schedule.kwargs)
+    return Message(schedule.task, schedule.args, dict(schedule.kwargs), options)
 
 
 class ScheduleBook:
@@ -122,7 +133,7 @@ class ScheduleBook:
     def run_now(self, id: str) -> TaskHandle:
         """Enqueue the schedule's task now, once, outside its ticks; its handle."""
         schedule = self._store.get(id).schedule
-        return self.app.enqueue_many([run_message(schedule)])[0]
+        return self.app.enqueue_many([schedule_message(schedule, self.app.tasks)])[0]
 
 
 class AsyncScheduleBook:
@@ -166,4 +177,4 @@ class AsyncScheduleBook:
     async def run_now(self, id: str) -> TaskHandle:
         """Enqueue the schedule's task now, once; its handle."""
         schedule = (await self._store.get(id)).schedule
-        return (await self.app.enqueue_many_async([run_message(schedule)]))[0]
+        return (await self.app.enqueue_many_async([schedule_message(schedule, self.app.tasks)]))[0]

@@ -12,7 +12,7 @@ from conveyor.cli.output import dumps
 from conveyor.cli.root import Context, inspect, operator, pass_context, run_operation
 from conveyor.errors import SerializationError
 from conveyor.schedule import MISFIRES, ScheduleInfo
-from conveyor.schedules import build_schedule, run_message
+from conveyor.schedules import build_schedule, schedule_message
 
 
 @click.group()
@@ -159,7 +159,7 @@ def run_now(ctx: Context, schedule_id: str) -> None:
         app = ctx.app()
         try:
             schedule = app.inspector.schedules.get(schedule_id).schedule
-            [handle] = app.enqueue_many([run_message(schedule)])
+            [handle] = app.enqueue_many([schedule_message(schedule, app.tasks)])
             app.inspector.schedules.ran(schedule_id, handle.id, actor=operator())
             return handle.id
         finally:

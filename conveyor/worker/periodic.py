@@ -22,8 +22,8 @@ from conveyor.broker.ops import combine
 from conveyor.broker.schedules import Due, DueRead, ScheduleAdmin
 from conveyor.broker.steps import drive_async
 from conveyor.model import to_millis
-from conveyor.producer import Message
 from conveyor.schedule import Schedule
+from conveyor.schedules import schedule_message
 from conveyor.worker.firing import MISFIRE_GRACE_MS, Plan, plan
 from conveyor.worker.loop import periodically
 from conveyor.worker.outage import Outage
@@ -110,7 +110,10 @@ class Periodic:
         plans = [
             (due, plan(due.schedule, due.cursor, read.now, self.window_ms)) for due in read.due
         ]
-        messages = [self._message(due.schedule, tick) for due, p in plans for tick in p.ticks]
+        tasks = self.app.tasks
+        messages = [
+            schedule_message(due.schedule, tasks, tick) for due, p in plans for tick in p.ticks
+        ]
         handles = await self.app.enqueue_many_async(messages) if messages else []
         ids = iter(handles)
         advances = []
@@ -122,16 +125,6 @@ class Periodic:
             _log_firing(due, p, read.now, sum(not h.replayed for h in mine))
         results = await self.broker.run(combine(advances))
         return any(result >= 0 for result in results)
-
-    def _message(self, schedule: Schedule, tick: int) -> Message:
-        """One tick's task: the schedule's arguments and options, the tick's key and delay,
-        and the flow control its task's definition gives (a unique periodic task skips a
-        tick while the last one still runs)."""
-        options = schedule.options(schedule.tick_delay(tick), schedule.tick_key(tick))
-        definition = self.app.tasks.get(schedule.task)
-        if definition is not None:
-            options = definition.with_flow(options, schedule.args, schedule.kwargs)
-        return Message(schedule.task, schedule.args, dict(schedule.kwargs), options)
 
     def _report(self, corrupt: list[str]) -> None:
         for schedule_id in set(corrupt) - self._reported:

@@ -20,6 +20,7 @@ from conveyor.broker.schedules import ScheduleAdmin
 from conveyor.broker.steps import drive
 from conveyor.model import TaskRecord
 from conveyor.schedule import Schedule
+from conveyor.schedules import schedule_message
 from conveyor.tools.embedded import RedisServer
 from conveyor.worker.firing import MISFIRE_GRACE_MS
 from conveyor.worker.periodic import MAX_OFFSET, MAX_SLEEP, Periodic
@@ -134,7 +135,7 @@ async def test_a_tick_enqueued_by_a_worker_that_died_is_not_enqueued_again(
     # a worker enqueued the due ticks, then died before its check-and-set
     due = schedule.timing.latest(now // 1000 * 1000 - 3000, now, 10)
     periodic = Periodic(aapp, aapp.async_broker())
-    first = aapp.enqueue_many([periodic._message(schedule, tick) for tick in due])
+    first = aapp.enqueue_many([schedule_message(schedule, aapp.tasks, tick) for tick in due])
     await periodic.step()
     records = tasks_of(r, prefix)
     ticks = ticks_of(records)
@@ -154,6 +155,9 @@ async def test_a_unique_periodic_task_skips_its_ticks_while_the_last_one_is_live
     await Periodic(aapp, aapp.async_broker()).step()
     [record] = tasks_of(r, prefix)  # three ticks due: the later two found the first live
     assert record.name == "solo"
+    aapp.schedules.upsert("s", "solo", every=1)
+    run = aapp.schedules.run_now("s")  # the same flow control as the ticks
+    assert run.replayed and run.id == record.id
 
 
 async def test_jitter_delays_each_tick_by_its_fixed_amount(

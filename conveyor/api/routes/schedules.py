@@ -20,7 +20,7 @@ from conveyor.api.schemas import (
 )
 from conveyor.broker.schedules import ScheduleNotFoundError
 from conveyor.schedule import ScheduleInfo
-from conveyor.schedules import build_schedule, run_message
+from conveyor.schedules import build_schedule, schedule_message
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], route_class=JsonRoute)
 IdParam = Annotated[ScheduleId, Path(description="A schedule id")]
@@ -106,6 +106,7 @@ async def resume_schedule(schedule_id: IdParam, api: Api, actor: Operator) -> Sc
 async def run_schedule(schedule_id: IdParam, api: Api, actor: Operator) -> Enqueued:
     """Enqueue the schedule's task now, once, outside its ticks."""
     info = await _acting(api.inspector.schedules.get(schedule_id))
-    [handle] = await api.conveyor.enqueue_many_async([run_message(info.schedule)])
+    message = schedule_message(info.schedule, api.conveyor.tasks)
+    [handle] = await api.conveyor.enqueue_many_async([message])
     await api.inspector.schedules.ran(schedule_id, handle.id, actor=actor)
     return enqueued(handle)
