@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,16 +19,6 @@ from conveyor.tools.embedded import RedisServer
 from conveyor.worker.outage import MAX_OUTAGE_BACKOFF
 from conveyor.worker.runtime import Worker
 from tests.support.worker import LOAD_SLACK, wait_all, wait_until
-
-
-@pytest.fixture
-def outage(redis_server: RedisServer) -> Iterator[RedisServer]:
-    """The shared server, running again on its port after the test whatever happened."""
-    try:
-        yield redis_server
-    finally:
-        if not redis_server.ping():
-            redis_server.start()
 
 
 async def test_a_worker_survives_a_redis_outage_and_resumes(

@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -212,16 +211,6 @@ async def test_a_schedule_removed_while_firing_is_not_written_back(
     keys = GlobalKeys(prefix)
     assert r.exists(keys.schedule("s"), keys.schedules) == 0
     assert len(tasks_of(r, prefix)) == 1  # the tick it had read was still enqueued
-
-
-@pytest.fixture
-def outage(redis_server: RedisServer) -> Iterator[RedisServer]:
-    """The shared server, running again on its port after the test whatever happened."""
-    try:
-        yield redis_server
-    finally:
-        if not redis_server.ping():
-            redis_server.start()
 
 
 async def test_a_redis_outage_is_survived_and_a_data_loss_redeclared(
