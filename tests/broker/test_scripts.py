@@ -125,6 +125,7 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
         "revive",
         "after_crash",
         "flow_of",
+        "is_live",
         "reentry_score",
         "wake_waiting",
         "unlock_unique",

@@ -36,7 +36,6 @@ local window = tonumber(ARGV[1])
 local out = {}
 local i = 2
 local idem = 7
-local LIVE = {pending = true, scheduled = true, retrying = true, active = true}
 
 -- a live task holding the unique key `lock`, or nil. `replace` gives a task that has not
 -- started the new arguments (fields first..last of ARGV) and due time.
@@ -47,7 +46,7 @@ local function unique_holder(lock, mode, delay, first, last)
     end
     local key = KEYS[4] .. holder
     local state = redis.call('HGET', key, 'state')
-    if not LIVE[state] then
+    if not is_live(state) then
         return nil  -- ended without releasing it (its record expired): take it over
     end
     if mode ~= 'replace' then

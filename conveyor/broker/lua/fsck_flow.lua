@@ -60,13 +60,12 @@ local function check_concurrency(c)
         redis.call('SREM', KEYS[3] .. 'blocked', c)
     end
 end
-local LIVE = {pending = true, scheduled = true, retrying = true, active = true}
 local function check_unique(u)
     local lock = KEYS[3] .. 'unique:' .. u
     local holder = redis.call('GET', lock)
     -- a throttle's key expires by itself
     if holder and redis.call('PTTL', lock) == -1
-        and not LIVE[redis.call('HGET', KEYS[2] .. holder, 'state')] then
+        and not is_live(redis.call('HGET', KEYS[2] .. holder, 'state')) then
         report('unique ' .. u, 'unique key of an ended task', 'released')
         if repair then
             redis.call('DEL', lock)

@@ -199,6 +199,12 @@ local function wake_waiting(prefix, tasks, pending, signal, c, now)
     end
 end
 
+-- whether a task in `state` is live: not ended, so it holds its unique key
+local function is_live(state)
+    return state == 'pending' or state == 'scheduled' or state == 'retrying'
+        or state == 'active'
+end
+
 -- a task's unique key is released when the task ends, if the task still holds it (a
 -- throttle's is not: it lasts its window)
 local function unlock_unique(prefix, id, flow)
