@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -73,28 +72,27 @@ class TaskDefinition:
         """A Message for `enqueue_many`; options (see TaskOptions) are taken from `kwargs`."""
         if not self.computed:
             return Message(self.name, args, kwargs, TaskOptions.pop_from(kwargs, self._inherited))
-        # the options given, then those computed from the handler's own arguments, checked
-        # together (a computed limit may be what a given key needs)
         given = {name: kwargs.pop(name) for name in TaskOptions.NAMES & kwargs.keys()}
-        for option, compute in self.computed.items():
-            if given.get(option) is None:
-                given[option] = compute(*args, **kwargs)
-        return Message(self.name, args, kwargs, TaskOptions.pop_from(given, self._inherited))
+        return Message(self.name, args, kwargs, self._completed(given, args, kwargs))
 
     def with_flow(
         self, options: TaskOptions, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> TaskOptions:
         """`options` completed with this definition's flow control (given or computed from
         the arguments) where they leave it unset: for messages built elsewhere (schedules)."""
-        values = {
-            name: getattr(self.defaults, name)
-            for name in TaskOptions.FLOW
-            if getattr(options, name) is None and getattr(self.defaults, name) is not None
-        }
+        given = {name: getattr(options, name) for name in TaskOptions.NAMES}
+        return self._completed(given, args, kwargs)
+
+    def _completed(
+        self, given: dict[str, Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> TaskOptions:
+        """The options `given`, then those computed from the handler's arguments, then the
+        definition's defaults, checked together (a computed limit may be what a given key
+        needs)."""
         for option, compute in self.computed.items():
-            if getattr(options, option) is None:
-                values[option] = compute(*args, **kwargs)
-        return dataclasses.replace(options, **values) if values else options
+            if given.get(option) is None:
+                given[option] = compute(*args, **kwargs)
+        return TaskOptions.pop_from(given, self._inherited)
 
     def enqueue(self, *args: Any, **kwargs: Any) -> TaskHandle:
         """Enqueue a call of this task; returns once Redis has stored it."""
