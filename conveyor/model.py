@@ -60,6 +60,10 @@ RECORD_FIELDS = (
     "timeout",
     "idempotency_key",
     "reason",
+    "progress",
+    "checkpoint",
+    "workflow",
+    "trace",
 )
 
 
@@ -123,6 +127,14 @@ class TaskRecord:
     idempotency_key: str | None = None
     #: Why the task is dead or failed: "error", "worker lost", "unknown task", ...
     reason: str | None = None
+    #: What its handler last reported with `ctx.progress`: {"value": 0..1, "message": ...}.
+    progress: dict[str, Any] | None = None
+    #: What its handler last saved with `ctx.checkpoint`; the next attempt starts from it.
+    checkpoint: Any = None
+    #: The workflow step it runs, `<workflow id>:<node>`.
+    workflow: str | None = None
+    #: The W3C `traceparent` its producer sent, the parent of its execution's span.
+    trace: str | None = None
     #: Its last attempts that ended without success, oldest first.
     history: tuple[Attempt, ...] = ()
 
@@ -177,6 +189,10 @@ class TaskRecord:
             timeout=_optional(get("timeout"), float),
             idempotency_key=text("idempotency_key"),
             reason=text("reason"),
+            progress=_json(get("progress"), None),
+            checkpoint=_json(get("checkpoint"), None),
+            workflow=text("workflow"),
+            trace=text("trace"),
         )
 
     def to_json(self) -> dict[str, Any]:

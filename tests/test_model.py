@@ -38,6 +38,10 @@ FULL = _hash(
     timeout=2.5,
     idempotency_key="order-1",
     reason="error",
+    progress=orjson.dumps({"value": 0.5, "message": "half"}).decode(),
+    checkpoint=orjson.dumps({"page": 7}).decode(),
+    workflow="01JD0000000000000000000009:3",
+    trace="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 )
 
 
@@ -88,6 +92,9 @@ def test_a_full_hash_decodes_every_field() -> None:
     assert record.result == {"ok": True}
     assert (record.max_retries, record.timeout) == (3, 2.5)
     assert (record.idempotency_key, record.reason) == ("order-1", "error")
+    assert (record.progress, record.checkpoint) == ({"value": 0.5, "message": "half"}, {"page": 7})
+    assert record.workflow == "01JD0000000000000000000009:3"
+    assert record.trace == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 def test_times_round_trip_through_milliseconds() -> None:

@@ -39,7 +39,7 @@ class Op(Generic[T_co]):
     reads_errors: bool = False
 
 
-CLAIM_WIDTH = 12  # values per task in claim.lua's reply
+CLAIM_WIDTH = 15  # values per task in claim.lua's reply
 #: Most registered workers one survey of the reaper reads.
 MAX_SURVEYED = 10_000
 #: Leases release_worker.lua reads per call.
@@ -425,7 +425,8 @@ def _decode_claim(queue: str, reply: list[Any]) -> Claim:
     tasks = []
     for i in range(3, len(reply), CLAIM_WIDTH):
         (task_id, token, attempts, name, args, kwargs, failures, crashes,
-         max_retries, timeout, enqueued, due) = reply[i : i + CLAIM_WIDTH]  # fmt: skip
+         max_retries, timeout, enqueued, due, checkpoint, workflow,
+         trace) = reply[i : i + CLAIM_WIDTH]  # fmt: skip
         tasks.append(
             ClaimedTask(
                 id=task_id.decode(),
@@ -442,6 +443,9 @@ def _decode_claim(queue: str, reply: list[Any]) -> Claim:
                 enqueued_at_ms=_int(enqueued) or _made_at(task_id.decode(), now),
                 due_at_ms=_int(due),
                 claimed_at_ms=now,
+                checkpoint=checkpoint,
+                workflow=workflow.decode() if workflow else None,
+                trace=trace.decode() if trace else None,
             )
         )
     return Claim(tasks, bool(reply[1]), int(reply[2]) or None)

@@ -28,6 +28,10 @@ class NewTask:
     options: TaskOptions = NO_OPTIONS
     #: its flow control, resolved from `options` (None: it uses none)
     flow: Flow | None = None
+    #: the workflow step it runs, `<workflow id>:<node>` (None: it is a task of its own)
+    workflow: str | None = None
+    #: the W3C `traceparent` of the producer's span, the parent of its execution's
+    trace: str | None = None
 
     @property
     def priority(self) -> int:
@@ -52,6 +56,10 @@ class NewTask:
                 out += [name, value]
         if self.flow is not None:
             out += ["flow", self.flow.field()]
+        if self.workflow is not None:
+            out += ["workflow", self.workflow]
+        if self.trace is not None:
+            out += ["trace", self.trace]
         return out
 
 
@@ -83,6 +91,12 @@ class ClaimedTask:
     enqueued_at_ms: int
     due_at_ms: int | None
     claimed_at_ms: int
+    #: what the last attempt saved with `ctx.checkpoint` (JSON), None if nothing
+    checkpoint: bytes | None = None
+    #: the workflow step it runs (see NewTask.workflow)
+    workflow: str | None = None
+    #: the producer's W3C `traceparent` (see NewTask.trace)
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

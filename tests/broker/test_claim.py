@@ -251,3 +251,25 @@ def test_tasks_back_in_pending_take_turns_with_new_ones_of_their_priority(
     # then one back in pending, one new, ... (which starts follows the ms)
     assert [i in back for i in rest] in ([True, False] * 3, [False, True] * 3)
     assert [i for i in rest if i in back] == back and [i for i in rest if i in new] == new
+
+
+def test_a_claim_hands_the_worker_the_checkpoint_workflow_step_and_trace(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, keys: QueueKeys
+) -> None:
+    plain, marked = app.enqueue_many([app.message("job", 1), app.message("job", 2)])
+    trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    r.hset(
+        keys.task(marked.id),
+        mapping={
+            "checkpoint": '{"page":7}',
+            "workflow": "01JD0000000000000000000009:3",
+            "trace": trace,
+        },
+    )
+    tasks = {t.id: t for t in claim(broker, 2)}
+    assert (tasks[plain.id].checkpoint, tasks[plain.id].workflow, tasks[plain.id].trace) == (
+        None, None, None,
+    )  # fmt: skip
+    assert tasks[marked.id].checkpoint == b'{"page":7}'
+    assert tasks[marked.id].workflow == "01JD0000000000000000000009:3"
+    assert tasks[marked.id].trace == trace

@@ -42,8 +42,9 @@ local now = now_ms()
 local out = {now, 0, 0}
 -- what a claim reads of a record, in one HMGET: the fields the worker gets, then the counters
 local fields = {'name', 'args', 'kwargs', 'failures', 'crashes', 'max_retries', 'timeout',
-    'enqueued_at', 'due_at', 'token', 'attempts', 'flow', 'rate_at'}
-local SENT, CRASHES, TOKEN, ATTEMPTS, FLOW, RATE_AT = 9, 5, 10, 11, 12, 13
+    'enqueued_at', 'due_at', 'checkpoint', 'workflow', 'trace', 'token', 'attempts', 'flow',
+    'rate_at'}
+local SENT, CRASHES, TOKEN, ATTEMPTS, FLOW, RATE_AT = 12, 5, 13, 14, 15, 16
 
 local function emit(id, values, token, attempts)
     out[#out + 1] = id
