@@ -494,6 +494,18 @@ class Repeatedly(threading.Thread):
         return self.runs
 
 
+async def one_more_run(checker: Repeatedly) -> None:
+    """Until fsck has completed a run that began after this call: each batch of the load
+    meets a check, however slow the machine (a fixed sleep let a slow one finish the load
+    after only two runs)."""
+    seen = len(checker.runs)
+
+    async def ran() -> bool:
+        return len(checker.runs) > seen + 1
+
+    await wait_until(ran, 30, "a run of fsck")
+
+
 def load_messages(app: Conveyor) -> tuple[list[Message], int]:
     """The load: steady tasks (every 8th retries once, every 6th delayed), and every
     50th doomed to the dead-letter queue; returns the messages and the doomed count."""
@@ -528,7 +540,7 @@ async def test_a_healthy_keyspace_under_load_has_no_findings(
             for start in range(100, LOAD, 500):
                 handles = await aapp.enqueue_many_async(messages[start : start + 500])
                 ids += [h.id for h in handles]
-                await asyncio.sleep(0.1)
+                await one_more_run(checker)
 
             async def settled() -> bool:
                 busy = sum(r.zcard(k) for k in (keys.pending, keys.active, keys.scheduled))

@@ -49,6 +49,8 @@ class Figures:
     seconds: float = 0.0
     overlap: dict[str, int] = field(default_factory=dict)  # most runs at once, per key
     unended: int = 0  # starts with neither end nor kill
+    #: runs followed by another run of their task though their process was not killed
+    reruns_unkilled: int = 0
     rerun_after: list[float] = field(default_factory=list)  # kill to the next run (s), each
     not_succeeded: dict[str, int] = field(default_factory=dict)
     leftovers: dict[str, int] = field(default_factory=dict)  # flow keys not empty at the end
@@ -67,8 +69,10 @@ class Figures:
         ]
         if self.kills < size.kills or self.killed_runs < self.kills:
             found.append(f"{self.kills} kills hit {self.killed_runs} runs; {size.kills} wanted")
-        if self.runs != self.tasks + self.killed_runs:
+        if self.runs < self.tasks + self.killed_runs:
             found.append(f"{self.runs} runs of {self.tasks} tasks, {self.killed_runs} killed")
+        if self.reruns_unkilled:
+            found.append(f"{self.reruns_unkilled} runs were repeated without a kill")
         if self.unended:
             found.append(f"{self.unended} runs never ended")
         if self.not_succeeded:
@@ -163,6 +167,7 @@ def measure(figures: Figures, reader: ledger.Reader) -> None:
     figures.runs = len(done) + len(unended)
     figures.unended = len(unended)
     figures.killed_runs = sum(r.killed for r in done)
+    figures.reruns_unkilled = len(reruns_unkilled(done, reader.entries))
     per_key: dict[str, list[ledger.Run]] = defaultdict(list)
     for each in done:
         per_key[each.key].append(each)
@@ -174,3 +179,14 @@ def measure(figures: Figures, reader: ledger.Reader) -> None:
         for r in done
         if r.killed and (r.task_id, r.token + 1) in starts
     )
+
+
+def reruns_unkilled(done: list[ledger.Run], entries: list[ledger.Entry]) -> list[ledger.Run]:
+    """The runs that another run of their task followed though their process was never
+    killed. A killed process's run may be repeated even if it ended: its end is written
+    before the ack, and the kill can land in between (the ack lost, the task runs again)."""
+    killed = {entry.pid for entry in entries if entry.event == "kill"}
+    last: dict[str, int] = {}
+    for each in done:
+        last[each.task_id] = max(last.get(each.task_id, 0), each.token)
+    return [r for r in done if r.token < last[r.task_id] and r.pid not in killed]
