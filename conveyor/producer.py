@@ -17,9 +17,8 @@ from conveyor import metrics, serializers
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.inspect import AsyncInspector, SyncInspector
 from conveyor.broker.records import EnqueueResult, NewTask
-from conveyor.broker.steps import Steps, drive, drive_async
 from conveyor.broker.sync_broker import SyncBroker
-from conveyor.errors import ResultTimeoutError, TaskFailedError
+from conveyor.errors import ResultTimeoutError, TaskFailedError, TaskNotFoundError
 from conveyor.flow import resolve_flow
 from conveyor.ids import new_task_id
 from conveyor.model import TaskRecord, TaskState, to_millis
@@ -196,18 +195,15 @@ class TaskHandle:
         self.producer.inspector().cancel(self.id)
         return True
 
-    def result(self, timeout: float | None = None, poll: float = 0.05) -> Any:
+    def result(self, timeout: float | None = None) -> Any:
         """Wait for the task to finish and return its result.
 
-        Raises TaskFailedError if it ended dead, failed or cancelled, and
-        ResultTimeoutError if it is not finished after `timeout` seconds.
+        Waits on the queue's event stream (a blocking read), not by reading the record in
+        a loop. Raises TaskFailedError if it ended dead, failed or cancelled,
+        TaskNotFoundError if its record is unknown or expired, and ResultTimeoutError if
+        it is not finished after `timeout` seconds.
         """
-
-        def read_after(delay: float) -> TaskRecord | None:
-            time.sleep(delay)
-            return self.record()
-
-        return drive(_outcome(self.id, timeout, poll), read_after)
+        return _outcome(self.id, timeout, self.producer.inspector().wait_finished(self.id, timeout))
 
     async def record_async(self) -> TaskRecord | None:
         """Like `record`, from asyncio code."""
@@ -218,27 +214,18 @@ class TaskHandle:
         await self.producer.async_inspector().cancel(self.id)
         return True
 
-    async def result_async(self, timeout: float | None = None, poll: float = 0.05) -> Any:
+    async def result_async(self, timeout: float | None = None) -> Any:
         """Like `result`, from asyncio code."""
-
-        async def read_after(delay: float) -> TaskRecord | None:
-            await asyncio.sleep(delay)
-            return await self.record_async()
-
-        return await drive_async(_outcome(self.id, timeout, poll), read_after)
+        record = await self.producer.async_inspector().wait_finished(self.id, timeout)
+        return _outcome(self.id, timeout, record)
 
 
-def _outcome(task_id: str, timeout: float | None, poll: float) -> Steps[float, Any]:
-    """Polls a task's record until it is finished: yields how long to wait before each
-    read (0 before the first), receives the record; returns the result or raises."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.0
-    while True:
-        record: TaskRecord | None = yield delay
-        if record is not None and record.state.is_terminal:
-            if record.state is TaskState.SUCCEEDED:
-                return record.result
-            raise TaskFailedError(record.id, record.state, record.error)
-        if deadline is not None and time.monotonic() >= deadline:
-            raise ResultTimeoutError(f"task {task_id} not finished after {timeout}s")
-        delay = poll if not delay else min(delay * 1.5, 0.5)
+def _outcome(task_id: str, timeout: float | None, record: TaskRecord | None) -> Any:
+    """The result of a task whose wait ended with `record`, or the error it calls for."""
+    if record is None:
+        raise TaskNotFoundError(f"no task {task_id!r}: unknown, or its record expired")
+    if record.state is TaskState.SUCCEEDED:
+        return record.result
+    if record.state.is_terminal:
+        raise TaskFailedError(record.id, record.state, record.error)
+    raise ResultTimeoutError(f"task {task_id} not finished after {timeout}s")

@@ -22,6 +22,7 @@ OPERATIONS = {
     "broker/flow_state.py",
     "broker/schedules.py",
     "broker/fsck_schedules.py",
+    "broker/events.py",
 }
 #: ... and the only one that sends them, and imports redis-py or hiredis.
 TRANSPORT = "broker/transport.py"
@@ -31,7 +32,7 @@ COMMAND = re.compile(r"Call\.(command|script_call)\(|execute_command|\.pipeline\
 #: Each layer, by module prefix, and the layers it may import (besides itself).
 LAYERS = {
     "model": ["errors", "names", "serializers", "backoff", "context", "settings", "ids",
-              "model", "options", "flow", "logs", "timing", "schedule"],
+              "model", "options", "flow", "logs", "timing", "schedule", "events"],
     "broker": ["broker"],
     "producer": ["producer", "task", "metrics"],
     "facade": ["app", "schedules"],

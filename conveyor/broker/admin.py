@@ -142,7 +142,8 @@ class Admin:
         if not is_task_id(task_id):
             raise TaskNotFoundError(f"no task {task_id!r}: not a task id")
         k = self.ops.task_keys(task_id)
-        keys = [k.scheduled, k.retrying, k.pending, k.signal, k.task(task_id), k.flow_prefix]
+        keys = [k.scheduled, k.retrying, k.pending, k.signal, k.task(task_id), k.flow_prefix,
+                k.events]  # fmt: skip
         done, state = yield raw(Call.script_call(self.ops.scripts["run_now"], keys, [task_id]))
         return _acted(task_id, done, state, "retry")
 
@@ -163,6 +164,7 @@ class Admin:
             k.task(task_id),
             k.ready,
             k.flow_prefix,
+            k.events,
         ]
         call = Call.script_call(self.ops.scripts["delete_task"], keys, [task_id])
         done, state = yield raw(call)

@@ -26,7 +26,10 @@ class AsyncBroker:
 
     async def run(self, op: Op[T]) -> T:
         """Execute `op` in a round trip of its own and decode its replies."""
-        return op.decode(await self.transport.execute(op.calls, raise_errors=not op.reads_errors))
+        replies = await self.transport.execute(
+            op.calls, raise_errors=not op.reads_errors, blocks=op.blocks
+        )
+        return op.decode(replies)
 
     async def execute(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:
         """Send calls in one pipeline; see `AsyncTransport.execute`."""

@@ -157,7 +157,7 @@ class DeadLetterAdmin:
             return False
         k = self.ops.task_keys(task_id)
         argv = [task_id, serializers.dumps(args), serializers.dumps(kwargs)]
-        keys = [k.dead, k.pending, k.signal, k.task(task_id)]
+        keys = [k.dead, k.pending, k.signal, k.task(task_id), k.events]
         replayed = yield command_script(self.ops, "replay_edited", keys, argv)
         return bool(replayed)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from conveyor.broker import audit, browse
+from conveyor.broker import audit, browse, events
 from conveyor.broker.actions import Actions
 from conveyor.broker.admin import Admin, Procedure, one
 from conveyor.broker.async_broker import AsyncBroker
@@ -20,11 +20,13 @@ from conveyor.broker.browse import PointCache
 from conveyor.broker.dead_letters import NO_FILTER, DeadFilter, DeadLetterAdmin
 from conveyor.broker.flow_state import FlowState, flow_state
 from conveyor.broker.fsck import STUCK_AFTER, Finding, Fsck
+from conveyor.broker.ops import Op
 from conveyor.broker.records import QueueStats
 from conveyor.broker.schedules import AsyncSchedules, SyncSchedules
 from conveyor.broker.steps import drive, drive_async
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.broker.timeseries import Point
+from conveyor.events import Event
 from conveyor.model import TaskRecord
 
 T = TypeVar("T")
@@ -42,7 +44,11 @@ class AsyncInspector:
         self.schedules = AsyncSchedules(broker)
 
     async def _run(self, procedure: Procedure[T]) -> T:
-        return await drive_async(procedure, self.broker.shared.run)
+        return await drive_async(procedure, self._answer)
+
+    async def _answer(self, op: Op[T]) -> T:
+        # a blocking read has a connection of its own; the rest share round trips
+        return await (self.broker.run(op) if op.blocks else self.broker.shared.run(op))
 
     async def queue_names(self) -> list[str]:
         """Every queue ever enqueued to, sorted."""
@@ -69,6 +75,27 @@ class AsyncInspector:
     async def task(self, task_id: str) -> TaskRecord | None:
         """A task record by id, or None (unknown, expired, or not a task id)."""
         return await self._run(self._admin.task(task_id))
+
+    async def wait_finished(self, task_id: str, timeout: float | None) -> TaskRecord | None:
+        """The task's record once it ended, or as it is after `timeout` seconds (None if
+        unknown): waits on its queue's events, not by reading the record in a loop."""
+        return await self._run(events.wait_finished(self.broker.ops, task_id, timeout))
+
+    async def events(
+        self,
+        queues: Sequence[str] | None = None,
+        *,
+        after: str = events.START,
+        count: int = 100,
+        block: float = 0.0,
+    ) -> list[Event]:
+        """State changes of `queues` (default: all) after the event id `after`, oldest
+        first; with `block`, wait up to that many seconds (at most 10) for the next."""
+        return await self._run(events.page(self.broker.ops, queues, after, count, block))
+
+    async def latest_event(self, queues: Sequence[str] | None = None) -> str:
+        """The cursor after every event of `queues` so far: follow from it for new ones."""
+        return await self._run(events.cursor_now(self.broker.ops, queues))
 
     async def records(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
         """Records of many tasks in order (None where unknown), a thousand per round trip."""
@@ -225,6 +252,27 @@ class SyncInspector:
     def task(self, task_id: str) -> TaskRecord | None:
         """A task record by id, or None (unknown, expired, or not a task id)."""
         return self._run(self._admin.task(task_id))
+
+    def wait_finished(self, task_id: str, timeout: float | None) -> TaskRecord | None:
+        """The task's record once it ended, or as it is after `timeout` seconds (None if
+        unknown): waits on its queue's events, not by reading the record in a loop."""
+        return self._run(events.wait_finished(self.broker.ops, task_id, timeout))
+
+    def events(
+        self,
+        queues: Sequence[str] | None = None,
+        *,
+        after: str = events.START,
+        count: int = 100,
+        block: float = 0.0,
+    ) -> list[Event]:
+        """State changes of `queues` (default: all) after the event id `after`, oldest
+        first; with `block`, wait up to that many seconds (at most 10) for the next."""
+        return self._run(events.page(self.broker.ops, queues, after, count, block))
+
+    def latest_event(self, queues: Sequence[str] | None = None) -> str:
+        """The cursor after every event of `queues` so far: follow from it for new ones."""
+        return self._run(events.cursor_now(self.broker.ops, queues))
 
     def records(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
         """Records of many tasks in order (None where unknown), a thousand per round trip."""

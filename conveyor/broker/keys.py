@@ -144,6 +144,12 @@ class QueueKeys:
         return self.base + "signal"
 
     @property
+    def events(self) -> str:
+        """STREAM of the queue's state changes (see conveyor/events.py), capped near
+        EVENTS_MAX_LEN entries; written by the scripts, read with a cursor."""
+        return self.base + "events"
+
+    @property
     def task_prefix(self) -> str:
         """Start of task hash keys; scripts that claim by id receive it in KEYS."""
         return self.base + "task:"

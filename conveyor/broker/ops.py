@@ -37,6 +37,9 @@ class Op(Generic[T_co]):
     decode: Callable[[list[Any]], T_co]
     #: the decoder takes error replies in their place (else the first one is raised)
     reads_errors: bool = False
+    #: a blocking read (XREAD BLOCK of at most READ_BLOCK_MAX s): sent over a connection
+    #: of its own, whose socket timeout allows the wait, never shared with other calls
+    blocks: bool = False
 
 
 CLAIM_WIDTH = 15  # values per task in claim.lua's reply
@@ -121,7 +124,7 @@ class Operations:
 
     def _enqueue_call(self, keys: QueueKeys, tasks: Sequence[NewTask]) -> Call:
         script_keys = [keys.pending, keys.scheduled, keys.signal, keys.task_prefix, keys.ready,
-                       keys.flow_prefix]  # fmt: skip
+                       keys.flow_prefix, keys.events]  # fmt: skip
         argv: list[Arg] = [to_millis(self.settings.idempotency_window)]
         for task in tasks:
             flags, extra = 0, list[Arg]()
@@ -154,6 +157,7 @@ class Operations:
                 keys.retrying,
                 keys.ready,
                 keys.flow_prefix,
+                keys.events,
             ],
             [task_id, retention],
         )
@@ -176,7 +180,7 @@ class Operations:
         call = self._script(
             "claim",
             [keys.pending, keys.active, keys.paused, keys.dead, keys.signal, keys.task_prefix,
-             request, keys.ready, keys.flow_prefix, keys.scheduled],
+             request, keys.ready, keys.flow_prefix, keys.scheduled, keys.events],
             [count, lease, worker_id, int(idle), to_millis(self.settings.dead_retention),
              keys.queue],
         )  # fmt: skip
@@ -200,7 +204,8 @@ class Operations:
         argv: list[Arg] = [to_millis(self.settings.succeeded_retention)]
         for task, result in done:
             argv += [task.id, task.token, result]
-        script_keys = [keys.active, keys.task_prefix, keys.pending, keys.signal, keys.flow_prefix]
+        script_keys = [keys.active, keys.task_prefix, keys.pending, keys.signal, keys.flow_prefix,
+                       keys.events]  # fmt: skip
         return self._script("ack", script_keys, argv)
 
     def retry(self, task: ClaimedTask, delay: float, error: bytes) -> Call:
@@ -208,7 +213,8 @@ class Operations:
         keys = self.queue_keys(task.queue)
         argv: list[Arg] = [task.id, task.token, to_millis(delay), error]
         script_keys = [keys.active, keys.scheduled, keys.task(task.id), keys.retrying,
-                       keys.pending, keys.signal, keys.flow_prefix, keys.task_prefix]  # fmt: skip
+                       keys.pending, keys.signal, keys.flow_prefix, keys.task_prefix,
+                       keys.events]  # fmt: skip
         return self._script("retry", script_keys, argv)
 
     def dead_letter(
@@ -221,7 +227,7 @@ class Operations:
         state = "dead" if keep else "failed"
         argv: list[Arg] = [task.id, task.token, reason, error, retention, state]
         script_keys = [keys.active, keys.dead, keys.task(task.id), keys.pending, keys.signal,
-                       keys.flow_prefix, keys.task_prefix]  # fmt: skip
+                       keys.flow_prefix, keys.task_prefix, keys.events]  # fmt: skip
         return self._script("dead_letter", script_keys, argv)
 
     def requeue(self, task: ClaimedTask, *, crashed: bool) -> Call:
@@ -236,7 +242,7 @@ class Operations:
             to_millis(s.dead_retention),
         ]
         script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task(task.id),
-                       keys.flow_prefix, keys.task_prefix]  # fmt: skip
+                       keys.flow_prefix, keys.task_prefix, keys.events]  # fmt: skip
         return self._script("requeue", script_keys, argv)
 
     # -- workers ---------------------------------------------------------------------
@@ -331,7 +337,7 @@ class Operations:
             worker_id, s.max_crashes, to_millis(s.dead_retention), start, RELEASE_WINDOW
         ]  # fmt: skip
         script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task_prefix,
-                       keys.flow_prefix]  # fmt: skip
+                       keys.flow_prefix, keys.events]  # fmt: skip
         call = self._script("release_worker", script_keys, argv)
         return Op([call], lambda r: (int(r[0][0]), _pairs(r[0][1:])))
 
@@ -343,14 +349,14 @@ class Operations:
         s = self.settings
         argv: list[Arg] = [s.max_crashes, MAINTENANCE_BATCH, to_millis(s.dead_retention)]
         script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task_prefix,
-                       keys.flow_prefix]  # fmt: skip
+                       keys.flow_prefix, keys.events]  # fmt: skip
         return Op([self._script("recover", script_keys, argv)], lambda r: _pairs(r[0]))
 
     def promote_due(self, queue: str) -> Op[tuple[int, float | None]]:
         """Promote due tasks; decodes to (promoted, seconds until the next due task or None)."""
         keys = self.queue_keys(queue)
         script_keys = [keys.scheduled, keys.pending, keys.signal, keys.task_prefix, keys.retrying,
-                       keys.flow_prefix]  # fmt: skip
+                       keys.flow_prefix, keys.events]  # fmt: skip
         call = self._script("promote_due", script_keys, [MAINTENANCE_BATCH])
 
         def decode(replies: list[Any]) -> tuple[int, float | None]:
@@ -370,14 +376,15 @@ class Operations:
     def replay_dead(self, queue: str, task_ids: Sequence[str]) -> Op[list[str]]:
         """Requeue dead letters by id; decodes to the ids replayed."""
         keys = self.queue_keys(queue)
-        script_keys = [keys.dead, keys.pending, keys.signal, keys.task_prefix]
+        script_keys = [keys.dead, keys.pending, keys.signal, keys.task_prefix, keys.events]
         call = self._script("replay", script_keys, list(task_ids))
         return Op([call], lambda r: [i.decode() for i in r[0]])
 
     def delete_dead(self, queue: str, task_ids: Sequence[str]) -> Op[int]:
         """Delete dead letters and their records by id."""
         keys = self.queue_keys(queue)
-        call = self._script("delete_dead", [keys.dead, keys.task_prefix], list(task_ids))
+        script_keys = [keys.dead, keys.task_prefix, keys.events]
+        call = self._script("delete_dead", script_keys, list(task_ids))
         return Op([call], lambda r: int(r[0]))
 
 

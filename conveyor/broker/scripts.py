@@ -9,6 +9,7 @@ from functools import cache
 from importlib import resources
 
 from conveyor.broker.keys import DEFAULT_BAND_END, DEFAULT_BAND_START, PRIORITY_BAND
+from conveyor.events import EVENTS_MAX_LEN
 from conveyor.flow import RATE_SLIP_MS
 from conveyor.model import ATTEMPT_HISTORY
 from conveyor.options import PRIORITY_RANGE
@@ -25,6 +26,7 @@ CONSTANTS = {
     "MAX_PRIORITY": PRIORITY_RANGE[-1],
     "ATTEMPT_HISTORY": ATTEMPT_HISTORY,
     "RATE_SLIP": RATE_SLIP_MS,
+    "EVENTS_MAX_LEN": EVENTS_MAX_LEN,
 }
 #: The helpers prepended to every script (`lua/prelude.lua`); not a script itself.
 PRELUDE = "prelude.lua"

@@ -23,7 +23,10 @@ class SyncBroker:
 
     def run(self, op: Op[T]) -> T:
         """Execute `op` and decode its replies."""
-        return op.decode(self.transport.execute(op.calls, raise_errors=not op.reads_errors))
+        replies = self.transport.execute(
+            op.calls, raise_errors=not op.reads_errors, blocks=op.blocks
+        )
+        return op.decode(replies)
 
     def execute(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:
         """Send calls in one pipeline; see `SyncTransport.execute`."""

@@ -42,6 +42,9 @@ UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 ReplyError = ResponseError
 #: One quick retry: redis-py's default of many retries turns a stall into a long outage.
 CALL_RETRIES = 1
+#: Longest a blocking read (XREAD BLOCK) may wait: its connections' socket timeout allows
+#: this much more than a call's. A caller waiting longer reads again.
+READ_BLOCK_MAX = 10.0
 
 
 class SyncTransport:
@@ -58,12 +61,17 @@ class SyncTransport:
         self._lane = threading.Lock()
         self._held: AbstractConnection | None = None
         self._held_pid = 0
+        self._reader: redis.Redis | None = None
 
-    def execute(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:
+    def execute(
+        self, calls: Sequence[Call], *, raise_errors: bool = True, blocks: bool = False
+    ) -> list[Any]:
         """Send calls in one pipeline (one more if Redis forgot a script); with
-        `raise_errors=False`, an error reply stays in its place in the result."""
+        `raise_errors=False`, an error reply stays in its place in the result; `blocks`:
+        over the blocking readers' connections (see READ_BLOCK_MAX)."""
+        send = self._send_blocking if blocks else self._send
         try:
-            replies = name_refusals(drive(with_scripts(calls), self._send))
+            replies = name_refusals(drive(with_scripts(calls), send))
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
         if any(isinstance(reply, BrokerFullError) for reply in replies):
@@ -85,6 +93,14 @@ class SyncTransport:
             except ResponseError as exc:  # NOSCRIPT or a script error: in place, as a pipeline
                 return [exc]
         pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command(*call.args)  # type: ignore[no-untyped-call]
+        return list(pipe.execute(raise_on_error=False))
+
+    def _send_blocking(self, calls: Sequence[Call]) -> list[Any]:
+        if self._reader is None:
+            self._reader = sync_client(self.settings, blocking_margin=READ_BLOCK_MAX)
+        pipe = self._reader.pipeline(transaction=False)
         for call in calls:
             pipe.execute_command(*call.args)  # type: ignore[no-untyped-call]
         return list(pipe.execute(raise_on_error=False))
@@ -122,6 +138,8 @@ class SyncTransport:
                 self._held.disconnect()  # type: ignore[no-untyped-call]
             self._held = None
         self.client.close()
+        if self._reader is not None:
+            self._reader.close()
 
 
 class AsyncTransport:
@@ -144,14 +162,19 @@ class AsyncTransport:
         self.client = client or async_client(settings, name=name)
         self._blocking: redis.asyncio.Redis | None = None
         self._presence: redis.asyncio.Redis | None = None
+        self._reader: redis.asyncio.Redis | None = None
         #: the name of this transport's waiting connections, so a cancel can find them
         self._waiter_name = f"{name}:wait:{uuid.uuid4().hex[:12]}"
 
-    async def execute(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:
+    async def execute(
+        self, calls: Sequence[Call], *, raise_errors: bool = True, blocks: bool = False
+    ) -> list[Any]:
         """Send calls in one pipeline (one more if Redis forgot a script); with
-        `raise_errors=False`, an error reply stays in its place in the result."""
+        `raise_errors=False`, an error reply stays in its place in the result; `blocks`:
+        over the blocking readers' connections (see READ_BLOCK_MAX)."""
+        send = self._send_blocking if blocks else self._send
         try:
-            replies = name_refusals(await drive_async(with_scripts(calls), self._send))
+            replies = name_refusals(await drive_async(with_scripts(calls), send))
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
         if any(isinstance(reply, BrokerFullError) for reply in replies):
@@ -168,6 +191,16 @@ class AsyncTransport:
             except ResponseError as exc:  # NOSCRIPT or a script error: in place, as a pipeline
                 return [exc]
         pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command(*call.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _send_blocking(self, calls: Sequence[Call]) -> list[Any]:
+        if self._reader is None:
+            self._reader = async_client(
+                self.settings, blocking_margin=READ_BLOCK_MAX, name=f"{self.name}:events"
+            )
+        pipe = self._reader.pipeline(transaction=False)
         for call in calls:
             pipe.execute_command(*call.args)
         return list(await pipe.execute(raise_on_error=False))
@@ -242,7 +275,7 @@ class AsyncTransport:
     async def close(self) -> None:
         """Close every connection pool."""
         await self.client.aclose()
-        for extra in (self._blocking, self._presence):
+        for extra in (self._blocking, self._presence, self._reader):
             if extra is not None:
                 await extra.aclose()
 
@@ -347,10 +380,13 @@ def _backoff() -> ExponentialWithJitterBackoff:
     return ExponentialWithJitterBackoff(base=0.05, cap=0.5)
 
 
-def sync_client(settings: Settings) -> redis.Redis:
-    """A thread-safe synchronous client (connection pool)."""
+def sync_client(settings: Settings, *, blocking_margin: float = 0.0) -> redis.Redis:
+    """A thread-safe synchronous client (connection pool); `blocking_margin` widens the
+    socket timeout for blocking reads."""
     retry = Retry(_backoff(), CALL_RETRIES, (RedisConnectionError, RedisTimeoutError))
-    return redis.Redis.from_url(settings.redis_url, retry=retry, **_client_options(settings))
+    options = _client_options(settings)
+    options["socket_timeout"] += blocking_margin
+    return redis.Redis.from_url(settings.redis_url, retry=retry, **options)
 
 
 def async_client(

@@ -34,7 +34,7 @@ from tests.broker.seed import (
     ttls,
     wait_leases_expired,
 )
-from tests.support.keyspace import archived, dump, moved, pop_history
+from tests.support.keyspace import archived, dump, events_after, last_event_id, moved, pop_history
 
 #: The error a failed attempt of `task_in` records.
 ERROR = b'{"type":"ValueError","message":"broken","traceback":""}'
@@ -146,11 +146,17 @@ def claimed(app: Conveyor, broker: SyncBroker) -> Claimed:
 @dataclass(frozen=True)
 class Ran:
     """What a script run left to check: the keyspace before, the Redis clock around the
-    call (its `now`), and its reply (decoded, for an Op)."""
+    call (its `now`), its reply (decoded, for an Op), and the events it added to the
+    default queue's stream (field dicts)."""
 
     before: dict[str, Any]
     window: Window
     reply: Any
+    events: list[dict[str, str]]
+
+    def kinds(self) -> list[tuple[str, str]]:
+        """The events as (event, task id) pairs, in order."""
+        return [(e["event"], e["id"]) for e in self.events]
 
 
 class Run(Protocol):
@@ -168,10 +174,10 @@ def run(broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys) -> Run
     def go(work: Op[Any] | Call, on: SyncBroker | None = None) -> Ran:
         runner = on or broker
         r.delete(keys.signal)
-        before = dump(r, prefix)
+        before, last = dump(r, prefix), last_event_id(r, keys.events)
         with clock(r) as window:
             reply = runner.run(work) if isinstance(work, Op) else runner.execute([work])[0]
-        return Ran(before, window, reply)
+        return Ran(before, window, reply, events_after(r, keys.events, last))
 
     return go
 
@@ -186,9 +192,9 @@ def unchanged(r: redis.Redis, prefix: str) -> Unchanged:
 
     @contextlib.contextmanager
     def check() -> Iterator[None]:
-        before, expiries = dump(r, prefix), ttls(r, prefix)
+        before, expiries = dump(r, prefix, events=True), ttls(r, prefix)
         yield
-        assert dump(r, prefix) == before
+        assert dump(r, prefix, events=True) == before
         assert_ttls_kept(expiries, ttls(r, prefix))
 
     return check

@@ -22,7 +22,7 @@ def delete_task(broker: SyncBroker, keys: QueueKeys, task_id: str) -> Call:
     """The script call Admin.delete_task makes for `task_id` of the default queue."""
     script_keys = [
         keys.pending, keys.scheduled, keys.retrying, keys.dead, keys.active, keys.task(task_id),
-        keys.ready,
+        keys.ready, keys.flow_prefix, keys.events,
     ]  # fmt: skip
     return Call.script_call(broker.ops.scripts["delete_task"], script_keys, [task_id])
 

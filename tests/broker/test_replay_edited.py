@@ -21,7 +21,7 @@ KWARGS = b'{"retries":0}'
 
 def replay_edited(broker: SyncBroker, keys: QueueKeys, task_id: str) -> Call:
     """The script call DeadLetterAdmin.replay_edited makes, with ARGS and KWARGS."""
-    script_keys = [keys.dead, keys.pending, keys.signal, keys.task(task_id)]
+    script_keys = [keys.dead, keys.pending, keys.signal, keys.task(task_id), keys.events]
     argv: list[Arg] = [task_id, ARGS, KWARGS]
     return Call.script_call(broker.ops.scripts["replay_edited"], script_keys, argv)
 

@@ -19,7 +19,7 @@ from tests.support.keyspace import dump, moved
 def run_now(broker: SyncBroker, keys: QueueKeys, task_id: str) -> Call:
     """The script call Admin.run_now makes for `task_id` of the default queue."""
     script_keys = [keys.scheduled, keys.retrying, keys.pending, keys.signal, keys.task(task_id),
-                   keys.flow_prefix]  # fmt: skip
+                   keys.flow_prefix, keys.events]  # fmt: skip
     return Call.script_call(broker.ops.scripts["run_now"], script_keys, [task_id])
 
 

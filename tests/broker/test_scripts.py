@@ -16,6 +16,7 @@ from conveyor.broker.keys import PRIORITY_BAND, QueueKeys
 from conveyor.broker.ops import combine
 from conveyor.broker.scripts import CONSTANTS, load_scripts, prelude_helpers
 from conveyor.broker.sync_broker import SyncBroker
+from conveyor.events import EVENTS_MAX_LEN
 from conveyor.flow import RATE_SLIP_MS
 from conveyor.model import ATTEMPT_HISTORY
 from tests.broker.seed import claim
@@ -108,6 +109,7 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
         "MAX_PRIORITY": 100,
         "ATTEMPT_HISTORY": ATTEMPT_HISTORY,
         "RATE_SLIP": RATE_SLIP_MS,
+        "EVENTS_MAX_LEN": EVENTS_MAX_LEN,
     }
     assert names == {
         *CONSTANTS,
@@ -121,6 +123,7 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
         "pending_count",
         "stored_priority",
         "wake",
+        "event",
         "to_pending",
         "revive",
         "after_crash",

@@ -520,7 +520,7 @@ def test_unreachable_redis_exits_3(unreachable: Invoke, args: list[str]) -> None
 
 COMMANDS = ["worker", "api", "dashboard", "enqueue", "status", "cancel", "queues", "pause",
             "resume", "workers", "flow", "schedules", "dlq", "fsck", "doctor", "demo", "up",
-            "load"]  # fmt: skip
+            "load", "events"]  # fmt: skip
 
 
 def test_root_help_lists_every_command() -> None:

@@ -20,20 +20,26 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def dump(r: redis.Redis, prefix: str, *, claim_requests: bool = False) -> dict[str, Any]:
+def dump(
+    r: redis.Redis, prefix: str, *, claim_requests: bool = False, events: bool = False
+) -> dict[str, Any]:
     """Every key under `prefix` with its decoded value (zsets as {member: score}).
 
     Claim-request keys (which ids one claim call leased, kept for one lease so a client
     retry gets the same tasks back) are left out unless asked for: tests/broker/
-    test_claim.py checks them on their own.
+    test_claim.py checks them on their own. So are the event streams (their entries as
+    field dicts when asked for): a script test checks the events its run added with
+    `events_after`.
     """
     client: Any = r  # redis-py's return types are unions of every decoding mode
     out: dict[str, Any] = {}
     for raw_key in client.scan_iter(match=f"{prefix}:*", count=1000):
         key, kind = _text(raw_key), _text(client.type(raw_key))
-        if ":claim:" in key and not claim_requests:
+        if (":claim:" in key and not claim_requests) or (kind == "stream" and not events):
             continue
-        if kind == "hash":
+        if kind == "stream":
+            out[key] = [_fields(f) for _, f in client.xrange(raw_key)]
+        elif kind == "hash":
             out[key] = {_text(k): _text(v) for k, v in client.hgetall(raw_key).items()}
         elif kind == "zset":
             pairs = client.zrange(raw_key, 0, -1, withscores=True)
@@ -46,6 +52,23 @@ def dump(r: redis.Redis, prefix: str, *, claim_requests: bool = False) -> dict[s
             value = client.get(raw_key)
             out[key] = None if value is None else _text(value)
     return out
+
+
+def events_after(r: redis.Redis, stream: str, after: str = "0") -> list[dict[str, str]]:
+    """The entries of event stream `stream` after id `after`, as field dicts."""
+    client: Any = r
+    return [_fields(fields) for _, fields in client.xrange(stream, f"({after}", "+")]
+
+
+def last_event_id(r: redis.Redis, stream: str) -> str:
+    """The id of the newest entry of `stream`, or "0-0" when it has none."""
+    client: Any = r
+    newest = client.xrevrange(stream, "+", "-", count=1)
+    return _text(newest[0][0]) if newest else "0-0"
+
+
+def _fields(fields: dict[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in fields.items()}
 
 
 def task_keys(r: redis.Redis, prefix: str, task_id: str) -> list[str]:

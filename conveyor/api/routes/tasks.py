@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
 
 from conveyor.api.deps import Api, Operator, require_read, require_write
 from conveyor.api.errors import ApiError
@@ -19,6 +21,8 @@ from conveyor.api.schemas import (
 from conveyor.errors import TaskNotFoundError
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], route_class=JsonRoute)
+#: Longest `GET /v1/tasks/{id}?wait=` holds a request (s).
+MAX_WAIT = 60.0
 NOT_FOUND: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorOut, "description": "Unknown or expired task"}
 }
@@ -53,9 +57,21 @@ async def create_batch(body: BatchIn, api: Api) -> BatchOut:
 @router.get(
     "/{task_id}", response_model=TaskOut, responses=NOT_FOUND, dependencies=[Depends(require_read)]
 )
-async def get_task(task_id: str, api: Api) -> TaskOut:
-    """A task's record: state, attempts, times, worker, last error, result."""
-    record = await api.inspector.task(task_id)
+async def get_task(
+    task_id: str,
+    api: Api,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=MAX_WAIT, description="Seconds to wait for the task to finish first"),
+    ] = 0,
+) -> TaskOut:
+    """A task's record: state, attempts, times, worker, last error, result. With `wait`,
+    the answer comes when the task finishes, or after `wait` seconds as it is then: a
+    long poll that waits on the queue's events, not by reading the record in a loop."""
+    if wait:
+        record = await api.inspector.wait_finished(task_id, wait)
+    else:
+        record = await api.inspector.task(task_id)
     if record is None:
         raise TaskNotFoundError(f"no task {task_id} (never enqueued, or expired)")
     return TaskOut.of(record)

@@ -6,6 +6,7 @@
 -- KEYS[4] retrying   ZSET id -> due time (ms)
 -- KEYS[5] ready      LIST pending ids of the default priority
 -- KEYS[6] flow prefix (flow-control keys, see prelude.lua)
+-- KEYS[7] events     STREAM the queue's state changes (see prelude.lua)
 --
 -- ARGV[1] id
 -- ARGV[2] retention of the cancelled record (ms)
@@ -31,4 +32,5 @@ if flow then
 end
 redis.call('HSET', KEYS[3], 'state', 'cancelled', 'finished_at', now)
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
+event(KEYS[7], 'cancelled', ARGV[1], redis.call('HGET', KEYS[3], 'name'), 'was', state)
 return {1, state}

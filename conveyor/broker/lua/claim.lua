@@ -14,6 +14,7 @@
 -- KEYS[8] ready        LIST  ULIDs of pending tasks of the default priority, oldest first
 -- KEYS[9] flow prefix  (flow-control keys, see prelude.lua)
 -- KEYS[10] scheduled   ZSET  id -> due time (ms): where a task over its rate limit waits
+-- KEYS[11] events      STREAM the queue's state changes (see prelude.lua)
 --
 -- ARGV[1] most tasks to claim (at most 1000: the index writes unpack one argument per task)
 -- ARGV[2] lease (ms)
@@ -243,6 +244,8 @@ local function write_flow()
         local id, start = defer[1], defer[2]
         redis.call('HSET', KEYS[6] .. id, 'state', 'scheduled', 'due_at', start, 'rate_at', start)
         redis.call('ZADD', KEYS[10], start, id)
+        event(KEYS[11], 'scheduled', id, redis.call('HGET', KEYS[6] .. id, 'name'), 'due_at',
+            start, 'reason', 'rate limit')
         if out[3] == 0 or start < out[3] then
             out[3] = start
         end
@@ -266,6 +269,7 @@ if from_ready > 0 then
 end
 for _, id in ipairs(not_hash) do
     redis.call('ZADD', KEYS[4], now, id)
+    event(KEYS[11], 'dead', id, nil, 'reason', 'not a task record')
 end
 for _, id in ipairs(corrupt) do
     -- a counter that is not a number: the record is corrupt, keep it for inspection
@@ -273,6 +277,7 @@ for _, id in ipairs(corrupt) do
     redis.call('HSET', key, 'state', 'dead', 'reason', 'corrupt record', 'finished_at', now)
     redis.call('PEXPIRE', key, ARGV[5])
     redis.call('ZADD', KEYS[4], now, id)
+    event(KEYS[11], 'dead', id, redis.call('HGET', key, 'name'), 'reason', 'corrupt record')
 end
 write_flow()
 -- index writes are gathered and made once at the end: one ZADD, one RPUSH
@@ -288,6 +293,7 @@ for _, claim in ipairs(claims) do
     leases[#leases + 1] = id
     taken[#taken + 1] = id
     emit(id, values, token, attempts)
+    event(KEYS[11], 'started', id, values[1], 'attempt', attempts, 'worker', ARGV[3])
 end
 if #taken > 0 then
     redis.call('ZADD', KEYS[2], unpack(leases))

@@ -7,6 +7,7 @@
 -- KEYS[5] signal  LIST wake-up token for idle workers
 -- KEYS[6] flow prefix  (flow-control keys, see prelude.lua)
 -- KEYS[7] task prefix  (task hashes, for a task waiting for a slot)
+-- KEYS[8] events  STREAM the queue's state changes (see prelude.lua)
 --
 -- ARGV[1] id
 -- ARGV[2] fencing token of the claim
@@ -33,4 +34,5 @@ if ARGV[6] == 'dead' then
     redis.call('ZADD', KEYS[2], now, ARGV[1])
 end
 release_held(KEYS[3], KEYS[6], KEYS[7], KEYS[4], KEYS[5], ARGV[1], true, now)
+event(KEYS[8], ARGV[6], ARGV[1], redis.call('HGET', KEYS[3], 'name'), 'reason', ARGV[3])
 return 1

@@ -8,6 +8,7 @@
 -- KEYS[6] task       HASH the task record
 -- KEYS[7] ready      LIST pending ids of the default priority
 -- KEYS[8] flow prefix (flow-control keys, see prelude.lua)
+-- KEYS[9] events     STREAM the queue's state changes (see prelude.lua)
 --
 -- ARGV[1] id
 --
@@ -30,5 +31,7 @@ local flow = flow_of(redis.call('HGET', KEYS[6], 'flow'))
 if flow then
     drop_flow(KEYS[8], ARGV[1], flow)
 end
+local name = redis.call('HGET', KEYS[6], 'name')
 redis.call('DEL', KEYS[6])
+event(KEYS[9], 'deleted', ARGV[1], name, 'was', state)
 return {1, state}

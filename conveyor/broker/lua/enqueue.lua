@@ -8,13 +8,14 @@
 -- KEYS[4] task prefix  (not a key: task hashes are KEYS[4] .. id, same {queue} slot)
 -- KEYS[5] ready        LIST  ULIDs of pending tasks of the default priority, oldest first
 -- KEYS[6] flow prefix  (flow-control keys, see prelude.lua)
--- KEYS[7..] per task in order, its idempotency key then its unique key, when it has them
+-- KEYS[7] events       STREAM the queue's state changes (see prelude.lua)
+-- KEYS[8..] per task in order, its idempotency key then its unique key, when it has them
 --
 -- ARGV[1] idempotency window (ms)
 -- ARGV[2..] per task: id, delay ms, priority, flags (1: an idempotency key, 2: a unique
 --           key, 4: a fair group), then for flag 2 the unique mode (skip, replace,
 --           throttle) and the throttle window (ms), for flag 4 the group; then a field
---           count n and n field/value pairs for the task hash
+--           count n and n field/value pairs for the task hash, the first its name
 --
 -- Returns: flat {id, replayed (0|1), state, ...} per task; a replay returns the first
 --          task's id and its state now ("" if its record is gone); so does a unique key
@@ -35,7 +36,7 @@ end
 local window = tonumber(ARGV[1])
 local out = {}
 local i = 2
-local idem = 7
+local idem = 8
 
 -- a live task holding the unique key `lock`, or nil. `replace` gives a task that has not
 -- started the new arguments (fields first..last of ARGV) and due time.
@@ -72,7 +73,9 @@ local function unique_holder(lock, mode, delay, first, last)
     if flow and flow.c then  -- it may be waiting for a slot: it is indexed anew below
         redis.call('LREM', KEYS[6] .. 'waiting:' .. flow.c, 0, holder)
     end
+    local now_state = 'pending'
     if delay > 0 then
+        now_state = 'scheduled'
         redis.call('HSET', key, 'state', 'scheduled', 'due_at', clock() + delay)
         redis.call('ZADD', KEYS[2], clock() + delay, holder)
     else
@@ -80,6 +83,7 @@ local function unique_holder(lock, mode, delay, first, last)
         redis.call('HDEL', key, 'due_at')
         redis.call('ZADD', KEYS[1], pending_score(stored_priority(key), clock()), holder)
     end
+    event(KEYS[7], 'replaced', holder, ARGV[first + 1], 'state', now_state)
     return holder
 end
 
@@ -154,8 +158,10 @@ while i <= #ARGV do
             redis.call('HSET', key, 'state', state, 'due_at', clock() + delay,
                 unpack(ARGV, first, last))
             redis.call('ZADD', KEYS[2], clock() + delay, id)
+            event(KEYS[7], 'scheduled', id, ARGV[first + 1], 'due_at', clock() + delay)
         else
             redis.call('HSET', key, 'state', state, unpack(ARGV, first, last))
+            event(KEYS[7], 'enqueued', id, ARGV[first + 1])
             if group then
                 banded[#banded + 1] = fair_score(group, priority)
                 banded[#banded + 1] = id

@@ -33,6 +33,16 @@ local function counter_or_zero(key, field)
     return math.floor(n)
 end
 
+-- A state change on its queue's event stream (a capped STREAM, see broker/keys.py), written
+-- by the script that makes the change, after it: so no event is lost or invented. `kind`
+-- says what happened, to task `id` named `name`; `...` adds field/value pairs. MAXLEN ~
+-- trims whole nodes of the stream, the cheap way to bound it near EVENTS_MAX_LEN entries.
+-- At maxmemory the XADD is never a script's first write, so Redis lets it through.
+local function event(stream, kind, id, name, ...)
+    redis.call('XADD', stream, 'MAXLEN', '~', EVENTS_MAX_LEN, '*', 'event', kind, 'id', id,
+        'task', name or '', ...)
+end
+
 -- the pending score: the priority band first (a higher priority, a lower band), then the ms
 -- the task became pending, so the lowest score is claimed first
 local function pending_score(priority, now)
@@ -156,24 +166,29 @@ local function revive(key, id, pending, now)
 end
 
 -- a leased task whose worker or process died (its lease already removed): one crash more,
--- then back to pending, or dead once it lost `max_crashes` workers (a poison pill that
--- kills whatever runs it). `how` tells the record what died. Returns 'pending' or 'dead'.
-local function after_crash(key, id, pending, dead, max_crashes, retention, now, how, prefix)
+-- then back to pending (event `recovered`), or dead once it lost `max_crashes` workers (a
+-- poison pill that kills whatever runs it). `how` tells the record what died. Returns
+-- 'pending' or 'dead'.
+local function after_crash(key, id, pending, dead, max_crashes, retention, now, how, prefix,
+        stream)
     local crashes = counter_or_zero(key, 'crashes') + 1
     archive_attempt(key, now, 'crashed', cjson.encode({type = 'WorkerLostError',
         message = how}))
     redis.call('HSET', key, 'crashes', crashes)
+    local held = redis.call('HMGET', key, 'name', 'worker')
     if crashes < tonumber(max_crashes) then
         to_pending(key, id, pending, now, prefix)
+        event(stream, 'recovered', id, held[1], 'crashes', crashes, 'worker', held[2] or '')
         return 'pending'
     end
-    local worker = redis.call('HGET', key, 'worker') or ''
+    local worker = held[2] or ''
     local err = cjson.encode({type = 'WorkerLostError',
         message = how .. ' ' .. crashes .. ' times; last worker ' .. worker})
     redis.call('HSET', key, 'state', 'dead', 'reason', 'worker lost', 'error', err,
         'finished_at', now)
     redis.call('PEXPIRE', key, retention)
     redis.call('ZADD', dead, now, id)
+    event(stream, 'dead', id, held[1], 'reason', 'worker lost', 'crashes', crashes)
     return 'dead'
 end
 

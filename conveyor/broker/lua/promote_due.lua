@@ -7,6 +7,7 @@
 -- KEYS[4] task prefix  (task hashes are KEYS[4] .. id)
 -- KEYS[5] retrying     ZSET id -> due time (ms): the retries among `scheduled`
 -- KEYS[6] flow prefix  (a task of a fair group comes back at the queue's virtual time)
+-- KEYS[7] events       STREAM the queue's state changes (see prelude.lua)
 --
 -- ARGV[1] most tasks to promote in this call
 --
@@ -25,6 +26,7 @@ for _, id in ipairs(due) do
     if redis.call('TYPE', key)['ok'] == 'hash' then
         redis.call('HSET', key, 'state', 'pending')
         redis.call('ZADD', KEYS[2], reentry_score(key, KEYS[6], now), id)
+        event(KEYS[7], 'due', id, redis.call('HGET', key, 'name'))
         promoted = promoted + 1
     end
 end

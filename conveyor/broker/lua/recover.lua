@@ -8,6 +8,7 @@
 -- KEYS[4] signal       LIST wake-up token for idle workers
 -- KEYS[5] task prefix  (task hashes are KEYS[5] .. id)
 -- KEYS[6] flow prefix  (flow-control keys, see prelude.lua)
+-- KEYS[7] events       STREAM the queue's state changes (see prelude.lua)
 --
 -- ARGV[1] crashes after which a task is dead ("worker lost")
 -- ARGV[2] most leases to recover in this call
@@ -24,7 +25,7 @@ for _, id in ipairs(expired) do
     local outcome = 'gone'
     if redis.call('TYPE', key)['ok'] == 'hash' then
         outcome = after_crash(key, id, KEYS[2], KEYS[3], ARGV[1], ARGV[3], now,
-            'its worker was lost', KEYS[6])
+            'its worker was lost', KEYS[6], KEYS[7])
         woke = woke or outcome == 'pending'
         release_held(key, KEYS[6], KEYS[5], KEYS[2], KEYS[4], id, outcome == 'dead', now)
     end

@@ -10,6 +10,7 @@
 -- KEYS[4] signal       LIST wake-up token for idle workers
 -- KEYS[5] task prefix  (task hashes are KEYS[5] .. id)
 -- KEYS[6] flow prefix  (flow-control keys, see prelude.lua)
+-- KEYS[7] events       STREAM the queue's state changes (see prelude.lua)
 --
 -- ARGV[1] worker id
 -- ARGV[2] crashes after which a task is dead ("worker lost")
@@ -30,7 +31,7 @@ for _, id in ipairs(leases) do
     if redis.call('TYPE', key)['ok'] == 'hash' and redis.call('HGET', key, 'worker') == ARGV[1] then
         redis.call('ZREM', KEYS[1], id)
         local outcome = after_crash(key, id, KEYS[2], KEYS[3], ARGV[2], ARGV[3], now,
-            'its worker was lost', KEYS[6])
+            'its worker was lost', KEYS[6], KEYS[7])
         woke = woke or outcome == 'pending'
         release_held(key, KEYS[6], KEYS[5], KEYS[2], KEYS[4], id, outcome == 'dead', now)
         out[#out + 1] = id

@@ -9,6 +9,7 @@
 -- KEYS[5] task     HASH the task record
 -- KEYS[6] flow prefix  (flow-control keys, see prelude.lua)
 -- KEYS[7] task prefix  (task hashes, for a task waiting for a slot)
+-- KEYS[8] events       STREAM the queue's state changes (see prelude.lua)
 --
 -- ARGV[1] id
 -- ARGV[2] fencing token of the claim
@@ -26,10 +27,11 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 local outcome = 'pending'
 if ARGV[3] == '1' then
     outcome = after_crash(KEYS[5], ARGV[1], KEYS[2], KEYS[3], ARGV[4], ARGV[5], now,
-        'the process running it died', KEYS[6])
+        'the process running it died', KEYS[6], KEYS[8])
 else
     archive_attempt(KEYS[5], now, 'interrupted', nil)
     to_pending(KEYS[5], ARGV[1], KEYS[2], now, KEYS[6])
+    event(KEYS[8], 'requeued', ARGV[1], redis.call('HGET', KEYS[5], 'name'))
 end
 release_held(KEYS[5], KEYS[6], KEYS[7], KEYS[2], KEYS[4], ARGV[1], outcome == 'dead', now)
 if outcome == 'pending' then

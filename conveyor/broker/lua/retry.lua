@@ -8,6 +8,7 @@
 -- KEYS[6] signal     LIST wake-up token for idle workers
 -- KEYS[7] flow prefix  (flow-control keys, see prelude.lua)
 -- KEYS[8] task prefix  (task hashes, for a task waiting for a slot)
+-- KEYS[9] events     STREAM the queue's state changes (see prelude.lua)
 --
 -- ARGV[1] id
 -- ARGV[2] fencing token of the claim
@@ -29,5 +30,6 @@ redis.call('HSET', KEYS[3], 'failures', counter_or_zero(KEYS[3], 'failures') + 1
 redis.call('HSET', KEYS[3], 'state', 'retrying', 'error', ARGV[4], 'due_at', due)
 redis.call('ZADD', KEYS[2], due, ARGV[1])
 redis.call('ZADD', KEYS[4], due, ARGV[1])
+event(KEYS[9], 'retrying', ARGV[1], redis.call('HGET', KEYS[3], 'name'), 'due_at', due)
 release_held(KEYS[3], KEYS[7], KEYS[8], KEYS[5], KEYS[6], ARGV[1], false, now)
 return 1

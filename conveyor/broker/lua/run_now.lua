@@ -7,6 +7,7 @@
 -- KEYS[4] signal     LIST wake-up token for idle workers
 -- KEYS[5] task       HASH the task record
 -- KEYS[6] flow prefix (a task of a fair group comes back at the queue's virtual time)
+-- KEYS[7] events     STREAM the queue's state changes (see prelude.lua)
 --
 -- ARGV[1] id
 --
@@ -21,5 +22,6 @@ if (state ~= 'scheduled' and state ~= 'retrying') or redis.call('ZREM', KEYS[1],
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 to_pending(KEYS[5], ARGV[1], KEYS[3], now_ms(), KEYS[6])
+event(KEYS[7], 'due', ARGV[1], redis.call('HGET', KEYS[5], 'name'), 'early', 1)
 wake(KEYS[4])
 return {1, state}
