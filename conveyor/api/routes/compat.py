@@ -19,6 +19,7 @@ from conveyor.api.schemas import QueueOut, SeedQueued, SeedStats, SeedTask
 from conveyor.api.security import authorize
 from conveyor.broker.records import QueueStats
 from conveyor.producer import Message
+from conveyor.traceparent import valid_traceparent
 
 router = APIRouter(tags=["simple API (Go-compatible)"])
 
@@ -30,7 +31,9 @@ async def post_task(request: Request) -> Response:
     require_json(request)
     body = parse_body(SeedTask, await request.body())
     check_name(body.type, api, "type")
-    [handle] = await api.conveyor.enqueue_many_async([Message(body.type, (body.payload,))])
+    trace = valid_traceparent(request.headers.get("traceparent"))  # invalid: ignored
+    message = Message(body.type, (body.payload,), trace=trace)
+    [handle] = await api.conveyor.enqueue_many_async([message])
     answer = orjson.dumps({"status": "queued", "task_id": handle.id})
     return Response(answer, status_code=202, media_type="application/json")
 
