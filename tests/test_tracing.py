@@ -261,3 +261,25 @@ async def test_a_worker_cancelled_attempt_is_not_an_error(
     [span] = named(exporter, "conveyor.execute slow")
     assert span.status.status_code is StatusCode.UNSET
     assert dict(span.attributes or {})["conveyor.cancelled"] is True
+
+
+async def test_a_replayed_dead_letter_runs_in_its_original_trace(
+    traced: Conveyor, exporter: InMemorySpanExporter
+) -> None:
+    outcomes = iter([ValueError("first time"), None])
+
+    @traced.task(name="flaky", max_retries=0)
+    async def flaky() -> None:
+        error = next(outcomes)
+        if error is not None:
+            raise error
+
+    handle = await traced.enqueue_async("flaky")
+    async with running_worker(traced):
+        await wait_all([handle], TaskState.DEAD)
+        assert await traced.async_inspector().replay([handle.id]) == [handle.id]
+        await wait_all([handle], TaskState.SUCCEEDED)
+    [enqueue] = named(exporter, "conveyor.enqueue flaky")  # revived, not enqueued again
+    spans = sorted(named(exporter, "conveyor.execute flaky"), key=lambda s: s.start_time or 0)
+    assert [s.status.status_code for s in spans] == [StatusCode.ERROR, StatusCode.UNSET]
+    assert [parent_of(s) for s in spans] == [ids(enqueue)] * 2
