@@ -283,3 +283,13 @@ async def test_a_replayed_dead_letter_runs_in_its_original_trace(
     spans = sorted(named(exporter, "conveyor.execute flaky"), key=lambda s: s.start_time or 0)
     assert [s.status.status_code for s in spans] == [StatusCode.ERROR, StatusCode.UNSET]
     assert [parent_of(s) for s in spans] == [ids(enqueue)] * 2
+
+
+async def test_the_api_documents_the_header(settings: Settings) -> None:
+    async with api_client(settings) as client:
+        schema = (await client.get("/openapi.json")).json()
+    for path in ("/task", "/v1/tasks", "/v1/tasks/batch"):
+        parameters = schema["paths"][path]["post"].get("parameters", [])
+        [header] = [p for p in parameters if p["name"] == "traceparent"]
+        assert header["in"] == "header"
+        assert not header.get("required")

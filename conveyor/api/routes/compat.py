@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from conveyor.api.config import Scope
 from conveyor.api.deps import Api, ApiState, require_read
 from conveyor.api.routes.common import (
+    TRACEPARENT_PARAMETER,
     DirectRoute,
     check_name,
     parse_body,
@@ -46,7 +47,7 @@ router.add_api_route(
     methods=["POST"],
     status_code=202,
     response_model=SeedQueued,
-    openapi_extra=request_body(SeedTask),
+    openapi_extra={**request_body(SeedTask), "parameters": [TRACEPARENT_PARAMETER]},
     route_class_override=DirectRoute,
 )
 
