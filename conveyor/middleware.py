@@ -24,7 +24,7 @@ What a hook's exception does (see docs/middleware.md):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -157,7 +157,7 @@ def _unwind_enqueue(
         _guarded(m.on_enqueue_error, ctx, error)
 
 
-def _guarded(hook: Any, ctx: EnqueueContext | ExecutionContext, value: Any) -> None:
+def _guarded(hook: Callable[[Any, Any], object], ctx: object, value: object) -> None:
     """Call an after-hook; its exception is logged, never raised: what it follows has
     happened already (the task is stored, the attempt decided)."""
     try:

@@ -4,6 +4,7 @@ app without middleware never builds a hook context."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import logging
@@ -184,7 +185,12 @@ async def test_an_unreachable_redis_gives_every_task_on_enqueue_error(mode: str)
     finally:
         await app.aclose()
         app.close()
-    assert log[2:] == [("a", "on_enqueue_error", "first"), ("a", "on_enqueue_error", "second")]
+    assert log == [
+        ("a", "before_enqueue", "first"),
+        ("a", "before_enqueue", "second"),
+        ("a", "on_enqueue_error", "first"),
+        ("a", "on_enqueue_error", "second"),
+    ]
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -254,6 +260,22 @@ async def test_a_handler_error_reaches_on_error_in_reverse(aapp: Conveyor) -> No
     assert log[-2:] == [
         ("b", "on_error=ValueError", "fails"),
         ("a", "on_error=ValueError", "fails"),
+    ]
+
+
+async def test_a_timed_out_attempt_reaches_on_error(aapp: Conveyor) -> None:
+    log = two(aapp)
+
+    @aapp.task(name="slow", max_retries=0, timeout=0.05)
+    async def slow() -> None:
+        await asyncio.sleep(30)
+
+    handle = await aapp.enqueue_async("slow")
+    async with running_worker(aapp):
+        await wait_all([handle], TaskState.DEAD)
+    assert log[-2:] == [
+        ("b", "on_error=TaskTimeoutError", "slow"),
+        ("a", "on_error=TaskTimeoutError", "slow"),
     ]
 
 
