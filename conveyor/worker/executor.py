@@ -267,14 +267,20 @@ class Executor:
         definition = call.definition
         if definition.is_async:
             return cast(Awaitable[Any], definition.fn(*call.args, **call.kwargs))
-        return self.threads.run(_bound(call)).result
+        fn = functools.partial(definition.fn, *call.args, **call.kwargs)
+        if call.context is not None:  # middleware ran: the handler sees their context
+            fn = functools.partial(call.context.run, fn)
+        return self.threads.run(fn).result
 
     async def _call_timed_in_thread(
         self, task: ClaimedTask, call: Invocation, timeout: float
     ) -> Any:
         """A sync handler under its timeout, which counts from when a thread starts it (it
         may wait for one first); past it, its thread is abandoned and replaced."""
-        job = self.threads.run(_bound(call), timed=True)
+        fn = functools.partial(call.definition.fn, *call.args, **call.kwargs)
+        if call.context is not None:
+            fn = functools.partial(call.context.run, fn)
+        job = self.threads.run(fn, timed=True)
         try:
             await cast(asyncio.Future[None], job.started)
             async with asyncio.timeout(timeout) as deadline:
@@ -334,12 +340,6 @@ class Executor:
         elapsed = time.perf_counter() - started
         metrics.child(metrics.TASK_DURATION, task.queue, task.name).observe(elapsed)
         self.stats.latency(task.queue, "run", elapsed)
-
-
-def _bound(call: Invocation) -> Callable[[], Any]:
-    """A sync handler's call, for a thread: in the middleware's context if they ran."""
-    fn = functools.partial(call.definition.fn, *call.args, **call.kwargs)
-    return fn if call.context is None else functools.partial(call.context.run, fn)
 
 
 def _waited(task: ClaimedTask) -> float:
