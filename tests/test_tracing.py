@@ -16,6 +16,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from conveyor import Conveyor, TaskState
+from conveyor.api import create_app
+from conveyor.api.config import ApiSettings
 from conveyor.errors import BrokerUnavailableError
 from conveyor.producer import TaskHandle
 from conveyor.settings import Settings
@@ -293,3 +295,26 @@ async def test_the_api_documents_the_header(settings: Settings) -> None:
         [header] = [p for p in parameters if p["name"] == "traceparent"]
         assert header["in"] == "header"
         assert not header.get("required")
+
+
+async def test_an_api_given_a_traced_app_traces_its_enqueues(
+    settings: Settings, traced: Conveyor, exporter: InMemorySpanExporter
+) -> None:
+    traced.task(name="job")(lambda x=None: x)
+    server = create_app(settings, ApiSettings(), app=traced)
+    transport = httpx.ASGITransport(app=server)
+    async with (
+        server.router.lifespan_context(server),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        [task_id] = await post(client, "/v1/tasks", {"name": "job"}, TRACEPARENT)
+    handle = TaskHandle(traced.producer, task_id)
+    async with running_worker(traced):
+        await wait_all([handle], TaskState.SUCCEEDED)
+    # header -> the API's enqueue span -> the worker's execution span
+    [enqueue] = named(exporter, "conveyor.enqueue job")
+    [execute] = named(exporter, "conveyor.execute job")
+    assert parent_of(enqueue) == (int(TRACE_ID, 16), int(PARENT_ID, 16))
+    assert parent_of(execute) == ids(enqueue)
+    record = await handle.record_async()
+    assert record is not None and record.trace == traceparent(enqueue)
