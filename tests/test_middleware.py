@@ -229,23 +229,27 @@ async def test_execute_hooks_wrap_async_thread_and_process_handlers(aapp: Convey
         seen["sync"] = SEEN.get()  # in a worker thread: the hooks' context reached it
         return 2
 
+    @aapp.task(name="timed", timeout=30)
+    def timed() -> int:  # a thread under a timeout takes another path to its thread
+        seen["timed"] = SEEN.get()
+        return 3
+
     aapp.task(name="square", executor="process")(handlers.square)
     handles = [
-        await aapp.enqueue_async(n, *a) for n, a in [("coro", ()), ("sync", ()), ("square", (3,))]
+        await aapp.enqueue_async(n, *a)
+        for n, a in [("coro", ()), ("sync", ()), ("timed", ()), ("square", (3,))]
     ]
-    async with running_worker(aapp, concurrency=1, processes=1):
+    async with running_worker(aapp, processes=1):
         await wait_all(handles, TaskState.SUCCEEDED)
-    assert seen == {"coro": "b", "sync": "b"}
-    executed = [entry for entry in log if "enqueue" not in entry[1]]
-    expected = []
-    for name, result in [("coro", 1), ("sync", 2), ("square", 9)]:
-        expected += [
-            ("a", "before_execute", name),
-            ("b", "before_execute", name),
-            ("b", f"after_execute={result}", name),
-            ("a", f"after_execute={result}", name),
-        ]
-    assert executed == expected
+    assert seen == {"coro": "b", "sync": "b", "timed": "b"}
+    for name, result in [("coro", 1), ("sync", 2), ("timed", 3), ("square", 9)]:
+        executed = [(m, hook) for m, hook, task in log if task == name and "execute" in hook]
+        assert executed == [
+            ("a", "before_execute"),
+            ("b", "before_execute"),
+            ("b", f"after_execute={result}"),
+            ("a", f"after_execute={result}"),
+        ], name
 
 
 async def test_a_handler_error_reaches_on_error_in_reverse(aapp: Conveyor) -> None:
