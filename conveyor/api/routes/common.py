@@ -21,11 +21,12 @@ from conveyor.producer import Message, TaskHandle
 from conveyor.traceparent import valid_traceparent
 
 M = TypeVar("M", bound=BaseModel)
-#: The request's W3C `traceparent` header, stored with the tasks it enqueues: their
-#: execution spans join the caller's trace (an invalid value is ignored, not refused).
+#: How the OpenAPI schema describes the `traceparent` header.
 TRACEPARENT_DOC = (
     "W3C Trace Context parent of the task's execution span; an invalid value is ignored."
 )
+#: The request's W3C `traceparent` header, stored with the tasks it enqueues: their
+#: execution spans join the caller's trace (an invalid value is ignored, not refused).
 TraceParent = Annotated[str | None, Header(alias="traceparent", description=TRACEPARENT_DOC)]
 #: The same header in the OpenAPI schema of a route that reads its request itself.
 TRACEPARENT_PARAMETER: dict[str, Any] = {
