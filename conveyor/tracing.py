@@ -25,7 +25,7 @@ try:
     from opentelemetry import context as otel_context
     from opentelemetry import trace
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-except ImportError as exc:  # pragma: no cover - the test extra installs it
+except ImportError as exc:  # the core without the extra: say which to install
     raise ImportError(
         "conveyor.tracing needs OpenTelemetry: pip install 'conveyor-queue[otel]'"
     ) from exc

@@ -5,6 +5,8 @@ SDK's in-memory exporter."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -318,3 +320,23 @@ async def test_an_api_given_a_traced_app_traces_its_enqueues(
     assert parent_of(execute) == ids(enqueue)
     record = await handle.record_async()
     assert record is not None and record.trace == traceparent(enqueue)
+
+
+def test_the_core_runs_without_opentelemetry() -> None:
+    """Producers and workers import no OpenTelemetry; `conveyor.tracing` names the extra."""
+    script = """
+import sys
+sys.modules["opentelemetry"] = None  # as if it were not installed
+import conveyor.app, conveyor.worker.runtime
+conveyor.app.Conveyor("redis://127.0.0.1:1/0").message("job", 1)
+try:
+    import conveyor.tracing
+except ImportError as exc:
+    print(exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == (
+        "conveyor.tracing needs OpenTelemetry: pip install 'conveyor-queue[otel]'"
+    )
