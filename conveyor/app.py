@@ -10,6 +10,7 @@ from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.inspect import AsyncInspector, SyncInspector
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.errors import ConfigurationError
+from conveyor.middleware import Middleware
 from conveyor.model import TaskRecord
 from conveyor.names import validate_task_name
 from conveyor.options import COMPUTED_OPTIONS, DEFAULT_QUEUE, TaskArgs, TaskOptions
@@ -28,11 +29,18 @@ class Conveyor:
     Args:
         redis_url: Redis to use; defaults to CONVEYOR_REDIS_URL, then a local Redis.
         settings: a complete Settings object (overrides still apply on top of it).
+        middleware: hooks around every enqueue and execution, in order (see
+            conveyor.middleware); more with `add_middleware`.
         **overrides: any Settings field, e.g. `lease_timeout=10`.
     """
 
     def __init__(
-        self, redis_url: str | None = None, *, settings: Settings | None = None, **overrides: Any
+        self,
+        redis_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        middleware: Iterable[Middleware] = (),
+        **overrides: Any,
     ) -> None:
         if settings is None:
             settings = Settings.from_env(redis_url=redis_url, **overrides)
@@ -40,7 +48,7 @@ class Conveyor:
             settings = settings.replace(
                 **overrides, **({"redis_url": redis_url} if redis_url else {})
             )
-        self.producer = Producer(settings)
+        self.producer = Producer(settings, middleware)
         self.tasks: dict[str, TaskDefinition] = {}
         #: The schedules `@app.periodic` declares; every worker upserts them at start.
         self.declared_schedules: dict[str, Schedule] = {}
@@ -57,6 +65,16 @@ class Conveyor:
     def settings(self, settings: Settings) -> None:
         self.producer.close()
         self.producer.settings = settings
+
+    @property
+    def middleware(self) -> list[Middleware]:
+        """The registered middleware, in the order their `before_*` hooks run."""
+        return self.producer.middleware
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Register `middleware` after those registered already (its `before_*` hooks run
+        last, its after-hooks first); workers started later run its execution hooks."""
+        self.producer.middleware.append(middleware)
 
     # -- registry --------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor import metrics, serializers
+from conveyor import middleware as hooks
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.inspect import AsyncInspector, SyncInspector
 from conveyor.broker.records import EnqueueResult, NewTask
@@ -21,6 +22,7 @@ from conveyor.broker.sync_broker import SyncBroker
 from conveyor.errors import ResultTimeoutError, TaskFailedError, TaskNotFoundError
 from conveyor.flow import resolve_flow
 from conveyor.ids import new_task_id
+from conveyor.middleware import Middleware
 from conveyor.model import TaskRecord, TaskState, to_millis
 from conveyor.names import validate_task_name
 from conveyor.options import DEFAULT_QUEUE, NO_OPTIONS, TaskOptions
@@ -37,14 +39,20 @@ class Message:
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     options: TaskOptions = NO_OPTIONS
+    #: a W3C `traceparent` to store with the task, the parent of its execution's span
+    #: (the REST API passes its request's; `TracingMiddleware` sets the active span's)
+    trace: str | None = None
 
 
 class Producer:
     """Validates, encodes and enqueues messages; owns the sync broker and one async broker
     per event loop (clients are bound to one loop), and an Inspector on each."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, middleware: Iterable[Middleware] = ()) -> None:
         self.settings = settings
+        #: run around every enqueue, in order (see conveyor.middleware); an empty list
+        #: costs nothing per task
+        self.middleware: list[Middleware] = list(middleware)
         self._sync: tuple[SyncBroker, SyncInspector] | None = None
         self._async: dict[asyncio.AbstractEventLoop, tuple[AsyncBroker, AsyncInspector]] = {}
         self._known_queues: set[str] = set()
@@ -57,6 +65,18 @@ class Producer:
         tasks = [self.encode(m) for m in messages]
         if not tasks:
             return []
+        if not self.middleware:  # the fast path: no hooks, no contexts
+            return self._send(tasks)
+        contexts = hooks.prepare(self.middleware, tasks)
+        try:
+            handles = self._send([c.task for c in contexts])
+        except BaseException as exc:
+            hooks.enqueue_failed(self.middleware, contexts, exc)
+            raise
+        hooks.enqueued(self.middleware, contexts, handles)
+        return handles
+
+    def _send(self, tasks: list[NewTask]) -> list[TaskHandle]:
         broker = self.sync_broker()
         new_queues = self._new_queues(tasks)
         results = broker.run(broker.ops.enqueue(tasks, new_queues))
@@ -67,6 +87,18 @@ class Producer:
         tasks = [self.encode(m) for m in messages]
         if not tasks:
             return []
+        if not self.middleware:
+            return await self._send_async(tasks)
+        contexts = hooks.prepare(self.middleware, tasks)
+        try:
+            handles = await self._send_async([c.task for c in contexts])
+        except BaseException as exc:
+            hooks.enqueue_failed(self.middleware, contexts, exc)
+            raise
+        hooks.enqueued(self.middleware, contexts, handles)
+        return handles
+
+    async def _send_async(self, tasks: list[NewTask]) -> list[TaskHandle]:
         broker = self.async_broker()
         new_queues = self._new_queues(tasks)
         results = await broker.shared.enqueue(tasks, new_queues)
@@ -91,6 +123,7 @@ class Producer:
             delay_ms=to_millis(delay),
             options=options,
             flow=resolve_flow(message.name, options, args, kwargs),
+            trace=message.trace,
         )
 
     def _new_queues(self, tasks: Sequence[NewTask]) -> list[str]:

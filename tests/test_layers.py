@@ -32,9 +32,10 @@ COMMAND = re.compile(r"Call\.(command|script_call)\(|execute_command|\.pipeline\
 #: Each layer, by module prefix, and the layers it may import (besides itself).
 LAYERS = {
     "model": ["errors", "names", "serializers", "backoff", "context", "settings", "ids",
-              "model", "options", "flow", "logs", "timing", "schedule", "events"],
+              "model", "options", "flow", "logs", "timing", "schedule", "events",
+              "traceparent"],
     "broker": ["broker"],
-    "producer": ["producer", "task", "metrics"],
+    "producer": ["producer", "task", "metrics", "middleware", "tracing"],
     "facade": ["app", "schedules"],
     "edges": ["worker", "api", "dashboard", "cli", "tools", "__main__"],
 }  # fmt: skip
@@ -87,3 +88,10 @@ def test_imports_run_down_the_layers(name: str) -> None:
     for module in _imports(path):
         if module.startswith("conveyor.") and module != "conveyor":
             assert _layer(module) <= own, f"{name} (layer {own}) imports {module} from above"
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_only_the_tracing_middleware_imports_opentelemetry(name: str) -> None:
+    """OpenTelemetry is an extra (`conveyor-queue[otel]`): the core must run without it."""
+    otel = {m for m in _imports(_modules()[name]) if m.split(".")[0] == "opentelemetry"}
+    assert name == "tracing.py" or not otel, f"{name} imports {otel}"

@@ -52,8 +52,9 @@ def create_app(
     with `dashboard`, the dashboard too, at /dashboard, behind the same tokens.
 
     Given `app`, the API refuses task names its registry lacks (422 `unknown_task`) rather
-    than enqueue tasks no worker can run; only the registry is read, the API still connects
-    through `settings`. Without it, any valid name is accepted.
+    than enqueue tasks no worker can run, and its enqueues run the app's middleware; only
+    these are read, the API still connects through `settings`. Without it, any valid name
+    is accepted.
     """
     registry = None if app is None else app.tasks
     settings = settings or Settings.from_env()
@@ -68,7 +69,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(server: FastAPI) -> AsyncIterator[None]:
-        conveyor = Conveyor(settings=settings)
+        conveyor = Conveyor(settings=settings, middleware=() if app is None else app.middleware)
         gauges = CollectorRegistry()
         metrics_broker = SyncBroker(settings)
         gauges.register(QueueCollector(SyncInspector(metrics_broker)))

@@ -40,7 +40,8 @@ log = logging.getLogger("conveyor.dashboard")
 @click.option("--dashboard", "with_dashboard", is_flag=True,
               help="Serve the dashboard too, at /dashboard, behind the same tokens.")  # fmt: skip
 @click.option("--app", "app_spec", metavar="MODULE:APP", envvar="CONVEYOR_API_APP",
-              help="Refuse task names this app does not register (422 unknown_task).")  # fmt: skip
+              help="Refuse task names this app does not register (422 unknown_task); "
+                   "run its middleware on enqueues.")  # fmt: skip
 @access_log_option
 @pass_context
 def api(
@@ -54,7 +55,8 @@ def api(
     """Serve the HTTP API: /v1, and the simple API (POST /task, GET /stats) compatible
     with the Go services Conveyor descends from.
 
-    Without --app any valid task name is accepted; with it, only those the app registers.
+    Without --app any valid task name is accepted; with it, only those the app registers,
+    and its middleware (tracing, say) runs on every enqueue.
 
     Tokens, an allow-list of task names and limits come from CONVEYOR_API_TOKENS
     ("name:secret:write,other:read"), CONVEYOR_API_ALLOWED_TASKS, CONVEYOR_API_MAX_BODY

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import dataclasses
 import functools
 import logging
 import time
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from conveyor import metrics, serializers
+from conveyor import middleware as hooks
 from conveyor.broker.ops import encode_error
 from conveyor.broker.records import ClaimedTask
 from conveyor.broker.scripts import Call
@@ -22,6 +25,7 @@ from conveyor.errors import (
     TaskTimeoutError,
     WorkerLostError,
 )
+from conveyor.middleware import ExecutionContext
 from conveyor.worker.completer import Completer
 from conveyor.worker.processes import ProcessPool
 from conveyor.worker.stats import StatsWriter
@@ -58,6 +62,9 @@ class Invocation:
     args: list[Any]
     kwargs: dict[str, Any]
     timeout: float | None
+    #: the context a sync handler's thread runs in (set only when middleware run, so
+    #: what their hooks put in context variables, a span say, reaches the handler)
+    context: contextvars.Context | None = None
 
 
 class Executor:
@@ -81,6 +88,8 @@ class Executor:
         threads: int | None = None,
     ) -> None:
         self.app = app
+        #: the app's middleware (the same list: one registered later applies too)
+        self.middleware = app.middleware
         self.ops = completer.broker.ops
         self.completer = completer
         self.stats = stats
@@ -153,7 +162,10 @@ class Executor:
                 return
             started = time.perf_counter()
             try:
-                result = await self._invoke(task, invocation)
+                if self.middleware:
+                    result = await self._invoke_hooked(task, invocation)
+                else:  # the fast path: no context to build, no hooks to call
+                    result = await self._invoke(task, invocation)
             except asyncio.CancelledError:
                 self.completer.submit(task, self.ops.requeue(task, crashed=False))
                 raise
@@ -217,6 +229,21 @@ class Executor:
         timeout = next((t for t in timeouts if t), None)
         return Invocation(definition, args, kwargs, timeout)
 
+    async def _invoke_hooked(self, task: ClaimedTask, call: Invocation) -> Any:
+        """`_invoke` between the middleware's hooks, here on the loop in this task's
+        context (for a process handler too: its child sees none of it)."""
+        ctx = ExecutionContext(task, call.definition, self.worker_id)
+        hooks.before_execute(self.middleware, ctx)  # raising: fails the attempt
+        if call.definition.executor == "thread":
+            call = dataclasses.replace(call, context=contextvars.copy_context())
+        try:
+            result = await self._invoke(task, call)
+        except BaseException as exc:
+            hooks.execute_failed(self.middleware, ctx, exc)
+            raise
+        hooks.after_execute(self.middleware, ctx, result)
+        return result
+
     async def _invoke(self, task: ClaimedTask, call: Invocation) -> Any:
         definition = call.definition
         if definition.executor == "process":
@@ -240,7 +267,10 @@ class Executor:
         definition = call.definition
         if definition.is_async:
             return cast(Awaitable[Any], definition.fn(*call.args, **call.kwargs))
-        return self.threads.run(functools.partial(definition.fn, *call.args, **call.kwargs)).result
+        fn = functools.partial(definition.fn, *call.args, **call.kwargs)
+        if call.context is not None:  # middleware ran: the handler sees their context
+            fn = functools.partial(call.context.run, fn)
+        return self.threads.run(fn).result
 
     async def _call_timed_in_thread(
         self, task: ClaimedTask, call: Invocation, timeout: float
@@ -248,6 +278,8 @@ class Executor:
         """A sync handler under its timeout, which counts from when a thread starts it (it
         may wait for one first); past it, its thread is abandoned and replaced."""
         fn = functools.partial(call.definition.fn, *call.args, **call.kwargs)
+        if call.context is not None:
+            fn = functools.partial(call.context.run, fn)
         job = self.threads.run(fn, timed=True)
         try:
             await cast(asyncio.Future[None], job.started)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Request, Response
+from fastapi import Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
@@ -18,8 +18,24 @@ from conveyor.api.schemas import Enqueued, NewTaskIn
 from conveyor.model import TaskState
 from conveyor.options import TaskOptions
 from conveyor.producer import Message, TaskHandle
+from conveyor.traceparent import valid_traceparent
 
 M = TypeVar("M", bound=BaseModel)
+#: How the OpenAPI schema describes the `traceparent` header.
+TRACEPARENT_DOC = (
+    "W3C Trace Context parent of the task's execution span; an invalid value is ignored."
+)
+#: The request's W3C `traceparent` header, stored with the tasks it enqueues: their
+#: execution spans join the caller's trace (an invalid value is ignored, not refused).
+TraceParent = Annotated[str | None, Header(alias="traceparent", description=TRACEPARENT_DOC)]
+#: The same header in the OpenAPI schema of a route that reads its request itself.
+TRACEPARENT_PARAMETER: dict[str, Any] = {
+    "name": "traceparent",
+    "in": "header",
+    "required": False,
+    "description": TRACEPARENT_DOC,
+    "schema": {"type": "string"},
+}
 #: Registered names an `unknown_task` answer suggests, at most.
 SUGGESTED = 5
 
@@ -118,12 +134,15 @@ def suggestions(name: str, known: Iterable[str]) -> list[str]:
     return list(ordered)[:SUGGESTED]
 
 
-def to_message(body: NewTaskIn, api: ApiState, field: str = "name") -> Message:
-    """The Message for a validated body; `payload` becomes the one positional argument."""
+def to_message(
+    body: NewTaskIn, api: ApiState, field: str = "name", trace: str | None = None
+) -> Message:
+    """The Message for a validated body; `payload` becomes the one positional argument;
+    `trace` is a `traceparent` header, kept if valid."""
     check_name(body.name, api, field)
     args = (body.payload,) if "payload" in body.model_fields_set else tuple(body.args or ())
     options = TaskOptions(**body.model_dump(include=set(TaskOptions.NAMES)))
-    return Message(body.name, args, body.kwargs or {}, options)
+    return Message(body.name, args, body.kwargs or {}, options, valid_traceparent(trace))
 
 
 def enqueued(handle: TaskHandle) -> Enqueued:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from conveyor.api.config import Scope
 from conveyor.api.deps import Api, ApiState, require_read
 from conveyor.api.routes.common import (
+    TRACEPARENT_PARAMETER,
     DirectRoute,
     check_name,
     parse_body,
@@ -19,6 +20,7 @@ from conveyor.api.schemas import QueueOut, SeedQueued, SeedStats, SeedTask
 from conveyor.api.security import authorize
 from conveyor.broker.records import QueueStats
 from conveyor.producer import Message
+from conveyor.traceparent import valid_traceparent
 
 router = APIRouter(tags=["simple API (Go-compatible)"])
 
@@ -30,7 +32,9 @@ async def post_task(request: Request) -> Response:
     require_json(request)
     body = parse_body(SeedTask, await request.body())
     check_name(body.type, api, "type")
-    [handle] = await api.conveyor.enqueue_many_async([Message(body.type, (body.payload,))])
+    trace = valid_traceparent(request.headers.get("traceparent"))  # invalid: ignored
+    message = Message(body.type, (body.payload,), trace=trace)
+    [handle] = await api.conveyor.enqueue_many_async([message])
     answer = orjson.dumps({"status": "queued", "task_id": handle.id})
     return Response(answer, status_code=202, media_type="application/json")
 
@@ -43,7 +47,7 @@ router.add_api_route(
     methods=["POST"],
     status_code=202,
     response_model=SeedQueued,
-    openapi_extra=request_body(SeedTask),
+    openapi_extra={**request_body(SeedTask), "parameters": [TRACEPARENT_PARAMETER]},
     route_class_override=DirectRoute,
 )
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from conveyor.api.deps import Api, Operator, require_read, require_write
 from conveyor.api.errors import ApiError
-from conveyor.api.routes.common import JsonRoute, enqueued, to_message
+from conveyor.api.routes.common import JsonRoute, TraceParent, enqueued, to_message
 from conveyor.api.schemas import (
     BatchIn,
     BatchOut,
@@ -29,10 +29,12 @@ NOT_FOUND: dict[int | str, dict[str, object]] = {
 
 
 @router.post("", status_code=202, response_model=Enqueued, dependencies=[Depends(require_write)])
-async def create_task(body: NewTaskIn, response: Response, api: Api) -> Enqueued:
+async def create_task(
+    body: NewTaskIn, response: Response, api: Api, traceparent: TraceParent = None
+) -> Enqueued:
     """Enqueue a task. With an idempotency key already used within its window, nothing is
     enqueued and the first task's id comes back with `replayed: true`."""
-    message = to_message(body, api)
+    message = to_message(body, api, trace=traceparent)
     [handle] = await api.conveyor.enqueue_many_async([message])
     response.headers["Location"] = f"/v1/tasks/{handle.id}"
     if handle.replayed:
@@ -43,13 +45,16 @@ async def create_task(body: NewTaskIn, response: Response, api: Api) -> Enqueued
 @router.post(
     "/batch", status_code=202, response_model=BatchOut, dependencies=[Depends(require_write)]
 )
-async def create_batch(body: BatchIn, api: Api) -> BatchOut:
-    """Enqueue many tasks in one Redis round trip; answers in the same order."""
+async def create_batch(body: BatchIn, api: Api, traceparent: TraceParent = None) -> BatchOut:
+    """Enqueue many tasks in one Redis round trip; answers in the same order (a
+    `traceparent` header goes with every one)."""
     limit = api.settings.max_batch
     if len(body.tasks) > limit:
         detail = [{"field": "tasks", "message": f"at most {limit} tasks per batch"}]
         raise ApiError(422, "batch_too_large", f"a batch holds at most {limit} tasks", detail)
-    messages = [to_message(t, api, f"tasks.{i}.name") for i, t in enumerate(body.tasks)]
+    messages = [
+        to_message(t, api, f"tasks.{i}.name", traceparent) for i, t in enumerate(body.tasks)
+    ]
     handles = await api.conveyor.enqueue_many_async(messages)
     return BatchOut(tasks=[enqueued(h) for h in handles])
 
