@@ -22,6 +22,7 @@ OPERATIONS = {
     "broker/flow_state.py",
     "broker/schedules.py",
     "broker/fsck_schedules.py",
+    "broker/workflows.py",
 }
 #: ... and the only one that sends them, and imports redis-py or hiredis.
 TRANSPORT = "broker/transport.py"
@@ -33,7 +34,7 @@ LAYERS = {
     "model": ["errors", "names", "serializers", "backoff", "context", "settings", "ids",
               "model", "options", "flow", "logs", "timing", "schedule"],
     "broker": ["broker"],
-    "producer": ["producer", "task", "metrics"],
+    "producer": ["producer", "task", "metrics", "canvas", "workflow"],
     "facade": ["app", "schedules"],
     "edges": ["worker", "api", "dashboard", "cli", "tools", "__main__"],
 }  # fmt: skip

@@ -25,6 +25,7 @@ from conveyor.broker.schedules import AsyncSchedules, SyncSchedules
 from conveyor.broker.steps import drive, drive_async
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.broker.timeseries import Point
+from conveyor.broker.workflows import WorkflowOps, WorkflowView
 from conveyor.model import TaskRecord
 
 T = TypeVar("T")
@@ -89,6 +90,10 @@ class AsyncInspector:
                 self.broker.ops, queue, state, newest_first=newest_first, offset=offset, limit=limit
             )
         )
+
+    async def workflow(self, workflow_id: str) -> WorkflowView | None:
+        """A workflow and each node's state and result, or None (unknown or expired)."""
+        return await self._run(WorkflowOps(self.broker.ops).read(workflow_id))
 
     async def cancel(self, task_id: str, *, actor: Actor | None = None) -> None:
         """Cancel a task not yet started; TaskConflictError or TaskNotFoundError if not."""
@@ -245,6 +250,10 @@ class SyncInspector:
                 self.broker.ops, queue, state, newest_first=newest_first, offset=offset, limit=limit
             )
         )
+
+    def workflow(self, workflow_id: str) -> WorkflowView | None:
+        """A workflow and each node's state and result, or None (unknown or expired)."""
+        return self._run(WorkflowOps(self.broker.ops).read(workflow_id))
 
     def cancel(self, task_id: str, *, actor: Actor | None = None) -> None:
         """Cancel a task not yet started; TaskConflictError or TaskNotFoundError if not."""

@@ -48,6 +48,7 @@ SCRIPTS = [
     "trim_dead",
     "upsert_schedule",
     "workers",
+    "workflow_step",
 ]
 
 
