@@ -64,6 +64,7 @@ SUBCOMMANDS = {
     "enqueue": "conveyor.cli.tasks:enqueue",
     "status": "conveyor.cli.tasks:status",
     "cancel": "conveyor.cli.tasks:cancel",
+    "workflow": "conveyor.cli.workflows:workflow",
     "queues": "conveyor.cli.queue_admin:queues",
     "pause": "conveyor.cli.queue_admin:pause",
     "resume": "conveyor.cli.queue_admin:resume",
