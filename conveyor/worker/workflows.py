@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from conveyor import serializers
+from conveyor.broker.admin import Admin
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.records import ClaimedTask
 from conveyor.broker.steps import drive_async
@@ -49,9 +50,15 @@ class WorkflowStepper:
             description = error_description(node_of(task.workflow), task.id, state, error)
             await self._advance(task.workflow, "failed", description, task.id)
 
+    async def dead_lettered(self, task_ids: list[str]) -> None:
+        """Tasks a script dead-lettered, not a handler (a poison pill: their workers kept
+        dying): those of workflows fail their nodes. A repeat of this is harmless."""
+        if task_ids:
+            records = await drive_async(Admin(self.broker.ops).records(task_ids), self.broker.run)
+            await self.ended_elsewhere(records)
+
     async def ended_elsewhere(self, records: Iterable[TaskRecord | None]) -> None:
-        """Workflow tasks a script dead-lettered (a poison pill: its workers kept dying):
-        their failure reaches their workflows. A repeat of this is harmless."""
+        """The failure of these tasks, ended outside a handler, reaches their workflows."""
         for record in records:
             if record is not None and record.workflow and record.state in ("dead", "failed"):
                 error = serializers.dumps(record.error or {})

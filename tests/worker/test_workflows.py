@@ -1,0 +1,43 @@
+"""The worker's side of workflows: a task dead-lettered by a script (its workers kept
+dying) fails its node, as a handler's last failure does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from conveyor import Conveyor, WorkflowFailedError, chain
+from conveyor.broker.keys import QueueKeys
+from conveyor.producer import Message
+from conveyor.worker.recoverer import Recoverer
+from conveyor.worker.workflows import WorkflowStepper
+from tests.broker.seed import SHORT_LEASE, claim_one, wait_leases_expired
+
+
+@pytest.mark.parametrize("policy", ["stop", "continue"])
+async def test_a_poison_pill_recovered_to_the_dead_letters_fails_its_node(
+    app_with: Callable[..., Conveyor], r: redis.Redis, keys: QueueKeys, policy: str
+) -> None:
+    app = app_with(lease_timeout=SHORT_LEASE, max_crashes=1)
+    handle = app.enqueue(chain(Message("a"), Message("b")), on_failure=policy)  # type: ignore[call-overload]
+    broker = app.sync_broker()
+    task = claim_one(broker, "w1")
+    assert task.workflow == f"{handle.id}:1"
+    wait_leases_expired(r, keys)
+    stepper = WorkflowStepper(app, app.async_broker())
+    await Recoverer(app.async_broker(), ("default",), on_dead=stepper.dead_lettered).sweep()
+    view = handle.view()
+    assert view is not None
+    node = view.nodes[1]
+    assert node.state == "failed"
+    assert (node.result["state"], node.result["error"]["type"]) == ("dead", "WorkerLostError")
+    if policy == "stop":
+        with pytest.raises(WorkflowFailedError, match="WorkerLostError"):
+            handle.result(timeout=1)
+        assert view.nodes[2].state == "waiting"
+    else:  # the next step starts with the error description as its input
+        [follower] = broker.run(broker.ops.claim("default", 5, "w1")).tasks
+        assert (follower.name, follower.workflow) == ("b", f"{handle.id}:2")
+        assert follower.args is not None and b"WorkerLostError" in follower.args
