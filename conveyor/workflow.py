@@ -1,5 +1,4 @@
-"""Running workflows: store and begin one, advance one by a task node's end (the worker),
-start the task nodes a step returns, and follow a workflow to its end (`WorkflowHandle`).
+"""Producing workflows: store and begin one, and follow it to its end (`WorkflowHandle`).
 
 Each procedure is written once as `Steps` (see broker/steps.py) and driven by a sync or an
 async broker.
@@ -8,27 +7,18 @@ async broker.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from conveyor import serializers
-from conveyor.broker.ops import Op, Operations, raw
-from conveyor.broker.records import NewTask
+from conveyor.broker.ops import Op, Operations
 from conveyor.broker.steps import Steps, drive, drive_async
-from conveyor.broker.workflows import Outcome, Start, Step, WorkflowOps, WorkflowView
+from conveyor.broker.workflows import Outcome, Step, WorkflowOps, WorkflowView, launch
 from conveyor.canvas import FAILURE_POLICIES, FailurePolicy, Workflow, compile_workflow
 from conveyor.errors import ConfigurationError, ResultTimeoutError, WorkflowFailedError
 from conveyor.ids import new_ulid
 from conveyor.model import to_millis
-from conveyor.options import TaskOptions
-from conveyor.producer import Message, Producer
+from conveyor.producer import Producer
 
-#: The idempotency key of the task that runs a node: however often a step returns the
-#: node (a repeat after a crash), it is enqueued once.
-NODE_KEY = "workflow:{workflow}:{node}"
 #: A procedure over broker operations.
 Procedure = Steps[Op[Any], Any]
 
@@ -36,36 +26,6 @@ Procedure = Steps[Op[Any], Any]
 def workflow_ops(producer: Producer) -> WorkflowOps:
     """The workflow operations on the producer's keyspace (no connection needed)."""
     return WorkflowOps(Operations(producer.settings))
-
-
-def start_tasks(producer: Producer, workflow_id: str, starts: Sequence[Start]) -> list[NewTask]:
-    """The tasks that run `starts`: each node's message, its input first among its
-    arguments, under the node's idempotency key and tagged with its `workflow` field."""
-    tasks = []
-    for start in starts:
-        spec = serializers.loads(start.spec)
-        args = list(spec["args"])
-        if start.input is not None:
-            args.insert(0, serializers.loads(start.input))
-        options: dict[str, Any] = dict(spec["options"])
-        if "eta" in options:
-            options["eta"] = datetime.fromtimestamp(options["eta"], UTC)
-        options["idempotency_key"] = NODE_KEY.format(workflow=workflow_id, node=start.node)
-        message = Message(spec["name"], tuple(args), spec["kwargs"], TaskOptions(**options))
-        task = producer.encode(message)
-        tasks.append(dataclasses.replace(task, workflow=f"{workflow_id}:{start.node}"))
-    return tasks
-
-
-def launch(
-    producer: Producer, workflows: WorkflowOps, workflow_id: str, step: Step
-) -> Steps[Op[Any], Step]:
-    """Enqueue the task nodes `step` returned, then note which task runs each."""
-    tasks = start_tasks(producer, workflow_id, step.starts)
-    if tasks:
-        results = yield workflows.ops.enqueue(tasks, sorted({t.queue for t in tasks}))
-        yield raw(workflows.started(workflow_id, tasks, results))
-    return step
 
 
 def begin(
@@ -85,33 +45,9 @@ def begin(
         workflows = workflow_ops(producer)
         now = to_millis(time.time())
         step = yield workflows.create(workflow_id, shapes, specs, on_failure, now)
-        return (yield from launch(producer, workflows, workflow_id, step))
+        return (yield from launch(workflows, workflow_id, step))
 
     return workflow_id, procedure()
-
-
-def advance(
-    producer: Producer,
-    workflows: WorkflowOps,
-    workflow_field: str,
-    outcome: str,
-    payload: bytes,
-    task_id: str,
-) -> Steps[Op[Any], Step]:
-    """Record how the task of a workflow node ended (`outcome` succeeded or failed, with
-    its result or error description), then start what that sets going."""
-    workflow_id, _, node = workflow_field.rpartition(":")
-    step = yield workflows.step(workflow_id, node, outcome, payload, task_id)
-    return (yield from launch(producer, workflows, workflow_id, step))
-
-
-def error_description(node: str, task_id: str, state: str, error: bytes) -> bytes:
-    """What stands in for a failed node's result (policy "continue") or is the failed
-    workflow's error (policy "stop"): its node, task, final state and error."""
-    cause = serializers.loads(error) if error else {}
-    if isinstance(cause, dict):
-        cause.pop("traceback", None)
-    return serializers.dumps({"node": node, "task_id": task_id, "state": state, "error": cause})
 
 
 class WorkflowHandle:

@@ -1,21 +1,33 @@
 """Sans-IO workflow operations: store a compiled workflow and begin it, advance it by one
-node's end (workflow_step.lua), and read it back for the Inspector."""
+node's end (workflow_step.lua), enqueue the task nodes a step returns, and read a
+workflow back for the Inspector. The procedures (`advance`, `launch`) are `Steps`, driven
+by the worker (a task's end), the producer (the begin) and the Inspector (a cancel)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from conveyor import serializers
 from conveyor.broker.admin import Procedure
 from conveyor.broker.keys import WorkflowKeys
-from conveyor.broker.ops import Op, Operations, as_text
+from conveyor.broker.ops import Op, Operations, as_text, raw
 from conveyor.broker.records import EnqueueResult, NewTask
 from conveyor.broker.scripts import Arg, Call
+from conveyor.broker.steps import Steps
 from conveyor.errors import InvalidNameError
+from conveyor.flow import resolve_flow
+from conveyor.ids import new_task_id
 from conveyor.model import to_millis
+from conveyor.names import validate_task_name
+from conveyor.options import DEFAULT_QUEUE, TaskOptions
 
+#: The idempotency key of the task that runs a node: however often a step returns the
+#: node (a repeat after a crash), it is enqueued once.
+NODE_KEY = "workflow:{workflow}:{node}"
 #: Most fields written per HSET when a workflow is stored.
 FIELDS_PER_CALL = 1000
 
@@ -180,6 +192,79 @@ class WorkflowOps:
             failures=int(meta.get("failures", 0)),
             nodes=[_node(n, shapes[n], states, results, tasks, specs) for n in nodes],
         )
+
+
+def start_tasks(workflow_id: str, starts: Sequence[Start]) -> list[NewTask]:
+    """The tasks that run `starts`: each node's message, its input first among its
+    arguments, under the node's idempotency key and tagged with its `workflow` field."""
+    tasks = []
+    for start in starts:
+        spec = serializers.loads(start.spec)
+        args = list(spec["args"])
+        if start.input is not None:
+            args.insert(0, serializers.loads(start.input))
+        options: dict[str, Any] = dict(spec["options"])
+        if "eta" in options:
+            options["eta"] = datetime.fromtimestamp(options["eta"], UTC)
+        options["idempotency_key"] = NODE_KEY.format(workflow=workflow_id, node=start.node)
+        tasks.append(_new_task(spec["name"], args, spec["kwargs"], TaskOptions(**options),
+                               f"{workflow_id}:{start.node}"))  # fmt: skip
+    return tasks
+
+
+def _new_task(
+    name: str, args: list[Any], kwargs: dict[str, Any], options: TaskOptions, workflow: str
+) -> NewTask:
+    """A task encoded as a producer encodes one (Producer.encode), for a workflow node."""
+    queue = options.queue or DEFAULT_QUEUE
+    delay = options.delay or 0.0
+    if options.eta is not None:
+        delay = max(delay, options.eta.timestamp() - time.time())
+    encoded_args = serializers.dumps(args) if args else None
+    encoded_kwargs = serializers.dumps(kwargs) if kwargs else None
+    return NewTask(
+        id=new_task_id(queue),
+        queue=queue,
+        name=validate_task_name(name),
+        args=encoded_args,
+        kwargs=encoded_kwargs,
+        delay_ms=to_millis(delay),
+        options=options,
+        flow=resolve_flow(name, options, encoded_args, encoded_kwargs),
+        workflow=workflow,
+    )
+
+
+def launch(workflows: WorkflowOps, workflow_id: str, step: Step) -> Steps[Op[Any], Step]:
+    """Enqueue the task nodes `step` returned, then note which task runs each."""
+    tasks = start_tasks(workflow_id, step.starts)
+    if tasks:
+        results = yield workflows.ops.enqueue(tasks, sorted({t.queue for t in tasks}))
+        yield raw(workflows.started(workflow_id, tasks, results))
+    return step
+
+
+def advance(
+    workflows: WorkflowOps,
+    workflow_field: str,
+    outcome: str,
+    payload: bytes,
+    task_id: str,
+) -> Steps[Op[Any], Step]:
+    """Record how the task of a workflow node ended (`outcome` succeeded or failed, with
+    its result or error description), then start what that sets going."""
+    workflow_id, _, node = workflow_field.rpartition(":")
+    step = yield workflows.step(workflow_id, node, outcome, payload, task_id)
+    return (yield from launch(workflows, workflow_id, step))
+
+
+def error_description(node: str, task_id: str, state: str, error: bytes) -> bytes:
+    """What stands in for a failed node's result (policy "continue") or is the failed
+    workflow's error (policy "stop"): its node, task, final state and error."""
+    cause = serializers.loads(error) if error else {}
+    if isinstance(cause, dict):
+        cause.pop("traceback", None)
+    return serializers.dumps({"node": node, "task_id": task_id, "state": state, "error": cause})
 
 
 def node_of(workflow_field: str | None) -> str:

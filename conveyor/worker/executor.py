@@ -85,7 +85,7 @@ class Executor:
         self.ops = completer.broker.ops
         self.completer = completer
         #: a workflow task's step runs before its outcome is written
-        self.workflows = WorkflowStepper(app, completer.broker)
+        self.workflows = WorkflowStepper(completer.broker)
         self.stats = stats
         #: attempts this worker finished (any outcome), for its description
         self.processed = 0

@@ -12,21 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from conveyor import serializers
 from conveyor.broker.admin import Admin
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.records import ClaimedTask
 from conveyor.broker.steps import drive_async
-from conveyor.broker.workflows import WorkflowOps, node_of
+from conveyor.broker.workflows import WorkflowOps, advance, error_description, node_of
 from conveyor.errors import BrokerUnavailableError
 from conveyor.model import TaskRecord
 from conveyor.worker.loop import outage_backoff
-from conveyor.workflow import advance, error_description
-
-if TYPE_CHECKING:
-    from conveyor.app import Conveyor
 
 log = logging.getLogger("conveyor.worker")
 
@@ -34,8 +29,7 @@ log = logging.getLogger("conveyor.worker")
 class WorkflowStepper:
     """Runs a workflow task's step and starts what follows; retries while Redis is away."""
 
-    def __init__(self, app: Conveyor, broker: AsyncBroker) -> None:
-        self.producer = app.producer
+    def __init__(self, broker: AsyncBroker) -> None:
         self.broker = broker
         self.workflows = WorkflowOps(broker.ops)
 
@@ -70,7 +64,7 @@ class WorkflowStepper:
     async def _advance(self, field: str, outcome: str, payload: bytes, task_id: str) -> None:
         failures = 0
         while True:
-            steps = advance(self.producer, self.workflows, field, outcome, payload, task_id)
+            steps = advance(self.workflows, field, outcome, payload, task_id)
             try:
                 await drive_async(steps, self.broker.run)
                 return

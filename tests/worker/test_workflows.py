@@ -26,7 +26,7 @@ async def test_a_poison_pill_recovered_to_the_dead_letters_fails_its_node(
     task = claim_one(broker, "w1")
     assert task.workflow == f"{handle.id}:1"
     wait_leases_expired(r, keys)
-    stepper = WorkflowStepper(app, app.async_broker())
+    stepper = WorkflowStepper(app.async_broker())
     await Recoverer(app.async_broker(), ("default",), on_dead=stepper.dead_lettered).sweep()
     view = handle.view()
     assert view is not None

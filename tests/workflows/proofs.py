@@ -96,9 +96,29 @@ class Fleet:
         """Begin killing a random worker every `kill_every` seconds, `kills` times."""
         self._killer.start()
 
+    def _busy(self, client: Any) -> WorkerProcess:
+        """A worker running a task now (a kill of an idle one proves little), else any."""
+        keys = GlobalKeys(self.settings.prefix).queue("default")
+        running = client.zrange(keys.active, 0, -1)
+        random.shuffle(running)
+        for task_id in running:
+            worker = client.hget(keys.task(task_id.decode()), "worker") or b""
+            pid = worker.decode().rsplit("-", 2)[-2:][0]  # worker ids are host-pid-random
+            found = next((w for w in self.alive if str(w.pid) == pid), None)
+            if found is not None:
+                return found
+        return random.choice(self.alive)
+
     def _kill_loop(self) -> None:
+        client = redis.Redis.from_url(self.settings.redis_url)
+        try:
+            self._kill(client)
+        finally:
+            client.close()
+
+    def _kill(self, client: Any) -> None:
         while self.kills < self.size.kills and not self._stop.wait(self.size.kill_every):
-            victim = random.choice(self.alive)
+            victim = self._busy(client)
             victim.signal(signal.SIGKILL)
             victim.wait(10)
             self.alive.remove(victim)

@@ -12,9 +12,9 @@ import pytest
 from conveyor import Conveyor, WorkflowFailedError, chain, chord, group
 from conveyor.broker.ops import Op
 from conveyor.broker.steps import Steps, drive
-from conveyor.broker.workflows import Step
+from conveyor.broker.workflows import Step, advance
 from conveyor.settings import Settings
-from conveyor.workflow import advance, workflow_ops
+from conveyor.workflow import workflow_ops
 from tests.support.worker import running_worker
 from tests.workflows import proofs
 
@@ -117,7 +117,7 @@ def test_a_worker_dying_between_step_enqueue_and_ack_starts_the_callback_once(
     ops = workflow_ops(wf.producer)
 
     def step() -> Steps[Op[Any], Step]:
-        return advance(wf.producer, ops, child.workflow or "", "succeeded", b"1", child.id)
+        return advance(ops, child.workflow or "", "succeeded", b"1", child.id)
 
     first = step()
     next(first)  # the step ran ... and the worker died before the enqueue
@@ -169,3 +169,30 @@ def test_a_chain_under_worker_kills_ends_with_the_right_value(
     print(figures)
     assert figures.violations == [], figures
     assert figures.enqueued == {"wf.start": 1, "wf.add": SIZE.steps - 1}
+
+
+def test_cancelling_a_workflow_task_stops_the_workflow(wf: Conveyor) -> None:
+    handle = wf.enqueue(chain(wf.tasks["t.num"].message(1), wf.tasks["t.add"].message(2)))
+    view = handle.view()
+    assert view is not None and view.nodes[1].task_id is not None
+    wf.cancel(view.nodes[1].task_id)
+    with pytest.raises(WorkflowFailedError, match="TaskCancelled") as failed:
+        handle.result(timeout=5)
+    assert failed.value.error is not None and failed.value.error["state"] == "cancelled"
+    after = handle.view()
+    assert after is not None and [n.state for n in after.nodes] == ["started", "failed", "waiting"]
+
+
+async def test_a_cancelled_member_hands_continue_s_callback_its_description(
+    wf: Conveyor,
+) -> None:
+    members = [wf.tasks["t.num"].message(1), wf.tasks["t.num"].message(2)]
+    handle = wf.enqueue(chord(members, wf.tasks["t.echo"].message()), on_failure="continue")
+    view = handle.view()
+    assert view is not None and view.nodes[2].task_id is not None
+    wf.cancel(view.nodes[2].task_id)
+    async with running_worker(wf):
+        result = await handle.result_async(timeout=30)
+    assert result[1] == 2
+    assert (result[0]["state"], result[0]["error"]["type"]) == ("cancelled", "TaskCancelled")
+    await wf.aclose()
