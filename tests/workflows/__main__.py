@@ -18,8 +18,8 @@ from conveyor.tools.embedded import RedisServer, find_redis_binaries
 from tests.workflows import proofs
 
 LONG = proofs.Size(
-    members=1000, member_seconds=0.05, steps=50, step_seconds=0.1, workers=4,
-    concurrency=10, kills=10, kill_every=0.6, timeout=900.0,
+    members=1000, member_seconds=0.15, steps=50, step_seconds=0.1, workers=4,
+    concurrency=10, kills=10, kill_every=0.35, timeout=900.0,
 )  # fmt: skip
 
 
