@@ -88,6 +88,10 @@ class TaskFailedError(ConveyorError):
         self.error = error
 
 
+class WorkflowNotFoundError(ConveyorError):
+    """No workflow exists with this id (never enqueued, or expired after it ended)."""
+
+
 class WorkflowFailedError(ConveyorError):
     """The workflow stopped: one of its tasks ended without a result (policy "stop")."""
 

@@ -14,7 +14,12 @@ from conveyor.broker.ops import Op, Operations
 from conveyor.broker.steps import Steps, drive, drive_async
 from conveyor.broker.workflows import Outcome, Step, WorkflowOps, WorkflowView, launch
 from conveyor.canvas import FAILURE_POLICIES, FailurePolicy, Workflow, compile_workflow
-from conveyor.errors import ConfigurationError, ResultTimeoutError, WorkflowFailedError
+from conveyor.errors import (
+    ConfigurationError,
+    ResultTimeoutError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+)
 from conveyor.ids import new_ulid
 from conveyor.model import to_millis
 from conveyor.producer import Producer
@@ -73,7 +78,8 @@ class WorkflowHandle:
     def result(self, timeout: float | None = None, poll: float = 0.05) -> Any:
         """Wait for the workflow to end and return its result (the last step's, a
         group's list). Raises WorkflowFailedError if it failed, ResultTimeoutError if it
-        has not ended after `timeout` seconds."""
+        has not ended after `timeout` seconds, WorkflowNotFoundError if it is unknown or
+        expired."""
         broker = self.producer.sync_broker()
 
         def answer(request: Op[Any] | float) -> Any:
@@ -123,6 +129,8 @@ def _result(
             return outcome.result
         if outcome.state == "failed":
             raise WorkflowFailedError(workflow_id, outcome.error)
+        if not outcome.state:
+            raise WorkflowNotFoundError(f"no workflow {workflow_id} (never enqueued, or expired)")
         if deadline is not None and time.monotonic() >= deadline:
             raise ResultTimeoutError(f"workflow {workflow_id} not finished after {timeout}s")
         yield delay

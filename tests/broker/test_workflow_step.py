@@ -219,3 +219,35 @@ def test_the_app_rejects_bad_workflows(app: Conveyor) -> None:
         chain("not a message")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         app.enqueue(chain(m("a")), on_failure="maybe")  # type: ignore[call-overload]
+
+
+def test_the_whole_keyspace_after_a_chord_s_members_ended(
+    create: Create, broker: SyncBroker, wops: WorkflowOps, r: redis.Redis, prefix: str
+) -> None:
+    wf, _ = create(chord([m("a", 1), m("b")], m("cb")))
+    broker.run(wops.step(wf, "3", "succeeded", b'"B"', "q:1"))
+    broker.run(wops.step(wf, "2", "succeeded", b'"A"', "q:2"))
+    k = wops.keys(wf)
+    spec = {"args": [], "kwargs": {}, "options": {}}
+    specs = {n: {**spec, "name": name} for n, name in (("2", "a"), ("3", "b"), ("4", "cb"))}
+    specs["2"]["args"] = [1]
+    state = dump(r, prefix)
+    assert {key: orjson.loads(v) for key, v in state.pop(k.specs).items()} == specs
+    assert state == {
+        f"{prefix}:{{workflows}}:index": {wf: 1.0},
+        k.meta: {"state": "running", "policy": "stop", "root": "0", "created_at": "1",
+                 "size": "5", "begun": "1"},
+        k.nodes: {
+            "0": '{"k":"chord","i":1,"c":["1","4"]}',
+            "1": '{"k":"group","i":1,"c":["2","3"],"p":"0"}',
+            "2": '{"k":"task","i":1,"c":[],"p":"1"}',
+            "3": '{"k":"task","i":2,"c":[],"p":"1"}',
+            "4": '{"k":"task","i":2,"c":[],"p":"0"}',
+        },
+        k.states: {"0": "started", "1": "succeeded", "2": "succeeded", "3": "succeeded",
+                   "4": "started"},
+        k.results: {"1": '["A","B"]', "2": '"A"', "3": '"B"'},
+        k.counts: {"1": "2", "by:1": "2"},
+        k.tasks: {"2": "q:2", "3": "q:1"},
+    }  # fmt: skip
+    assert all(r.pttl(key) == -1 for key in k.all)  # nothing expires while it runs

@@ -1,5 +1,6 @@
 """The worker's side of workflows: a task dead-lettered by a script (its workers kept
-dying) fails its node, as a handler's last failure does."""
+dying; found by the recoverer or the reaper) fails its node, as a handler's last failure
+does."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from conveyor import Conveyor, WorkflowFailedError, chain
+from conveyor import Conveyor, WorkflowFailedError, chain, serializers
 from conveyor.broker.keys import QueueKeys
 from conveyor.producer import Message
+from conveyor.worker.reaper import Reaper
 from conveyor.worker.recoverer import Recoverer
 from conveyor.worker.workflows import WorkflowStepper
 from tests.broker.seed import SHORT_LEASE, claim_one, wait_leases_expired
@@ -41,3 +43,19 @@ async def test_a_poison_pill_recovered_to_the_dead_letters_fails_its_node(
         [follower] = broker.run(broker.ops.claim("default", 5, "w1")).tasks
         assert (follower.name, follower.workflow) == ("b", f"{handle.id}:2")
         assert follower.args is not None and b"WorkerLostError" in follower.args
+
+
+async def test_a_poison_pill_the_reaper_dead_letters_fails_its_node(
+    app_with: Callable[..., Conveyor],
+) -> None:
+    app = app_with(max_crashes=1)
+    handle = app.enqueue(chain(Message("a"), Message("b")))
+    broker = app.async_broker()
+    info = serializers.dumps({"queues": ["default"]})
+    await broker.run(broker.ops.register_worker("w1", info, 0))
+    [task] = (await broker.run(broker.ops.claim("default", 1, "w1"))).tasks
+    stepper = WorkflowStepper(broker)
+    await Reaper(broker, "reaper", on_dead=stepper.dead_lettered).take_back(["w1"])
+    with pytest.raises(WorkflowFailedError, match="WorkerLostError") as failed:
+        await handle.result_async(timeout=1)
+    assert failed.value.error is not None and failed.value.error["task_id"] == task.id

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from conveyor import Conveyor, WorkflowFailedError, chain, chord, group
+from conveyor import Conveyor, WorkflowFailedError, WorkflowHandle, chain, chord, group
 from conveyor.broker.ops import Op
 from conveyor.broker.steps import Steps, drive
 from conveyor.broker.workflows import Step, advance
+from conveyor.errors import WorkflowNotFoundError
 from conveyor.settings import Settings
 from conveyor.workflow import workflow_ops
 from tests.support.worker import running_worker
@@ -144,6 +145,10 @@ def test_the_inspector_shows_each_node(wf: Conveyor) -> None:
     ]
     assert view.nodes[1].task_id is not None and view.nodes[2].task_id is None
     assert wf.inspector.workflow("01" + "Z" * 24) is None
+    unknown = WorkflowHandle(wf.producer, "01" + "Z" * 24)
+    assert unknown.status() is None
+    with pytest.raises(WorkflowNotFoundError):
+        unknown.result(timeout=5)
     assert wf.inspector.workflow("not-an-id") is None
     assert view.to_json()["nodes"][1]["name"] == "t.num"
 
