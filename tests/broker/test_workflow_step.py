@@ -228,7 +228,7 @@ def test_the_whole_keyspace_after_a_chord_s_members_ended(
     broker.run(wops.step(wf, "3", "succeeded", b'"B"', "q:1"))
     broker.run(wops.step(wf, "2", "succeeded", b'"A"', "q:2"))
     k = wops.keys(wf)
-    spec = {"args": [], "kwargs": {}, "options": {}}
+    spec: dict[str, Any] = {"args": [], "kwargs": {}, "options": {}}
     specs = {n: {**spec, "name": name} for n, name in (("2", "a"), ("3", "b"), ("4", "cb"))}
     specs["2"]["args"] = [1]
     state = dump(r, prefix)
