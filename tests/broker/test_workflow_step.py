@@ -16,7 +16,8 @@ from conveyor import Conveyor, chain, chord, group
 from conveyor.broker.steps import drive
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.broker.workflows import Step, WorkflowOps
-from conveyor.canvas import FailurePolicy, Workflow, compile_workflow
+from conveyor.canvas import MAX_DEPTH, FailurePolicy, Workflow, compile_workflow
+from conveyor.errors import ConfigurationError
 from conveyor.ids import new_ulid
 from conveyor.producer import Message
 from tests.support.keyspace import dump
@@ -209,8 +210,6 @@ def test_an_unknown_or_expired_workflow_is_left_alone(
 
 
 def test_the_app_rejects_bad_workflows(app: Conveyor) -> None:
-    from conveyor.errors import ConfigurationError
-
     with pytest.raises(ConfigurationError):
         chain()
     with pytest.raises(ConfigurationError):
@@ -251,3 +250,20 @@ def test_the_whole_keyspace_after_a_chord_s_members_ended(
         k.tasks: {"2": "q:2", "3": "q:1"},
     }  # fmt: skip
     assert all(r.pttl(key) == -1 for key in k.all)  # nothing expires while it runs
+
+
+def test_the_deepest_nesting_allowed_runs_through_the_script(
+    create: Create, broker: SyncBroker, wops: WorkflowOps
+) -> None:
+    deepest: Workflow = group([m("x")])
+    for _ in range(MAX_DEPTH - 1):
+        deepest = group([deepest])
+    wf, step = create(deepest)
+    [start] = step.starts
+    step = broker.run(wops.step(wf, start.node, "succeeded", b"1", "q:1"))
+    result = broker.run(wops.outcome(wf)).result
+    for _ in range(MAX_DEPTH):
+        [result] = result
+    assert (step.state, result) == ("succeeded", 1)
+    with pytest.raises(ConfigurationError, match="nests at most"):
+        compile_workflow(group([deepest]))
