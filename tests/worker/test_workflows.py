@@ -4,7 +4,9 @@ does."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
@@ -12,10 +14,15 @@ import redis
 from conveyor import Conveyor, WorkflowFailedError, chain, serializers
 from conveyor.broker.keys import QueueKeys
 from conveyor.producer import Message
+from conveyor.worker.completer import Completer
+from conveyor.worker.executor import Executor
+from conveyor.worker.leases import Leases
 from conveyor.worker.reaper import Reaper
 from conveyor.worker.recoverer import Recoverer
+from conveyor.worker.stats import StatsWriter
 from conveyor.worker.workflows import WorkflowStepper
 from tests.broker.seed import SHORT_LEASE, claim_one, wait_leases_expired
+from tests.support.worker import running_worker
 
 
 @pytest.mark.parametrize("policy", ["stop", "continue"])
@@ -59,3 +66,50 @@ async def test_a_poison_pill_the_reaper_dead_letters_fails_its_node(
     with pytest.raises(WorkflowFailedError, match="WorkerLostError") as failed:
         await handle.result_async(timeout=1)
     assert failed.value.error is not None and failed.value.error["task_id"] == task.id
+
+
+async def test_a_drain_during_a_step_gives_the_task_back_and_its_rerun_starts_the_next_once(
+    app_with: Callable[..., Conveyor], r: redis.Redis, keys: QueueKeys
+) -> None:
+    """A worker told to stop cancels a task whose workflow step is still in flight: the
+    task goes back to pending (not acked: what follows may not be enqueued yet), and its
+    next run repeats the step and starts the next node once."""
+    app = app_with()
+
+    @app.task(name="d.num")
+    def num(n: int) -> int:
+        return n
+
+    @app.task(name="d.add")
+    def add(total: int, n: int) -> int:
+        return total + n
+
+    handle = app.enqueue(chain(num.message(1), add.message(2)))
+    broker = app.async_broker()
+    completer = Completer(broker, Leases())
+    executor = Executor(app, completer, StatsWriter(broker), "w1", 1, 1)
+    [task] = (await broker.run(broker.ops.claim("default", 1, "w1"))).tasks
+
+    async def step_in_flight() -> None:
+        await asyncio.Event().wait()
+
+    stepping = asyncio.create_task(executor._stepped(task, step_in_flight()))
+    await asyncio.sleep(0)
+    stepping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stepping
+    stop = asyncio.Event()
+    stop.set()
+    await completer.run(stop)  # writes what was queued: the requeue
+    record = await app.get_record_async(task.id)
+    assert record is not None and record.state == "pending"
+    async with running_worker(app):
+        assert await handle.result_async(timeout=30) == 3
+    view = handle.view()
+    assert view is not None and [n.state for n in view.nodes] == ["succeeded"] * 3
+    assert view.nodes[1].task_id == task.id  # the same task ran again
+    client: Any = r  # replies are bytes
+    names = sorted(client.hget(k, "name") for k in client.scan_iter(match=keys.task_prefix + "*"))
+    assert names == [b"d.add", b"d.num"]  # each node once
+    executor.threads.shutdown()
+    executor.processes.shutdown()
