@@ -310,6 +310,23 @@ WorkflowId = Annotated[
 ]
 
 
+class WorkflowSummaryOut(BaseModel):
+    """A workflow of the index: its id, when it was enqueued, its state now."""
+
+    id: str
+    created_at: UtcTime
+    state: Literal["running", "succeeded", "failed", "expired"]
+
+
+class WorkflowPage(BaseModel):
+    """A page of the workflow index, newest first."""
+
+    total: int
+    offset: int
+    limit: int
+    items: list[WorkflowSummaryOut]
+
+
 class WorkflowNodeOut(BaseModel):
     """One node of a workflow: a task, or a chain, group or chord around tasks."""
 

@@ -14,7 +14,7 @@ from typing import Any
 from conveyor import serializers
 from conveyor.broker.admin import Procedure
 from conveyor.broker.keys import WorkflowKeys
-from conveyor.broker.ops import Op, Operations, as_text, raw
+from conveyor.broker.ops import Op, Operations, as_text, raw, scored
 from conveyor.broker.records import EnqueueResult, NewTask
 from conveyor.broker.scripts import Arg, Call
 from conveyor.broker.steps import Steps
@@ -59,6 +59,24 @@ class Outcome:
     state: str
     result: Any = None
     error: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowSummary:
+    """One line of the workflow index: a workflow, when it was enqueued, its state now
+    ("expired" once its keys are gone)."""
+
+    id: str
+    created_at: float
+    state: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {s: getattr(self, s) for s in self.__slots__}
+
+
+#: A page of the workflow index.
+Summaries = list[WorkflowSummary]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +184,25 @@ class WorkflowOps:
             return Outcome(as_text(state) if state else "", _json(result), _json(error))
 
         return Op([call], decode)
+
+    def index(
+        self, offset: int = 0, limit: int = 50
+    ) -> Procedure[tuple[int, list[WorkflowSummary]]]:
+        """(total, page) of the workflow index, newest first, with each one's state."""
+        index = self.ops.keys.workflows
+        last = offset + max(1, limit) - 1  # a limit of 0 would make ZREVRANGE read all
+        first = [
+            Call.command("ZCARD", index),
+            Call.command("ZREVRANGE", index, offset, last, "WITHSCORES"),
+        ]
+        total, page = yield Op(first, lambda r: (int(r[0]), scored(r[1])))
+        ids = [as_text(member) for member, _ in page]
+        calls = [Call.command("HGET", self.keys(i).meta, "state") for i in ids]
+        states = (yield Op(calls, lambda r: r)) if calls else []
+        return total, [
+            WorkflowSummary(i, score / 1000, as_text(state) if state else "expired")
+            for i, (_, score), state in zip(ids, page, states, strict=True)
+        ]
 
     def read(self, workflow_id: str) -> Procedure[WorkflowView | None]:
         """The workflow and its nodes, or None when unknown, expired or not a workflow id

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import httpx
+import redis
 
-from conveyor import Conveyor, chord
+from conveyor import Conveyor, chord, group
 from conveyor.ids import new_ulid
 from tests.api.helpers import assert_error
 from tests.support.worker import running_worker
@@ -50,3 +51,21 @@ async def test_a_workflow_is_read_while_it_runs_and_once_it_ended(
 async def test_unknown_and_malformed_workflow_ids(client: httpx.AsyncClient) -> None:
     assert_error(await client.get(f"/v1/workflows/{new_ulid()}"), 404, "not_found")
     assert_error(await client.get("/v1/workflows/not-a-workflow"), 422, "invalid_request")
+
+
+async def test_the_workflow_index_newest_first(
+    client: httpx.AsyncClient, app: Conveyor, r: redis.Redis
+) -> None:
+    first = app.enqueue(group([app.message("x")]))
+    second = app.enqueue(group([app.message("y")]))
+    r.delete(*app.sync_broker().ops.keys.workflow(first.id).all)  # as when it expired
+    body = (await client.get("/v1/workflows")).json()
+    assert (body["total"], body["offset"], body["limit"]) == (2, 0, 50)
+    assert [(w["id"], w["state"]) for w in body["items"]] == [
+        (second.id, "running"),
+        (first.id, "expired"),
+    ]
+    assert body["items"][0]["created_at"].endswith("Z")
+    page = (await client.get("/v1/workflows", params={"offset": 1, "limit": 1})).json()
+    assert [w["id"] for w in page["items"]] == [first.id]
+    assert_error(await client.get("/v1/workflows", params={"limit": 0}), 422, "invalid_request")

@@ -151,6 +151,8 @@ def test_the_inspector_shows_each_node(wf: Conveyor) -> None:
         unknown.result(timeout=5)
     assert wf.inspector.workflow("not-an-id") is None
     assert view.to_json()["nodes"][1]["name"] == "t.num"
+    total, page = wf.inspector.workflows()
+    assert (total, [(w.id, w.state) for w in page]) == (1, [(handle.id, "running")])
 
 
 SIZE = proofs.Size()
