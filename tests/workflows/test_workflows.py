@@ -12,7 +12,7 @@ import pytest
 from conveyor import Conveyor, WorkflowFailedError, WorkflowHandle, chain, chord, group
 from conveyor.broker.ops import Op
 from conveyor.broker.steps import Steps, drive
-from conveyor.broker.workflows import Step, advance
+from conveyor.broker.workflows import Step, advance, launch
 from conveyor.errors import WorkflowNotFoundError
 from conveyor.settings import Settings
 from conveyor.workflow import workflow_ops
@@ -203,3 +203,30 @@ async def test_a_cancelled_member_hands_continue_s_callback_its_description(
     assert result[1] == 2
     assert (result[0]["state"], result[0]["error"]["type"]) == ("cancelled", "TaskCancelled")
     await wf.aclose()
+
+
+def test_a_node_keeps_its_message_s_options(wf: Conveyor) -> None:
+    first = wf.tasks["t.num"].message(1, queue="other", priority=5, max_retries=7)
+    second = wf.tasks["t.add"].message(2, delay=60, timeout=3.5)
+    handle = wf.enqueue(chain(first, second))
+    broker = wf.sync_broker()
+    [task] = broker.run(broker.ops.claim("other", 1, "w1")).tasks
+    assert (task.max_retries, task.workflow) == (7, f"{handle.id}:1")
+    assert broker.execute([broker.ops.ack([(task, b"1")])]) == [[1]]  # (its step skipped)
+    ops = workflow_ops(wf.producer)
+    step = broker.run(ops.step(handle.id, "1", "succeeded", b"1", task.id))
+    launched = drive(launch(ops, handle.id, step), broker.run)
+    assert [s.node for s in launched.starts] == ["2"]
+    view = wf.inspector.workflow(handle.id)
+    assert view is not None and view.nodes[2].task_id is not None
+    record = wf.get_record(view.nodes[2].task_id)
+    assert record is not None
+    assert (record.state, record.queue, record.timeout, record.args) == (
+        "scheduled",
+        "default",
+        3.5,
+        [1, 2],
+    )
+    assert record.idempotency_key == f"workflow:{handle.id}:2"
+    first_record = wf.get_record(task.id)
+    assert first_record is not None and first_record.priority == 5
