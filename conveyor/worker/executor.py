@@ -163,7 +163,8 @@ class Executor:
                 raise
             except WorkerLostError as exc:
                 log.error("task %s: %s", task.id, exc)
-                self.completer.submit(task, self.ops.requeue(task, crashed=True))
+                requeue = self.ops.requeue(task, crashed=True)
+                self.completer.submit(task, requeue, self.workflows.requeued(task))
             except BaseException as exc:  # a handler's SystemExit is its failure, not ours
                 self._observe(task, started)
                 await self._failed(task, invocation.definition, exc)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from conveyor import serializers
 from conveyor.broker.admin import Admin
@@ -32,6 +33,19 @@ class WorkflowStepper:
     def __init__(self, broker: AsyncBroker) -> None:
         self.broker = broker
         self.workflows = WorkflowOps(broker.ops)
+        self._later: set[asyncio.Task[None]] = set()  # strong references
+
+    def requeued(self, task: ClaimedTask) -> Callable[[Any], None]:
+        """The callback of a crashed task's requeue: when it dead-lettered the task (its
+        process died too often), the task's node fails, in the background."""
+
+        def written(reply: Any) -> None:
+            if task.workflow is not None and reply in (b"dead", "dead"):
+                job = asyncio.get_running_loop().create_task(self.dead_lettered([task.id]))
+                self._later.add(job)
+                job.add_done_callback(self._later.discard)
+
+        return written
 
     async def succeeded(self, task: ClaimedTask, result: bytes) -> None:
         """Record `task`'s result in its workflow and start what it sets going."""

@@ -1,6 +1,6 @@
 """The worker's side of workflows: a task dead-lettered by a script (its workers kept
-dying; found by the recoverer or the reaper) fails its node, as a handler's last failure
-does."""
+dying: found by the recoverer or the reaper, or its pool process died) fails its node, as
+a handler's last failure does; a drain mid-step gives the task back."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from conveyor.worker.recoverer import Recoverer
 from conveyor.worker.stats import StatsWriter
 from conveyor.worker.workflows import WorkflowStepper
 from tests.broker.seed import SHORT_LEASE, claim_one, wait_leases_expired
+from tests.support import handlers
 from tests.support.worker import running_worker
 
 
@@ -113,3 +114,15 @@ async def test_a_drain_during_a_step_gives_the_task_back_and_its_rerun_starts_th
     assert names == [b"d.add", b"d.num"]  # each node once
     executor.threads.shutdown()
     executor.processes.shutdown()
+
+
+async def test_a_pool_process_dying_too_often_fails_its_node(
+    app_with: Callable[..., Conveyor],
+) -> None:
+    app = app_with(max_crashes=1)
+    die = app.task(name="die", executor="process")(handlers.die_in_child)
+    handle = await app.enqueue_async(chain(die.message(), Message("never")))
+    async with running_worker(app, processes=1):
+        with pytest.raises(WorkflowFailedError, match="WorkerLostError") as failed:
+            await handle.result_async(timeout=30)
+    assert failed.value.error is not None and failed.value.error["state"] == "dead"
