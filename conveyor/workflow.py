@@ -24,9 +24,6 @@ from conveyor.ids import new_ulid
 from conveyor.model import to_millis
 from conveyor.producer import Producer
 
-#: A procedure over broker operations.
-Procedure = Steps[Op[Any], Any]
-
 
 def workflow_ops(producer: Producer) -> WorkflowOps:
     """The workflow operations on the producer's keyspace (no connection needed)."""
