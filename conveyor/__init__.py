@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
+    from conveyor.canvas import chain, chord, group
     from conveyor.context import TaskContext
     from conveyor.errors import (
         BrokerFullError,
@@ -20,9 +21,11 @@ if TYPE_CHECKING:
         TaskConflictError,
         TaskFailedError,
         TaskNotFoundError,
+        WorkflowFailedError,
     )
     from conveyor.model import TaskRecord, TaskState
     from conveyor.producer import TaskHandle
+    from conveyor.workflow import WorkflowHandle
 
 __version__ = "0.1.0"
 
@@ -39,6 +42,11 @@ _EXPORTS = {
     "TaskNotFoundError": "conveyor.errors",
     "TaskRecord": "conveyor.model",
     "TaskState": "conveyor.model",
+    "WorkflowFailedError": "conveyor.errors",
+    "WorkflowHandle": "conveyor.workflow",
+    "chain": "conveyor.canvas",
+    "chord": "conveyor.canvas",
+    "group": "conveyor.canvas",
 }
 
 __all__ = [
@@ -54,7 +62,12 @@ __all__ = [
     "TaskNotFoundError",
     "TaskRecord",
     "TaskState",
+    "WorkflowFailedError",
+    "WorkflowHandle",
     "__version__",
+    "chain",
+    "chord",
+    "group",
 ]
 
 

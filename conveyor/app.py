@@ -8,7 +8,9 @@ from typing import Any, Unpack, overload
 
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.inspect import AsyncInspector, SyncInspector
+from conveyor.broker.steps import drive, drive_async
 from conveyor.broker.sync_broker import SyncBroker
+from conveyor.canvas import Chain, Chord, FailurePolicy, Group, Workflow
 from conveyor.errors import ConfigurationError
 from conveyor.middleware import Middleware
 from conveyor.model import TaskRecord
@@ -19,6 +21,7 @@ from conveyor.schedule import Schedule
 from conveyor.schedules import AsyncScheduleBook, ScheduleArgs, ScheduleBook, build_schedule
 from conveyor.settings import Settings
 from conveyor.task import TaskDefinition
+from conveyor.workflow import WorkflowHandle, begin
 
 _NO_PAYLOAD = object()
 
@@ -169,21 +172,51 @@ class Conveyor:
             return definition.message(*args, **kwargs)
         return Message(name, args, kwargs, TaskOptions.pop_from(kwargs))
 
+    @overload
+    def enqueue(self, name: Workflow, /, *, on_failure: FailurePolicy = ...) -> WorkflowHandle: ...
+
+    @overload
     def enqueue(
         self, name: str, *args: Any, payload: Any = _NO_PAYLOAD, **kwargs: Any
-    ) -> TaskHandle:
+    ) -> TaskHandle: ...
+
+    def enqueue(
+        self, name: str | Workflow, *args: Any, payload: Any = _NO_PAYLOAD, **kwargs: Any
+    ) -> TaskHandle | WorkflowHandle:
         """Enqueue task `name` with these arguments and options; returns its handle.
 
         Options (see TaskOptions): queue, delay (seconds), eta (datetime), priority,
         idempotency_key, max_retries, timeout. Raises BrokerUnavailableError if Redis
         cannot be reached.
+
+        Given a workflow (`chain`, `group`, `chord`) instead, stores it and starts its
+        first tasks; returns its WorkflowHandle. `on_failure` ("stop" or "continue") says
+        what a task that fails for good does to it (see docs/workflows.md).
         """
+        if isinstance(name, Chain | Group | Chord):
+            workflow_id, procedure = begin(self.producer, name, **kwargs)
+            drive(procedure, self.sync_broker().run)
+            return WorkflowHandle(self.producer, workflow_id)
         return self.enqueue_many([self.message(name, *args, payload=payload, **kwargs)])[0]
 
+    @overload
+    async def enqueue_async(
+        self, name: Workflow, /, *, on_failure: FailurePolicy = ...
+    ) -> WorkflowHandle: ...
+
+    @overload
     async def enqueue_async(
         self, name: str, *args: Any, payload: Any = _NO_PAYLOAD, **kwargs: Any
-    ) -> TaskHandle:
+    ) -> TaskHandle: ...
+
+    async def enqueue_async(
+        self, name: str | Workflow, *args: Any, payload: Any = _NO_PAYLOAD, **kwargs: Any
+    ) -> TaskHandle | WorkflowHandle:
         """Like `enqueue`, from asyncio code."""
+        if isinstance(name, Chain | Group | Chord):
+            workflow_id, procedure = begin(self.producer, name, **kwargs)
+            await drive_async(procedure, self.async_broker().run)
+            return WorkflowHandle(self.producer, workflow_id)
         message = self.message(name, *args, payload=payload, **kwargs)
         return (await self.enqueue_many_async([message]))[0]
 

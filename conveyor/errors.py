@@ -88,6 +88,24 @@ class TaskFailedError(ConveyorError):
         self.error = error
 
 
+class WorkflowNotFoundError(ConveyorError):
+    """No workflow exists with this id (never enqueued, or expired after it ended)."""
+
+
+class WorkflowFailedError(ConveyorError):
+    """The workflow stopped: one of its tasks ended without a result (policy "stop")."""
+
+    def __init__(self, workflow_id: str, error: dict[str, object] | None) -> None:
+        detail = ""
+        if isinstance(error, dict):
+            cause = error.get("error")
+            if isinstance(cause, dict):
+                detail = f": node {error.get('node')}: {cause.get('type')}: {cause.get('message')}"
+        super().__init__(f"workflow {workflow_id} failed{detail}")
+        self.workflow_id = workflow_id
+        self.error = error
+
+
 class Retry(ConveyorError):
     """Raised by a handler to ask for another attempt, optionally after `delay` seconds."""
 

@@ -23,6 +23,7 @@ OPERATIONS = {
     "broker/schedules.py",
     "broker/fsck_schedules.py",
     "broker/events.py",
+    "broker/workflows.py",
 }
 #: ... and the only one that sends them, and imports redis-py or hiredis.
 TRANSPORT = "broker/transport.py"
@@ -35,7 +36,8 @@ LAYERS = {
               "model", "options", "flow", "logs", "timing", "schedule", "events",
               "traceparent"],
     "broker": ["broker"],
-    "producer": ["producer", "task", "metrics", "middleware", "tracing"],
+    "producer": ["producer", "task", "metrics", "middleware", "tracing", "canvas",
+                 "workflow"],
     "facade": ["app", "schedules"],
     "edges": ["worker", "api", "dashboard", "cli", "tools", "__main__"],
 }  # fmt: skip

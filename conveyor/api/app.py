@@ -13,7 +13,7 @@ from conveyor.api import docs, errors
 from conveyor.api.config import ApiSettings
 from conveyor.api.deps import ApiState
 from conveyor.api.limits import BodyLimit
-from conveyor.api.routes import compat, dead, events, queues, schedules, system, tasks
+from conveyor.api.routes import compat, dead, events, queues, schedules, system, tasks, workflows
 from conveyor.api.schemas import ErrorOut
 from conveyor.app import Conveyor
 from conveyor.broker.inspect import SyncInspector
@@ -96,7 +96,7 @@ def create_app(
     )
     errors.install(server)
     docs.install(server)
-    for module in (compat, tasks, queues, dead, system, schedules, events):
+    for module in (compat, tasks, queues, dead, system, schedules, events, workflows):
         server.include_router(module.router)
     server.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
     if mounted is not None:

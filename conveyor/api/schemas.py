@@ -303,6 +303,57 @@ class ErrorOut(BaseModel):
     error: ErrorDetail
 
 
+# -- workflows ---------------------------------------------------------------------------
+
+WorkflowId = Annotated[
+    str, Field(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", examples=["01JH5Q6V4T2W9X0Y1Z2A3B4C5D"])
+]
+
+
+class WorkflowSummaryOut(BaseModel):
+    """A workflow of the index: its id, when it was enqueued, its state now."""
+
+    id: str
+    created_at: UtcTime
+    state: Literal["running", "succeeded", "failed", "expired"]
+
+
+class WorkflowPage(BaseModel):
+    """A page of the workflow index, newest first."""
+
+    total: int
+    offset: int
+    limit: int
+    items: list[WorkflowSummaryOut]
+
+
+class WorkflowNodeOut(BaseModel):
+    """One node of a workflow: a task, or a chain, group or chord around tasks."""
+
+    id: str
+    kind: Literal["task", "chain", "group", "chord"]
+    parent: str | None
+    children: list[str]
+    state: Literal["waiting", "started", "succeeded", "failed"]
+    result: Any = Field(description="Its result, or its error description; null until it ended")
+    task_id: str | None = Field(description="The task that runs it (task nodes, once started)")
+    name: str | None = Field(description="The task's name (task nodes)")
+
+
+class WorkflowOut(BaseModel):
+    """A workflow and each of its nodes, the root first; times are ISO 8601 in UTC."""
+
+    id: str
+    state: Literal["running", "succeeded", "failed"]
+    policy: Literal["stop", "continue"]
+    created_at: UtcTime | None
+    finished_at: UtcTime | None
+    result: Any = Field(description="The root's result once it succeeded")
+    error: dict[str, Any] | None = Field(description="What failed it (policy stop)")
+    failures: int = Field(description="Task nodes that failed for good")
+    nodes: list[WorkflowNodeOut]
+
+
 # -- schedules ---------------------------------------------------------------------------
 
 ScheduleId = Annotated[

@@ -11,6 +11,10 @@ from conveyor.broker.audit import Actor, audited
 from conveyor.broker.dead_letters import NO_FILTER, DeadFilter, DeadLetterAdmin
 from conveyor.broker.ops import Operations
 from conveyor.broker.records import QueueStats
+from conveyor.broker.workflows import WorkflowOps, advance, error_description, node_of
+
+#: The error a cancelled workflow task hands its workflow.
+CANCELLED = b'{"type":"TaskCancelled","message":"cancelled before it started"}'
 
 
 class Actions:
@@ -20,6 +24,7 @@ class Actions:
         self.keys = ops.keys
         self.admin = Admin(ops)
         self.dead = DeadLetterAdmin(ops)
+        self.workflows = WorkflowOps(ops)
 
     def set_paused(self, queue: str, paused: bool, actor: Actor | None) -> Procedure[QueueStats]:
         """Pause or resume a queue."""
@@ -29,7 +34,15 @@ class Actions:
 
     def cancel(self, task_id: str, actor: Actor | None) -> Procedure[None]:
         """Cancel a task not yet started."""
-        return audited(self.keys, self.admin.cancel(task_id), actor, "cancel", task_id, _one)
+        return audited(self.keys, self._cancel(task_id), actor, "cancel", task_id, _one)
+
+    def _cancel(self, task_id: str) -> Procedure[None]:
+        """Cancel, then fail the task's workflow node if it has one (as a dead task's)."""
+        yield from self.admin.cancel(task_id)
+        record = yield from self.admin.task(task_id)
+        if record is not None and record.workflow:
+            error = error_description(node_of(record.workflow), task_id, "cancelled", CANCELLED)
+            yield from advance(self.workflows, record.workflow, "failed", error, task_id)
 
     def run_now(self, task_id: str, actor: Actor | None) -> Procedure[str]:
         """Run a delayed task or a waiting retry now."""

@@ -26,6 +26,7 @@ from conveyor.broker.schedules import AsyncSchedules, SyncSchedules
 from conveyor.broker.steps import drive, drive_async
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.broker.timeseries import Point
+from conveyor.broker.workflows import WorkflowOps, WorkflowSummary, WorkflowView
 from conveyor.events import Event
 from conveyor.model import TaskRecord
 
@@ -116,6 +117,16 @@ class AsyncInspector:
                 self.broker.ops, queue, state, newest_first=newest_first, offset=offset, limit=limit
             )
         )
+
+    async def workflow(self, workflow_id: str) -> WorkflowView | None:
+        """A workflow and each node's state and result, or None (unknown or expired)."""
+        return await self._run(WorkflowOps(self.broker.ops).read(workflow_id))
+
+    async def workflows(
+        self, offset: int = 0, limit: int = 50
+    ) -> tuple[int, list[WorkflowSummary]]:
+        """(total, page) of the workflows enqueued, newest first, with their states."""
+        return await self._run(WorkflowOps(self.broker.ops).index(offset, limit))
 
     async def cancel(self, task_id: str, *, actor: Actor | None = None) -> None:
         """Cancel a task not yet started; TaskConflictError or TaskNotFoundError if not."""
@@ -293,6 +304,14 @@ class SyncInspector:
                 self.broker.ops, queue, state, newest_first=newest_first, offset=offset, limit=limit
             )
         )
+
+    def workflow(self, workflow_id: str) -> WorkflowView | None:
+        """A workflow and each node's state and result, or None (unknown or expired)."""
+        return self._run(WorkflowOps(self.broker.ops).read(workflow_id))
+
+    def workflows(self, offset: int = 0, limit: int = 50) -> tuple[int, list[WorkflowSummary]]:
+        """(total, page) of the workflows enqueued, newest first, with their states."""
+        return self._run(WorkflowOps(self.broker.ops).index(offset, limit))
 
     def cancel(self, task_id: str, *, actor: Actor | None = None) -> None:
         """Cancel a task not yet started; TaskConflictError or TaskNotFoundError if not."""

@@ -6,8 +6,10 @@ slot and every script touching it is cluster-safe.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from conveyor.errors import InvalidNameError
 from conveyor.names import validate_prefix, validate_queue_name
 from conveyor.options import PRIORITY_RANGE
 
@@ -84,6 +86,16 @@ class GlobalKeys:
     def queue(self, name: str) -> QueueKeys:
         """The keys of one queue."""
         return QueueKeys(self.prefix, validate_queue_name(name))
+
+    @property
+    def workflows(self) -> str:
+        """ZSET workflow id -> when it was enqueued (ms); entries outlive the workflows'
+        keys, which expire after they end (readers skip the missing)."""
+        return f"{self.prefix}:{{workflows}}:index"
+
+    def workflow(self, workflow_id: str) -> WorkflowKeys:
+        """The keys of one workflow."""
+        return WorkflowKeys(self.prefix, validate_workflow_id(workflow_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +226,73 @@ class QueueKeys:
     def virtual_time(self) -> str:
         """STRING the virtual start time of the last grouped task claimed (fair queuing)."""
         return self.flow_prefix + "vtime"
+
+
+#: A workflow id: a ULID (see ids.new_ulid).
+WORKFLOW_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def validate_workflow_id(workflow_id: str) -> str:
+    """Return `workflow_id` if it is a workflow id, else raise InvalidNameError."""
+    if not isinstance(workflow_id, str) or not WORKFLOW_ID.fullmatch(workflow_id):
+        raise InvalidNameError(f"invalid workflow id {workflow_id!r}")
+    return workflow_id
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowKeys:
+    """Keys of one workflow, all in its `{workflow:<id>}` slot, so workflow_step.lua is
+    cluster-safe. Its tasks live in their queues' slots: the worker enqueues them."""
+
+    prefix: str
+    id: str
+
+    @property
+    def base(self) -> str:
+        """Common start of the workflow's keys, e.g. `conveyor:{workflow:01J...}:`."""
+        return f"{self.prefix}:{{workflow:{self.id}}}:"
+
+    @property
+    def meta(self) -> str:
+        """HASH state (running, succeeded, failed), policy, root, created_at, finished_at,
+        result (the root's, JSON), error (JSON), failures (nodes failed)."""
+        return self.base + "meta"
+
+    @property
+    def nodes(self) -> str:
+        """HASH node id -> its place in the tree (JSON: kind, parent, index, children)."""
+        return self.base + "nodes"
+
+    @property
+    def specs(self) -> str:
+        """HASH task node id -> the message it enqueues (JSON; opaque to the script)."""
+        return self.base + "specs"
+
+    @property
+    def states(self) -> str:
+        """HASH node id -> started, succeeded or failed (absent: not started)."""
+        return self.base + "states"
+
+    @property
+    def results(self) -> str:
+        """HASH node id -> its result, or its error description (JSON); first one wins."""
+        return self.base + "results"
+
+    @property
+    def counts(self) -> str:
+        """HASH group node id -> children ended; `by:<group>` -> the child that ended it."""
+        return self.base + "counts"
+
+    @property
+    def tasks(self) -> str:
+        """HASH task node id -> the id of the task that runs it."""
+        return self.base + "tasks"
+
+    @property
+    def all(self) -> list[str]:
+        """Every key of the workflow, in the order workflow_step.lua takes them."""
+        return [self.meta, self.nodes, self.specs, self.states, self.results, self.counts,
+                self.tasks]  # fmt: skip
 
 
 #: Width of one priority band in a pending score: `(100 - priority) * band + ms`.

@@ -65,6 +65,7 @@ SUBCOMMANDS = {
     "status": "conveyor.cli.tasks:status",
     "cancel": "conveyor.cli.tasks:cancel",
     "events": "conveyor.cli.events:events",
+    "workflow": "conveyor.cli.workflows:workflow",
     "queues": "conveyor.cli.queue_admin:queues",
     "pause": "conveyor.cli.queue_admin:pause",
     "resume": "conveyor.cli.queue_admin:resume",

@@ -30,6 +30,7 @@ from conveyor.worker.completer import Completer
 from conveyor.worker.processes import ProcessPool
 from conveyor.worker.stats import StatsWriter
 from conveyor.worker.threads import DaemonThreadPool
+from conveyor.worker.workflows import WorkflowStepper
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -92,6 +93,8 @@ class Executor:
         self.middleware = app.middleware
         self.ops = completer.broker.ops
         self.completer = completer
+        #: a workflow task's step runs before its outcome is written
+        self.workflows = WorkflowStepper(completer.broker)
         self.stats = stats
         #: attempts this worker finished (any outcome), for its description
         self.processed = 0
@@ -157,8 +160,9 @@ class Executor:
                 invocation = self._decode(task)
             except Undeliverable as exc:
                 self._report_undeliverable(task, exc)
-                call = self.ops.dead_letter(task, exc.reason, encode_error(exc, ""))
-                self._finish(task, call, "dead")
+                error = encode_error(exc, "")
+                await self._workflow_failed(task, "dead", error)
+                self._finish(task, self.ops.dead_letter(task, exc.reason, error), "dead")
                 return
             started = time.perf_counter()
             try:
@@ -171,13 +175,14 @@ class Executor:
                 raise
             except WorkerLostError as exc:
                 log.error("task %s: %s", task.id, exc)
-                self.completer.submit(task, self.ops.requeue(task, crashed=True))
+                requeue = self.ops.requeue(task, crashed=True)
+                self.completer.submit(task, requeue, self.workflows.requeued(task))
             except BaseException as exc:  # a handler's SystemExit is its failure, not ours
                 self._observe(task, started)
-                self._failed(task, invocation.definition, exc)
+                await self._failed(task, invocation.definition, exc)
             else:
                 self._observe(task, started)
-                self._succeeded(task, result)
+                await self._succeeded(task, result)
         finally:
             del self.running[task.id]
             if self._isolated == task.id:
@@ -295,17 +300,37 @@ class Executor:
         finally:
             job.result.cancel()  # no-op once settled; else a job still queued is skipped
 
-    def _succeeded(self, task: ClaimedTask, result: Any) -> None:
+    async def _succeeded(self, task: ClaimedTask, result: Any) -> None:
         try:
             encoded = serializers.dumps(result)
         except SerializationError as exc:
             log.error("task %s returned a result that is not JSON: %s", task.id, exc)
-            call = self.ops.dead_letter(task, "result not serializable", encode_error(exc, ""))
+            error = encode_error(exc, "")
+            await self._workflow_failed(task, "dead", error)
+            call = self.ops.dead_letter(task, "result not serializable", error)
             self._finish(task, call, "dead")
             return
+        if task.workflow is not None:
+            await self._stepped(task, self.workflows.succeeded(task, encoded))
         self.completer.ack(task, encoded, self._written(task, "succeeded"))
 
-    def _failed(self, task: ClaimedTask, definition: TaskDefinition, exc: BaseException) -> None:
+    async def _workflow_failed(self, task: ClaimedTask, state: str, error: bytes) -> None:
+        """A workflow task's failure reaches its workflow before it is written."""
+        if task.workflow is not None:
+            await self._stepped(task, self.workflows.failed(task, state, error))
+
+    async def _stepped(self, task: ClaimedTask, step: Awaitable[None]) -> None:
+        """Await a workflow step; cancelled (a drain), the task goes back to pending and its
+        next run repeats the step."""
+        try:
+            await step
+        except asyncio.CancelledError:
+            self.completer.submit(task, self.ops.requeue(task, crashed=False))
+            raise
+
+    async def _failed(
+        self, task: ClaimedTask, definition: TaskDefinition, exc: BaseException
+    ) -> None:
         error = encode_error(exc, "".join(traceback.format_exception(exc)))
         delay = definition.retry_policy(task.max_retries).next_delay(exc, task.failures)
         name = type(exc).__name__
@@ -316,6 +341,7 @@ class Executor:
         reason = "timeout" if isinstance(exc, TaskTimeoutError) else "error"
         keep = definition.dead_letter
         log.warning("task %s failed for good (%s: %s)", task.id, name, exc)
+        await self._workflow_failed(task, "dead" if keep else "failed", error)
         call = self.ops.dead_letter(task, reason, error, keep=keep)
         self._finish(task, call, "dead" if keep else "failed")
 

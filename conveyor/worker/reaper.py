@@ -31,6 +31,7 @@ from conveyor.broker.transport import ReplyError
 from conveyor.errors import ConveyorError
 from conveyor.worker.loop import periodically
 from conveyor.worker.outage import Outage
+from conveyor.worker.recoverer import OnDead
 
 log = logging.getLogger("conveyor.worker")
 
@@ -68,8 +69,11 @@ class Reaper:
         *,
         restart_grace: float = RESTART_GRACE,
         outage: Outage | None = None,
+        on_dead: OnDead | None = None,
     ) -> None:
         self.broker = broker
+        #: told the ids of the tasks it dead-lettered (their workflows fail them)
+        self.on_dead = on_dead
         self.outage = outage
         self.worker_id = worker_id
         self.restart_grace = restart_grace
@@ -147,6 +151,9 @@ class Reaper:
                         ops.release_worker(queue, worker_id, start)
                     )
                     outcomes.update(outcome for _, outcome in released)
+                    buried = [task_id for task_id, outcome in released if outcome == "dead"]
+                    if buried and self.on_dead is not None:
+                        await self.on_dead(buried)
             await self.broker.run(ops.deregister_worker(worker_id))
             self._absent.pop(worker_id, None)
             self.reaped += 1

@@ -138,8 +138,12 @@ class Worker:
                 group.create_task(guard(stats.run(finished)))
                 for periodic in (
                     scheduler,
-                    Recoverer(broker, names, outage=outage),
-                    Reaper(broker, self.id, outage=outage),
+                    Recoverer(
+                        broker, names, outage=outage, on_dead=executor.workflows.dead_lettered
+                    ),
+                    Reaper(
+                        broker, self.id, outage=outage, on_dead=executor.workflows.dead_lettered
+                    ),
                     Periodic(self.app, broker, [*declared], outage=outage),
                 ):
                     group.create_task(guard(periodic.run(self._stopping)))

@@ -49,6 +49,7 @@ SCRIPTS = [
     "trim_dead",
     "upsert_schedule",
     "workers",
+    "workflow_step",
 ]
 
 

@@ -520,7 +520,7 @@ def test_unreachable_redis_exits_3(unreachable: Invoke, args: list[str]) -> None
 
 COMMANDS = ["worker", "api", "dashboard", "enqueue", "status", "cancel", "queues", "pause",
             "resume", "workers", "flow", "schedules", "dlq", "fsck", "doctor", "demo", "up",
-            "load", "events"]  # fmt: skip
+            "load", "events", "workflow"]  # fmt: skip
 
 
 def test_root_help_lists_every_command() -> None:
@@ -542,6 +542,7 @@ def test_root_help_lists_every_command() -> None:
         ("enqueue", "Enqueue task NAME and print its id."),
         ("status", "Print the record of task TASK_ID as JSON."),
         ("cancel", "Cancel task TASK_ID if it has not started."),
+        ("workflow", "Print workflow WORKFLOW_ID: its state, result or error, and each node's."),
         ("queues", "Show every queue's depth per state."),
         ("pause", "Stop workers from claiming tasks of QUEUE"),
         ("resume", "Let workers claim tasks of QUEUE again."),
