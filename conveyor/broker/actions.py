@@ -11,6 +11,7 @@ from conveyor.broker.audit import Actor, audited
 from conveyor.broker.dead_letters import NO_FILTER, DeadFilter, DeadLetterAdmin
 from conveyor.broker.ops import Operations
 from conveyor.broker.records import QueueStats
+from conveyor.model import TaskState
 
 
 class Actions:
@@ -27,8 +28,8 @@ class Actions:
         procedure = self.admin.set_paused(queue, paused)
         return audited(self.keys, procedure, actor, action, queue, lambda _: 1)
 
-    def cancel(self, task_id: str, actor: Actor | None) -> Procedure[None]:
-        """Cancel a task not yet started."""
+    def cancel(self, task_id: str, actor: Actor | None) -> Procedure[TaskState]:
+        """Cancel a task: cancelled if not yet started, else cancelling."""
         return audited(self.keys, self.admin.cancel(task_id), actor, "cancel", task_id, _one)
 
     def run_now(self, task_id: str, actor: Actor | None) -> Procedure[str]:

@@ -25,7 +25,7 @@ from conveyor.broker.schedules import AsyncSchedules, SyncSchedules
 from conveyor.broker.steps import drive, drive_async
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.broker.timeseries import Point
-from conveyor.model import TaskRecord
+from conveyor.model import TaskRecord, TaskState
 
 T = TypeVar("T")
 
@@ -90,9 +90,10 @@ class AsyncInspector:
             )
         )
 
-    async def cancel(self, task_id: str, *, actor: Actor | None = None) -> None:
-        """Cancel a task not yet started; TaskConflictError or TaskNotFoundError if not."""
-        await self._run(self._act.cancel(task_id, actor))
+    async def cancel(self, task_id: str, *, actor: Actor | None = None) -> TaskState:
+        """Cancel a task: CANCELLED if not yet started, CANCELLING if running;
+        TaskConflictError once finished, TaskNotFoundError if unknown."""
+        return await self._run(self._act.cancel(task_id, actor))
 
     async def run_now(self, task_id: str, *, actor: Actor | None = None) -> str:
         """Run a delayed task or waiting retry now; its state before (raises as cancel)."""
@@ -246,9 +247,10 @@ class SyncInspector:
             )
         )
 
-    def cancel(self, task_id: str, *, actor: Actor | None = None) -> None:
-        """Cancel a task not yet started; TaskConflictError or TaskNotFoundError if not."""
-        self._run(self._act.cancel(task_id, actor))
+    def cancel(self, task_id: str, *, actor: Actor | None = None) -> TaskState:
+        """Cancel a task: CANCELLED if not yet started, CANCELLING if running;
+        TaskConflictError once finished, TaskNotFoundError if unknown."""
+        return self._run(self._act.cancel(task_id, actor))
 
     def run_now(self, task_id: str, *, actor: Actor | None = None) -> str:
         """Run a delayed task or waiting retry now; its state before (raises as cancel)."""

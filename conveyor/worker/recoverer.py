@@ -42,6 +42,8 @@ class Recoverer:
                     log.error("task %s: its worker was lost too often; dead-lettered", task_id)
                 elif outcome == "pending":
                     log.warning("task %s: lease expired; returned to pending", task_id)
+                elif outcome == "cancelled":
+                    log.info("task %s: its worker was lost while cancelling it; cancelled", task_id)
         for dropped in results[len(self.queues) :]:
             if dropped:
                 log.info("dropped %d dead letters past the age or size limit", dropped)

@@ -18,7 +18,7 @@ import redis
 from conveyor import BrokerFullError, Conveyor
 from conveyor.broker.coalescer import _own, _Request
 from conveyor.broker.keys import GlobalKeys, QueueKeys
-from conveyor.broker.ops import Op
+from conveyor.broker.ops import Op, Renewal
 from conveyor.broker.records import ClaimedTask
 from conveyor.broker.scripts import Call
 from conveyor.broker.sync_broker import SyncBroker
@@ -224,7 +224,8 @@ def test_leases_are_renewed_at_maxmemory(
     task = claim_one(broker)
     r.zadd(keys.active, {task.id: 1}, xx=True)  # about to run out
     memory.fill()
-    assert broker.run(broker.ops.extend_leases("default", [(task.id, task.token)])) == []
+    renewal = broker.run(broker.ops.extend_leases("default", [(task.id, task.token)]))
+    assert renewal == Renewal([], [])
     assert scores(r, keys.active)[task.id] > 1
 
 

@@ -1,4 +1,7 @@
--- cancel.lua: cancel a task that has not started (pending, scheduled or waiting to retry).
+-- cancel.lua: cancel a task. One that has not started (pending, scheduled or waiting to
+-- retry) ends cancelled at once. A running one (active) becomes `cancelling`: it keeps its
+-- lease, and its worker, told on the queue's cancel channel (or, if that message is lost,
+-- by its next lease renewal), stops the handler and ends it cancelled (end_cancel.lua).
 --
 -- KEYS[1] pending    ZSET id -> priority band + time
 -- KEYS[2] scheduled  ZSET id -> due time (ms)
@@ -6,15 +9,22 @@
 -- KEYS[4] retrying   ZSET id -> due time (ms)
 -- KEYS[5] ready      LIST pending ids of the default priority
 -- KEYS[6] flow prefix (flow-control keys, see prelude.lua)
+-- KEYS[7] cancels    pub/sub channel of the queue's workers (message: the task id)
 --
 -- ARGV[1] id
 -- ARGV[2] retention of the cancelled record (ms)
 --
--- Returns: {1, state it had} once cancelled; {0, state} if its state forbids it;
---          {0, ""} if the task is unknown.
+-- Returns: {1, state it had} once cancelled, or cancelling when it had "active" (or
+--          "cancelling": the request is published again); {0, state} if its state forbids
+--          it; {0, ""} if the task is unknown.
 local state = redis.call('HGET', KEYS[3], 'state')
 if not state then
     return {0, ''}
+end
+if state == 'active' or state == 'cancelling' then
+    redis.call('HSET', KEYS[3], 'state', 'cancelling')
+    redis.call('PUBLISH', KEYS[7], ARGV[1])
+    return {1, state}
 end
 if state ~= 'pending' and state ~= 'scheduled' and state ~= 'retrying' then
     return {0, state}

@@ -21,6 +21,8 @@
 --
 -- Returns: flat {id, problem, action, ...} for each record found wrong. Problems:
 --   "active without lease"   state active, not in the active set      -> requeued
+--   "cancelling without lease" state cancelling, not in the active set -> cancelled (its
+--                            flow-control holds are left to fsck_flow.lua, which runs next)
 --   "unindexed"              pending/scheduled/retrying/dead record in no index -> re-indexed
 --   "no retention"           finished record without a TTL            -> TTL set
 --   "stuck scheduled"        due more than the grace ago, not promoted -> promoted
@@ -108,6 +110,12 @@ for i = 7, #ARGV, 2 do
     elseif state == 'active' and not redis.call('ZSCORE', KEYS[2], id) then
         report(id, 'active without lease', 'requeued')
         if repair then requeue(id, key) end
+    elseif state == 'cancelling' and not redis.call('ZSCORE', KEYS[2], id) then
+        report(id, 'cancelling without lease', 'cancelled')
+        if repair then
+            redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now)
+            redis.call('PEXPIRE', key, retention.cancelled)
+        end
     elseif state == 'pending' and not listed(id, key, ARGV[i + 1]) then
         report(id, 'unindexed', 're-indexed')
         if repair then requeue(id, key) end
