@@ -80,3 +80,31 @@ def die_in_child() -> None:
 def read_ledger(r: redis.Redis, prefix: str) -> list[dict[str, object]]:
     """Every ledger entry, oldest first."""
     return [orjson.loads(e) for e in r.lrange(ledger_key(prefix), 0, -1)]
+
+
+def nap_in_child(seconds: float, pid_file: str) -> None:
+    """Writes its process id to `pid_file`, then sleeps: a process handler to cancel."""
+    with open(pid_file, "w") as out:
+        out.write(str(os.getpid()))
+    time.sleep(seconds)
+
+
+def resume(ctx: TaskContext, hold: float = 60.0) -> object:
+    """A first attempt saves a checkpoint and progress, then holds (to be killed); the next
+    returns what it found in `ctx.last_checkpoint`."""
+    if ctx.last_checkpoint is None:
+        ctx.checkpoint({"done": 3})
+        ctx.progress(0.3, "3 of 10")
+        _log(ctx, "start")
+        time.sleep(hold)
+    return ctx.last_checkpoint
+
+
+def probe_context(ctx: TaskContext) -> dict[str, object]:
+    """What a context offers in a child process: its checkpoint, but no reports."""
+    try:
+        ctx.progress(0.5)
+        report = "sent"
+    except Exception as exc:
+        report = type(exc).__name__
+    return {"checkpoint": ctx.last_checkpoint, "cancelled": ctx.cancelled, "report": report}
