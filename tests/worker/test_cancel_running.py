@@ -13,8 +13,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import redis
 
 from conveyor import Conveyor, Retry, TaskContext, TaskState
+from conveyor.broker.keys import QueueKeys
 from conveyor.errors import ConveyorError, LeaseLostError, SerializationError
 from conveyor.producer import TaskHandle
 from tests.support import handlers
@@ -247,3 +249,30 @@ async def test_a_cancel_landing_as_the_handler_ends_still_ends_cancelled(
         await state_is(handle, TaskState.CANCELLED, timeout=5)
     record = await handle.record_async()
     assert record is not None and record.result is None and record.failures == 0
+
+
+async def test_a_lost_cancel_message_delays_the_stop_by_one_beat_at_most(
+    app_with: Callable[..., Conveyor], r: redis.Redis, keys: QueueKeys
+) -> None:
+    app = app_with(lease_timeout=1.5)  # a beat every 0.5 s
+    stopped = asyncio.Event()
+
+    @app.task
+    async def sleeper() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    handle = await sleeper.enqueue_async()
+    async with running_worker(app):
+        await state_is(handle, TaskState.ACTIVE)
+        # what cancel.lua does, less its message on the cancel channel
+        r.hset(keys.task(handle.id), "state", "cancelling")
+        started = time.monotonic()
+        await state_is(handle, TaskState.CANCELLED, timeout=5)
+        took = time.monotonic() - started
+    assert stopped.is_set()
+    assert took < app.settings.heartbeat_interval + 0.5, f"stopped after {took:.2f}s"
+    await app.aclose()
