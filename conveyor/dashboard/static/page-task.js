@@ -103,8 +103,9 @@ function actions(ctx, data, editorBox, reload) {
   const allowed = new Set(data.actions || []);
   if (allowed.has("cancel")) {
     buttons.push(actionButton("Cancel", "action-cancel", async () => {
-      await post(`${path}/cancel`, {});
-      ctx.notify("Task cancelled.");
+      const answer = await post(`${path}/cancel`, {});
+      const stopping = answer && answer.task && answer.task.state === "cancelling";
+      ctx.notify(stopping ? "Cancelling: its worker is stopping it." : "Task cancelled.");
       await reload();
     }, ctx.notify, { kind: "warn" }));
   }
