@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 from dataclasses import dataclass, field
@@ -23,11 +22,13 @@ class Reporter(Protocol):
 
     #: set when the task is cancelled while it runs
     cancelled: threading.Event
-    #: the worker's event loop, on which `report` runs
-    loop: asyncio.AbstractEventLoop
 
     async def report(self, progress: bytes | None, checkpoint: bytes | None) -> bool:
         """Store progress and/or a checkpoint; False if this attempt lost its task."""
+        ...
+
+    def report_blocking(self, progress: bytes | None, checkpoint: bytes | None) -> bool:
+        """`report` from a handler's thread, waiting for the answer."""
         ...
 
 
@@ -40,8 +41,8 @@ class TaskContext:
     (paused, partitioned) can never overwrite the work of the one that took over.
 
     `progress` and `checkpoint` are fenced by that token too (they raise LeaseLostError
-    once this attempt lost its task), and renew the task's lease. In a child process
-    (`executor="process"`) they are not available: see docs/progress-and-cancel.md.
+    once this attempt lost its task), and renew the task's lease: see
+    docs/progress-and-cancel.md.
     """
 
     task_id: str
@@ -79,36 +80,29 @@ class TaskContext:
         await self._send_async(None, encode_checkpoint(data))
 
     def _send(self, progress: bytes | None, checkpoint: bytes | None) -> None:
-        reporter = self._linked()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is reporter.loop:
-            raise ConveyorError(
-                "ctx.progress() and ctx.checkpoint() block: in an async handler, await "
-                "ctx.progress_async() or ctx.checkpoint_async()"
-            )
-        done = asyncio.run_coroutine_threadsafe(
-            reporter.report(progress, checkpoint), reporter.loop
-        )
-        _accepted(done.result(), self.task_id)
+        _accepted(self._linked().report_blocking(progress, checkpoint), self.task_id)
 
     async def _send_async(self, progress: bytes | None, checkpoint: bytes | None) -> None:
         _accepted(await self._linked().report(progress, checkpoint), self.task_id)
 
     def _linked(self) -> Reporter:
         if self._reporter is None:
-            raise ConveyorError(
-                "this context cannot report: it runs in a child process (executor="
-                '"process"), or was not made by a worker'
-            )
+            raise ConveyorError("this context cannot report: it was not made by a worker")
         return self._reporter
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # a child process gets the context without its link to the worker (not picklable)
+        # a process handler's context crosses to its child without the link to the worker
+        # (not picklable); the child links it to its pipe (see worker/processes.py)
         fields = (self.task_id, self.name, self.queue, self.attempt, self.token)
         return (TaskContext, (*fields, self.worker_id, self.last_checkpoint))
+
+
+def on_loop_error() -> ConveyorError:
+    """The error of a blocking report made on the event loop it would wait for."""
+    return ConveyorError(
+        "ctx.progress() and ctx.checkpoint() block: in an async handler, await "
+        "ctx.progress_async() or ctx.checkpoint_async()"
+    )
 
 
 def encode_progress(fraction: float, message: str | None) -> bytes:

@@ -15,7 +15,7 @@ from conveyor.ids import id_millis, queue_of
 
 
 class TaskState(StrEnum):
-    """Where a task is in its life; see docs/state-machine.md for the transitions."""
+    """Where a task is in its life; see docs/design.md (State machine) for the transitions."""
 
     SCHEDULED = "scheduled"
     PENDING = "pending"

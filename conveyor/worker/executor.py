@@ -260,8 +260,9 @@ class Executor:
     async def _invoke(self, task: ClaimedTask, call: Invocation) -> Any:
         definition = call.definition
         if definition.executor == "process":
+            link = self._links[task.id]
             return await self.processes.run(
-                definition.import_path, call.args, call.kwargs, call.timeout
+                definition.import_path, call.args, call.kwargs, call.timeout, link.report
             )
         if call.timeout is None:  # the common case: no timer to arm
             return await self._call(call)

@@ -8,6 +8,7 @@ import threading
 
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.records import ClaimedTask
+from conveyor.context import on_loop_error
 
 
 class TaskLink:
@@ -27,3 +28,14 @@ class TaskLink:
         """Store progress and/or a checkpoint, fenced by the attempt's token."""
         op = self.broker.ops.report_progress(self.task, progress, checkpoint)
         return await self.broker.run(op)
+
+    def report_blocking(self, progress: bytes | None, checkpoint: bytes | None) -> bool:
+        """`report` from a sync handler's thread; refused on the loop (it would deadlock)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            raise on_loop_error()
+        reply = asyncio.run_coroutine_threadsafe(self.report(progress, checkpoint), self.loop)
+        return reply.result()

@@ -14,7 +14,7 @@ from functools import cache
 import orjson
 import redis
 
-from conveyor import TaskContext
+from conveyor import Retry, TaskContext
 
 
 @cache
@@ -101,10 +101,29 @@ def resume(ctx: TaskContext, hold: float = 60.0) -> object:
 
 
 def probe_context(ctx: TaskContext) -> dict[str, object]:
-    """What a context offers in a child process: its checkpoint, but no reports."""
+    """What a context offers in a child process: a first attempt reports progress and a
+    checkpoint through its pipe, then asks for a retry; the next returns what it found."""
+    if ctx.last_checkpoint is None:
+        ctx.progress(0.5, f"in process {os.getpid()}")
+        ctx.checkpoint({"pid": os.getpid()})
+        raise Retry(delay=0)
     try:
-        ctx.progress(0.5)
-        report = "sent"
+        ctx.progress(1.5)
+    except ValueError as exc:
+        refused = str(exc)
+    return {"checkpoint": ctx.last_checkpoint, "cancelled": ctx.cancelled, "refused": refused}
+
+
+def report_late(gate: str, ctx: TaskContext) -> None:
+    """Waits for the file `gate`, reports progress, and writes how the report was answered
+    to `<gate>.out`."""
+    deadline = time.monotonic() + 30
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        ctx.progress(0.9)
+        answer = "accepted"
     except Exception as exc:
-        report = type(exc).__name__
-    return {"checkpoint": ctx.last_checkpoint, "cancelled": ctx.cancelled, "report": report}
+        answer = type(exc).__name__
+    with open(gate + ".out", "w") as out:
+        out.write(answer)

@@ -11,12 +11,15 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from conveyor import Conveyor, Retry, TaskContext, TaskState
 from conveyor.broker.keys import QueueKeys
+from conveyor.broker.ops import Op
+from conveyor.broker.scripts import Call
 from conveyor.errors import ConveyorError, LeaseLostError, SerializationError
 from conveyor.producer import TaskHandle
 from tests.support import handlers
@@ -213,14 +216,47 @@ async def test_reports_are_validated_before_anything_is_sent(aapp: Conveyor) -> 
     assert record is not None and record.progress is None and record.checkpoint is None
 
 
-async def test_a_process_handler_gets_its_checkpoint_but_cannot_report(aapp: Conveyor) -> None:
-    probe = aapp.task(name="probe", executor="process", max_retries=0)(handlers.probe_context)
+async def test_a_process_handler_reports_through_its_pipe_and_resumes(aapp: Conveyor) -> None:
+    probe = aapp.task(name="probe", executor="process", max_retries=2)(handlers.probe_context)
     handle = await probe.enqueue_async()
     async with running_worker(aapp, processes=1):
         await state_is(handle, TaskState.SUCCEEDED)
     record = await handle.record_async()
-    assert record is not None
-    assert record.result == {"checkpoint": None, "cancelled": False, "report": "ConveyorError"}
+    assert record is not None and record.attempts == 2
+    child = record.checkpoint["pid"]
+    assert child != os.getpid()
+    assert record.progress is not None and record.progress["message"] == f"in process {child}"
+    assert record.result == {
+        "checkpoint": {"pid": child},
+        "cancelled": False,
+        "refused": "progress fraction must be between 0.0 and 1.0, not 1.5",
+    }
+
+
+async def test_a_process_handler_that_lost_its_task_has_its_report_refused(
+    app_with: Callable[..., Conveyor], tmp_path: Path
+) -> None:
+    """A refusal crosses the pipe as LeaseLostError: here the task is cancelling when the
+    report arrives, and its worker not yet told (no message, no beat for 10 s)."""
+    app = app_with(lease_timeout=30.0)
+    report = app.task(name="late", executor="process", max_retries=0)(handlers.report_late)
+    gate = tmp_path / "gate"
+    handle = await report.enqueue_async(str(gate))
+    async with running_worker(app, processes=1):
+        await state_is(handle, TaskState.ACTIVE)
+        # what cancel.lua does, less the message: the worker would kill the child at once
+        await app.async_broker().run(_mark_cancelling(app, handle.id))
+        gate.write_text("go")
+        await wait_until(_exists(tmp_path / "gate.out"), 20, "the child's report")
+        # its outcome (None) is refused in turn, and its worker ends it cancelled
+        await state_is(handle, TaskState.CANCELLED, timeout=5)
+    assert (tmp_path / "gate.out").read_text() == "LeaseLostError"
+    await app.aclose()
+
+
+def _mark_cancelling(app: Conveyor, task_id: str) -> Op[Any]:
+    key = app.async_broker().ops.task_keys(task_id).task(task_id)
+    return Op([Call.command("HSET", key, "state", "cancelling")], lambda replies: replies[0])
 
 
 @pytest.mark.parametrize("outcome", ["returns", "raises"])
