@@ -23,7 +23,17 @@ function facts(task) {
     row("Started", timeCell(task.started_at)),
     row("Finished", timeCell(task.finished_at)),
     row("Worker", task.worker ? el("span", { class: "mono" }, task.worker) : "—"),
+    task.progress ? row("Progress", progressText(task.progress)) : null,
+    task.checkpoint !== null && task.checkpoint !== undefined
+      ? row("Checkpoint", el("span", { class: "mono" }, JSON.stringify(task.checkpoint))) : null,
     task.reason ? row("Reason", task.reason) : null);
+}
+
+// what the handler last reported with ctx.progress: {fraction, message, at (ms)}
+function progressText(progress) {
+  const percent = `${Math.round((progress.fraction ?? 0) * 100)}%`;
+  const at = progress.at ? ` (${new Date(progress.at).toISOString()})` : "";
+  return `${percent}${progress.message ? `: ${progress.message}` : ""}${at}`;
 }
 
 function errorBlock(error, open = false) {
