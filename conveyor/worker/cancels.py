@@ -12,8 +12,8 @@ from conveyor.worker.outage import Outage
 
 log = logging.getLogger("conveyor.worker")
 
-#: Seconds one wait for a message lasts before the stop event is looked at again.
-POLL = 0.5
+#: Seconds one wait for a message lasts (a stop cuts it short).
+POLL = 5.0
 
 
 class CancelListener:
@@ -44,10 +44,21 @@ class CancelListener:
         await periodically("cancel listener", lambda: self.listen(stop), stop, log, self.outage)
 
     async def listen(self, stop: asyncio.Event) -> float:
-        """One subscription, held until `stop`."""
-        async with self.broker.subscribed(self.channels) as receive:
-            while not stop.is_set():
-                task_id = await receive(POLL)
-                if task_id is not None:
-                    self.on_cancel(task_id.decode())
+        """One subscription, held until `stop` (which ends a wait at once: the worker's
+        shutdown never waits for this loop)."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            async with self.broker.subscribed(self.channels) as receive:
+                while not stop.is_set():
+                    receiving = asyncio.ensure_future(receive(POLL))
+                    await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    if not receiving.done():
+                        receiving.cancel()  # the connection closes: a half-read is harmless
+                        await asyncio.wait({receiving})
+                        break
+                    task_id = receiving.result()
+                    if task_id is not None:
+                        self.on_cancel(task_id.decode())
+        finally:
+            stopping.cancel()
         return 0.0
