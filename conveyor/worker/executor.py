@@ -346,7 +346,11 @@ class Executor:
             elif outcome != "cancelled":
                 # refused: the token was stale (another worker owns the task now), or the
                 # task was cancelled as it finished: end it so, unless it is not cancelling
-                log.warning("task %s: outcome refused (lease lost, or cancelled)", task.id)
+                log.warning(
+                    "task %s: lease lost; outcome dropped (another worker owns it, or it was "
+                    "cancelled)",
+                    task.id,
+                )
                 self.completer.submit(
                     task, self.ops.end_cancel(task), self._written(task, "cancelled")
                 )
