@@ -166,6 +166,7 @@ class Operations:
                 keys.ready,
                 keys.flow_prefix,
                 keys.cancels,
+                keys.active,
             ],
             [task_id, retention],
         )

@@ -10,6 +10,7 @@
 -- KEYS[5] ready      LIST pending ids of the default priority
 -- KEYS[6] flow prefix (flow-control keys, see prelude.lua)
 -- KEYS[7] cancels    pub/sub channel of the queue's workers (message: the task id)
+-- KEYS[8] active     ZSET id -> lease deadline (ms)
 --
 -- ARGV[1] id
 -- ARGV[2] retention of the cancelled record (ms)
@@ -22,6 +23,14 @@ if not state then
     return {0, ''}
 end
 if state == 'active' or state == 'cancelling' then
+    -- at maxmemory Redis refuses a script's first write only when it may grow memory: the
+    -- lease is taken out and put back as it was first (as extend_leases.lua renews it), so
+    -- a running task can be cancelled while Redis is full
+    local lease = redis.call('ZSCORE', KEYS[8], ARGV[1])
+    if lease then
+        redis.call('ZREM', KEYS[8], ARGV[1])
+        redis.call('ZADD', KEYS[8], lease, ARGV[1])
+    end
     redis.call('HSET', KEYS[3], 'state', 'cancelling')
     redis.call('PUBLISH', KEYS[7], ARGV[1])
     return {1, state}
