@@ -19,8 +19,10 @@ local deadline = now + tonumber(ARGV[1])
 local lost, cancelling = {}, {}
 for i = 2, #ARGV, 2 do
     local id = ARGV[i]
-    local held = redis.call('HMGET', KEYS[2] .. id, 'token', 'state')
-    if redis.call('ZSCORE', KEYS[1], id) and held[1] == ARGV[i + 1] then
+    -- the record is read only for a lease still in the set, as before any state was read
+    local held = redis.call('ZSCORE', KEYS[1], id)
+        and redis.call('HMGET', KEYS[2] .. id, 'token', 'state')
+    if held and held[1] == ARGV[i + 1] then
         redis.call('ZREM', KEYS[1], id)
         redis.call('ZADD', KEYS[1], deadline, id)
         if held[2] == 'cancelling' then
