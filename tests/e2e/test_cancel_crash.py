@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +28,20 @@ def fast_lease(settings: Settings) -> Settings:
     return settings.replace(lease_timeout=1.5)
 
 
+@pytest.fixture
+def app(fast_lease: Settings) -> Iterator[Conveyor]:
+    made = Conveyor(settings=fast_lease)
+    yield made
+    made.close()
+
+
 def starts(r: redis.Redis, settings: Settings, task_id: str) -> list[dict[str, object]]:
     return [e for e in read_ledger(r, settings.prefix) if e["id"] == task_id]
 
 
 def test_a_checkpoint_saved_before_a_sigkill_reaches_the_next_attempt(
-    fast_lease: Settings, r: redis.Redis, tmp_path: Path
+    app: Conveyor, fast_lease: Settings, r: redis.Redis, tmp_path: Path
 ) -> None:
-    app = Conveyor(settings=fast_lease)
     handle = app.enqueue("resume")
     first = WorkerProcess(fast_lease, tmp_path, app=APP)
     second = None
@@ -59,9 +66,8 @@ def test_a_checkpoint_saved_before_a_sigkill_reaches_the_next_attempt(
 
 
 def test_a_task_cancelling_when_its_worker_is_sigkilled_ends_cancelled(
-    fast_lease: Settings, r: redis.Redis, tmp_path: Path
+    app: Conveyor, fast_lease: Settings, r: redis.Redis, tmp_path: Path
 ) -> None:
-    app = Conveyor(settings=fast_lease)
     # `hold` is a thread handler that never looks at ctx.cancelled: it stays cancelling
     handle = app.enqueue("hold", "stubborn")
     first = WorkerProcess(fast_lease, tmp_path, app=APP)

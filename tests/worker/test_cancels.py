@@ -50,6 +50,7 @@ async def test_it_listens_again_once_redis_is_back(aapp: Conveyor, outage: Redis
     client = redis.Redis.from_url(outage.url)
     try:
         await wait_until(lambda: _true(subscribers(client, channel) == 1), 10, "a subscription")
+        client.close()
         outage.stop()
         await asyncio.sleep(0.5)
         outage.start()
