@@ -257,10 +257,12 @@ class Conveyor:
         return await self.async_inspector().task(task_id)
 
     def cancel(self, task_id: str) -> bool:
-        """Cancel a pending, scheduled or retrying task.
+        """Cancel a task. One not yet started (pending, scheduled, retrying) is cancelled
+        at once; a running one becomes `cancelling` until its worker stopped it, then it
+        is `cancelled` (see docs/progress-and-cancel.md).
 
-        Returns True once cancelled; raises TaskConflictError if it is active or finished,
-        TaskNotFoundError if unknown.
+        Returns True once cancelled or cancelling; raises TaskConflictError if it is
+        finished, TaskNotFoundError if unknown.
         """
         self.inspector.cancel(task_id)
         return True

@@ -120,3 +120,8 @@ class TaskTimeoutError(ConveyorError, TimeoutError):
 
 class WorkerLostError(ConveyorError):
     """The process running a task died before the task finished."""
+
+
+class LeaseLostError(ConveyorError):
+    """This attempt no longer holds its task (its lease was lost, or the task is being
+    cancelled): what it reports is refused, so a late attempt never overwrites a newer one."""

@@ -15,11 +15,13 @@ from conveyor.ids import id_millis, queue_of
 
 
 class TaskState(StrEnum):
-    """Where a task is in its life; see docs/state-machine.md for the transitions."""
+    """Where a task is in its life; see docs/design.md (State machine) for the transitions."""
 
     SCHEDULED = "scheduled"
     PENDING = "pending"
     ACTIVE = "active"
+    #: cancelled while running: its worker is stopping the handler, then it is cancelled
+    CANCELLING = "cancelling"
     RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -127,7 +129,8 @@ class TaskRecord:
     idempotency_key: str | None = None
     #: Why the task is dead or failed: "error", "worker lost", "unknown task", ...
     reason: str | None = None
-    #: What its handler last reported with `ctx.progress`: {"value": 0..1, "message": ...}.
+    #: What its handler last reported with `ctx.progress`: {"fraction": 0..1, "message": ...,
+    #: "at": ms since the epoch, Redis' clock}.
     progress: dict[str, Any] | None = None
     #: What its handler last saved with `ctx.checkpoint`; the next attempt starts from it.
     checkpoint: Any = None

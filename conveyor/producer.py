@@ -224,7 +224,7 @@ class TaskHandle:
         return record.state if record else None
 
     def cancel(self) -> bool:
-        """Cancel the task if it has not started; see `Conveyor.cancel`."""
+        """Cancel the task (a running one is stopped by its worker); see `Conveyor.cancel`."""
         self.producer.inspector().cancel(self.id)
         return True
 

@@ -162,7 +162,7 @@ class AttemptOut(BaseModel):
     """An attempt that ended without success, from the record's history."""
 
     number: int
-    outcome: str = Field(description="retried, dead, failed, crashed or interrupted")
+    outcome: str = Field(description="retried, dead, failed, crashed, interrupted or cancelled")
     started_at: UtcTime | None
     finished_at: UtcTime | None
     worker: str | None
@@ -194,6 +194,12 @@ class TaskOut(BaseModel):
     timeout: float | None
     idempotency_key: str | None
     reason: str | None
+    progress: dict[str, Any] | None = Field(
+        default=None, description="Its handler's last report: fraction (0..1), message, at (ms)"
+    )
+    checkpoint: Any = Field(
+        default=None, description="What its handler last checkpointed (the next attempt's start)"
+    )
     history: list[AttemptOut] = Field(
         default_factory=list, description="The last attempts that ended without success"
     )
@@ -204,8 +210,11 @@ class TaskOut(BaseModel):
 
 
 class Cancelled(BaseModel):
+    """`cancelled` at once for a task not yet started; `cancelling` (202) for a running one:
+    its worker stops it, then its record reads `cancelled`."""
+
     id: str
-    state: Literal["cancelled"] = "cancelled"
+    state: Literal["cancelled", "cancelling"] = "cancelled"
 
 
 # -- queues, dead letters, workers -------------------------------------------------------

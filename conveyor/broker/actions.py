@@ -12,9 +12,10 @@ from conveyor.broker.dead_letters import NO_FILTER, DeadFilter, DeadLetterAdmin
 from conveyor.broker.ops import Operations
 from conveyor.broker.records import QueueStats
 from conveyor.broker.workflows import WorkflowOps, advance, error_description, node_of
+from conveyor.model import TaskState
 
 #: The error a cancelled workflow task hands its workflow.
-CANCELLED = b'{"type":"TaskCancelled","message":"cancelled before it started"}'
+CANCELLED = b'{"type":"TaskCancelled","message":"cancelled"}'
 
 
 class Actions:
@@ -32,17 +33,19 @@ class Actions:
         procedure = self.admin.set_paused(queue, paused)
         return audited(self.keys, procedure, actor, action, queue, lambda _: 1)
 
-    def cancel(self, task_id: str, actor: Actor | None) -> Procedure[None]:
-        """Cancel a task not yet started."""
+    def cancel(self, task_id: str, actor: Actor | None) -> Procedure[TaskState]:
+        """Cancel a task: cancelled if not yet started, else cancelling."""
         return audited(self.keys, self._cancel(task_id), actor, "cancel", task_id, _one)
 
-    def _cancel(self, task_id: str) -> Procedure[None]:
-        """Cancel, then fail the task's workflow node if it has one (as a dead task's)."""
-        yield from self.admin.cancel(task_id)
+    def _cancel(self, task_id: str) -> Procedure[TaskState]:
+        """Cancel, then fail the task's workflow node if it has one (as a dead task's): a
+        running task asked to stop ends cancelled, never retried."""
+        state = yield from self.admin.cancel(task_id)
         record = yield from self.admin.task(task_id)
         if record is not None and record.workflow:
             error = error_description(node_of(record.workflow), task_id, "cancelled", CANCELLED)
             yield from advance(self.workflows, record.workflow, "failed", error, task_id)
+        return state
 
     def run_now(self, task_id: str, actor: Actor | None) -> Procedure[str]:
         """Run a delayed task or a waiting retry now."""

@@ -19,7 +19,7 @@ from conveyor.broker.scripts import Call
 from conveyor.broker.steps import Steps
 from conveyor.errors import TaskConflictError, TaskNotFoundError
 from conveyor.ids import id_millis, is_task_id
-from conveyor.model import TaskRecord
+from conveyor.model import TaskRecord, TaskState
 
 T = TypeVar("T")
 #: What an Inspector procedure is: it yields operations and returns a T.
@@ -121,10 +121,12 @@ class Admin:
                 found.append(TaskRecord.from_hash(task_id, raw) if raw else None)
         return found
 
-    def cancel(self, task_id: str) -> Procedure[None]:
-        """Cancel a pending, scheduled or retrying task.
+    def cancel(self, task_id: str) -> Procedure[TaskState]:
+        """Cancel a task; returns CANCELLED for one that had not started (pending,
+        scheduled or retrying), CANCELLING for a running one (its worker stops it, then it
+        is cancelled).
 
-        Raises TaskConflictError if it is active or finished, TaskNotFoundError if unknown.
+        Raises TaskConflictError if it is finished, TaskNotFoundError if unknown.
         """
         if not is_task_id(task_id):
             raise TaskNotFoundError(f"no task {task_id!r}: not a task id")
@@ -133,6 +135,8 @@ class Admin:
             raise TaskNotFoundError(f"no task {task_id}")
         if not cancelled:
             raise TaskConflictError(task_id, state, "cancel")
+        running = state in (TaskState.ACTIVE, TaskState.CANCELLING)
+        return TaskState.CANCELLING if running else TaskState.CANCELLED
 
     def run_now(self, task_id: str) -> Procedure[str]:
         """Make a delayed task or a waiting retry pending now; returns the state it had.

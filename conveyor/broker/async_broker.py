@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from conveyor.broker.coalescer import Coalescer
@@ -53,6 +54,12 @@ class AsyncBroker:
     async def hold_presence(self, worker_id: str, timeout: float) -> None:
         """Keep `worker_id`'s presence connection open in Redis for up to `timeout` s."""
         await self.transport.hold(self.ops.presence(worker_id), timeout)
+
+    def subscribed(
+        self, channels: Sequence[str]
+    ) -> contextlib.AbstractAsyncContextManager[Callable[[float], Awaitable[bytes | None]]]:
+        """Listen to pub/sub `channels` (see AsyncTransport.subscribed)."""
+        return self.transport.subscribed(channels)
 
     async def close(self) -> None:
         """Close the transport's connections."""

@@ -29,7 +29,8 @@ STUCK_AFTER = 300.0
 INDEX_STATES = {
     "pending": "pending",
     "ready": "pending",
-    "active": "active",
+    # a cancelling task keeps its lease until its worker stopped it
+    "active": "active,cancelling",
     "scheduled": "scheduled,retrying",
     "dead": "dead",
 }
@@ -168,6 +169,7 @@ class Fsck:
                 keys.task_prefix,
                 keys.ready,
                 keys.flow_prefix,
+                keys.events,
             ],
             [
                 int(repair),

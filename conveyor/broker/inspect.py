@@ -28,7 +28,7 @@ from conveyor.broker.sync_broker import SyncBroker
 from conveyor.broker.timeseries import Point
 from conveyor.broker.workflows import WorkflowOps, WorkflowSummary, WorkflowView
 from conveyor.events import Event
-from conveyor.model import TaskRecord
+from conveyor.model import TaskRecord, TaskState
 
 T = TypeVar("T")
 
@@ -128,9 +128,10 @@ class AsyncInspector:
         """(total, page) of the workflows enqueued, newest first, with their states."""
         return await self._run(WorkflowOps(self.broker.ops).index(offset, limit))
 
-    async def cancel(self, task_id: str, *, actor: Actor | None = None) -> None:
-        """Cancel a task not yet started; TaskConflictError or TaskNotFoundError if not."""
-        await self._run(self._act.cancel(task_id, actor))
+    async def cancel(self, task_id: str, *, actor: Actor | None = None) -> TaskState:
+        """Cancel a task: CANCELLED if not yet started, CANCELLING if running;
+        TaskConflictError once finished, TaskNotFoundError if unknown."""
+        return await self._run(self._act.cancel(task_id, actor))
 
     async def run_now(self, task_id: str, *, actor: Actor | None = None) -> str:
         """Run a delayed task or waiting retry now; its state before (raises as cancel)."""
@@ -313,9 +314,10 @@ class SyncInspector:
         """(total, page) of the workflows enqueued, newest first, with their states."""
         return self._run(WorkflowOps(self.broker.ops).index(offset, limit))
 
-    def cancel(self, task_id: str, *, actor: Actor | None = None) -> None:
-        """Cancel a task not yet started; TaskConflictError or TaskNotFoundError if not."""
-        self._run(self._act.cancel(task_id, actor))
+    def cancel(self, task_id: str, *, actor: Actor | None = None) -> TaskState:
+        """Cancel a task: CANCELLED if not yet started, CANCELLING if running;
+        TaskConflictError once finished, TaskNotFoundError if unknown."""
+        return self._run(self._act.cancel(task_id, actor))
 
     def run_now(self, task_id: str, *, actor: Actor | None = None) -> str:
         """Run a delayed task or waiting retry now; its state before (raises as cancel)."""

@@ -146,6 +146,12 @@ class QueueKeys:
         return self.base + "dead"
 
     @property
+    def cancels(self) -> str:
+        """Pub/sub channel (not a key) on which cancel.lua names a running task of this
+        queue that was cancelled; the queue's workers listen to it."""
+        return self.base + "cancels"
+
+    @property
     def paused(self) -> str:
         """STRING present while the queue is paused."""
         return self.base + "paused"

@@ -50,6 +50,16 @@ RELEASE_WINDOW = 1000
 
 
 @dataclass(frozen=True, slots=True)
+class Renewal:
+    """What one lease renewal of a queue learned."""
+
+    #: ids whose lease is lost (recovered, or claimed again by another worker)
+    lost: list[str]
+    #: ids still leased but being cancelled: their worker must stop them
+    cancelling: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Survey:
     """What the reaper sees in one look at Redis."""
 
@@ -145,7 +155,8 @@ class Operations:
         return self._script("enqueue", script_keys, argv)
 
     def cancel(self, task_id: str) -> Op[tuple[bool, str]]:
-        """Cancel a task not yet started; decodes to (cancelled, state before; "" if unknown)."""
+        """Cancel a task: one not yet started ends cancelled, a running one becomes
+        cancelling; decodes to (done, state before; "" if unknown)."""
         keys = self.task_keys(task_id)
         retention = to_millis(self.settings.cancelled_retention)
         call = self._script(
@@ -157,6 +168,8 @@ class Operations:
                 keys.retrying,
                 keys.ready,
                 keys.flow_prefix,
+                keys.cancels,
+                keys.active,
                 keys.events,
             ],
             [task_id, retention],
@@ -186,14 +199,40 @@ class Operations:
         )  # fmt: skip
         return Op([call], lambda r: _decode_claim(queue, r[0]))
 
-    def extend_leases(self, queue: str, held: Sequence[tuple[str, int]]) -> Op[list[str]]:
-        """Renew the leases of `held` (id, token) pairs; decodes to the ids whose lease is lost."""
+    def extend_leases(self, queue: str, held: Sequence[tuple[str, int]]) -> Op[Renewal]:
+        """Renew the leases of `held` (id, token) pairs; decodes to the ids whose lease is
+        lost and those being cancelled."""
         keys = self.queue_keys(queue)
         argv: list[Arg] = [to_millis(self.settings.lease_timeout)]
         for task_id, token in held:
             argv += [task_id, token]
         call = self._script("extend_leases", [keys.active, keys.task_prefix], argv)
-        return Op([call], lambda r: [i.decode() for i in r[0]])
+
+        def decode(replies: list[Any]) -> Renewal:
+            lost, cancelling = replies[0]
+            return Renewal([i.decode() for i in lost], [i.decode() for i in cancelling])
+
+        return Op([call], decode)
+
+    def report_progress(
+        self, task: ClaimedTask, progress: bytes | None, checkpoint: bytes | None
+    ) -> Op[bool]:
+        """Keep a running task's progress (JSON object) and/or checkpoint (JSON) and renew
+        its lease; decodes to False when its lease is lost or it is being cancelled."""
+        keys = self.queue_keys(task.queue)
+        lease = to_millis(self.settings.lease_timeout)
+        argv: list[Arg] = [task.id, task.token, lease, progress or b"", checkpoint or b""]
+        call = self._script("progress", [keys.active, keys.task(task.id), keys.events], argv)
+        return Op([call], lambda r: bool(r[0]))
+
+    def end_cancel(self, task: ClaimedTask) -> Call:
+        """End a task its worker stopped for a cancel; reply 1, or 0 if its lease was lost
+        or it is not being cancelled."""
+        keys = self.queue_keys(task.queue)
+        argv: list[Arg] = [task.id, task.token, to_millis(self.settings.cancelled_retention)]
+        script_keys = [keys.active, keys.task(task.id), keys.pending, keys.signal,
+                       keys.flow_prefix, keys.task_prefix, keys.events]  # fmt: skip
+        return self._script("end_cancel", script_keys, argv)
 
     def ack(self, done: Sequence[tuple[ClaimedTask, bytes]]) -> Call:
         """Record the success of tasks of one queue, each with its result (JSON).
@@ -240,6 +279,7 @@ class Operations:
             int(crashed),
             s.max_crashes,
             to_millis(s.dead_retention),
+            to_millis(s.cancelled_retention),
         ]
         script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task(task.id),
                        keys.flow_prefix, keys.task_prefix, keys.events]  # fmt: skip
@@ -334,7 +374,8 @@ class Operations:
         keys = self.queue_keys(queue)
         s = self.settings
         argv: list[Arg] = [
-            worker_id, s.max_crashes, to_millis(s.dead_retention), start, RELEASE_WINDOW
+            worker_id, s.max_crashes, to_millis(s.dead_retention), start, RELEASE_WINDOW,
+            to_millis(s.cancelled_retention),
         ]  # fmt: skip
         script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task_prefix,
                        keys.flow_prefix, keys.events]  # fmt: skip
@@ -347,7 +388,10 @@ class Operations:
         """Return expired leases to pending (or dead); decodes to (id, outcome) pairs."""
         keys = self.queue_keys(queue)
         s = self.settings
-        argv: list[Arg] = [s.max_crashes, MAINTENANCE_BATCH, to_millis(s.dead_retention)]
+        argv: list[Arg] = [
+            s.max_crashes, MAINTENANCE_BATCH, to_millis(s.dead_retention),
+            to_millis(s.cancelled_retention),
+        ]  # fmt: skip
         script_keys = [keys.active, keys.pending, keys.dead, keys.signal, keys.task_prefix,
                        keys.flow_prefix, keys.events]  # fmt: skip
         return Op([self._script("recover", script_keys, argv)], lambda r: _pairs(r[0]))

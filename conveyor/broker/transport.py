@@ -15,7 +15,7 @@ import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -264,6 +264,29 @@ class AsyncTransport:
             await self._presence.blpop([key], timeout=timeout)
         except UNAVAILABLE as exc:
             raise unavailable(exc, self.settings) from exc
+
+    @contextlib.asynccontextmanager
+    async def subscribed(
+        self, channels: Sequence[str]
+    ) -> AsyncIterator[Callable[[float], Awaitable[bytes | None]]]:
+        """A pub/sub connection listening to `channels`; yields `receive(timeout)`: the
+        next message's data, or None after `timeout` seconds without one."""
+        client = async_client(self.settings, name=f"{self.name}:listen")
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+
+        async def receive(timeout: float) -> bytes | None:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+            return None if message is None else cast(bytes, message["data"])
+
+        try:
+            await pubsub.subscribe(*channels)
+            yield receive
+        except UNAVAILABLE as exc:
+            raise unavailable(exc, self.settings) from exc
+        finally:
+            with contextlib.suppress(*UNAVAILABLE):
+                await pubsub.aclose()
+            await client.aclose()
 
     def _blocking_client(self, timeout: float) -> redis.asyncio.Redis:
         if self._blocking is None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,8 +12,12 @@ from conveyor.cli.output import dumps
 from conveyor.cli.root import Context, inspect, operator, pass_context, run_operation
 from conveyor.errors import SerializationError, TaskNotFoundError
 from conveyor.ids import queue_of
+from conveyor.model import TaskState
 from conveyor.options import TaskOptions
 from conveyor.producer import Message, TaskHandle
+
+if TYPE_CHECKING:
+    from conveyor.broker.inspect import SyncInspector
 
 
 @click.command()
@@ -88,8 +93,34 @@ def status(ctx: Context, task_id: str) -> None:
 
 @click.command()
 @click.argument("task_id")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Seconds to wait for a running task's worker to stop it (default: do not wait).",
+)
 @pass_context
-def cancel(ctx: Context, task_id: str) -> None:
-    """Cancel task TASK_ID if it has not started."""
-    inspect(ctx, lambda i: i.cancel(task_id, actor=operator()))
-    click.echo(f"cancelled {task_id}")
+def cancel(ctx: Context, task_id: str, wait: float) -> None:
+    """Cancel task TASK_ID. One not yet started is cancelled at once; a running one is
+    cancelling until its worker stopped it (see --wait)."""
+    state = inspect(ctx, lambda i: i.cancel(task_id, actor=operator()))
+    if state is not TaskState.CANCELLING:
+        click.echo(f"cancelled {task_id}")
+        return
+    click.echo(f"cancelling {task_id}: it is running, its worker is told to stop it")
+    if wait > 0:
+        ended = inspect(ctx, lambda i: _ended(i, task_id, wait))
+        if ended is not TaskState.CANCELLED:
+            raise click.ClickException(f"task {task_id} is still {ended} after {wait:g}s")
+        click.echo(f"cancelled {task_id}")
+
+
+def _ended(inspector: SyncInspector, task_id: str, timeout: float) -> TaskState | None:
+    """The task's state once it left `cancelling`, or as it is after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = inspector.task(task_id)
+        state = record.state if record else None
+        if state is not TaskState.CANCELLING or time.monotonic() >= deadline:
+            return state
+        time.sleep(0.05)

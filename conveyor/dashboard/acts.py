@@ -98,7 +98,8 @@ async def resume(dash: Dash, name: QueueName, actor: Operator) -> dict[str, Any]
 
 @router.post("/tasks/{task_id}/cancel")
 async def cancel(dash: Dash, task_id: str, actor: Operator) -> dict[str, Any]:
-    """Cancel a task not started yet (409 otherwise)."""
+    """Cancel a task: at once if not started yet, else its worker stops it (409 once
+    finished)."""
     await dash.inspector.cancel(task_id, actor=actor)
     return await _task(dash, task_id)
 

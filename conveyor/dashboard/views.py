@@ -9,12 +9,14 @@ from typing import Any
 from conveyor.broker.records import QueueStats
 from conveyor.model import Attempt, TaskRecord, TaskState, utc_iso
 
-#: The actions each state allows an operator (an active task is its worker's).
+#: The actions each state allows an operator (a running task is its worker's: it may only
+#: be asked to stop).
 ACTIONS: dict[TaskState, tuple[str, ...]] = {
     TaskState.PENDING: ("cancel", "delete"),
     TaskState.SCHEDULED: ("cancel", "retry", "delete"),
     TaskState.RETRYING: ("cancel", "retry", "delete"),
-    TaskState.ACTIVE: (),
+    TaskState.ACTIVE: ("cancel",),
+    TaskState.CANCELLING: (),
     TaskState.DEAD: ("retry", "delete"),
     TaskState.SUCCEEDED: ("delete",),
     TaskState.FAILED: ("delete",),
@@ -27,6 +29,7 @@ _ENDED = {
     "failed": ("failed", "failed for good"),
     "crashed": ("crashed", "its worker was lost"),
     "interrupted": ("interrupted", "given back unfinished at a worker's shutdown"),
+    "cancelled": ("cancelled", "stopped: cancelled while running"),
 }
 
 
@@ -117,6 +120,9 @@ def _now(record: TaskRecord) -> list[dict[str, Any]]:
         return [_event(at, "cancelled", None, None, "cancelled")]
     if state is TaskState.ACTIVE:
         return [_event(None, "running", record.attempts, record.worker, "running now")]
+    if state is TaskState.CANCELLING:
+        text = "cancelled: its worker is stopping it"
+        return [_event(None, "cancelling", record.attempts, record.worker, text)]
     return [_event(None, "pending", None, None, "waiting for a worker")]
 
 

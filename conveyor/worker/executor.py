@@ -28,6 +28,7 @@ from conveyor.errors import (
 from conveyor.middleware import ExecutionContext
 from conveyor.worker.completer import Completer
 from conveyor.worker.processes import ProcessPool
+from conveyor.worker.reporting import TaskLink
 from conveyor.worker.stats import StatsWriter
 from conveyor.worker.threads import DaemonThreadPool
 from conveyor.worker.workflows import WorkflowStepper
@@ -107,6 +108,8 @@ class Executor:
         self._isolated: str | None = None
         self.wants_suspect = False
         self._shapes_bound: set[tuple[str, int, frozenset[str]]] = set()
+        #: the link of each running task: its context's reports, its cancel flag
+        self._links: dict[str, TaskLink] = {}
         self._unknown_warned: set[str] = set()
 
     @property
@@ -134,6 +137,19 @@ class Executor:
             self._isolated = task.id
         self.running[task.id] = asyncio.create_task(self._run(task), name=f"conveyor:{task.id}")
 
+    def cancel(self, task_id: str) -> None:
+        """Stop a running task that was cancelled (a no-op for a task not running here,
+        or already told). An async handler's coroutine is cancelled and a process
+        handler's child killed; a thread handler only sees `ctx.cancelled` (a thread cannot
+        be stopped). The task then ends cancelled (see `_run`)."""
+        link = self._links.get(task_id)
+        if link is None or link.cancelled.is_set():
+            return
+        log.info("task %s was cancelled; stopping it", task_id)
+        link.cancelled.set()
+        if link.interruptible:
+            self.running[task_id].cancel()
+
     async def drain(self, grace: float) -> None:
         """Let running tasks finish for up to `grace` seconds, then cancel the rest.
 
@@ -155,9 +171,12 @@ class Executor:
         waited = _waited(task)
         metrics.child(metrics.TASK_WAIT, task.queue).observe(waited)
         self.stats.latency(task.queue, "wait", waited)
+        link = self._links[task.id] = TaskLink(
+            self.completer.broker, task, interruptible=self._interruptible(task)
+        )
         try:
             try:
-                invocation = self._decode(task)
+                invocation = self._decode(task, link)
             except Undeliverable as exc:
                 self._report_undeliverable(task, exc)
                 error = encode_error(exc, "")
@@ -165,26 +184,35 @@ class Executor:
                 self._finish(task, self.ops.dead_letter(task, exc.reason, error), "dead")
                 return
             started = time.perf_counter()
+            # the fast path: without middleware, no context to build, no hooks to call
+            invoke = self._invoke_hooked if self.middleware else self._invoke
             try:
-                if self.middleware:
-                    result = await self._invoke_hooked(task, invocation)
-                else:  # the fast path: no context to build, no hooks to call
-                    result = await self._invoke(task, invocation)
+                result = await invoke(task, invocation)
             except asyncio.CancelledError:
-                self.completer.submit(task, self.ops.requeue(task, crashed=False))
-                raise
+                if not link.cancelled.is_set():  # the worker stops: back to pending
+                    self.completer.submit(task, self.ops.requeue(task, crashed=False))
+                    raise
+                cast(asyncio.Task[None], asyncio.current_task()).uncancel()
+                self._end_cancelled(task)
             except WorkerLostError as exc:
                 log.error("task %s: %s", task.id, exc)
                 requeue = self.ops.requeue(task, crashed=True)
                 self.completer.submit(task, requeue, self.workflows.requeued(task))
             except BaseException as exc:  # a handler's SystemExit is its failure, not ours
                 self._observe(task, started)
-                await self._failed(task, invocation.definition, exc)
+                if link.cancelled.is_set():
+                    self._end_cancelled(task)
+                else:
+                    await self._failed(task, invocation.definition, exc)
             else:
                 self._observe(task, started)
-                await self._succeeded(task, result)
+                if link.cancelled.is_set():  # a thread handler that saw ctx.cancelled
+                    self._end_cancelled(task)
+                else:
+                    await self._succeeded(task, result)
         finally:
             del self.running[task.id]
+            del self._links[task.id]
             if self._isolated == task.id:
                 self._isolated = None
             self._slot_freed.set()
@@ -206,7 +234,11 @@ class Executor:
             task.name, UNKNOWN, task.id, known,
         )  # fmt: skip
 
-    def _decode(self, task: ClaimedTask) -> Invocation:
+    def _interruptible(self, task: ClaimedTask) -> bool:
+        definition = self.app.tasks.get(task.name)
+        return definition is None or definition.is_async or definition.executor == "process"
+
+    def _decode(self, task: ClaimedTask, link: TaskLink) -> Invocation:
         definition = self.app.tasks.get(task.name)
         if definition is None:
             raise Undeliverable(UNKNOWN, f"no handler registered for {task.name!r}")
@@ -218,9 +250,7 @@ class Executor:
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise Undeliverable("corrupt record", "args must be a list and kwargs an object")
         if definition.context_parameter:
-            kwargs[definition.context_parameter] = TaskContext(
-                task.id, task.name, task.queue, task.attempts, task.token, self.worker_id
-            )
+            kwargs[definition.context_parameter] = self._context(task, link)
         # binding depends only on the argument count and keyword names: check each shape once
         shape = (task.name, len(args), frozenset(kwargs))
         if shape not in self._shapes_bound:
@@ -249,11 +279,21 @@ class Executor:
         hooks.after_execute(self.middleware, ctx, result)
         return result
 
+    def _context(self, task: ClaimedTask, link: TaskLink) -> TaskContext:
+        try:
+            checkpoint = serializers.loads(task.checkpoint) if task.checkpoint else None
+        except SerializationError as exc:  # a damaged checkpoint: start afresh, say why
+            log.warning("task %s: its checkpoint cannot be read (%s); ignored", task.id, exc)
+            checkpoint = None
+        fields = (task.id, task.name, task.queue, task.attempts, task.token, self.worker_id)
+        return TaskContext(*fields, checkpoint, link)
+
     async def _invoke(self, task: ClaimedTask, call: Invocation) -> Any:
         definition = call.definition
         if definition.executor == "process":
+            link = self._links[task.id]
             return await self.processes.run(
-                definition.import_path, call.args, call.kwargs, call.timeout
+                definition.import_path, call.args, call.kwargs, call.timeout, link.report
             )
         if call.timeout is None:  # the common case: no timer to arm
             return await self._call(call)
@@ -345,6 +385,11 @@ class Executor:
         call = self.ops.dead_letter(task, reason, error, keep=keep)
         self._finish(task, call, "dead" if keep else "failed")
 
+    def _end_cancelled(self, task: ClaimedTask) -> None:
+        """The handler of a cancelled task stopped: the task ends cancelled (whatever the
+        handler returned or raised), never retried."""
+        self._finish(task, self.ops.end_cancel(task), "cancelled")
+
     def _finish(self, task: ClaimedTask, call: Call, outcome: str) -> None:
         """Queue the outcome's script; count it once Redis accepted it."""
         self.completer.submit(task, call, self._written(task, outcome))
@@ -355,9 +400,16 @@ class Executor:
                 metrics.child(metrics.TASKS_PROCESSED, task.queue, task.name, outcome).inc()
                 self.stats.outcome(task.queue, task.name, outcome)
                 self.processed += 1
-            else:  # the fencing token was stale: another worker owns the task now
+            elif outcome != "cancelled":
+                # refused: the token was stale (another worker owns the task now), or the
+                # task was cancelled as it finished: end it so, unless it is not cancelling
                 log.warning(
-                    "task %s: lease lost; outcome dropped (another worker owns it)", task.id
+                    "task %s: lease lost; outcome dropped (another worker owns it, or it was "
+                    "cancelled)",
+                    task.id,
+                )
+                self.completer.submit(
+                    task, self.ops.end_cancel(task), self._written(task, "cancelled")
                 )
 
         return written

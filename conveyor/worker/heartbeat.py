@@ -10,7 +10,7 @@ from typing import Any
 
 from conveyor import serializers
 from conveyor.broker.async_broker import AsyncBroker
-from conveyor.broker.ops import Op, combine
+from conveyor.broker.ops import Op, Renewal, combine
 from conveyor.errors import ConveyorError
 from conveyor.worker.leases import Leases
 from conveyor.worker.loop import periodically
@@ -33,8 +33,11 @@ class Heartbeat:
         describe: Callable[[], dict[str, Any]],
         *,
         outage: Outage | None = None,
+        on_cancel: Callable[[str], None] = lambda task_id: None,
     ) -> None:
         self.broker = broker
+        #: told the id of each held task that is being cancelled, at every beat
+        self.on_cancel = on_cancel
         self.outage = outage
         self.leases = leases
         self.worker_id = worker_id
@@ -53,7 +56,8 @@ class Heartbeat:
             log.warning("could not deregister worker %s: %s", self.worker_id, exc)
 
     async def beat(self) -> float:
-        """One renewal round trip; returns the seconds until the next."""
+        """One renewal round trip; returns the seconds until the next. A renewal also
+        names the tasks being cancelled: the fallback of a lost cancel message."""
         ops = self.broker.ops
         groups = self.leases.by_queue()
         batch: list[Op[Any]] = [ops.extend_leases(q, held) for q, held in groups.items()]
@@ -63,12 +67,15 @@ class Heartbeat:
             )
         )
         results = await self.broker.run(combine(batch))
-        for lost_ids in results[:-1]:
-            for task_id in lost_ids:
+        renewals: list[Renewal] = results[:-1]
+        for renewal in renewals:
+            for task_id in renewal.lost:
                 task = self.leases.get(task_id)
                 if task is not None:
                     log.warning("lease of task %s was lost; another worker may run it", task_id)
                     self.leases.release(task)
+            for task_id in renewal.cancelling:
+                self.on_cancel(task_id)
         self._note_registration(registered=results[-1])
         return self.interval
 

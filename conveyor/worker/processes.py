@@ -2,20 +2,33 @@
 
 A handler holding the GIL stalls every thread of its process, heartbeats included; in a
 child process it stalls only itself. Each child runs one task at a time, so a task past
-its timeout is stopped by killing its child, which harms no other task.
+its timeout (or cancelled) is stopped by killing its child, which harms no other task.
+
+A child has no connection to Redis: its handler's `ctx.progress` and `ctx.checkpoint` go
+up the task's pipe, the worker stores them, and the answer comes back the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import multiprocessing
 import signal
+import threading
 import traceback
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from conveyor.context import TaskContext
 from conveyor.errors import ConveyorError, TaskTimeoutError, WorkerLostError
+
+#: Stores a report (progress, checkpoint; JSON or None); answers whether it was accepted.
+OnReport = Callable[[bytes | None, bytes | None], Awaitable[bool]]
+#: The tag of a child's report on its pipe: (REPORT, progress, checkpoint). A handler's
+#: outcome is a pair (ok, value).
+REPORT = "report"
 
 
 class RemoteError(ConveyorError):
@@ -37,8 +50,10 @@ class ProcessPool:
         args: list[Any],
         kwargs: dict[str, Any],
         timeout: float | None,
+        on_report: OnReport | None = None,
     ) -> Any:
-        """Run the handler at `import_path` in a child; raises what it raised.
+        """Run the handler at `import_path` in a child; raises what it raised. Its context's
+        reports go to `on_report`.
 
         Raises TaskTimeoutError (child killed) past `timeout`, WorkerLostError if the child died.
         """
@@ -46,7 +61,7 @@ class ProcessPool:
             child = self._idle.pop() if self._idle else self._spawn()
             try:
                 async with asyncio.timeout(timeout) as deadline:
-                    ok, value = await child.call((*import_path, args, kwargs))
+                    ok, value = await child.call((*import_path, args, kwargs), on_report)
             except TimeoutError:
                 self._discard(child)
                 if deadline.expired():
@@ -85,8 +100,20 @@ class _Child:
         self.process.start()
         child_end.close()
 
-    async def call(self, request: tuple[Any, ...]) -> tuple[bool, Any]:
+    async def call(self, request: tuple[Any, ...], on_report: OnReport | None) -> tuple[bool, Any]:
+        """Send a task; answer its reports until its outcome comes back."""
         self.conn.send(request)
+        while True:
+            message = await self._receive()
+            if not (len(message) == 3 and message[0] == REPORT):
+                return message
+            try:
+                answer: object = on_report is not None and await on_report(*message[1:])
+            except ConveyorError as exc:  # Redis unreachable: the handler hears why
+                answer = exc
+            self.conn.send(answer)
+
+    async def _receive(self) -> tuple[Any, ...]:
         loop = asyncio.get_running_loop()
         readable: asyncio.Future[None] = loop.create_future()
 
@@ -100,11 +127,11 @@ class _Child:
         finally:
             loop.remove_reader(self.conn.fileno())
         try:
-            reply: tuple[bool, Any] = self.conn.recv()
+            message: tuple[Any, ...] = self.conn.recv()
         except (EOFError, OSError):
             code = self.process.exitcode
             raise WorkerLostError(f"its process died (exit code {code})") from None
-        return reply
+        return message
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -122,6 +149,7 @@ def _serve(conn: Connection) -> None:
             module, qualname, args, kwargs = conn.recv()
         except (EOFError, OSError):
             return
+        kwargs = {name: _linked(value, conn) for name, value in kwargs.items()}
         try:
             result = _resolve(module, qualname)(*args, **kwargs)
             if asyncio.iscoroutine(result):
@@ -134,6 +162,34 @@ def _serve(conn: Connection) -> None:
                 conn.send((False, exc))
             except Exception:
                 conn.send((False, RemoteError(f"{type(exc).__name__}: {exc}\n{detail}")))
+
+
+class _PipeReporter:
+    """A child's link to the worker (a `context.Reporter`): each report goes up the pipe,
+    and the child waits for the worker's answer. A cancelled task's child is killed, so
+    `cancelled` is never set here."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.cancelled = threading.Event()
+
+    async def report(self, progress: bytes | None, checkpoint: bytes | None) -> bool:
+        # the child runs one task; its loop has nothing else to do while it waits
+        return self.report_blocking(progress, checkpoint)
+
+    def report_blocking(self, progress: bytes | None, checkpoint: bytes | None) -> bool:
+        self.conn.send((REPORT, progress, checkpoint))
+        answer = self.conn.recv()
+        if isinstance(answer, BaseException):
+            raise answer
+        return bool(answer)
+
+
+def _linked(value: Any, conn: Connection) -> Any:
+    """A handler's context, linked to the child's pipe; any other argument as it is."""
+    if isinstance(value, TaskContext):
+        return dataclasses.replace(value, _reporter=_PipeReporter(conn))
+    return value
 
 
 def _resolve(module: str, qualname: str) -> Any:

@@ -54,6 +54,8 @@ class Recoverer:
                     buried.append(task_id)
                 elif outcome == "pending":
                     log.warning("task %s: lease expired; returned to pending", task_id)
+                elif outcome == "cancelled":
+                    log.info("task %s: its worker was lost while cancelling it; cancelled", task_id)
         if buried and self.on_dead is not None:
             await self.on_dead(buried)
         for dropped in results[len(self.queues) :]:

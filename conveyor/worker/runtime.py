@@ -22,6 +22,7 @@ from conveyor.metrics import Exporter
 from conveyor.names import validate_worker_id
 from conveyor.tools.health import durability_findings
 from conveyor.worker import signals
+from conveyor.worker.cancels import CancelListener
 from conveyor.worker.completer import Completer
 from conveyor.worker.executor import Executor
 from conveyor.worker.fetcher import Fetcher
@@ -123,7 +124,9 @@ class Worker:
         try:
             await self._preflight(broker, outage)
             describe = functools.partial(self._describe, executor)
-            heartbeat = Heartbeat(broker, leases, self.id, describe, outage=outage)
+            heartbeat = Heartbeat(
+                broker, leases, self.id, describe, outage=outage, on_cancel=executor.cancel
+            )
             scheduler = Scheduler(broker, names, outage=outage)
             fetcher = Fetcher(
                 broker, executor, leases, self.queues, self.id, outage=outage,
@@ -134,6 +137,9 @@ class Worker:
             async with asyncio.TaskGroup() as group:
                 group.create_task(guard(heartbeat.run(finished)))
                 group.create_task(guard(Presence(broker, self.id).run(finished)))
+                # cancels are heard until the end: a draining task may be cancelled too
+                listener = CancelListener(broker, names, executor.cancel, outage=outage)
+                group.create_task(guard(listener.run(finished)))
                 writer = group.create_task(guard(completer.run(finished)))
                 group.create_task(guard(stats.run(finished)))
                 for periodic in (

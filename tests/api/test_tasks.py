@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ import orjson
 import pytest
 import redis
 
-from conveyor import Conveyor
+from conveyor import Conveyor, TaskContext
 from conveyor.api.config import ApiSettings
 from conveyor.ids import new_ulid
 from tests.api.conftest import ClientFactory
@@ -25,7 +26,7 @@ from tests.api.helpers import (
     wait_for_state,
 )
 from tests.support.keyspace import depths, dump
-from tests.support.worker import running_worker
+from tests.support.worker import running_worker, wait_until
 
 
 def _time(text: str) -> datetime:
@@ -247,16 +248,51 @@ async def test_cancel_a_pending_and_a_scheduled_task(
     assert again["details"] == {"state": "cancelled"}
 
 
-async def test_cancel_an_active_task_is_a_conflict(
+async def test_cancel_a_running_task_answers_cancelling_then_it_is_cancelled(
+    client: httpx.AsyncClient, aapp: Conveyor, r: redis.Redis, prefix: str
+) -> None:
+    @aapp.task(name="slow")
+    async def slow(ctx: TaskContext) -> None:
+        await ctx.checkpoint_async({"page": 5})
+        await ctx.progress_async(0.5, "half way")
+        await asyncio.sleep(60)
+
+    task_id = await enqueue(client, "slow")
+    async with running_worker(aapp):
+
+        async def reported() -> bool:
+            return (await record(client, task_id))["progress"] is not None
+
+        await wait_until(reported, 10, "the handler's progress")
+        stored = await record(client, task_id)
+        assert stored["state"] == "active" and stored["checkpoint"] == {"page": 5}
+        assert {k: stored["progress"][k] for k in ("fraction", "message")} == {
+            "fraction": 0.5, "message": "half way"
+        }  # fmt: skip
+        response = await client.delete(f"/v1/tasks/{task_id}")
+        assert response.status_code == 202, response.text
+        assert response.json() == {"id": task_id, "state": "cancelling"}
+        await wait_for_state(client, [task_id], "cancelled", timeout=5)
+    stored = await record(client, task_id)
+    assert [a["outcome"] for a in stored["history"]] == ["cancelled"]
+    assert members(r, prefix, "default", "active") == set()
+    error = assert_error(await client.delete(f"/v1/tasks/{task_id}"), 409, "conflict")
+    assert error["details"] == {"state": "cancelled"}
+
+
+async def test_cancel_a_claimed_task_with_no_worker_listening_answers_cancelling(
     client: httpx.AsyncClient, app: Conveyor, r: redis.Redis, prefix: str
 ) -> None:
+    """The API only asks: the task stays cancelling (and leased) until a worker or the
+    recovery of its lease ends it."""
     task_id = await enqueue(client, "x")
     broker = app.sync_broker()
     [claimed] = broker.run(broker.ops.claim("default", 1, "test-claimer")).tasks
     assert claimed.id == task_id
-    error = assert_error(await client.delete(f"/v1/tasks/{task_id}"), 409, "conflict")
-    assert error["details"] == {"state": "active"}
-    assert (await record(client, task_id))["state"] == "active"
+    response = await client.delete(f"/v1/tasks/{task_id}")
+    assert response.status_code == 202, response.text
+    assert response.json() == {"id": task_id, "state": "cancelling"}
+    assert (await record(client, task_id))["state"] == "cancelling"
     assert members(r, prefix, "default", "active") == {task_id}
 
 

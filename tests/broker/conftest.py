@@ -75,9 +75,10 @@ TaskIn = Callable[..., str]
 
 @pytest.fixture
 def task_in(app: Conveyor, broker: SyncBroker) -> TaskIn:
-    """Builds a task in any state (pending, scheduled, active, succeeded, retrying, dead,
-    failed, cancelled) by enqueueing it and running the scripts a worker would run; the
-    claims are worker w1's, a wait (a delay, a retry's) lasts `retry_in` seconds."""
+    """Builds a task in any state (pending, scheduled, active, cancelling, succeeded,
+    retrying, dead, failed, cancelled) by enqueueing it and running the scripts a worker
+    would run; the claims are worker w1's, a wait (a delay, a retry's) lasts `retry_in`
+    seconds."""
 
     def make(
         state: str,
@@ -103,7 +104,9 @@ def task_in(app: Conveyor, broker: SyncBroker) -> TaskIn:
             "dead": broker.ops.dead_letter(task, "error", error),
             "failed": broker.ops.dead_letter(task, "error", error, keep=False),
         }
-        if state != "active":  # an ack answers per task, the others once
+        if state == "cancelling":
+            assert broker.run(broker.ops.cancel(task_id)) == (True, "active")
+        elif state != "active":  # an ack answers per task, the others once
             assert broker.execute([calls[state]]) == ([[1]] if state == "succeeded" else [1])
         return task_id
 

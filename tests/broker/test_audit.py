@@ -140,10 +140,10 @@ async def test_an_action_without_an_actor_is_not_logged(
 
 @pytest.mark.parametrize("face", ["sync", "async"])
 async def test_a_refused_action_is_not_logged(face: str, aapp: Conveyor, task_in: TaskIn) -> None:
-    active = task_in("active")
+    finished = task_in("succeeded")
     inspector = faces(aapp)[face]
     with pytest.raises(TaskConflictError):
-        await call(inspector, "cancel", active, actor=ALICE)
+        await call(inspector, "cancel", finished, actor=ALICE)
     assert await call(inspector, "audit_log") == (0, [])
 
 

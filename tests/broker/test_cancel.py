@@ -1,4 +1,5 @@
-"""cancel.lua: a task that has not started can be cancelled; any other is refused as is."""
+"""cancel.lua: a task that has not started is cancelled; a running one becomes cancelling
+(its worker is told on the queue's channel); a finished one is refused as is."""
 
 from __future__ import annotations
 
@@ -62,8 +63,28 @@ def test_a_task_waiting_for_its_time_is_cancelled(
     assert_ttl(r, keys.task(task_id), settings.cancelled_retention)
 
 
-@pytest.mark.parametrize("state", ["active", "succeeded", "dead", "failed", "cancelled"])
-def test_a_started_or_finished_task_is_refused_with_its_state(
+@pytest.mark.parametrize("state", ["active", "cancelling"])
+def test_a_running_task_becomes_cancelling_and_its_workers_are_told(
+    state: str, task_in: TaskIn, broker: SyncBroker, run: Run, r: redis.Redis, prefix: str,
+    keys: QueueKeys,
+) -> None:  # fmt: skip
+    task_id = task_in(state)
+    listener = r.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(keys.cancels)
+    listener.get_message(timeout=1)  # the subscription's confirmation
+    ran = run(broker.ops.cancel(task_id))
+    assert ran.reply == (True, state)
+    expected = ran.before
+    expected[keys.task(task_id)]["state"] = "cancelling"
+    assert dump(r, prefix) == expected  # it keeps its lease: only its worker ends it
+    message = listener.get_message(timeout=1)
+    assert message is not None and message["data"] == task_id.encode()
+    listener.close()
+    assert r.pttl(keys.task(task_id)) == -1
+
+
+@pytest.mark.parametrize("state", ["succeeded", "dead", "failed", "cancelled"])
+def test_a_finished_task_is_refused_with_its_state(
     state: str, task_in: TaskIn, unchanged: Unchanged, broker: SyncBroker
 ) -> None:
     task_id = task_in(state)

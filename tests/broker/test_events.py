@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 import redis
 
@@ -121,6 +122,39 @@ def test_a_worker_lost_too_often_writes_dead(
     ran = run(broker.ops.release_worker("default", "w1"))
     [event] = ran.events
     assert (event["event"], event["id"], event["reason"]) == ("dead", task.id, "worker lost")
+
+
+def test_cancelling_a_running_task_writes_cancelling_once_then_cancelled(
+    claimed: Claimed, broker: SyncBroker, run: Run
+) -> None:
+    task = claimed()
+    assert run(broker.ops.cancel(task.id)).kinds() == [("cancelling", task.id)]
+    assert run(broker.ops.cancel(task.id)).events == []  # asked again: published, no change
+    ended = run(broker.ops.end_cancel(task))
+    assert ended.kinds() == [("cancelled", task.id)]
+    assert ended.events[0]["was"] == "active"
+
+
+def test_a_cancelling_task_whose_worker_is_lost_writes_cancelled(
+    app: Conveyor, broker: SyncBroker, run: Run
+) -> None:
+    app.enqueue("job")
+    task = claim_one(broker)
+    broker.run(broker.ops.cancel(task.id))
+    assert run(broker.ops.release_worker("default", "w1")).kinds() == [("cancelled", task.id)]
+
+
+def test_progress_writes_progress_and_a_checkpoint_alone_writes_nothing(
+    claimed: Claimed, broker: SyncBroker, run: Run
+) -> None:
+    task = claimed()
+    ran = run(broker.ops.report_progress(task, b'{"fraction":0.5,"message":"half"}', None))
+    [event] = ran.events
+    assert (event["event"], event["id"]) == ("progress", task.id)
+    progress = orjson.loads(event["progress"])
+    assert progress["fraction"] == 0.5 and progress["message"] == "half"
+    assert isinstance(progress["at"], int)
+    assert run(broker.ops.report_progress(task, None, b'{"page":3}')).events == []
 
 
 def test_a_due_task_writes_due(

@@ -8,6 +8,7 @@ import redis
 
 from conveyor import Conveyor
 from conveyor.broker.keys import QueueKeys
+from conveyor.broker.ops import Renewal
 from conveyor.broker.records import ClaimedTask
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.model import to_millis
@@ -27,7 +28,7 @@ def test_renews_held_leases_and_returns_the_lost_ones(
     r.zadd(keys.active, {held.id: 1}, xx=True)  # about to expire: the renewal must show
     pairs = [(t.id, t.token) for t in (held, taken_over, given_back, finished)]
     ran = run(broker.ops.extend_leases("default", [*pairs, ("default:UNKNOWN", 1)]))
-    assert ran.reply == [taken_over.id, given_back.id, finished.id, "default:UNKNOWN"]
+    assert ran.reply == Renewal([taken_over.id, given_back.id, finished.id, "default:UNKNOWN"], [])
     expected = copy.deepcopy(ran.before)
     expected[keys.active][held.id] = ran.window.at(2000)
     assert dump(r, prefix) == expected  # w2's lease is untouched, nothing is re-added
@@ -41,7 +42,7 @@ def test_a_recovered_lease_is_lost_and_not_renewed(
     assert not r.exists(keys.active)
     with unchanged():
         lost = broker.run(broker.ops.extend_leases("default", [(task.id, task.token)]))
-    assert lost == [task.id]
+    assert lost == Renewal([task.id], [])
 
 
 def test_an_expired_lease_not_yet_recovered_is_renewed(
@@ -50,7 +51,7 @@ def test_an_expired_lease_not_yet_recovered_is_renewed(
     task, broker = expired, short_lease.sync_broker()
     with clock(r) as window:
         lost = broker.run(broker.ops.extend_leases("default", [(task.id, task.token)]))
-    assert lost == []
+    assert lost == Renewal([], [])
     assert dump(r, prefix)[keys.active] == {task.id: window.at(to_millis(SHORT_LEASE))}
 
 
@@ -60,4 +61,4 @@ def test_nothing_held_renews_nothing(
     app.enqueue("job")
     claim_one(broker)
     with unchanged():
-        assert broker.run(broker.ops.extend_leases("default", [])) == []
+        assert broker.run(broker.ops.extend_leases("default", [])) == Renewal([], [])

@@ -111,6 +111,32 @@ async def test_an_active_record_without_a_lease_is_requeued_and_runs(
     assert r.hget(keys.task(task.id), "attempts") == b"2"
 
 
+def test_a_cancelling_record_without_a_lease_ends_cancelled(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
+) -> None:
+    app.enqueue("job")
+    task = claim_one(broker)
+    assert broker.run(broker.ops.cancel(task.id)) == (True, "active")
+    r.zrem(keys.active, task.id)
+    expected = [Finding("default", record(task.id), "cancelling without lease", "cancelled")]
+    with clock(r) as window:
+        before = check_and_repair(broker, r, prefix, expected)
+    after = copy.deepcopy(before)
+    after[keys.task(task.id)].update(state="cancelled", finished_at=window.now)
+    assert dump(r, prefix) == after
+    assert 0 < r.pttl(keys.task(task.id)) <= broker.settings.cancelled_retention * 1000
+    assert_clean(broker)
+
+
+def test_a_cancelling_task_holding_its_lease_and_slot_is_sound(
+    app: Conveyor, broker: SyncBroker
+) -> None:
+    app.task(name="limited", concurrency=1)(lambda: None).enqueue()
+    task = claim_one(broker)
+    assert broker.run(broker.ops.cancel(task.id)) == (True, "active")
+    assert_clean(broker)
+
+
 def test_a_lease_whose_record_is_gone_is_dropped(
     app: Conveyor, broker: SyncBroker, r: redis.Redis, prefix: str, keys: QueueKeys
 ) -> None:

@@ -18,14 +18,14 @@ import redis
 from conveyor import BrokerFullError, Conveyor
 from conveyor.broker.coalescer import _own, _Request
 from conveyor.broker.keys import GlobalKeys, QueueKeys
-from conveyor.broker.ops import Op
+from conveyor.broker.ops import Op, Renewal
 from conveyor.broker.records import ClaimedTask
 from conveyor.broker.scripts import Call
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.settings import Settings
 from conveyor.tools.embedded import RedisServer
 from tests.broker.conftest import Run, TaskIn, Unchanged
-from tests.broker.seed import claim_one, scores, wait_due, wait_leases_expired
+from tests.broker.seed import claim, claim_one, scores, wait_due, wait_leases_expired
 from tests.support.full import Memory, private_redis
 from tests.support.keyspace import dump
 
@@ -224,7 +224,8 @@ def test_leases_are_renewed_at_maxmemory(
     task = claim_one(broker)
     r.zadd(keys.active, {task.id: 1}, xx=True)  # about to run out
     memory.fill()
-    assert broker.run(broker.ops.extend_leases("default", [(task.id, task.token)])) == []
+    renewal = broker.run(broker.ops.extend_leases("default", [(task.id, task.token)]))
+    assert renewal == Renewal([], [])
     assert scores(r, keys.active)[task.id] > 1
 
 
@@ -249,6 +250,22 @@ def test_an_outcome_is_written_at_maxmemory(
     broker.execute([call(broker, task)])
     assert r.hget(keys.task(task.id), "state") == state.encode()
     assert task.id not in scores(r, keys.active)
+
+
+def test_a_cancelled_task_is_ended_and_a_report_kept_at_maxmemory(
+    app: Conveyor, broker: SyncBroker, r: redis.Redis, keys: QueueKeys, memory: Memory
+) -> None:
+    """A progress report's first write is the lease's ZREM, as a renewal's; so is the end
+    of a cancelled task's."""
+    app.enqueue_many([app.message("job", i) for i in range(2)])
+    reporting, cancelled = claim(broker, 2, "w1")
+    assert broker.run(broker.ops.cancel(cancelled.id)) == (True, "active")
+    memory.fill()
+    assert broker.run(broker.ops.report_progress(reporting, b'{"fraction":0.5}', b"1")) is True
+    assert r.hget(keys.task(reporting.id), "checkpoint") == b"1"
+    assert broker.execute([broker.ops.end_cancel(cancelled)]) == [1]
+    assert r.hget(keys.task(cancelled.id), "state") == b"cancelled"
+    assert list(scores(r, keys.active)) == [reporting.id]
 
 
 def test_expired_leases_are_recovered_at_maxmemory(
@@ -285,6 +302,7 @@ def test_due_tasks_are_promoted_at_maxmemory(
 
 ADMIN: dict[str, tuple[str, Callable[[SyncBroker, str], Op[Any]], str | None]] = {
     "cancel": ("pending", lambda b, i: b.ops.cancel(i), "cancelled"),
+    "cancel a running task": ("active", lambda b, i: b.ops.cancel(i), "cancelling"),
     "replay": ("dead", lambda b, i: b.ops.replay_dead("default", [i]), "pending"),
     "delete a dead letter": ("dead", lambda b, i: b.ops.delete_dead("default", [i]), None),
 }

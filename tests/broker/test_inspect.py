@@ -155,6 +155,7 @@ CASES: dict[str, tuple[str, Arguments]] = {
     "task-malformed": ("task", args("garbage")),
     "cancel-pending": ("cancel", args("pending")),
     "cancel-scheduled": ("cancel", args("scheduled")),
+    "cancel-active": ("cancel", args("active")),
     "workers": ("workers", args()),
     "ping": ("ping", args()),
     "dead_letters": ("dead_letters", args()),
@@ -214,7 +215,6 @@ async def test_both_faces_answer_and_change_the_same(twins: Twins, case: str) ->
 @pytest.mark.parametrize(
     ("target", "error"),
     [
-        ("active", TaskConflictError),
         ("ghost", TaskConflictError),
         (UNKNOWN, TaskNotFoundError),
         ("not-an-id", TaskNotFoundError),

@@ -30,6 +30,7 @@ SCRIPTS = [
     "dead_letter",
     "delete_dead",
     "delete_task",
+    "end_cancel",
     "enqueue",
     "extend_leases",
     "find_dead",
@@ -38,6 +39,7 @@ SCRIPTS = [
     "fsck_records",
     "lead",
     "pause_schedule",
+    "progress",
     "promote_due",
     "recover",
     "release_worker",
@@ -136,6 +138,7 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
         "release_flow",
         "release_held",
         "drop_flow",
+        "end_cancelled",
     }
     for name in SCRIPTS:
         source = lua_files()[name].decode()
@@ -172,16 +175,18 @@ def test_the_prelude_helpers(r: redis.Redis, keys: QueueKeys) -> None:
 
 
 def test_keys_built_in_lua_share_the_slot_of_the_declared_prefix(keys: QueueKeys) -> None:
-    """docs/design.md lists these twenty-one and why each is slot-safe: the tag closes first.
+    """docs/design.md lists these twenty-two and why each is slot-safe: the tag closes first.
     A script appends to a prefix itself, or passes it to a prelude helper that does."""
-    appends = r"KEYS\[\d+\] \.\.|(release_held|release_flow|drop_flow|to_pending)\(.*KEYS"
+    appends = (
+        r"KEYS\[\d+\] \.\.|(release_held|release_flow|drop_flow|to_pending|end_cancelled)\(.*KEYS"
+    )
     appending = {name for name in SCRIPTS if re.search(appends, lua_files()[name].decode())}
     declared = {
         name
         for name in SCRIPTS
         if re.search(r"^-- KEYS\[\d+\] \w+ prefix ", contract_and_body(name)[0], re.M)
     }
-    assert appending == declared and len(appending) == 21
+    assert appending == declared and len(appending) == 22
     for task_id in ("q:01J", "{other}x", "}{", ""):
         assert key_slot(keys.task(task_id).encode()) == key_slot(keys.pending.encode())
 

@@ -1,5 +1,7 @@
 """The soak: `python -m tests.chaos --minutes N [--json PATH]`.
 
+After the scenarios, the long workflow proofs run too (`--no-workflows` skips them).
+
 Runs every scenario for its share of N minutes (10,000 tasks in all, or as many as fit),
 prints a markdown table and writes the reports as JSON. Exit code 1 if any invariant
 failed. The network-namespace scenarios (partitions.py) run too where this is root; where
@@ -21,6 +23,7 @@ from tests.chaos.partitions import NETNS_SCENARIOS, requirement
 from tests.chaos.report import Report, markdown
 from tests.chaos.runner import run_scenario
 from tests.chaos.scenarios import SCENARIOS, Scenario, Size
+from tests.workflows.soak import run_proofs
 
 #: Tasks of a full soak, shared among the scenarios.
 SOAK_TASKS = 10_000
@@ -47,6 +50,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--window", type=float, help="production seconds per scenario")
     parser.add_argument("--keep", type=Path, help="keep logs and data under this directory")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-workflows", action="store_true", help="skip the long workflow proofs after"
+    )
     return parser.parse_args(argv)
 
 
@@ -88,7 +94,11 @@ def main(argv: list[str]) -> int:
             "scenarios": [r.to_json() for r in reports],
         }
         args.json.write_text(json.dumps(summary, indent=2))
-    return 0 if all(r.passed for r in reports) else 1
+    passed = all(r.passed for r in reports)
+    if not (args.only or args.no_workflows):  # a chord of 1,000 and a chain of 50 under kills
+        print("\nworkflow proofs (python -m tests.workflows):", flush=True)
+        passed &= run_proofs(["chord", "chain"])
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ purpose, bounded, and a key meant to expire must have a TTL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from conveyor.broker.keys import GlobalKeys, QueueKeys
+from conveyor.events import EVENTS_MAX_LEN
 
 #: The one queue of a chaos run.
 QUEUE = "default"
@@ -60,6 +62,8 @@ def _members(client: redis.Redis, name: str, kind: str) -> tuple[int, tuple[str,
         return int(client.zcard(name)), tuple(_text(m) for m in client.zrange(name, 0, 99))
     if kind == "list":
         return int(client.llen(name)), tuple(_text(m) for m in client.lrange(name, 0, 99))
+    if kind == "stream":
+        return int(client.xlen(name)), ()
     return 0, ()
 
 
@@ -67,20 +71,37 @@ def unexplained(keys: list[KeyState], prefix: str, workers: set[str]) -> list[st
     """The keys nothing explains, described; `workers` are the run's worker ids."""
     g, q = GlobalKeys(prefix), QueueKeys(prefix, QUEUE)
     expiring = (g.worker_prefix, g.reaper, g.stats_prefix, q.base + "claim:", q.base + "idem:")
+    # the keys that stay, each with what it may hold: a problem, or None
+    lasting: dict[str, Callable[[KeyState], str | None]] = {
+        g.queues: lambda k: (
+            None
+            if k.type == "set" and not set(k.members) - {QUEUE}
+            else f"lists queues {list(k.members)}"
+        ),
+        g.workers: lambda k: (
+            None
+            if k.type == "zset" and not set(k.members) - workers
+            else f"lists workers {list(k.members)} not of this run"
+        ),
+        q.signal: lambda k: (
+            None if k.type == "list" and k.length <= 1 else f"holds {k.length} wake-ups (at most 1)"
+        ),
+        # capped: Redis trims whole nodes of at most 100 entries
+        q.events: lambda k: (
+            None
+            if k.type == "stream" and k.length <= EVENTS_MAX_LEN + 100
+            else f"({k.type}) holds {k.length} events"
+        ),
+    }
     bad = []
     for key in keys:
         if key.name.startswith(expiring):
             if key.ttl_ms < 0:  # a marker meant to expire that never will
                 bad.append(f"{key.name} ({key.type}) has no TTL")
-        elif key.name == g.queues:
-            if key.type != "set" or set(key.members) - {QUEUE}:
-                bad.append(f"{key.name} lists queues {list(key.members)}")
-        elif key.name == g.workers:
-            if key.type != "zset" or set(key.members) - workers:
-                bad.append(f"{key.name} lists workers {list(key.members)} not of this run")
-        elif key.name == q.signal:
-            if key.type != "list" or key.length > 1:
-                bad.append(f"{key.name} holds {key.length} wake-ups (at most 1)")
+        elif key.name in lasting:
+            problem = lasting[key.name](key)
+            if problem:
+                bad.append(f"{key.name} {problem}")
         else:  # task records, non-empty indexes, presence lists, anything else
             bad.append(f"{key.name} ({key.type}, ttl {key.ttl_ms} ms)")
     return bad

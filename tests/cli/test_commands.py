@@ -20,7 +20,7 @@ from conveyor.cli import cli
 from conveyor.producer import TaskHandle
 from tests.cli.conftest import Invoke, LiveWorker
 from tests.support.keyspace import dump, pending_order
-from tests.support.worker import running_worker, wait_all
+from tests.support.worker import running_worker, wait_all, wait_until
 
 MISSING_ID = "default:01JD0000000000000000000000"
 
@@ -220,6 +220,46 @@ def test_cancel_a_pending_task_then_again(
     assert again.exit_code == 1
     assert "cancelled" in again.stderr and task_id in again.stderr
     assert again.stdout == ""
+
+
+async def test_cancel_a_running_task_prints_cancelling_then_cancelled(
+    invoke: Invoke, aapp: Conveyor
+) -> None:
+    @aapp.task(name="slow")
+    async def slow() -> None:
+        await asyncio.sleep(60)
+
+    handle = await slow.enqueue_async()
+    async with running_worker(aapp):
+
+        async def running() -> bool:
+            record = await handle.record_async()
+            return record is not None and record.state is TaskState.ACTIVE
+
+        await wait_until(running, 10, "the task to start")
+        # the CLI blocks while it waits: the worker's loop must go on meanwhile
+        result = await asyncio.to_thread(invoke, "cancel", handle.id, "--wait", "5")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"cancelling {handle.id}: it is running, its worker is told to stop it\n"
+        f"cancelled {handle.id}\n"
+    )
+
+
+def test_cancel_a_running_task_whose_worker_does_not_answer_in_time(
+    invoke: Invoke, app: Conveyor
+) -> None:
+    handle = app.enqueue("send")
+    broker = app.sync_broker()
+    [claimed] = broker.run(broker.ops.claim("default", 1, "silent-worker")).tasks
+    assert claimed.id == handle.id
+    result = invoke("cancel", handle.id)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"cancelling {handle.id}:")
+    waited = invoke("cancel", handle.id, "--wait", "0.2")
+    assert waited.exit_code == 1
+    assert f"task {handle.id} is still cancelling after 0.2s" in waited.stderr
+    assert handle.status() is TaskState.CANCELLING
 
 
 def test_cancel_an_unknown_task_fails(invoke: Invoke) -> None:
@@ -541,7 +581,7 @@ def test_root_help_lists_every_command() -> None:
         ("dashboard", "Serve the web dashboard: queues, workers, tasks, dead letters"),
         ("enqueue", "Enqueue task NAME and print its id."),
         ("status", "Print the record of task TASK_ID as JSON."),
-        ("cancel", "Cancel task TASK_ID if it has not started."),
+        ("cancel", "Cancel task TASK_ID. One not yet started is cancelled at once"),
         ("workflow", "Print workflow WORKFLOW_ID: its state, result or error, and each node's."),
         ("queues", "Show every queue's depth per state."),
         ("pause", "Stop workers from claiming tasks of QUEUE"),

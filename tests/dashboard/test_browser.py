@@ -3,6 +3,7 @@ dashboard app, over the session's redis-server, with real workers doing the work
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from conveyor import Conveyor, TaskState
+from conveyor import Conveyor, TaskContext, TaskState
 from conveyor.api.config import ApiSettings, Grant, Scope
+from conveyor.model import TaskRecord
 from conveyor.producer import TaskHandle
 from conveyor.schedule import Schedule
 from conveyor.settings import Settings
@@ -21,6 +23,8 @@ from tests.support.worker import wait_until_sync
 
 pytestmark = pytest.mark.browser
 
+#: What `task.record() or NO_RECORD` reads while a record is missing.
+NO_RECORD = TaskRecord("default:0", "default", "", TaskState.PENDING, [], {})
 READ_TOKEN = "r" * 24
 WRITE_TOKEN = "w" * 24
 #: Anything in <main> that acts; none of it may be there for a read-only session.
@@ -46,6 +50,12 @@ def make_app(settings: Settings) -> Conveyor:
     @app.task(name="note", max_retries=0)
     def note(text: str) -> str:
         return text
+
+    @app.task(name="long", max_retries=3)
+    async def long(ctx: TaskContext) -> None:
+        await ctx.checkpoint_async({"page": 4})
+        await ctx.progress_async(0.4, "page 4 of 10")
+        await asyncio.sleep(60)
 
     return app
 
@@ -185,6 +195,27 @@ def test_a_scheduled_task_is_cancelled_from_its_page(
     page.get_by_test_id("action-cancel").click()
     expect(page.get_by_test_id("task-state")).to_have_text("cancelled")
     expect(page.get_by_test_id("action-cancel")).to_have_count(0)
+    assert task.status() == TaskState.CANCELLED
+
+
+def test_a_running_task_shows_its_progress_and_is_cancelled_from_its_page(
+    dashboard: str, producer: Conveyor, settings: Settings, new_page: PageFactory,
+    start_worker: WorkerFactory, artifacts: Path,
+) -> None:  # fmt: skip
+    task = producer.enqueue("long", queue="long")
+    start_worker(make_app(settings), "long")
+    wait_until_sync(lambda: (task.record() or NO_RECORD).progress is not None, 15, "progress")
+    page = new_page()
+    page.goto(task_url(dashboard, task.id))
+    expect(page.get_by_test_id("task-state")).to_have_text("active")
+    facts = page.locator("dl.facts")
+    expect(facts).to_contain_text("40%: page 4 of 10")
+    expect(facts).to_contain_text('{"page":4}')
+    shoot(page, artifacts, "task-running")
+    page.get_by_test_id("action-cancel").click()
+    expect(page.get_by_test_id("task-state")).to_have_text("cancelled")
+    expect(page.get_by_test_id("action-cancel")).to_have_count(0)
+    expect(page.get_by_test_id("timeline")).to_contain_text("stopped: cancelled while running")
     assert task.status() == TaskState.CANCELLED
 
 

@@ -232,6 +232,25 @@ async def test_pause_resume_cancel_run_now_and_delete_are_done_and_audited(
     }
 
 
+async def test_a_running_task_may_be_cancelled_and_its_page_says_its_worker_stops_it(
+    client: httpx.AsyncClient, app: Conveyor
+) -> None:
+    broker = app.sync_broker()
+    running = app.enqueue("job").id
+    task = claim_one(broker)
+    assert (await client.get(f"/api/tasks/{running}")).json()["actions"] == ["cancel"]
+    answer = (await post(client, f"/api/tasks/{running}/cancel")).json()
+    assert answer["task"]["state"] == "cancelling"
+    page = (await client.get(f"/api/tasks/{running}")).json()
+    assert page["actions"] == [] and page["timeline"][-1]["kind"] == "cancelling"
+    assert broker.execute([broker.ops.end_cancel(task)]) == [1]  # what its worker does
+    ended = (await client.get(f"/api/tasks/{running}")).json()
+    kinds = [(e["kind"], e["attempt"]) for e in ended["timeline"]]
+    assert kinds == [("enqueued", None), ("started", 1), ("cancelled", 1), ("cancelled", None)]
+    assert ended["timeline"][2]["text"] == "stopped: cancelled while running"
+    assert ended["actions"] == ["delete"]
+
+
 async def test_dead_letters_are_retried_and_deleted_by_selection_or_filter(
     client: httpx.AsyncClient, app: Conveyor
 ) -> None:

@@ -14,7 +14,7 @@ from functools import cache
 import orjson
 import redis
 
-from conveyor import TaskContext
+from conveyor import Retry, TaskContext
 
 
 @cache
@@ -80,3 +80,50 @@ def die_in_child() -> None:
 def read_ledger(r: redis.Redis, prefix: str) -> list[dict[str, object]]:
     """Every ledger entry, oldest first."""
     return [orjson.loads(e) for e in r.lrange(ledger_key(prefix), 0, -1)]
+
+
+def nap_in_child(seconds: float, pid_file: str) -> None:
+    """Writes its process id to `pid_file`, then sleeps: a process handler to cancel."""
+    with open(pid_file, "w") as out:
+        out.write(str(os.getpid()))
+    time.sleep(seconds)
+
+
+def resume(ctx: TaskContext, hold: float = 60.0) -> object:
+    """A first attempt saves a checkpoint and progress, then holds (to be killed); the next
+    returns what it found in `ctx.last_checkpoint`."""
+    if ctx.last_checkpoint is None:
+        ctx.checkpoint({"done": 3})
+        ctx.progress(0.3, "3 of 10")
+        _log(ctx, "start")
+        time.sleep(hold)
+    return ctx.last_checkpoint
+
+
+def probe_context(ctx: TaskContext) -> dict[str, object]:
+    """What a context offers in a child process: a first attempt reports progress and a
+    checkpoint through its pipe, then asks for a retry; the next returns what it found."""
+    if ctx.last_checkpoint is None:
+        ctx.progress(0.5, f"in process {os.getpid()}")
+        ctx.checkpoint({"pid": os.getpid()})
+        raise Retry(delay=0)
+    try:
+        ctx.progress(1.5)
+    except ValueError as exc:
+        refused = str(exc)
+    return {"checkpoint": ctx.last_checkpoint, "cancelled": ctx.cancelled, "refused": refused}
+
+
+def report_late(gate: str, ctx: TaskContext) -> None:
+    """Waits for the file `gate`, reports progress, and writes how the report was answered
+    to `<gate>.out`."""
+    deadline = time.monotonic() + 30
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        ctx.progress(0.9)
+        answer = "accepted"
+    except Exception as exc:
+        answer = type(exc).__name__
+    with open(gate + ".out", "w") as out:
+        out.write(answer)

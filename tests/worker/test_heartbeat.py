@@ -234,3 +234,16 @@ async def test_the_same_handler_in_a_child_process_keeps_its_lease(
     assert (record.state, record.attempts, record.token, record.crashes) == (
         TaskState.SUCCEEDED, 1, 1, 0,
     )  # fmt: skip
+
+
+async def test_a_beat_names_the_held_tasks_being_cancelled(aapp: Conveyor) -> None:
+    """The fallback of a cancel message lost on pub/sub: the renewal reply names the task."""
+    leases, (kept, cancelled) = await _holding(aapp, 2, "hb-1")
+    assert await aapp.async_inspector().cancel(cancelled.id) is TaskState.CANCELLING
+    told: list[str] = []
+    heartbeat = Heartbeat(
+        aapp.async_broker(), leases, "hb-1", lambda: {"id": "hb-1"}, on_cancel=told.append
+    )
+    await heartbeat.beat()
+    assert told == [cancelled.id]
+    assert (leases.get(kept.id), leases.get(cancelled.id)) == (kept, cancelled)  # still held

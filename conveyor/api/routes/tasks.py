@@ -19,6 +19,7 @@ from conveyor.api.schemas import (
     TaskOut,
 )
 from conveyor.errors import TaskNotFoundError
+from conveyor.model import TaskState
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], route_class=JsonRoute)
 #: Longest `GET /v1/tasks/{id}?wait=` holds a request (s).
@@ -85,9 +86,17 @@ async def get_task(
 @router.delete(
     "/{task_id}",
     response_model=Cancelled,
-    responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "Active or finished"}},
+    responses={
+        **NOT_FOUND,
+        202: {"model": Cancelled, "description": "Running: its worker stops it (cancelling)"},
+        409: {"model": ErrorOut, "description": "Finished"},
+    },
 )
-async def cancel_task(task_id: str, api: Api, actor: Operator) -> Cancelled:
-    """Cancel a pending or scheduled task (409 once it is active or finished)."""
-    await api.inspector.cancel(task_id, actor=actor)
+async def cancel_task(task_id: str, response: Response, api: Api, actor: Operator) -> Cancelled:
+    """Cancel a task: one not yet started is cancelled (200); a running one is cancelling
+    (202) until its worker stopped it, then cancelled. 409 once it is finished."""
+    state = await api.inspector.cancel(task_id, actor=actor)
+    if state is TaskState.CANCELLING:
+        response.status_code = 202
+        return Cancelled(id=task_id, state="cancelling")
     return Cancelled(id=task_id)

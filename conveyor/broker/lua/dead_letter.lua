@@ -16,10 +16,14 @@
 -- ARGV[5] retention of the record (ms)
 -- ARGV[6] final state: "dead" (kept in the dead-letter queue) or "failed" (not kept)
 --
--- Returns: 1, or 0 when the token is stale (nothing is written).
+-- Returns: 1, or 0 when the token is stale or the task is no longer active (being
+-- cancelled): nothing is written.
 -- A repeat of a call that already succeeded (a client retry after a lost reply) is 1.
+-- the token and the state fence it: a task being cancelled (`cancelling`) keeps its lease
+-- until its worker ends it cancelled, and its late failure must not retry it
 if not redis.call('ZSCORE', KEYS[1], ARGV[1])
-    or redis.call('HGET', KEYS[3], 'token') ~= ARGV[2] then
+    or redis.call('HGET', KEYS[3], 'token') ~= ARGV[2]
+    or redis.call('HGET', KEYS[3], 'state') ~= 'active' then
     local done = redis.call('HMGET', KEYS[3], 'token', 'state')
     return (done[1] == ARGV[2] and done[2] == ARGV[6]) and 1 or 0
 end

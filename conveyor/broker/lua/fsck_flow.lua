@@ -31,7 +31,9 @@ end
 local function check_concurrency(c)
     local slots, waiting = KEYS[3] .. 'slots:' .. c, KEYS[3] .. 'waiting:' .. c
     for _, id in ipairs(redis.call('SRANDMEMBER', slots, 1000)) do
-        if redis.call('HGET', KEYS[2] .. id, 'state') ~= 'active'
+        -- a cancelling task still holds its lease (and slot) until its handler stopped
+        local state = redis.call('HGET', KEYS[2] .. id, 'state')
+        if (state ~= 'active' and state ~= 'cancelling')
             or not redis.call('ZSCORE', KEYS[1], id) then
             report('slot ' .. c .. ' ' .. id, 'slot held by a task not running', 'released')
             if repair then

@@ -8,6 +8,8 @@
 -- KEYS[5] task prefix  (task hashes are KEYS[5] .. id)
 -- KEYS[6] ready        LIST  pending ids of the default priority
 -- KEYS[7] flow prefix  (a pending task may wait in its concurrency key's waiting list)
+-- KEYS[8] events       STREAM the queue's state changes: a repair that changes a state
+--                      writes it, as the script a worker runs would have
 --
 -- ARGV[1] "1" to repair, "0" to report only
 -- ARGV[2] retention (ms) given to a succeeded record that has none
@@ -21,6 +23,8 @@
 --
 -- Returns: flat {id, problem, action, ...} for each record found wrong. Problems:
 --   "active without lease"   state active, not in the active set      -> requeued
+--   "cancelling without lease" state cancelling, not in the active set -> cancelled (its
+--                            flow-control holds are left to fsck_flow.lua, which runs next)
 --   "unindexed"              pending/scheduled/retrying/dead record in no index -> re-indexed
 --   "no retention"           finished record without a TTL            -> TTL set
 --   "stuck scheduled"        due more than the grace ago, not promoted -> promoted
@@ -57,6 +61,7 @@ local function check_corrupt(id, key, kind)
         if kind == 'hash' then
             redis.call('HSET', key, 'state', 'dead', 'reason', 'corrupt record', 'finished_at', now)
             redis.call('PEXPIRE', key, retention.dead)
+            event(KEYS[8], 'dead', id, redis.call('HGET', key, 'name'), 'reason', 'corrupt record')
         end
     end
 end
@@ -83,7 +88,10 @@ local function check_scheduled(id, key)
         end
     elseif tonumber(due) < now - tonumber(ARGV[6]) then
         report(id, 'stuck scheduled', 'promoted')
-        if repair then requeue(id, key) end
+        if repair then
+            requeue(id, key)
+            event(KEYS[8], 'due', id, redis.call('HGET', key, 'name'))
+        end
     end
 end
 
@@ -107,7 +115,17 @@ for i = 7, #ARGV, 2 do
         check_corrupt(id, key, kind)
     elseif state == 'active' and not redis.call('ZSCORE', KEYS[2], id) then
         report(id, 'active without lease', 'requeued')
-        if repair then requeue(id, key) end
+        if repair then
+            requeue(id, key)
+            event(KEYS[8], 'requeued', id, redis.call('HGET', key, 'name'))
+        end
+    elseif state == 'cancelling' and not redis.call('ZSCORE', KEYS[2], id) then
+        report(id, 'cancelling without lease', 'cancelled')
+        if repair then
+            redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now)
+            redis.call('PEXPIRE', key, retention.cancelled)
+            event(KEYS[8], 'cancelled', id, redis.call('HGET', key, 'name'), 'was', 'cancelling')
+        end
     elseif state == 'pending' and not listed(id, key, ARGV[i + 1]) then
         report(id, 'unindexed', 're-indexed')
         if repair then requeue(id, key) end

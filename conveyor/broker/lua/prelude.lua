@@ -217,7 +217,7 @@ end
 -- whether a task in `state` is live: not ended, so it holds its unique key
 local function is_live(state)
     return state == 'pending' or state == 'scheduled' or state == 'retrying'
-        or state == 'active'
+        or state == 'active' or state == 'cancelling'
 end
 
 -- a task's unique key is released when the task ends, if the task still holds it (a
@@ -267,4 +267,15 @@ local function drop_flow(prefix, id, flow)
         end
     end
     unlock_unique(prefix, id, flow)
+end
+
+-- a leased task that was asked to stop (state `cancelling`, its lease already removed)
+-- ends cancelled: never retried, its attempt archived, its flow-control holds released.
+-- Its worker ends it so once the handler stopped; recovery does when that worker is lost.
+local function end_cancelled(key, id, now, retention, prefix, tasks, pending, signal, stream)
+    archive_attempt(key, now, 'cancelled', nil)
+    redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now)
+    redis.call('PEXPIRE', key, retention)
+    release_held(key, prefix, tasks, pending, signal, id, true, now)
+    event(stream, 'cancelled', id, redis.call('HGET', key, 'name'), 'was', 'active')
 end

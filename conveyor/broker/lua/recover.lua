@@ -13,8 +13,10 @@
 -- ARGV[1] crashes after which a task is dead ("worker lost")
 -- ARGV[2] most leases to recover in this call
 -- ARGV[3] retention of a dead record (ms)
+-- ARGV[4] retention of a cancelled record (ms)
 --
--- Returns: flat {id, "pending"|"dead"|"gone", ...}.
+-- Returns: flat {id, "pending"|"dead"|"cancelled"|"gone", ...}. A task being cancelled
+-- when its worker was lost ends cancelled: it is never run again.
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
@@ -23,7 +25,11 @@ for _, id in ipairs(expired) do
     redis.call('ZREM', KEYS[1], id)
     local key = KEYS[5] .. id
     local outcome = 'gone'
-    if redis.call('TYPE', key)['ok'] == 'hash' then
+    local is_hash = redis.call('TYPE', key)['ok'] == 'hash'
+    if is_hash and redis.call('HGET', key, 'state') == 'cancelling' then
+        outcome = 'cancelled'
+        end_cancelled(key, id, now, ARGV[4], KEYS[6], KEYS[5], KEYS[2], KEYS[4], KEYS[7])
+    elseif is_hash then
         outcome = after_crash(key, id, KEYS[2], KEYS[3], ARGV[1], ARGV[3], now,
             'its worker was lost', KEYS[6], KEYS[7])
         woke = woke or outcome == 'pending'

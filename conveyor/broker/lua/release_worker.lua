@@ -17,9 +17,11 @@
 -- ARGV[3] retention of a dead record (ms)
 -- ARGV[4] where this window starts in the active set (0 for the first call)
 -- ARGV[5] most leases to read in this call
+-- ARGV[6] retention of a cancelled record (ms)
 --
 -- Returns: {start of the next window, or -1 when the set is read through,
---           then flat id, "pending"|"dead", ...}.
+--           then flat id, "pending"|"dead"|"cancelled", ...}. A task being cancelled
+--           ends cancelled: it is never run again.
 local now = now_ms()
 local start = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
@@ -30,10 +32,15 @@ for _, id in ipairs(leases) do
     local key = KEYS[5] .. id
     if redis.call('TYPE', key)['ok'] == 'hash' and redis.call('HGET', key, 'worker') == ARGV[1] then
         redis.call('ZREM', KEYS[1], id)
-        local outcome = after_crash(key, id, KEYS[2], KEYS[3], ARGV[2], ARGV[3], now,
-            'its worker was lost', KEYS[6], KEYS[7])
-        woke = woke or outcome == 'pending'
-        release_held(key, KEYS[6], KEYS[5], KEYS[2], KEYS[4], id, outcome == 'dead', now)
+        local outcome = 'cancelled'
+        if redis.call('HGET', key, 'state') == 'cancelling' then
+            end_cancelled(key, id, now, ARGV[6], KEYS[6], KEYS[5], KEYS[2], KEYS[4], KEYS[7])
+        else
+            outcome = after_crash(key, id, KEYS[2], KEYS[3], ARGV[2], ARGV[3], now,
+                'its worker was lost', KEYS[6], KEYS[7])
+            woke = woke or outcome == 'pending'
+            release_held(key, KEYS[6], KEYS[5], KEYS[2], KEYS[4], id, outcome == 'dead', now)
+        end
         out[#out + 1] = id
         out[#out + 1] = outcome
     end

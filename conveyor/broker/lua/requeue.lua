@@ -16,14 +16,20 @@
 -- ARGV[3] "1" if the task's process crashed, else "0"
 -- ARGV[4] crashes after which the task is dead ("worker lost")
 -- ARGV[5] retention of a dead record (ms)
+-- ARGV[6] retention of a cancelled record (ms)
 --
--- Returns: "pending", "dead", or "" when the token is stale (nothing is written).
+-- Returns: "pending", "dead", "cancelled" (a task being cancelled is not given back: it
+-- ends cancelled), or "" when the token is stale (nothing is written).
 if not redis.call('ZSCORE', KEYS[1], ARGV[1])
     or redis.call('HGET', KEYS[5], 'token') ~= ARGV[2] then
     return ''
 end
 local now = now_ms()
 redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('HGET', KEYS[5], 'state') == 'cancelling' then
+    end_cancelled(KEYS[5], ARGV[1], now, ARGV[6], KEYS[6], KEYS[7], KEYS[2], KEYS[4], KEYS[8])
+    return 'cancelled'
+end
 local outcome = 'pending'
 if ARGV[3] == '1' then
     outcome = after_crash(KEYS[5], ARGV[1], KEYS[2], KEYS[3], ARGV[4], ARGV[5], now,

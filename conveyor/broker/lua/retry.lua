@@ -15,10 +15,14 @@
 -- ARGV[3] delay before the next attempt (ms)
 -- ARGV[4] error (JSON: type, message, traceback)
 --
--- Returns: 1, or 0 when the token is stale (nothing is written).
+-- Returns: 1, or 0 when the token is stale or the task is no longer active (being
+-- cancelled): nothing is written.
 -- A repeat of a call that already succeeded (a client retry after a lost reply) is 1.
+-- the token and the state fence it: a task being cancelled (`cancelling`) keeps its lease
+-- until its worker ends it cancelled, and its late failure must not retry it
 if not redis.call('ZSCORE', KEYS[1], ARGV[1])
-    or redis.call('HGET', KEYS[3], 'token') ~= ARGV[2] then
+    or redis.call('HGET', KEYS[3], 'token') ~= ARGV[2]
+    or redis.call('HGET', KEYS[3], 'state') ~= 'active' then
     local done = redis.call('HMGET', KEYS[3], 'token', 'state')
     return (done[1] == ARGV[2] and done[2] == 'retrying') and 1 or 0
 end

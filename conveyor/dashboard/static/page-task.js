@@ -23,7 +23,17 @@ function facts(task) {
     row("Started", timeCell(task.started_at)),
     row("Finished", timeCell(task.finished_at)),
     row("Worker", task.worker ? el("span", { class: "mono" }, task.worker) : "—"),
+    task.progress ? row("Progress", progressText(task.progress)) : null,
+    task.checkpoint !== null && task.checkpoint !== undefined
+      ? row("Checkpoint", el("span", { class: "mono" }, JSON.stringify(task.checkpoint))) : null,
     task.reason ? row("Reason", task.reason) : null);
+}
+
+// what the handler last reported with ctx.progress: {fraction, message, at (ms)}
+function progressText(progress) {
+  const percent = `${Math.round((progress.fraction ?? 0) * 100)}%`;
+  const at = progress.at ? ` (${new Date(progress.at).toISOString()})` : "";
+  return `${percent}${progress.message ? `: ${progress.message}` : ""}${at}`;
 }
 
 function errorBlock(error, open = false) {
@@ -103,8 +113,9 @@ function actions(ctx, data, editorBox, reload) {
   const allowed = new Set(data.actions || []);
   if (allowed.has("cancel")) {
     buttons.push(actionButton("Cancel", "action-cancel", async () => {
-      await post(`${path}/cancel`, {});
-      ctx.notify("Task cancelled.");
+      const answer = await post(`${path}/cancel`, {});
+      const stopping = answer && answer.task && answer.task.state === "cancelling";
+      ctx.notify(stopping ? "Cancelling: its worker is stopping it." : "Task cancelled.");
       await reload();
     }, ctx.notify, { kind: "warn" }));
   }
