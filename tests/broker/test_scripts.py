@@ -127,6 +127,8 @@ def test_the_prelude_reads_no_keys_and_no_script_redefines_or_repeats_it() -> No
         "stored_priority",
         "wake",
         "event",
+        "event_untrimmed",
+        "trim_events",
         "to_pending",
         "revive",
         "after_crash",

@@ -45,12 +45,15 @@ for n, i in ipairs(out) do
         local key = KEYS[2] .. ARGV[i]
         redis.call('HSET', key, 'state', 'succeeded', 'finished_at', now, 'result', ARGV[i + 2])
         redis.call('PEXPIRE', key, ARGV[1])
-        event(KEYS[6], 'succeeded', ARGV[i], names[i])
+        event_untrimmed(KEYS[6], 'succeeded', ARGV[i], names[i])
         local flow = flow_of(flows[i])
         if flow then
             release_flow(KEYS[5], KEYS[2], KEYS[3], KEYS[4], ARGV[i], flow, true, now)
         end
         out[n] = 1
     end
+end
+if #released > 0 then
+    trim_events(KEYS[6])
 end
 return out

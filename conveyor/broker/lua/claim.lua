@@ -293,9 +293,10 @@ for _, claim in ipairs(claims) do
     leases[#leases + 1] = id
     taken[#taken + 1] = id
     emit(id, values, token, attempts)
-    event(KEYS[11], 'started', id, values[1], 'attempt', attempts, 'worker', ARGV[3])
+    event_untrimmed(KEYS[11], 'started', id, values[1], 'attempt', attempts, 'worker', ARGV[3])
 end
 if #taken > 0 then
+    trim_events(KEYS[11])
     redis.call('ZADD', KEYS[2], unpack(leases))
     redis.call('RPUSH', KEYS[7], unpack(taken))
     redis.call('PEXPIRE', KEYS[7], ARGV[2])

@@ -158,10 +158,10 @@ while i <= #ARGV do
             redis.call('HSET', key, 'state', state, 'due_at', clock() + delay,
                 unpack(ARGV, first, last))
             redis.call('ZADD', KEYS[2], clock() + delay, id)
-            event(KEYS[7], 'scheduled', id, ARGV[first + 1], 'due_at', clock() + delay)
+            event_untrimmed(KEYS[7], 'scheduled', id, ARGV[first + 1], 'due_at', clock() + delay)
         else
             redis.call('HSET', key, 'state', state, unpack(ARGV, first, last))
-            event(KEYS[7], 'enqueued', id, ARGV[first + 1])
+            event_untrimmed(KEYS[7], 'enqueued', id, ARGV[first + 1])
             if group then
                 banded[#banded + 1] = fair_score(group, priority)
                 banded[#banded + 1] = id
@@ -180,6 +180,7 @@ end
 if #banded > 0 then
     redis.call('ZADD', KEYS[1], unpack(banded))
 end
+trim_events(KEYS[7])
 -- Wake an idle worker, unless the ready list had tasks already: then this queue's wake-up
 -- was sent when the list last became non-empty, and a claim that leaves work behind sends
 -- the next, so no worker sleeps while it holds tasks.
