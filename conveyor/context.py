@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,8 +19,8 @@ MAX_MESSAGE_CHARS = 1000
 class Reporter(Protocol):
     """The worker's side of a context: where progress goes and whence a cancel comes."""
 
-    #: set when the task is cancelled while it runs
-    cancelled: threading.Event
+    #: true once the task is cancelled while it runs
+    cancelled: bool
 
     async def report(self, progress: bytes | None, checkpoint: bytes | None) -> bool:
         """Store progress and/or a checkpoint; False if this attempt lost its task."""
@@ -60,7 +59,7 @@ class TaskContext:
         """True once the task was cancelled while running. An async handler is stopped
         (its coroutine cancelled); a sync one in a thread cannot be, and should check this
         between steps and return: whatever it returns, the task ends cancelled."""
-        return self._reporter is not None and self._reporter.cancelled.is_set()
+        return self._reporter is not None and self._reporter.cancelled
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report how far the task got (0.0 to 1.0), from a sync handler (in its thread)."""

@@ -143,10 +143,10 @@ class Executor:
         handler's child killed; a thread handler only sees `ctx.cancelled` (a thread cannot
         be stopped). The task then ends cancelled (see `_run`)."""
         link = self._links.get(task_id)
-        if link is None or link.cancelled.is_set():
+        if link is None or link.cancelled:
             return
         log.info("task %s was cancelled; stopping it", task_id)
-        link.cancelled.set()
+        link.cancelled = True
         if link.interruptible:
             self.running[task_id].cancel()
 
@@ -189,7 +189,7 @@ class Executor:
             try:
                 result = await invoke(task, invocation)
             except asyncio.CancelledError:
-                if not link.cancelled.is_set():  # the worker stops: back to pending
+                if not link.cancelled:  # the worker stops: back to pending
                     self.completer.submit(task, self.ops.requeue(task, crashed=False))
                     raise
                 cast(asyncio.Task[None], asyncio.current_task()).uncancel()
@@ -200,13 +200,13 @@ class Executor:
                 self.completer.submit(task, requeue, self.workflows.requeued(task))
             except BaseException as exc:  # a handler's SystemExit is its failure, not ours
                 self._observe(task, started)
-                if link.cancelled.is_set():
+                if link.cancelled:
                     self._end_cancelled(task)
                 else:
                     await self._failed(task, invocation.definition, exc)
             else:
                 self._observe(task, started)
-                if link.cancelled.is_set():  # a thread handler that saw ctx.cancelled
+                if link.cancelled:  # a thread handler that saw ctx.cancelled
                     self._end_cancelled(task)
                 else:
                     await self._succeeded(task, result)

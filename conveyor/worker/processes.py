@@ -15,7 +15,6 @@ import dataclasses
 import importlib
 import multiprocessing
 import signal
-import threading
 import traceback
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
@@ -171,7 +170,7 @@ class _PipeReporter:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.cancelled = threading.Event()
+        self.cancelled = False
 
     async def report(self, progress: bytes | None, checkpoint: bytes | None) -> bool:
         # the child runs one task; its loop has nothing else to do while it waits
