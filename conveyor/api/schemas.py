@@ -319,6 +319,47 @@ WorkflowId = Annotated[
 ]
 
 
+class WorkflowStepIn(Strict):
+    """One step of a workflow: exactly one of `task`, `chain`, `group` or `chord`."""
+
+    task: NewTaskIn | None = None
+    chain: Annotated[list[WorkflowStepIn], Field(min_length=1)] | None = None
+    group: Annotated[list[WorkflowStepIn], Field(min_length=1)] | None = None
+    chord: ChordIn | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WorkflowStepIn:
+        given = [k for k in ("task", "chain", "group", "chord") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a step is one of task, chain, group, chord; got {given or 'none'}")
+        return self
+
+
+class ChordIn(Strict):
+    """A group, then a callback that gets the list of its results."""
+
+    group: Annotated[list[WorkflowStepIn], Field(min_length=1)]
+    callback: WorkflowStepIn
+
+
+class NewWorkflowIn(Strict):
+    """A workflow to enqueue: a chain, group or chord of steps, nested as deep as needed.
+    Each step's result reaches the next step as an extra first positional argument."""
+
+    workflow: WorkflowStepIn
+    on_failure: Literal["stop", "continue"] = Field(
+        "stop",
+        description="stop: a task failing for good fails the workflow; continue: "
+        "what follows gets an error description in place of its result",
+    )
+
+
+class WorkflowEnqueued(BaseModel):
+    """The id of the workflow enqueued: its state at GET /v1/workflows/{id}."""
+
+    id: str
+
+
 class WorkflowSummaryOut(BaseModel):
     """A workflow of the index: its id, when it was enqueued, its state now."""
 

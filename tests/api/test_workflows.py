@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
+import pytest
 import redis
 
 from conveyor import Conveyor, chord, group
@@ -69,3 +72,74 @@ async def test_the_workflow_index_newest_first(
     page = (await client.get("/v1/workflows", params={"offset": 1, "limit": 1})).json()
     assert [w["id"] for w in page["items"]] == [first.id]
     assert_error(await client.get("/v1/workflows", params={"limit": 0}), 422, "invalid_request")
+
+
+async def test_post_enqueues_a_nested_workflow_that_a_worker_runs(
+    client: httpx.AsyncClient, app: Conveyor
+) -> None:
+    @app.task(name="w.add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.task(name="w.sum")
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    body = {
+        "workflow": {
+            "chain": [
+                {
+                    "chord": {
+                        "group": [
+                            {"task": {"name": "w.add", "args": [1, 2]}},
+                            {"chain": [{"task": {"name": "w.add", "args": [3, 4]}},
+                                       {"task": {"name": "w.add", "args": [10]}}]},
+                        ],
+                        "callback": {"task": {"name": "w.sum"}},
+                    }
+                },
+                {"task": {"name": "w.add", "kwargs": {"b": 100}}},
+            ]
+        },
+        "on_failure": "continue",
+    }  # fmt: skip
+    response = await client.post("/v1/workflows", json=body)
+    assert response.status_code == 202, response.text
+    workflow_id = response.json()["id"]
+    assert response.headers["Location"] == f"/v1/workflows/{workflow_id}"
+    async with running_worker(app):
+        for _ in range(300):
+            found = (await client.get(f"/v1/workflows/{workflow_id}")).json()
+            if found["state"] != "running":
+                break
+            await asyncio.sleep(0.05)
+    assert (found["state"], found["policy"]) == ("succeeded", "continue")
+    assert found["result"] == (1 + 2) + (3 + 4 + 10) + 100
+    await app.aclose()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"workflow": {"task": {"name": "x"}}}, "a workflow is a chain, group or chord"),
+        ({"workflow": {"chain": []}}, ""),
+        ({"workflow": {"group": [{"task": {"name": "x"}, "group": [{"task": {"name": "y"}}]}]}},
+         "one of"),
+        ({"workflow": {"chain": [{"task": {"name": "bad name"}}]}}, ""),
+        ({"workflow": {"chain": [{"task": {"name": "x", "idempotency_key": "k"}}]}},
+         "idempotency keys"),
+        ({"workflow": {"group": [{"task": {"name": "x"}}]}, "on_failure": "retry"}, ""),
+    ],
+    ids=["bare task", "empty chain", "two kinds", "bad name", "idempotency key", "policy"],
+)  # fmt: skip
+async def test_a_bad_workflow_is_a_422_and_stores_nothing(
+    client: httpx.AsyncClient,
+    r: redis.Redis,
+    prefix: str,
+    body: dict[str, object],
+    message: str,
+) -> None:
+    response = await client.post("/v1/workflows", json=body)
+    assert response.status_code == 422, response.text
+    assert message in response.text
+    assert list(r.scan_iter(f"{prefix}:*")) == []
