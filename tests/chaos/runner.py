@@ -298,6 +298,7 @@ class ScenarioRun:
         self.observer.stop()
         self.observer.poll()
         leftover = self._wait_for_retention()
+        self.observer.drop_events()
         memory_after = self.observer.settled_memory()
         scripts = self.observer.cached_scripts()
         self._stop_fleet()
