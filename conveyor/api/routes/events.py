@@ -15,11 +15,13 @@ from conveyor.api.errors import ApiError
 from conveyor.api.schemas import QueueName, TaskName
 from conveyor.broker.events import parse_cursor
 from conveyor.broker.inspect import AsyncInspector
+from conveyor.broker.transport import READ_BLOCK_MAX
 from conveyor.events import Event
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
-#: Seconds one read waits for events; a comment line keeps the connection alive between.
-KEEPALIVE = 15.0
+#: Seconds one read waits for events (a blocking read's most); a comment line keeps the
+#: connection alive between.
+KEEPALIVE = READ_BLOCK_MAX
 #: `id: ...` of an event, as an EventSource resends it in Last-Event-ID.
 CURSOR_PATTERN = r"^\d{1,20}(-\d{1,20})?$"
 STREAM: dict[int | str, dict[str, Any]] = {
