@@ -15,7 +15,7 @@ from conveyor import Conveyor, TaskState
 from conveyor.settings import Settings
 from conveyor.tools.embedded import free_port
 from tests.support.handlers import read_ledger
-from tests.support.processes import WorkerProcess
+from tests.support.processes import WorkerProcess, is_gone, live_children
 from tests.support.worker import wait_until_sync
 
 pytestmark = pytest.mark.slow
@@ -66,9 +66,8 @@ def test_a_pool_sums_its_processes_and_restarts_the_dead(
 
         children[0].kill()  # a worker process dies: the supervisor starts another
         wait_until_sync(
-            lambda: len([c for c in psutil.Process(pool.pid).children() if c.is_running()
-                         and c.status() != psutil.STATUS_ZOMBIE]) == 2
-            and children[0].pid not in {c.pid for c in psutil.Process(pool.pid).children()},
+            lambda: len(alive := live_children(pool.pid)) == 2
+            and children[0].pid not in {c.pid for c in alive},
             20, "the replacement process",
         )  # fmt: skip
         more = [app.enqueue("record", f"more{i}", seconds=0.01) for i in range(10)]
@@ -81,4 +80,4 @@ def test_a_pool_sums_its_processes_and_restarts_the_dead(
         assert pool.wait(20) == 0, pool.log()
     finally:
         pool.stop()
-    assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children[1:])
+    assert all(is_gone(c) for c in children[1:])

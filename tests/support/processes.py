@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+
 from conveyor.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +29,20 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
+
+
+def is_gone(process: psutil.Process) -> bool:
+    """Whether `process` has ended, as a zombie or reaped. A process can be reaped between
+    two looks at it: that counts as gone, not as an error."""
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def live_children(pid: int) -> list[psutil.Process]:
+    """The children of `pid` that have not ended."""
+    return [child for child in psutil.Process(pid).children() if not is_gone(child)]
 
 
 #: The app the worker subprocesses run unless a test names another.

@@ -18,7 +18,7 @@ from conveyor import Conveyor, TaskState
 from conveyor.settings import Settings
 from conveyor.worker.pool import MIN_UPTIME
 from tests.support.handlers import read_ledger
-from tests.support.processes import WorkerProcess
+from tests.support.processes import WorkerProcess, live_children
 from tests.support.worker import wait_until_sync
 
 pytestmark = pytest.mark.slow
@@ -99,8 +99,7 @@ def test_a_child_that_dies_young_is_restarted_only_after_a_pause(
     try:
 
         def children() -> set[psutil.Process]:
-            found = psutil.Process(pool.pid).children()
-            return {c for c in found if c.is_running() and c.status() != psutil.STATUS_ZOMBIE}
+            return set(live_children(pool.pid))
 
         wait_until_sync(lambda: len(children()) == 2, 30, "the first children")
         first, sibling = sorted(children(), key=lambda c: c.pid)
