@@ -206,6 +206,25 @@ def test_the_stream_stays_near_its_cap(app: Conveyor, r: redis.Redis, keys: Queu
     assert EVENTS_MAX_LEN <= r.xlen(keys.events) <= EVENTS_MAX_LEN + 100
 
 
+def xtrims(r: redis.Redis) -> int:
+    return int(r.info("commandstats").get("cmdstat_xtrim", {}).get("calls", 0))
+
+
+def test_a_call_of_one_task_trims_with_its_xadd_a_batch_once_at_its_end(
+    app: Conveyor, r: redis.Redis, keys: QueueKeys
+) -> None:
+    app.enqueue_many([app.message("job") for _ in range(EVENTS_MAX_LEN + 1000)])
+    assert r.xlen(keys.events) <= EVENTS_MAX_LEN + 100
+    before = xtrims(r)
+    for _ in range(300):  # one task a call: each XADD trims, no XTRIM follows
+        app.enqueue("job")
+    assert xtrims(r) == before
+    assert EVENTS_MAX_LEN <= r.xlen(keys.events) <= EVENTS_MAX_LEN + 100
+    app.enqueue_many([app.message("job") for _ in range(300)])  # many: one XTRIM at the end
+    assert xtrims(r) == before + 1
+    assert EVENTS_MAX_LEN <= r.xlen(keys.events) <= EVENTS_MAX_LEN + 100
+
+
 # -- reading ---------------------------------------------------------------------------
 
 

@@ -40,12 +40,13 @@ end
 for first = 1, #released, 1000 do
     redis.call('ZREM', KEYS[1], unpack(released, first, math.min(first + 999, #released)))
 end
+local events = event_batch(KEYS[6])
 for n, i in ipairs(out) do
     if i > 1 then  -- the ARGV index of a task this call acks
         local key = KEYS[2] .. ARGV[i]
         redis.call('HSET', key, 'state', 'succeeded', 'finished_at', now, 'result', ARGV[i + 2])
         redis.call('PEXPIRE', key, ARGV[1])
-        event_untrimmed(KEYS[6], 'succeeded', ARGV[i], names[i])
+        events.add('succeeded', ARGV[i], names[i])
         local flow = flow_of(flows[i])
         if flow then
             release_flow(KEYS[5], KEYS[2], KEYS[3], KEYS[4], ARGV[i], flow, true, now)
@@ -53,7 +54,5 @@ for n, i in ipairs(out) do
         out[n] = 1
     end
 end
-if #released > 0 then
-    trim_events(KEYS[6])
-end
+events.close()
 return out

@@ -282,6 +282,7 @@ end
 write_flow()
 -- index writes are gathered and made once at the end: one ZADD, one RPUSH
 local leases, taken = {}, {}
+local events = event_batch(KEYS[11])
 for _, claim in ipairs(claims) do
     local id, values, token, attempts = claim[1], claim[2], claim[3], claim[4]
     redis.call('HSET', KEYS[6] .. id, 'token', token, 'attempts', attempts, 'state', 'active',
@@ -293,10 +294,10 @@ for _, claim in ipairs(claims) do
     leases[#leases + 1] = id
     taken[#taken + 1] = id
     emit(id, values, token, attempts)
-    event_untrimmed(KEYS[11], 'started', id, values[1], 'attempt', attempts, 'worker', ARGV[3])
+    events.add('started', id, values[1], 'attempt', attempts, 'worker', ARGV[3])
 end
 if #taken > 0 then
-    trim_events(KEYS[11])
+    events.close()
     redis.call('ZADD', KEYS[2], unpack(leases))
     redis.call('RPUSH', KEYS[7], unpack(taken))
     redis.call('PEXPIRE', KEYS[7], ARGV[2])

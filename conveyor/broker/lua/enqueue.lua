@@ -101,6 +101,7 @@ local function fair_score(group, priority)
 end
 -- the new pending tasks, written at the end in one call per index
 local ready, banded = {}, {}  -- ready entries; score, id pairs
+local events = event_batch(KEYS[7])
 while i <= #ARGV do
     local id, delay, priority = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
     local flags = tonumber(ARGV[i + 3])
@@ -158,10 +159,10 @@ while i <= #ARGV do
             redis.call('HSET', key, 'state', state, 'due_at', clock() + delay,
                 unpack(ARGV, first, last))
             redis.call('ZADD', KEYS[2], clock() + delay, id)
-            event_untrimmed(KEYS[7], 'scheduled', id, ARGV[first + 1], 'due_at', clock() + delay)
+            events.add('scheduled', id, ARGV[first + 1], 'due_at', clock() + delay)
         else
             redis.call('HSET', key, 'state', state, unpack(ARGV, first, last))
-            event_untrimmed(KEYS[7], 'enqueued', id, ARGV[first + 1])
+            events.add('enqueued', id, ARGV[first + 1])
             if group then
                 banded[#banded + 1] = fair_score(group, priority)
                 banded[#banded + 1] = id
@@ -180,7 +181,7 @@ end
 if #banded > 0 then
     redis.call('ZADD', KEYS[1], unpack(banded))
 end
-trim_events(KEYS[7])
+events.close()
 -- Wake an idle worker, unless the ready list had tasks already: then this queue's wake-up
 -- was sent when the list last became non-empty, and a claim that leaves work behind sends
 -- the next, so no worker sleeps while it holds tasks.

@@ -43,16 +43,27 @@ local function event(stream, kind, id, name, ...)
         'task', name or '', ...)
 end
 
--- `event` for a script that writes many (a bulk enqueue, a claim, an ack): the XADD alone
--- costs half as much as with its trim, so such a script calls `trim_events` once at its end
--- instead (the stream may exceed its cap by one call's events in between)
-local function event_untrimmed(stream, kind, id, name, ...)
-    redis.call('XADD', stream, '*', 'event', kind, 'id', id, 'task', name or '', ...)
-end
-
--- the stream back near its cap, after `event_untrimmed`
-local function trim_events(stream)
-    redis.call('XTRIM', stream, 'MAXLEN', '~', EVENTS_MAX_LEN)
+-- the events of a script that writes many (a bulk enqueue, a claim, an ack): `add` the
+-- first is trimmed as `event` does, the others are appended untrimmed (the XADD alone
+-- costs half as much as with its trim), then `close` trims once if there were others (the
+-- stream may exceed its cap by one call's events in between). One task: one XADD.
+local function event_batch(stream)
+    local written = 0
+    local batch = {}
+    function batch.add(kind, id, name, ...)
+        written = written + 1
+        if written == 1 then
+            event(stream, kind, id, name, ...)
+        else
+            redis.call('XADD', stream, '*', 'event', kind, 'id', id, 'task', name or '', ...)
+        end
+    end
+    function batch.close()
+        if written > 1 then
+            redis.call('XTRIM', stream, 'MAXLEN', '~', EVENTS_MAX_LEN)
+        end
+    end
+    return batch
 end
 
 -- the pending score: the priority band first (a higher priority, a lower band), then the ms
