@@ -14,8 +14,9 @@ What a hook's exception does (see docs/middleware.md):
 
 - `before_enqueue`: raised to the caller; nothing of the batch is sent, and the tasks and
   middleware already prepared get `on_enqueue_error`.
-- `after_enqueue`, `on_enqueue_error`, `after_execute`, `on_error`: logged and swallowed.
-  The task is stored (or its outcome decided) already; the remaining hooks still run.
+- `after_enqueue`, `on_enqueue_error`, `after_execute`, `on_error`, `after_outcome`:
+  logged and swallowed. The task is stored (or its outcome decided) already; the
+  remaining hooks still run.
 - `before_execute`: fails the attempt as the handler raising it would (retry or dead
   letter, by the task's policy); the handler does not run, and the middleware whose
   `before_execute` had run get `on_error`.
@@ -52,7 +53,9 @@ class ExecutionContext:
     """One attempt of a task in a worker, as the execution hooks see it."""
 
     task: ClaimedTask
-    definition: TaskDefinition
+    #: the task's handler; None for a task no handler is registered for (its attempt gets
+    #: only `after_outcome`, "dead": it never runs)
+    definition: TaskDefinition | None
     worker_id: str
     #: per-attempt room for middleware state between its hooks (key it by the middleware)
     scratch: dict[object, Any] = field(default_factory=dict)
@@ -84,6 +87,12 @@ class Middleware:
     def on_error(self, ctx: ExecutionContext, error: BaseException) -> None:
         """The attempt ended without a result: the handler (or a `before_execute`) raised,
         it timed out, or it was cancelled (shutdown) or lost its process (it is retried)."""
+
+    def after_outcome(self, ctx: ExecutionContext, outcome: str) -> None:
+        """Redis accepted the attempt's `outcome`: succeeded, retried, failed, dead or
+        cancelled. Not called for an outcome refused (the lease was lost: another worker
+        owns the task) nor for an attempt given back to pending (shutdown, a lost process),
+        so each attempt reaches it at most once, and only for what stands."""
 
 
 # -- running the hooks: only ever called with at least one middleware ---------------
@@ -148,6 +157,12 @@ def execute_failed(
     """Run `on_error` in reverse order."""
     for m in reversed(middleware):
         _guarded(m.on_error, ctx, error)
+
+
+def outcome_written(middleware: Sequence[Middleware], ctx: ExecutionContext, outcome: str) -> None:
+    """Run `after_outcome` in reverse order."""
+    for m in reversed(middleware):
+        _guarded(m.after_outcome, ctx, outcome)
 
 
 def _unwind_enqueue(

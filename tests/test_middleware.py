@@ -1,6 +1,7 @@
 """Middleware: hook order around enqueues (sync and async) and executions (async, thread
-and process handlers) on a real Redis and worker; what a failing hook does; and that an
-app without middleware never builds a hook context."""
+and process handlers) on a real Redis and worker; outcomes reported once Redis accepted
+them; what a failing hook does; and that an app without middleware builds no enqueue
+context and copies no context for its threads."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from conveyor import Conveyor, TaskState
+from conveyor import Conveyor, TaskContext, TaskState
 from conveyor import middleware as hooks
 from conveyor.errors import BrokerUnavailableError
 from conveyor.middleware import EnqueueContext, ExecutionContext, Middleware
@@ -24,7 +25,7 @@ from conveyor.tools.embedded import free_port
 from conveyor.worker import executor as executor_module
 from tests.support import handlers
 from tests.support.keyspace import dump
-from tests.support.worker import running_worker, wait_all
+from tests.support.worker import running_worker, wait_all, wait_until
 
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 #: what a middleware's before_execute puts in context for the handler to find
@@ -39,9 +40,16 @@ class Recorder(Middleware):
     """Appends `(label, hook, task name)` to a shared log; raises in the hooks named."""
 
     def __init__(
-        self, label: str, log: list[tuple[str, str, str]], fail: frozenset[str] = frozenset()
+        self,
+        label: str,
+        log: list[tuple[str, str, str]],
+        fail: frozenset[str] = frozenset(),
+        outcomes: list[tuple[str, str, str, bool]] | None = None,
     ) -> None:
         self.label, self.log, self.fail = label, log, fail
+        #: `(label, outcome, task id, has a handler)` per after_outcome: apart from `log`,
+        #: since an outcome is reported when Redis' reply comes, after the record changed
+        self.outcomes = [] if outcomes is None else outcomes
 
     def _note(self, hook: str, name: str) -> None:
         self.log.append((self.label, hook, name))
@@ -67,6 +75,9 @@ class Recorder(Middleware):
 
     def on_error(self, ctx: ExecutionContext, error: BaseException) -> None:
         self._note(f"on_error={type(error).__name__}", ctx.task.name)
+
+    def after_outcome(self, ctx: ExecutionContext, outcome: str) -> None:
+        self.outcomes.append((self.label, outcome, ctx.task.id, ctx.definition is not None))
 
 
 def two(
@@ -337,19 +348,85 @@ async def test_a_failing_after_hook_is_logged_the_outcome_stands(
     assert [f.exc_info[0] for f in failures if f.exc_info] == [Boom]
 
 
+# -- outcomes ----------------------------------------------------------------------------
+
+
+async def test_after_outcome_reports_each_accepted_outcome_in_reverse(aapp: Conveyor) -> None:
+    log: list[Any] = []
+    outcomes: list[Any] = []
+    aapp.add_middleware(Recorder("a", log, outcomes=outcomes))
+    aapp.add_middleware(Recorder("b", log, outcomes=outcomes))
+    attempts: list[int] = []
+
+    @aapp.task(name="flaky", max_retries=1)
+    async def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ValueError("first")
+        return "ok"
+
+    @aapp.task(name="gives_up", max_retries=0, dead_letter=False)
+    async def gives_up() -> None:
+        raise ValueError("no")
+
+    retried = await aapp.enqueue_async("flaky")
+    failed = await aapp.enqueue_async("gives_up")
+    unknown = await aapp.enqueue_async("nobody.handles.this")
+    async with running_worker(aapp):
+        await wait_all([retried], TaskState.SUCCEEDED)
+        await wait_all([failed], TaskState.FAILED)
+        await wait_all([unknown], TaskState.DEAD)
+    by_task = {h.id: [(m, o, known) for m, o, i, known in outcomes if i == h.id]
+               for h in (retried, failed, unknown)}  # fmt: skip
+    assert by_task[retried.id] == [
+        ("b", "retried", True), ("a", "retried", True),
+        ("b", "succeeded", True), ("a", "succeeded", True),
+    ]  # fmt: skip
+    assert by_task[failed.id] == [("b", "failed", True), ("a", "failed", True)]
+    # a task no handler is registered for never executes: only its outcome is reported
+    assert by_task[unknown.id] == [("b", "dead", False), ("a", "dead", False)]
+    assert [hook for _, hook, name in log if name == "nobody.handles.this"] == [
+        "before_enqueue", "before_enqueue", "after_enqueue", "after_enqueue"
+    ]  # fmt: skip
+
+
+async def test_a_refused_outcome_is_not_reported(
+    aapp: Conveyor, r: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    outcomes: list[Any] = []
+    aapp.add_middleware(Recorder("a", [], outcomes=outcomes))
+    keys = aapp.producer.sync_broker().ops.queue_keys("default")
+
+    @aapp.task(name="usurped")
+    async def usurped(ctx: TaskContext) -> str:
+        # as if its lease had expired and another worker claimed it: a new token
+        r.hset(keys.task(ctx.task_id), "token", "999999")
+        return "late"
+
+    handle = await aapp.enqueue_async("usurped")
+    caplog.set_level(logging.WARNING, "conveyor.worker")
+    async with running_worker(aapp):
+        await wait_until(
+            lambda: asyncio.sleep(0, "lease lost" in caplog.text), 10, "the refused ack"
+        )
+    record = await handle.record_async()
+    assert record is not None and record.state == TaskState.ACTIVE  # nothing written
+    assert outcomes == []
+
+
 # -- no middleware -----------------------------------------------------------------------
 
 
-async def test_without_middleware_no_hook_machinery_runs(
+async def test_without_middleware_no_enqueue_context_is_built_nor_context_copied(
     aapp: Conveyor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def never(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("hook machinery ran without middleware")
 
-    for name in ("prepare", "enqueued", "enqueue_failed", "before_execute", "after_execute"):
+    for name in ("prepare", "enqueued", "enqueue_failed"):
         monkeypatch.setattr(hooks, name, never)
-    monkeypatch.setattr(executor_module, "ExecutionContext", never)
-    # nor is a context copied for the handlers' threads
+    # nor is a context copied for the handlers' threads (only the worker's own
+    # instrumentation runs, and it sets no context variable)
     monkeypatch.setattr(executor_module, "contextvars", SimpleNamespace(copy_context=never))
 
     @aapp.task(name="plain")

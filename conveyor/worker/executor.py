@@ -7,14 +7,13 @@ import contextvars
 import dataclasses
 import functools
 import logging
-import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from conveyor import metrics, serializers
 from conveyor import middleware as hooks
+from conveyor import serializers
 from conveyor.broker.ops import encode_error
 from conveyor.broker.records import ClaimedTask
 from conveyor.broker.scripts import Call
@@ -25,8 +24,9 @@ from conveyor.errors import (
     TaskTimeoutError,
     WorkerLostError,
 )
-from conveyor.middleware import ExecutionContext
+from conveyor.middleware import ExecutionContext, Middleware
 from conveyor.worker.completer import Completer
+from conveyor.worker.instrumentation import Instrumentation
 from conveyor.worker.processes import ProcessPool
 from conveyor.worker.reporting import TaskLink
 from conveyor.worker.stats import StatsWriter
@@ -64,8 +64,8 @@ class Invocation:
     args: list[Any]
     kwargs: dict[str, Any]
     timeout: float | None
-    #: the context a sync handler's thread runs in (set only when middleware run, so
-    #: what their hooks put in context variables, a span say, reaches the handler)
+    #: the context a sync handler's thread runs in (set only when the app has middleware,
+    #: so what their hooks put in context variables, a span say, reaches the handler)
     context: contextvars.Context | None = None
 
 
@@ -90,13 +90,13 @@ class Executor:
         threads: int | None = None,
     ) -> None:
         self.app = app
-        #: the app's middleware (the same list: one registered later applies too)
-        self.middleware = app.middleware
+        #: the hooks of every attempt: the worker's own measurements first (so they wrap
+        #: the rest), then the app's middleware registered by now
+        self.middleware: list[Middleware] = [Instrumentation(stats), *app.middleware]
         self.ops = completer.broker.ops
         self.completer = completer
         #: a workflow task's step runs before its outcome is written
         self.workflows = WorkflowStepper(completer.broker)
-        self.stats = stats
         #: attempts this worker finished (any outcome), for its description
         self.processed = 0
         self.worker_id = worker_id
@@ -110,6 +110,8 @@ class Executor:
         self._shapes_bound: set[tuple[str, int, frozenset[str]]] = set()
         #: the link of each running task: its context's reports, its cancel flag
         self._links: dict[str, TaskLink] = {}
+        #: what the hooks see of each running task's attempt
+        self._attempts: dict[str, ExecutionContext] = {}
         self._unknown_warned: set[str] = set()
 
     @property
@@ -168,26 +170,22 @@ class Executor:
         self.processes.shutdown()
 
     async def _run(self, task: ClaimedTask) -> None:
-        waited = _waited(task)
-        metrics.child(metrics.TASK_WAIT, task.queue).observe(waited)
-        self.stats.latency(task.queue, "wait", waited)
+        definition = self.app.tasks.get(task.name)
+        ctx = self._attempts[task.id] = ExecutionContext(task, definition, self.worker_id)
         link = self._links[task.id] = TaskLink(
-            self.completer.broker, task, interruptible=self._interruptible(task)
+            self.completer.broker, task, interruptible=self._interruptible(definition)
         )
         try:
             try:
-                invocation = self._decode(task, link)
+                invocation = self._decode(task, definition, link)
             except Undeliverable as exc:
                 self._report_undeliverable(task, exc)
                 error = encode_error(exc, "")
                 await self._workflow_failed(task, "dead", error)
                 self._finish(task, self.ops.dead_letter(task, exc.reason, error), "dead")
                 return
-            started = time.perf_counter()
-            # the fast path: without middleware, no context to build, no hooks to call
-            invoke = self._invoke_hooked if self.middleware else self._invoke
             try:
-                result = await invoke(task, invocation)
+                result = await self._invoke_hooked(ctx, invocation)
             except asyncio.CancelledError:
                 if not link.cancelled:  # the worker stops: back to pending
                     self.completer.submit(task, self.ops.requeue(task, crashed=False))
@@ -199,13 +197,11 @@ class Executor:
                 requeue = self.ops.requeue(task, crashed=True)
                 self.completer.submit(task, requeue, self.workflows.requeued(task))
             except BaseException as exc:  # a handler's SystemExit is its failure, not ours
-                self._observe(task, started)
                 if link.cancelled:
                     self._end_cancelled(task)
                 else:
                     await self._failed(task, invocation.definition, exc)
             else:
-                self._observe(task, started)
                 if link.cancelled:  # a thread handler that saw ctx.cancelled
                     self._end_cancelled(task)
                 else:
@@ -213,6 +209,7 @@ class Executor:
         finally:
             del self.running[task.id]
             del self._links[task.id]
+            del self._attempts[task.id]
             if self._isolated == task.id:
                 self._isolated = None
             self._slot_freed.set()
@@ -234,12 +231,13 @@ class Executor:
             task.name, UNKNOWN, task.id, known,
         )  # fmt: skip
 
-    def _interruptible(self, task: ClaimedTask) -> bool:
-        definition = self.app.tasks.get(task.name)
+    @staticmethod
+    def _interruptible(definition: TaskDefinition | None) -> bool:
         return definition is None or definition.is_async or definition.executor == "process"
 
-    def _decode(self, task: ClaimedTask, link: TaskLink) -> Invocation:
-        definition = self.app.tasks.get(task.name)
+    def _decode(
+        self, task: ClaimedTask, definition: TaskDefinition | None, link: TaskLink
+    ) -> Invocation:
         if definition is None:
             raise Undeliverable(UNKNOWN, f"no handler registered for {task.name!r}")
         try:
@@ -264,15 +262,14 @@ class Executor:
         timeout = next((t for t in timeouts if t), None)
         return Invocation(definition, args, kwargs, timeout)
 
-    async def _invoke_hooked(self, task: ClaimedTask, call: Invocation) -> Any:
+    async def _invoke_hooked(self, ctx: ExecutionContext, call: Invocation) -> Any:
         """`_invoke` between the middleware's hooks, here on the loop in this task's
         context (for a process handler too: its child sees none of it)."""
-        ctx = ExecutionContext(task, call.definition, self.worker_id)
         hooks.before_execute(self.middleware, ctx)  # raising: fails the attempt
-        if call.definition.executor == "thread":
+        if self.app.middleware and call.definition.executor == "thread":
             call = dataclasses.replace(call, context=contextvars.copy_context())
         try:
-            result = await self._invoke(task, call)
+            result = await self._invoke(ctx.task, call)
         except BaseException as exc:
             hooks.execute_failed(self.middleware, ctx, exc)
             raise
@@ -394,12 +391,17 @@ class Executor:
         """Queue the outcome's script; count it once Redis accepted it."""
         self.completer.submit(task, call, self._written(task, outcome))
 
-    def _written(self, task: ClaimedTask, outcome: str) -> Callable[[Any], None]:
+    def _written(
+        self, task: ClaimedTask, outcome: str, ctx: ExecutionContext | None = None
+    ) -> Callable[[Any], None]:
+        """What follows Redis' reply to an outcome; called while the attempt runs (or
+        with its `ctx`, which the reply outlives)."""
+        ctx = ctx or self._attempts[task.id]
+
         def written(reply: Any) -> None:
             if reply:
-                metrics.child(metrics.TASKS_PROCESSED, task.queue, task.name, outcome).inc()
-                self.stats.outcome(task.queue, task.name, outcome)
                 self.processed += 1
+                hooks.outcome_written(self.middleware, ctx, outcome)
             elif outcome != "cancelled":
                 # refused: the token was stale (another worker owns the task now), or the
                 # task was cancelled as it finished: end it so, unless it is not cancelling
@@ -409,18 +411,7 @@ class Executor:
                     task.id,
                 )
                 self.completer.submit(
-                    task, self.ops.end_cancel(task), self._written(task, "cancelled")
+                    task, self.ops.end_cancel(task), self._written(task, "cancelled", ctx)
                 )
 
         return written
-
-    def _observe(self, task: ClaimedTask, started: float) -> None:
-        elapsed = time.perf_counter() - started
-        metrics.child(metrics.TASK_DURATION, task.queue, task.name).observe(elapsed)
-        self.stats.latency(task.queue, "run", elapsed)
-
-
-def _waited(task: ClaimedTask) -> float:
-    """Seconds from enqueue (or the due time of a delayed task or retry) to this claim."""
-    ready = max(task.enqueued_at_ms, task.due_at_ms or 0)
-    return max(0.0, (task.claimed_at_ms - ready) / 1000)
