@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from functools import partial
+from typing import Any, Generic, TypeVar, overload
 
 from conveyor import serializers
 from conveyor.broker.keys import GlobalKeys, QueueKeys
@@ -40,6 +41,34 @@ class Op(Generic[T_co]):
     #: a blocking read (XREAD BLOCK of at most READ_BLOCK_MAX s): sent over a connection
     #: of its own, whose socket timeout allows the wait, never shared with other calls
     blocks: bool = False
+
+
+class BuiltOnRead(Sequence[Call]):
+    """Calls of which all but the first few are built when first read. The sync transport
+    sends a large call as soon as it has read it, so Redis runs one chunk of a bulk enqueue
+    while the next is built: the build overlaps Redis' work instead of preceding it."""
+
+    def __init__(self, ready: Sequence[Call], builders: Sequence[Callable[[], Call]]) -> None:
+        self._calls: list[Call | None] = [*ready, *([None] * len(builders))]
+        self._builders = builders
+        self._built = len(ready)  # index of the first call built from `builders`
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    @overload
+    def __getitem__(self, index: int) -> Call: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Call]: ...
+
+    def __getitem__(self, index: int | slice) -> Call | list[Call]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        call = self._calls[index]
+        if call is None:
+            call = self._calls[index] = self._builders[index % len(self) - self._built]()
+        return call
 
 
 CLAIM_WIDTH = 15  # values per task in claim.lua's reply
@@ -103,22 +132,26 @@ class Operations:
     def enqueue(
         self, tasks: Sequence[NewTask], new_queues: Iterable[str] = ()
     ) -> Op[list[EnqueueResult]]:
-        """Enqueue tasks of any queues: one script call per queue and chunk, one round trip.
+        """Enqueue tasks of any queues: one script call per queue and chunk, one round trip;
+        each chunk's call is built as it is sent (see BuiltOnRead).
 
         New queues are registered first, so no reader ever sees a queue's keys before the
         queue is listed.
         """
         registry = list(new_queues)
-        calls = [Call.command("SADD", self.keys.queues, *registry)] if registry else []
+        registering = [Call.command("SADD", self.keys.queues, *registry)] if registry else []
         by_queue: dict[str, list[NewTask]] = {}
         for task in tasks:
             by_queue.setdefault(task.queue, []).append(task)
         order: list[str] = []
+        builders: list[Callable[[], Call]] = []
         for queue, group in by_queue.items():
+            keys = self.queue_keys(queue)  # validates the name before anything is sent
             for start in range(0, len(group), ENQUEUE_CHUNK):
                 chunk = group[start : start + ENQUEUE_CHUNK]
-                calls.append(self._enqueue_call(self.queue_keys(queue), chunk))
+                builders.append(partial(self._enqueue_call, keys, chunk))
                 order.extend(t.id for t in chunk)
+        calls = BuiltOnRead(registering, builders)
 
         def decode(replies: list[Any]) -> list[EnqueueResult]:
             chunks = replies[1 if registry else 0 :]

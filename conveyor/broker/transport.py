@@ -42,6 +42,9 @@ UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 ReplyError = ResponseError
 #: One quick retry: redis-py's default of many retries turns a stall into a long outage.
 CALL_RETRIES = 1
+#: Bytes of packed calls the sync transport gathers before it sends them: a larger call (a
+#: chunk of a bulk enqueue) goes out at once, and Redis runs it while the next is built.
+SEND_AHEAD = 64 * 1024
 #: Longest a blocking read (XREAD BLOCK) may wait: its connections' socket timeout allows
 #: this much more than a call's. A caller waiting longer reads again.
 READ_BLOCK_MAX = 10.0
@@ -107,14 +110,14 @@ class SyncTransport:
 
     def _send_held(self, calls: Sequence[Call]) -> list[Any]:
         """Calls pipelined over the held connection, retried as the client retries its own;
-        replies parsed as the client parses them, an error reply left in its place."""
+        replies parsed as the client parses them, an error reply left in its place. The
+        calls go out every SEND_AHEAD bytes, as they are packed, not all at the end."""
         connection = self._held
         if connection is None or self._held_pid != os.getpid():  # none yet, or forked
             connection = self._held = cast(
                 AbstractConnection, self.client.connection_pool.make_connection()
             )
             self._held_pid = os.getpid()
-        packed = [pack_command(call.args) for call in calls]
 
         def reply(command: Arg) -> Any:
             try:
@@ -123,8 +126,21 @@ class SyncTransport:
                 return exc
 
         def round_trip() -> list[Any]:
-            connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
-            return [reply(call.args[0]) for call in calls]
+            try:
+                packed: list[bytes] = []
+                size = 0
+                for call in calls:
+                    packed.append(pack_command(call.args))
+                    size += len(packed[-1])
+                    if size >= SEND_AHEAD:
+                        connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
+                        packed, size = [], 0
+                if packed:
+                    connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
+                return [reply(call.args[0]) for call in calls]
+            except BaseException:  # replies may be left unread: the next call must not get them
+                connection.disconnect()  # type: ignore[no-untyped-call]
+                raise
 
         return connection.retry.call_with_retry(
             round_trip,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -15,9 +16,15 @@ import redis
 
 from conveyor import BrokerUnavailableError, Conveyor
 from conveyor.broker.keys import QueueKeys
-from conveyor.broker.ops import Operations
+from conveyor.broker.ops import BuiltOnRead, Operations
 from conveyor.broker.scripts import Call
-from conveyor.broker.transport import AsyncTransport, ReplyError, SyncTransport, async_client
+from conveyor.broker.transport import (
+    SEND_AHEAD,
+    AsyncTransport,
+    ReplyError,
+    SyncTransport,
+    async_client,
+)
 from conveyor.settings import Settings
 from conveyor.tools.embedded import RedisServer
 
@@ -258,3 +265,73 @@ def test_close_then_use_again(app: Conveyor) -> None:
     app.enqueue("t", 0)
     app.sync_broker().close()
     assert app.enqueue("t", 1).enqueued_state == "pending"
+
+
+# -- sending ahead ---------------------------------------------------------------------
+
+
+def test_a_large_call_is_sent_before_the_next_is_built(
+    settings: Settings, prefix: str, r: redis.Redis
+) -> None:
+    """Redis runs the first call while the second is built: its builder finds the first's
+    write stored already (through another connection)."""
+    transport = SyncTransport(settings)
+    key = f"{prefix}:large"
+    seen: list[bool] = []
+
+    def second() -> Call:
+        deadline = time.monotonic() + 10
+        while not r.exists(key) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(bool(r.exists(key)))
+        return Call.command("STRLEN", key)
+
+    calls = BuiltOnRead(
+        [Call.command("SET", key, "x" * SEND_AHEAD)], [second, lambda: Call.command("PING")]
+    )
+    try:
+        assert transport.execute(calls) == [True, SEND_AHEAD, True]
+    finally:
+        transport.close()
+    assert seen == [True]
+
+
+def test_a_call_failing_to_build_sends_nothing_more_and_the_connection_is_clean(
+    settings: Settings, prefix: str, r: redis.Redis
+) -> None:
+    transport = SyncTransport(settings)
+    key = f"{prefix}:large"
+
+    def broken() -> Call:
+        raise RuntimeError("cannot build")
+
+    calls = BuiltOnRead([Call.command("SET", key, "x" * SEND_AHEAD)], [broken])
+    try:
+        with pytest.raises(RuntimeError, match="cannot build"):
+            transport.execute(calls)
+        # the first call's reply was never read: the next round trip does not get it
+        assert transport.execute([Call.command("STRLEN", key)]) == [SEND_AHEAD]
+    finally:
+        transport.close()
+
+
+def test_built_on_read_builds_each_call_once_when_first_read() -> None:
+    built: list[int] = []
+
+    def builder(n: int) -> Callable[[], Call]:
+        def build() -> Call:
+            built.append(n)
+            return Call.command("ECHO", str(n))
+
+        return build
+
+    ready = Call.command("PING")
+    calls = BuiltOnRead([ready], [builder(1), builder(2)])
+    assert len(calls) == 3 and built == []
+    assert calls[0] is ready and built == []
+    assert calls[-1].args == ("ECHO", "2") and built == [2]
+    assert [c.args for c in calls[1:]] == [("ECHO", "1"), ("ECHO", "2")]
+    assert [c.args for c in calls] == [("PING",), ("ECHO", "1"), ("ECHO", "2")]
+    assert built == [2, 1]  # each once
+    with pytest.raises(IndexError):
+        calls[3]
