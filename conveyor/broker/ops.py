@@ -133,7 +133,7 @@ class Operations:
         self, tasks: Sequence[NewTask], new_queues: Iterable[str] = ()
     ) -> Op[list[EnqueueResult]]:
         """Enqueue tasks of any queues: one script call per queue and chunk, one round trip;
-        each chunk's call is built as it is sent (see BuiltOnRead).
+        with several chunks, each one's call is built as it is sent (see BuiltOnRead).
 
         New queues are registered first, so no reader ever sees a queue's keys before the
         queue is listed.
@@ -151,7 +151,11 @@ class Operations:
                 chunk = group[start : start + ENQUEUE_CHUNK]
                 builders.append(partial(self._enqueue_call, keys, chunk))
                 order.extend(t.id for t in chunk)
-        calls = BuiltOnRead(registering, builders)
+        calls: Sequence[Call]
+        if len(builders) == 1:  # nothing to overlap: built now, without the wrapper's cost
+            calls = [*registering, builders[0]()]
+        else:
+            calls = BuiltOnRead(registering, builders)
 
         def decode(replies: list[Any]) -> list[EnqueueResult]:
             chunks = replies[1 if registry else 0 :]
