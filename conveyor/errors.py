@@ -60,6 +60,25 @@ class BrokerFullError(BrokerUnavailableError):
         self.memory = memory
 
 
+class NotReplicatedError(ConveyorError):
+    """Redis stored the tasks, but fewer replicas than asked confirmed them in time (WAIT).
+
+    They are on the master (their ids in `stored`) and will run; until a replica has them,
+    a failover could lose them. Enqueuing them again under the same idempotency keys is
+    safe; without keys it would store them twice.
+    """
+
+    def __init__(self, stored: tuple[str, ...], replicas: int, needed: int, waited: float) -> None:
+        super().__init__(
+            f"{len(stored)} task(s) stored on the master, but {replicas} of the {needed} "
+            f"replica(s) asked for confirmed them within {waited:g}s: a failover before they "
+            "replicate would lose them (ids in .stored)"
+        )
+        self.stored = stored
+        self.replicas = replicas
+        self.needed = needed
+
+
 class TaskNotFoundError(ConveyorError):
     """No record exists for this task id (never enqueued, or expired)."""
 

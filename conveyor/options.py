@@ -50,6 +50,8 @@ class TaskOptions:
         concurrency: at most so many of its key's tasks run at once.
         concurrency_key: whose slots they are (default: the task's name).
         group_key: its fair group: claims go round the groups of a queue.
+        durable: the enqueue returns only once a replica has the task too (Redis WAIT
+            for `Settings.min_replicas`, at least 1), so a failover cannot lose it.
     """
 
     queue: str | None = None
@@ -68,6 +70,7 @@ class TaskOptions:
     concurrency: int | None = None
     concurrency_key: str | None = None
     group_key: str | None = None
+    durable: bool | None = None
 
     #: Options a task definition fills in at enqueue when the caller did not; the others
     #: are resolved by the worker when the task runs (so a redeploy changes them).
@@ -104,6 +107,8 @@ class TaskOptions:
             raise ConfigurationError(f"delay must be >= 0, got {self.delay!r}")
         if self.eta is not None and not isinstance(self.eta, datetime):
             raise ConfigurationError(f"eta must be a datetime, got {self.eta!r}")
+        if self.durable is not None and not isinstance(self.durable, bool):
+            raise ConfigurationError(f"durable must be true or false, got {self.durable!r}")
         key = self.idempotency_key
         if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_IDEMPOTENCY_KEY):
             raise ConfigurationError("idempotency_key must be a string of 1-200 characters")

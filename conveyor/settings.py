@@ -64,6 +64,12 @@ class Settings:
     shutdown_grace: float = 25.0
     #: Most tasks one claim round trip may lease.
     claim_batch: int = 100
+    #: Replicas that must confirm every enqueue and every outcome (Redis WAIT) before it
+    #: counts as done, so a failover cannot lose it; 0: none, as plain Redis does. A task
+    #: enqueued with `durable=True` waits for at least one.
+    min_replicas: int = 0
+    #: How long such an enqueue or outcome waits for its replicas (see `replica_wait`).
+    replica_timeout: float = 1.0
     log_json: bool = False
     log_level: str = "INFO"
 
@@ -81,6 +87,8 @@ class Settings:
             raise ConfigurationError("max_crashes and concurrency must be >= 1, max_retries >= 0")
         if self.threads is not None and self.threads < 1:
             raise ConfigurationError("threads must be >= 1 (or None: as many as concurrency)")
+        if self.min_replicas < 0 or self.replica_timeout <= 0:
+            raise ConfigurationError("min_replicas must be >= 0 and replica_timeout positive")
         if not 1 <= self.claim_batch <= MAX_CLAIM_BATCH:
             raise ConfigurationError(f"claim_batch must be 1..{MAX_CLAIM_BATCH}")
 
@@ -93,6 +101,12 @@ class Settings:
     def call_timeout(self) -> float:
         """Socket timeout that keeps a stalled call (with its retry) shorter than a lease."""
         return max(0.2, min(self.socket_timeout, self.lease_timeout / 4))
+
+    @property
+    def replica_wait(self) -> float:
+        """`replica_timeout`, but at most half the call timeout: a wait for replicas must
+        not look like a stalled Redis to the socket."""
+        return min(self.replica_timeout, self.call_timeout / 2)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -17,6 +17,7 @@ from conveyor.errors import (
     ConfigurationError,
     ConveyorError,
     CorruptRecordError,
+    NotReplicatedError,
     SerializationError,
     TaskConflictError,
     TaskNotFoundError,
@@ -98,6 +99,11 @@ async def _conveyor(request: Request, exc: ConveyorError) -> JSONResponse:
         # a lost reply leaves the outcome unknown: Redis may have applied the write
         log.warning("Redis unavailable: %s", exc)
         return error_response(503, "redis_unavailable", UNAVAILABLE, headers=_RETRY)
+    if isinstance(exc, NotReplicatedError):
+        # stored on the master and queued: a retry is safe only under an idempotency key
+        log.warning("%s", exc)
+        details = {"stored": list(exc.stored), "replicas": exc.replicas, "needed": exc.needed}
+        return error_response(503, "not_replicated", str(exc), details, _RETRY)
     if isinstance(exc, TaskNotFoundError):
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, TaskConflictError):

@@ -124,6 +124,9 @@ class NewTaskIn(Strict):
     )
     concurrency_key: FlowKey | None = Field(None, description="default: the task's name")
     group_key: FlowKey | None = Field(None, description="fair group: claims go round them")
+    durable: bool | None = Field(
+        None, description="answer only once a replica has the task too (Redis WAIT)"
+    )
 
     @model_validator(mode="after")
     def _exclusive(self) -> NewTaskIn:

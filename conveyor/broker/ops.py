@@ -14,7 +14,7 @@ from conveyor import serializers
 from conveyor.broker.keys import GlobalKeys, QueueKeys
 from conveyor.broker.records import Claim, ClaimedTask, EnqueueResult, NewTask
 from conveyor.broker.scripts import Arg, Call, load_scripts
-from conveyor.errors import BrokerFullError, InvalidNameError
+from conveyor.errors import BrokerFullError, InvalidNameError, NotReplicatedError
 from conveyor.ids import id_millis, new_ulid, queue_of
 from conveyor.model import to_millis
 from conveyor.settings import MAX_CLAIM_BATCH, Settings
@@ -151,6 +151,9 @@ class Operations:
                 chunk = group[start : start + ENQUEUE_CHUNK]
                 builders.append(partial(self._enqueue_call, keys, chunk))
                 order.extend(t.id for t in chunk)
+        needed = self.replicas_needed(any(t.options.durable for t in tasks))
+        if needed:
+            builders.append(lambda: self.replicated(needed))
         calls: Sequence[Call]
         if len(builders) == 1:  # nothing to overlap: built now, without the wrapper's cost
             calls = [*registering, builders[0]()]
@@ -158,16 +161,30 @@ class Operations:
             calls = BuiltOnRead(registering, builders)
 
         def decode(replies: list[Any]) -> list[EnqueueResult]:
-            chunks = replies[1 if registry else 0 :]
+            chunks = replies[1 if registry else 0 : len(replies) - (1 if needed else 0)]
             if any(isinstance(reply, Exception) for reply in replies):
                 raise _enqueue_error(replies, chunks, len(tasks))
             results = [result for reply in chunks for result in _enqueued(reply)]
+            if needed and replies[-1] < needed:
+                stored = tuple(r.id for r in results if not r.replayed)
+                waited = self.settings.replica_wait
+                raise NotReplicatedError(stored, replies[-1], needed, waited)
             if len(by_queue) == 1:  # replies are already in the order of `tasks`
                 return results
             by_id = dict(zip(order, results, strict=True))
             return [by_id[t.id] for t in tasks]
 
         return Op(calls, decode, reads_errors=True)
+
+    def replicas_needed(self, durable: bool = False) -> int:
+        """Replicas a write must reach before it counts as done: `min_replicas`, and at
+        least one for a durable task."""
+        return max(self.settings.min_replicas, 1 if durable else 0)
+
+    def replicated(self, replicas: int) -> Call:
+        """WAIT: block until `replicas` replicas have this connection's writes so far (or
+        the replica timeout passes); replies with how many have them."""
+        return Call.command("WAIT", replicas, to_millis(self.settings.replica_wait))
 
     def _enqueue_call(self, keys: QueueKeys, tasks: Sequence[NewTask]) -> Call:
         script_keys = [keys.pending, keys.scheduled, keys.signal, keys.task_prefix, keys.ready,

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 @click.option(
     "--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds an attempt may run."
 )
+@click.option(
+    "--durable", is_flag=True, default=None, help="Return only once a replica has the task too."
+)
 @pass_context
 def enqueue(
     ctx: Context,
@@ -45,6 +48,7 @@ def enqueue(
     idempotency_key: str | None,
     max_retries: int | None,
     timeout: float | None,
+    durable: bool | None,
 ) -> None:
     """Enqueue task NAME and print its id."""
     args = () if payload is None else (_json_option(payload, "--payload"),)
@@ -61,6 +65,7 @@ def enqueue(
             idempotency_key=idempotency_key,
             max_retries=max_retries,
             timeout=timeout,
+            durable=durable,
         )
         return ctx.app().enqueue_many([Message(name, args, kwargs, options)])[0]
 

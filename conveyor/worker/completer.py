@@ -52,6 +52,8 @@ class Completer:
         self._queue: asyncio.Queue[_Outcome] = asyncio.Queue()
         self._idle = asyncio.Event()
         self._idle.set()
+        #: replicas each pipeline of outcomes waits for (Settings.min_replicas)
+        self._replicas = broker.ops.replicas_needed()
 
     def submit(self, task: ClaimedTask, call: Call, on_written: OnWritten | None = None) -> None:
         """Queue an outcome; its lease is released once the outcome is written."""
@@ -77,9 +79,12 @@ class Completer:
             batch = await self._next_batch(stop)
             while batch:
                 groups = self._calls(batch)
+                calls = [c for c, _ in groups]
+                if self._replicas:
+                    calls.append(self.broker.ops.replicated(self._replicas))
                 started = time.monotonic()
                 try:
-                    replies = await self.broker.execute([c for c, _ in groups], raise_errors=False)
+                    replies = await self.broker.execute(calls, raise_errors=False)
                 except BrokerUnavailableError as exc:
                     failures += 1
                     log.debug("cannot write %d outcomes yet: %s", len(batch), exc)
@@ -88,11 +93,23 @@ class Completer:
                     continue
                 self.outage.reached(started)
                 failures = 0
+                if self._replicas:
+                    self._check_replicated(replies.pop(), len(batch))
                 for (_, outcomes), reply in zip(groups, replies, strict=True):
                     self._written(outcomes, reply)
                 batch = []
             if self._queue.empty():
                 self._idle.set()
+
+    def _check_replicated(self, replicas: Any, outcomes: int) -> None:
+        """Say when outcomes reached fewer replicas than asked: they stand, but a failover
+        now could undo them (the tasks would run again: at-least-once)."""
+        if isinstance(replicas, Exception) or replicas < self._replicas:
+            log.warning(
+                "%d outcome(s) written, but %s of the %d replica(s) asked for confirmed "
+                "them in time: a failover now would run those tasks again",
+                outcomes, replicas, self._replicas,
+            )  # fmt: skip
 
     def _calls(self, batch: list[_Outcome]) -> list[tuple[Call, list[_Outcome]]]:
         """The calls that write `batch`, each with the outcomes it writes."""
