@@ -6,10 +6,10 @@ async broker.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
+from conveyor.broker.events import MAX_PAGE, RECHECK_EVERY, latest, read_events
 from conveyor.broker.ops import Op, Operations
 from conveyor.broker.steps import Steps, drive, drive_async
 from conveyor.broker.workflows import Outcome, Step, WorkflowOps, WorkflowView, launch
@@ -20,8 +20,10 @@ from conveyor.errors import (
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
-from conveyor.ids import new_ulid
+from conveyor.events import Event
+from conveyor.ids import is_task_id, new_ulid, queue_of
 from conveyor.model import to_millis
+from conveyor.options import DEFAULT_QUEUE
 from conveyor.producer import Producer
 
 
@@ -72,20 +74,12 @@ class WorkflowHandle:
         """running, succeeded or failed; None once the workflow expired."""
         return drive(_status(self.producer, self.id), self.producer.sync_broker().run)
 
-    def result(self, timeout: float | None = None, poll: float = 0.05) -> Any:
+    def result(self, timeout: float | None = None) -> Any:
         """Wait for the workflow to end and return its result (the last step's, a
         group's list). Raises WorkflowFailedError if it failed, ResultTimeoutError if it
         has not ended after `timeout` seconds, WorkflowNotFoundError if it is unknown or
-        expired."""
-        broker = self.producer.sync_broker()
-
-        def answer(request: Op[Any] | float) -> Any:
-            if isinstance(request, Op):
-                return broker.run(request)
-            time.sleep(request)
-            return None
-
-        return drive(_result(self.producer, self.id, timeout, poll), answer)
+        expired. Waits on its tasks' events, not by polling (see `_result`)."""
+        return drive(_result(self.producer, self.id, timeout), self.producer.sync_broker().run)
 
     async def view_async(self) -> WorkflowView | None:
         """Like `view`, from asyncio code."""
@@ -95,17 +89,10 @@ class WorkflowHandle:
         """Like `status`, from asyncio code."""
         return await drive_async(_status(self.producer, self.id), self.producer.async_broker().run)
 
-    async def result_async(self, timeout: float | None = None, poll: float = 0.05) -> Any:
+    async def result_async(self, timeout: float | None = None) -> Any:
         """Like `result`, from asyncio code."""
         broker = self.producer.async_broker()
-
-        async def answer(request: Op[Any] | float) -> Any:
-            if isinstance(request, Op):
-                return await broker.run(request)
-            await asyncio.sleep(request)
-            return None
-
-        return await drive_async(_result(self.producer, self.id, timeout, poll), answer)
+        return await drive_async(_result(self.producer, self.id, timeout), broker.run)
 
 
 def _status(producer: Producer, workflow_id: str) -> Steps[Op[Any], str | None]:
@@ -113,14 +100,24 @@ def _status(producer: Producer, workflow_id: str) -> Steps[Op[Any], str | None]:
     return outcome.state or None
 
 
-def _result(
-    producer: Producer, workflow_id: str, timeout: float | None, poll: float
-) -> Steps[Op[Any] | float, Any]:
-    """Reads the workflow's outcome until it ended; sleeps (yields a float) in between."""
+def _result(producer: Producer, workflow_id: str, timeout: float | None) -> Steps[Op[Any], Any]:
+    """Reads the workflow's outcome until it ended, waiting in between for a final event
+    of one of its tasks (or RECHECK_EVERY s).
+
+    A workflow ends when one of its tasks does: the worker records the step (and starts
+    what follows) before it writes the task's outcome, whose event comes after. So an
+    outcome read after an event reflects that task's end; the cursor is taken before the
+    first read, so no end is missed between the two.
+    """
     workflows = workflow_ops(producer)
+    ops = workflows.ops
     deadline = None if timeout is None else time.monotonic() + timeout
-    delay = poll
+    cursor: str | None = None
     while True:
+        tasks: set[str] = yield workflows.task_ids(workflow_id)
+        queues = sorted({queue_of(t) for t in tasks if is_task_id(t)}) or [DEFAULT_QUEUE]
+        if cursor is None:
+            cursor = yield latest(ops, queues)
         outcome: Outcome = yield workflows.outcome(workflow_id)
         if outcome.state == "succeeded":
             return outcome.result
@@ -128,7 +125,15 @@ def _result(
             raise WorkflowFailedError(workflow_id, outcome.error)
         if not outcome.state:
             raise WorkflowNotFoundError(f"no workflow {workflow_id} (never enqueued, or expired)")
-        if deadline is not None and time.monotonic() >= deadline:
-            raise ResultTimeoutError(f"workflow {workflow_id} not finished after {timeout}s")
-        yield delay
-        delay = min(delay * 1.5, 0.5)
+        checked = time.monotonic()
+        ended = False
+        while not ended and time.monotonic() - checked < RECHECK_EVERY:
+            left = RECHECK_EVERY if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise ResultTimeoutError(f"workflow {workflow_id} not finished after {timeout}s")
+            events: list[Event] = yield read_events(
+                ops, queues, cursor, MAX_PAGE, block=min(left, RECHECK_EVERY)
+            )
+            if events:
+                cursor = events[-1].id
+            ended = any(e.final and e.task_id in tasks for e in events)

@@ -185,6 +185,11 @@ class WorkflowOps:
 
         return Op([call], decode)
 
+    def task_ids(self, workflow_id: str) -> Op[set[str]]:
+        """The ids of the tasks its nodes started so far."""
+        call = Call.command("HVALS", self.keys(workflow_id).tasks)
+        return Op([call], lambda replies: {as_text(t) for t in replies[0]})
+
     def index(
         self, offset: int = 0, limit: int = 50
     ) -> Procedure[tuple[int, list[WorkflowSummary]]]:

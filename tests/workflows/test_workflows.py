@@ -4,6 +4,7 @@ The long proofs (a chord of 1,000, a chain of 50) are `python -m tests.workflows
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,11 @@ import pytest
 
 from conveyor import Conveyor, WorkflowFailedError, WorkflowHandle, chain, chord, group
 from conveyor.broker.ops import Op
-from conveyor.broker.steps import Steps, drive
+from conveyor.broker.steps import Steps, drive, drive_async
 from conveyor.broker.workflows import Step, advance, launch
 from conveyor.errors import WorkflowNotFoundError
 from conveyor.settings import Settings
-from conveyor.workflow import workflow_ops
+from conveyor.workflow import _result, workflow_ops
 from tests.support.worker import running_worker
 from tests.workflows import proofs
 
@@ -62,6 +63,32 @@ async def test_a_chain_of_groups_and_chords_nested(wf: Conveyor) -> None:
     assert await handle.status_async() == "succeeded"
     view = await handle.view_async()
     assert view is not None and all(n.state == "succeeded" for n in view.nodes)
+    await wf.aclose()
+
+
+async def test_a_result_waits_on_the_tasks_events_not_by_reading_the_workflow_again(
+    wf: Conveyor,
+) -> None:
+    @wf.task(name="t.slow")
+    async def slow(n: int) -> int:
+        await asyncio.sleep(0.6)
+        return n
+
+    handle = wf.enqueue(chain(wf.tasks["t.slow"].message(1), wf.tasks["t.slow"].message()))
+    reads: list[str] = []
+    broker = wf.async_broker()
+
+    async def counted(op: Op[Any]) -> Any:
+        reads.append(str(op.calls[0].args[0]))
+        return await broker.run(op)
+
+    async with running_worker(wf):
+        done = await drive_async(_result(wf.producer, handle.id, 30), counted)
+    assert done == 1
+    # 1.2 s of two steps: one read of the outcome at first, one after each step's end (a
+    # poll every 50-500 ms would read it five times or more); blocking reads in between
+    assert reads.count("HMGET") <= 3, reads
+    assert "XREAD" in reads
     await wf.aclose()
 
 
