@@ -217,6 +217,18 @@ def test_cancelling_a_workflow_task_stops_the_workflow(wf: Conveyor) -> None:
     assert after is not None and [n.state for n in after.nodes] == ["started", "failed", "waiting"]
 
 
+def test_deleting_a_workflow_task_stops_the_workflow(wf: Conveyor) -> None:
+    handle = wf.enqueue(chain(wf.tasks["t.num"].message(1, delay=60), wf.tasks["t.add"].message(2)))
+    view = handle.view()
+    assert view is not None and view.nodes[1].task_id is not None
+    assert wf.inspector.delete_task(view.nodes[1].task_id) == "scheduled"
+    with pytest.raises(WorkflowFailedError, match="TaskDeleted") as failed:
+        handle.result(timeout=5)
+    assert failed.value.error is not None and failed.value.error["state"] == "deleted"
+    after = handle.view()
+    assert after is not None and [n.state for n in after.nodes] == ["started", "failed", "waiting"]
+
+
 async def test_a_cancelled_member_hands_continue_s_callback_its_description(
     wf: Conveyor,
 ) -> None:
