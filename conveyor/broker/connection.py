@@ -18,6 +18,7 @@ import redis.asyncio
 from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelPool
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -76,6 +77,27 @@ def _master_options(target: RedisTarget, settings: Settings) -> dict[str, Any]:
     return options
 
 
+class _SentinelMaster(redis.Redis):
+    """A master's client that closes its sentinels' connections with its own."""
+
+    def close(self) -> None:
+        super().close()
+        for sentinel in cast(
+            SentinelConnectionPool, self.connection_pool
+        ).sentinel_manager.sentinels:
+            sentinel.close()
+
+
+class _AsyncSentinelMaster(redis.asyncio.Redis):
+    """A master's asyncio client that closes its sentinels' connections with its own."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        pool = cast(AsyncSentinelPool, self.connection_pool)
+        for sentinel in pool.sentinel_manager.sentinels:
+            await sentinel.aclose()
+
+
 def _backoff() -> ExponentialWithJitterBackoff:
     return ExponentialWithJitterBackoff(base=0.05, cap=0.5)
 
@@ -93,7 +115,8 @@ def sync_client(
         return redis.Redis.from_url(target.url, **options, **tls)
     sentinels = Sentinel(target.sentinels, sentinel_kwargs=_sentinel_options(target, settings))
     options.update(_master_options(target, settings))
-    return cast(redis.Redis, sentinels.master_for(target.service, **options))
+    master = sentinels.master_for(target.service, redis_class=_SentinelMaster, **options)
+    return cast(redis.Redis, master)
 
 
 def async_client(
@@ -112,7 +135,7 @@ def async_client(
         sentinel_options = _sentinel_options(target, settings)
         sentinels = AsyncSentinel(target.sentinels, sentinel_kwargs=sentinel_options)
         options.update(_master_options(target, settings))
-        client = sentinels.master_for(target.service, redis_class=redis.asyncio.Redis, **options)
+        client = sentinels.master_for(target.service, redis_class=_AsyncSentinelMaster, **options)
     pool = client.connection_pool
     pool.connection_class = _packing_with_hiredis(pool.connection_class)
     return client

@@ -343,6 +343,10 @@ class SyncInspector:
         """Redis' INFO all."""
         return self._run(self._admin.server_info())
 
+    def server_address(self) -> str:
+        """host:port of the Redis that calls go to now (a Sentinel group's current master)."""
+        return self.broker.transport.server_address()
+
     def server_time(self) -> float:
         """Redis' clock, in seconds since the epoch."""
         return self._run(self._admin.server_time())

@@ -126,6 +126,10 @@ class SyncTransport:
                 return exc
 
         def round_trip() -> list[Any]:
+            # connect() first, as the pool does for its own: a Sentinel-managed connection
+            # asks the sentinels for the master there (sending alone would reconnect to
+            # the address it had, or to redis-py's default, localhost:6379)
+            connection.connect()  # type: ignore[no-untyped-call]
             connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
             return [reply(call.args[0]) for call in calls]
 

@@ -1,0 +1,68 @@
+"""Conveyor on a real Sentinel deployment (master, replica, three sentinels): producers,
+workers and the seed API through a redis+sentinel:// URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from conveyor import Conveyor, TaskState
+from conveyor.settings import Settings
+from tests.api.conftest import api_client
+from tests.conftest import REDIS_BINARIES
+from tests.support.sentinel import SentinelGroup
+from tests.support.worker import running_worker, wait_all
+
+pytestmark = pytest.mark.slow
+
+#: The newest redis-server found runs the group (Sentinel is not a per-version concern).
+BINARY = REDIS_BINARIES[max(REDIS_BINARIES, key=lambda v: tuple(map(int, v.split("."))))]
+
+
+@pytest.fixture(scope="module")
+def sentinel_group() -> Iterator[SentinelGroup]:
+    """One Sentinel group for this module's tests (none of them fails it over)."""
+    group = SentinelGroup(BINARY).start()
+    yield group
+    group.stop()
+
+
+@pytest.fixture
+def sentinel_settings(sentinel_group: SentinelGroup, prefix: str) -> Settings:
+    return Settings(redis_url=sentinel_group.url, prefix=prefix, retry_backoff_base=0.01)
+
+
+async def test_tasks_run_end_to_end_through_the_sentinels(
+    sentinel_settings: Settings, sentinel_group: SentinelGroup
+) -> None:
+    app = Conveyor(settings=sentinel_settings)
+    attempts: dict[int, int] = {}
+
+    @app.task(max_retries=1)
+    async def double(x: int) -> int:
+        attempts[x] = attempts.get(x, 0) + 1
+        if x == 3 and attempts[x] == 1:
+            raise RuntimeError("once")  # retried once, then succeeds
+        return 2 * x
+
+    try:
+        handles = [double.enqueue(x) for x in range(5)]  # sync producer
+        handles.append(await double.enqueue_async(10))  # async producer
+        async with running_worker(app):
+            await wait_all(handles, TaskState.SUCCEEDED, 15)
+        assert [h.result(timeout=1) for h in handles] == [0, 2, 4, 6, 8, 20]
+        assert attempts[3] == 2
+        assert app.inspector.server_address() == f"127.0.0.1:{sentinel_group.master.port}"
+    finally:
+        await app.aclose()
+        app.close()
+
+
+async def test_the_seed_api_through_the_sentinels(sentinel_settings: Settings) -> None:
+    async with api_client(sentinel_settings) as client:
+        queued = await client.post("/task", json={"type": "email-notification", "payload": "a"})
+        assert queued.status_code == 202, queued.text
+        stats = await client.get("/stats")
+        assert stats.status_code == 200
+        assert stats.json()["queues"]["default"]["pending"] == 1, stats.json()
