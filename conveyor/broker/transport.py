@@ -23,7 +23,13 @@ import redis
 import redis.asyncio
 from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, NoScriptError, OutOfMemoryError, ResponseError
+from redis.exceptions import (
+    InvalidResponse,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ResponseError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from conveyor.broker.connection import (
@@ -137,6 +143,24 @@ class SyncTransport:
             round_trip,
             lambda _: connection.disconnect(),  # type: ignore[no-untyped-call]
         )
+
+    def queue_only(self, commands: Sequence[Sequence[Arg]]) -> list[str]:
+        """Queue `commands` inside MULTI and DISCARD them, so none runs; what Redis answered
+        to each: 'QUEUED', or its error ('NOPERM ...' for what the ACL refuses). Raises
+        ReplyError if MULTI itself is refused (then nothing more is sent). Over a
+        connection of its own, closed after, so no state of the probe can linger."""
+        connection = cast(AbstractConnection, self.client.connection_pool.make_connection())
+        try:
+            connection.connect()  # type: ignore[no-untyped-call]
+            connection.send_packed_command([pack_command(["MULTI"])])  # type: ignore[no-untyped-call]
+            connection.read_response()  # raises if refused
+            packed = [pack_command(args) for args in [*commands, ["DISCARD"]]]
+            connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
+            return [_reply_text(connection) for _ in packed][:-1]
+        except UNAVAILABLE as exc:
+            raise unavailable(exc, self.settings) from exc
+        finally:
+            connection.disconnect()  # type: ignore[no-untyped-call]
 
     def server_address(self) -> str:
         """Where calls go now: the URL's server, or the master the sentinels name."""
@@ -315,6 +339,17 @@ class AsyncTransport:
         for extra in (self._blocking, self._presence, self._reader):
             if extra is not None:
                 await extra.aclose()
+
+
+def _reply_text(connection: AbstractConnection) -> str:
+    """The next reply on `connection` as text; an error reply as its text, NOPERM named."""
+    try:
+        reply = connection.read_response()
+    except NoPermissionError as exc:
+        return f"NOPERM {exc}"
+    except ResponseError as exc:
+        return str(exc)
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
 def with_scripts(calls: Sequence[Call]) -> Steps[Sequence[Call], list[Any]]:

@@ -25,7 +25,7 @@ from conveyor import serializers
 from conveyor.errors import ConveyorError
 from conveyor.options import TaskOptions
 from conveyor.producer import Message
-from conveyor.redis_url import parse_redis_url
+from conveyor.redis_url import SENTINEL_SCHEMES, parse_redis_url
 from conveyor.tools.embedded import is_loopback_host
 from conveyor.tools.load_follow import completion, follow, percentiles
 
@@ -100,9 +100,8 @@ class Plan:
 def is_loopback(url: str) -> bool:
     """True if `url` points at this machine (a loopback address, localhost or a socket):
     load goes elsewhere only when asked, never by a stray environment variable."""
-    target = parse_redis_url(url)
-    if target.is_sentinel:
-        return all(is_loopback_host(host) for host, _ in target.sentinels)
+    if url.partition("://")[0] in SENTINEL_SCHEMES:
+        return all(is_loopback_host(host) for host, _ in parse_redis_url(url).sentinels)
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return True
