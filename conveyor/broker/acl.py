@@ -68,6 +68,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "scard": ("SCARD", _K),
     "smembers": ("SMEMBERS", _K),
     "srandmember": ("SRANDMEMBER", _K, "1"),
+    "sismember": ("SISMEMBER", _K, "x"),
     "sunion": ("SUNION", _K, _K),
     # sorted sets
     "zadd": ("ZADD", _K, "1", "x"),
@@ -80,6 +81,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "zrangebyscore": ("ZRANGEBYSCORE", _K, "0", "1"),
     "zrevrangebyscore": ("ZREVRANGEBYSCORE", _K, "1", "0"),
     "zremrangebyscore": ("ZREMRANGEBYSCORE", _K, "0", "1"),
+    "zscan": ("ZSCAN", _K, "0", "COUNT", "10"),
     # the event streams
     "xadd": ("XADD", _K, "*", "f", "1"),
     "xtrim": ("XTRIM", _K, "MAXLEN", "0"),
@@ -127,11 +129,11 @@ class Probe:
 
 def probes(prefix: str) -> list[Probe]:
     """The probe of every command but MULTI/DISCARD, on a key and a channel under `prefix`."""
-    key, channel = f"{prefix}:doctor:probe", f"{prefix}:doctor:probe"
+    name = f"{prefix}:doctor:probe"  # a key and a channel
     found = []
     for command, args in COMMANDS.items():
         if command not in _FRAMING:
-            filled = tuple(key if a == _K else channel if a == _C else a for a in args)
+            filled = tuple(name if a in (_K, _C) else a for a in args)
             found.append(Probe(command, filled))
     return found
 

@@ -10,6 +10,7 @@ import pytest
 from conveyor import Conveyor, TaskState
 from conveyor.errors import BrokerUnavailableError
 from conveyor.settings import Settings
+from conveyor.tools.doctor import Doctor
 from conveyor.tools.embedded import free_port
 from tests.conftest import REDIS_BINARIES
 from tests.support.tls import TlsFiles, make_certificates, tls_server
@@ -61,6 +62,8 @@ async def test_tasks_run_over_tls_with_a_client_certificate(
         async with running_worker(app):
             await wait_all(handles, TaskState.SUCCEEDED, 10)
         assert [h.result(timeout=1) for h in handles] == [2, 4]
+        connection = {c.name: c for c in Doctor(app.inspector).run()}["connection"]
+        assert connection.detail == f"standalone Redis at {tls_redis[9:-2]}, TLS on"
     finally:
         await app.aclose()
         app.close()

@@ -9,6 +9,7 @@ import pytest
 
 from conveyor import Conveyor, TaskState
 from conveyor.settings import Settings
+from conveyor.tools.doctor import Doctor
 from tests.api.conftest import api_client
 from tests.conftest import REDIS_BINARIES
 from tests.support.sentinel import SentinelGroup
@@ -53,7 +54,11 @@ async def test_tasks_run_end_to_end_through_the_sentinels(
             await wait_all(handles, TaskState.SUCCEEDED, 15)
         assert [h.result(timeout=1) for h in handles] == [0, 2, 4, 6, 8, 20]
         assert attempts[3] == 2
-        assert app.inspector.server_address() == f"127.0.0.1:{sentinel_group.master.port}"
+        checks = {check.name: check for check in Doctor(app.inspector).run()}
+        nodes = ",".join(f"127.0.0.1:{port}" for port in sentinel_group.sentinel_ports)
+        master = f"127.0.0.1:{sentinel_group.master.port}"
+        expected = f"Sentinel: master 'conveyor' now at {master} (sentinels {nodes}), TLS off"
+        assert checks["connection"].detail == expected
     finally:
         await app.aclose()
         app.close()

@@ -100,6 +100,7 @@ async def test_a_failover_under_load_is_followed_without_a_restart(
             promoted, promoted_wall = time.monotonic(), time.time()
             await wait_until(lambda: _acks(producer, killed, 100), 20, "acks after the kill")
             first_ack = min(producer.acked_after(killed)) - killed
+            assert app.inspector.server_address() == f"127.0.0.1:{group.replica.port}"
             # the API's clients follow the new master too, with no restart
             await wait_until(lambda: _accepts(api), 15, "the API to enqueue again")
             stats = await api.get("/stats")
