@@ -4,15 +4,18 @@ workers and the seed API through a redis+sentinel:// URL."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from conveyor import Conveyor, TaskState
+from conveyor.errors import BrokerUnavailableError
 from conveyor.settings import Settings
 from conveyor.tools.doctor import Doctor
 from tests.api.conftest import api_client
 from tests.conftest import REDIS_BINARIES
 from tests.support.sentinel import SentinelGroup
+from tests.support.tls import make_certificates
 from tests.support.worker import running_worker, wait_all
 
 pytestmark = pytest.mark.slow
@@ -71,3 +74,44 @@ async def test_the_seed_api_through_the_sentinels(sentinel_settings: Settings) -
         stats = await client.get("/stats")
         assert stats.status_code == 200
         assert stats.json()["queues"]["default"]["pending"] == 1, stats.json()
+
+
+async def test_sentinel_over_tls_with_a_user_and_a_sentinel_password(
+    tmp_path: Path, prefix: str
+) -> None:
+    """rediss+sentinel://user:password@.../service?sentinel_password=: TLS to the sentinels
+    and the master, the master's ACL user, the sentinels' own password."""
+    files = make_certificates(tmp_path)
+    group = SentinelGroup(BINARY, tls=files, user=("app", "pw1"), sentinel_password="pw2")
+    group.start()
+    settings = Settings(
+        redis_url=group.url,
+        prefix=prefix,
+        redis_tls_ca=str(files.ca),
+        redis_tls_cert=str(files.client_cert),
+        redis_tls_key=str(files.client_key),
+    )
+    app = Conveyor(settings=settings)
+
+    @app.task
+    async def double(x: int) -> int:
+        return 2 * x
+
+    try:
+        handles = [double.enqueue(1), await double.enqueue_async(2)]
+        async with running_worker(app):
+            await wait_all(handles, TaskState.SUCCEEDED, 15)
+        assert [h.result(timeout=1) for h in handles] == [2, 4]
+        checks = {check.name: check for check in Doctor(app.inspector).run()}
+        assert checks["connection"].detail.endswith(", TLS on"), checks["connection"]
+        assert checks["permissions"].detail.startswith("user app may run every command")
+        wrong = Conveyor(settings=settings.replace(redis_url=group.url.replace("pw2", "nope")))
+        try:
+            with pytest.raises(BrokerUnavailableError, match="No master found for 'conveyor'"):
+                wrong.enqueue("anything")
+        finally:
+            wrong.close()
+    finally:
+        await app.aclose()
+        app.close()
+        group.stop()

@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from conveyor.tools.embedded import RedisServer, free_port
+from tests.support.tls import TlsFiles
 
 #: The master's name in the sentinels' configuration and in the URL.
 SERVICE = "conveyor"
@@ -37,34 +38,84 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def ask(port: int, *args: str) -> Any:
+def ask(port: int, *args: str, password: str | None = None) -> Any:
     """One command to the server (or sentinel) on `port`, its reply decoded."""
-    with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as client:
+    with redis.Redis(
+        port=port, password=password, socket_timeout=1, decode_responses=True
+    ) as client:
         return client.execute_command(*args)
+
+
+def _tls_args(files: TlsFiles, port: int) -> tuple[str, ...]:
+    """A server's TLS options: its TLS port, replication over TLS, client certificates."""
+    return (
+        "--tls-port", str(port),
+        "--tls-cert-file", str(files.server_cert),
+        "--tls-key-file", str(files.server_key),
+        "--tls-ca-cert-file", str(files.ca),
+        "--tls-replication", "yes",
+        "--tls-auth-clients", "yes",
+    )  # fmt: skip
 
 
 class SentinelGroup:
     """Master, replica, three sentinels; `url` is Conveyor's redis+sentinel:// URL."""
 
-    def __init__(self, binary: str, service: str = SERVICE) -> None:
+    def __init__(
+        self,
+        binary: str,
+        service: str = SERVICE,
+        *,
+        tls: TlsFiles | None = None,
+        user: tuple[str, str] | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
+        """`tls`: every link over TLS (clients', replication, sentinels'); `user`: an ACL
+        user (name, password) on the master and replica; `sentinel_password`: the
+        sentinels' requirepass."""
         self.binary = binary
         self.service = service
+        self.tls = tls
+        self.user = user
+        self.sentinel_password = sentinel_password
         self._tmp = tempfile.TemporaryDirectory(prefix="conveyor-sentinel-")
         self.dir = Path(self._tmp.name)
         self.master = RedisServer(binary, data_dir=self.dir / "master")
-        self.replica = RedisServer(
-            binary,
-            data_dir=self.dir / "replica",
-            extra_args=("--replicaof", "127.0.0.1", str(self.master.port)),
-        )
+        self.replica = RedisServer(binary, data_dir=self.dir / "replica")
+        #: where clients and the sentinels reach each server: its TLS port when TLS is on
+        self.data_ports = {
+            id(s): free_port() if tls else s.port for s in (self.master, self.replica)
+        }
+        self.master.extra_args = self._server_args(self.master)
+        self.replica.extra_args = (
+            *self._server_args(self.replica),
+            "--replicaof", "127.0.0.1", str(self.data_port(self.master)),
+        )  # fmt: skip
         self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinel_tls_ports = [free_port() for _ in range(3)] if tls else self.sentinel_ports
         self._sentinels: list[subprocess.Popen[bytes]] = []
+
+    def data_port(self, server: RedisServer) -> int:
+        """The port clients and sentinels use for `server` (its TLS port under TLS)."""
+        return self.data_ports[id(server)]
+
+    def _server_args(self, server: RedisServer) -> tuple[str, ...]:
+        args = _tls_args(self.tls, self.data_port(server)) if self.tls else ()
+        if self.user:
+            args += ("--user", self.user[0], "on", f">{self.user[1]}", "~*", "&*", "+@all")
+        return args
 
     @property
     def url(self) -> str:
-        """`redis+sentinel://` URL naming the three sentinels and the service."""
-        nodes = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
-        return f"redis+sentinel://{nodes}/{self.service}"
+        """Conveyor's URL: the three sentinels, the service, the credentials and TLS."""
+        nodes = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_tls_ports)
+        scheme = "rediss+sentinel" if self.tls else "redis+sentinel"
+        auth = f"{self.user[0]}:{self.user[1]}@" if self.user else ""
+        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"{scheme}://{auth}{nodes}/{self.service}{query}"
+
+    def _ask_sentinel(self, port: int, *args: str) -> Any:
+        return ask(port, *args, password=self.sentinel_password)
 
     def start(self) -> SentinelGroup:
         """Start everything and wait until the sentinels agree on the master and its
@@ -73,20 +124,26 @@ class SentinelGroup:
             self.master.start()
             self.replica.start()
             wait_for(self._replica_synced, 15, "the replica to sync")
-            for port in self.sentinel_ports:
-                self._sentinels.append(self._start_sentinel(port))
+            for port, tls_port in zip(self.sentinel_ports, self.sentinel_tls_ports, strict=True):
+                self._sentinels.append(self._start_sentinel(port, tls_port))
             wait_for(self._agreed, 20, "the sentinels to agree")
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _start_sentinel(self, port: int) -> subprocess.Popen[bytes]:
+    def _start_sentinel(self, port: int, tls_port: int) -> subprocess.Popen[bytes]:
         conf = self.dir / f"sentinel-{port}.conf"
+        lines = [f"port {port}", "bind 127.0.0.1", f"dir {self.dir}"]
+        if self.tls:
+            options = _tls_args(self.tls, tls_port)
+            lines += [f"{k[2:]} {v}" for k, v in zip(options[::2], options[1::2], strict=True)]
+        if self.sentinel_password:
+            lines.append(f"requirepass {self.sentinel_password}")
         conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {self.dir}\n"
+            "\n".join(lines) + "\n"
             f"logfile {self.dir / f'sentinel-{port}.log'}\n"
-            f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} 2\n"
+            f"sentinel monitor {self.service} 127.0.0.1 {self.data_port(self.master)} 2\n"
             f"sentinel down-after-milliseconds {self.service} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {self.service} {FAILOVER_TIMEOUT_MS}\n"
             f"sentinel parallel-syncs {self.service} 1\n"
@@ -104,11 +161,11 @@ class SentinelGroup:
 
     def _agreed(self) -> bool:
         for port in self.sentinel_ports:
-            address = ask(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
-            if address != ["127.0.0.1", str(self.master.port)]:
+            address = self._ask_sentinel(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+            if address != ["127.0.0.1", str(self.data_port(self.master))]:
                 return False
-            peers = ask(port, "SENTINEL", "SENTINELS", self.service)
-            replicas = ask(port, "SENTINEL", "REPLICAS", self.service)
+            peers = self._ask_sentinel(port, "SENTINEL", "SENTINELS", self.service)
+            replicas = self._ask_sentinel(port, "SENTINEL", "REPLICAS", self.service)
             if len(peers) != 2 or len(replicas) != 1:
                 return False
         return True
@@ -117,7 +174,9 @@ class SentinelGroup:
         """The master the first answering sentinel names, or None."""
         for port in self.sentinel_ports:
             with contextlib.suppress(redis.RedisError):
-                host, master = ask(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+                host, master = self._ask_sentinel(
+                    port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
+                )
                 return host, int(master)
         return None
 
@@ -130,8 +189,8 @@ class SentinelGroup:
 
         def promoted() -> bool:
             for port in self.sentinel_ports:
-                name = ask(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
-                if int(name[1]) != self.replica.port:
+                name = self._ask_sentinel(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+                if int(name[1]) != self.data_port(self.replica):
                     return False
             role: list[Any] = ask(self.replica.port, "ROLE")
             return bool(role[0] == "master")
