@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from conveyor import Conveyor, TaskState
+from conveyor.cli import cli
 from conveyor.errors import BrokerUnavailableError
 from conveyor.settings import Settings
 from conveyor.tools.doctor import Doctor
@@ -65,6 +67,17 @@ async def test_tasks_run_end_to_end_through_the_sentinels(
     finally:
         await app.aclose()
         app.close()
+
+
+def test_the_cli_and_doctor_through_the_sentinels(
+    sentinel_group: SentinelGroup, prefix: str
+) -> None:
+    where = ["--redis-url", sentinel_group.url, "--prefix", prefix]
+    result = CliRunner().invoke(cli, [*where, "doctor"])
+    assert result.exit_code == 0, result.output
+    master = f"127.0.0.1:{sentinel_group.master.port}"
+    assert f"Sentinel: master 'conveyor' now at {master}" in result.output
+    assert "user default may run every command Conveyor needs" in result.output
 
 
 async def test_the_seed_api_through_the_sentinels(sentinel_settings: Settings) -> None:
