@@ -9,6 +9,7 @@ failover is followed without a restart.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -149,6 +150,18 @@ def server_address(client: redis.Redis, settings: Settings) -> str:
         host, port = pool.get_master_address()  # type: ignore[no-untyped-call]
         return f"{host}:{port}"
     return parse_redis_url(settings.redis_url).describe()
+
+
+#: How redis-py names a sentinel's client in MasterNotFoundError: its whole repr.
+_CLIENT_REPR = re.compile(
+    r"<redis\.(?:asyncio\.)?client\.Redis\(.*?host=([^,]+),port=(\d+).*?\)>\)>\)>"
+)
+
+
+def error_text(exc: BaseException) -> str:
+    """`exc` as text, each sentinel's client repr (a few hundred characters of options)
+    shortened to `sentinel host:port`."""
+    return _CLIENT_REPR.sub(lambda m: f"sentinel {m[1]}:{m[2]}", str(exc))
 
 
 def pack_command(args: Sequence[Any]) -> bytes:

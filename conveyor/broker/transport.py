@@ -35,6 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from conveyor.broker.connection import (
     CALL_RETRIES,
     async_client,
+    error_text,
     pack_command,
     server_address,
     sync_client,
@@ -432,4 +433,4 @@ def not_redis(exc: BaseException) -> bool:
 def unavailable(exc: BaseException, settings: Settings) -> BrokerUnavailableError:
     """The error producers see when Redis is down or stalled."""
     target = parse_redis_url(settings.redis_url).describe()
-    return BrokerUnavailableError(f"Redis at {target} is unavailable: {exc}")
+    return BrokerUnavailableError(f"Redis at {target} is unavailable: {error_text(exc)}")

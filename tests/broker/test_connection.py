@@ -11,7 +11,7 @@ from conveyor import Conveyor, TaskState
 from conveyor.errors import BrokerUnavailableError
 from conveyor.settings import Settings
 from conveyor.tools.doctor import Doctor
-from conveyor.tools.embedded import free_port
+from conveyor.tools.embedded import RedisServer, free_port
 from tests.conftest import REDIS_BINARIES
 from tests.support.tls import TlsFiles, make_certificates, tls_server
 from tests.support.worker import running_worker, wait_all
@@ -116,8 +116,21 @@ async def test_unreachable_sentinels_are_a_clear_broker_unavailable_error(prefix
         message = str(caught.value)
         assert message.startswith(f"Redis at master 'mymaster' of the sentinels {nodes} is")
         assert "No master found for 'mymaster'" in message
+        assert "<redis." not in message  # not redis-py's repr of each sentinel's client
         with pytest.raises(BrokerUnavailableError, match="of the sentinels"):
             await app.enqueue_async("anything")
     finally:
         await app.aclose()
         app.close()
+
+
+def test_a_sentinel_url_naming_a_plain_redis_is_a_clear_error(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    url = f"redis+sentinel://127.0.0.1:{redis_server.port}/mymaster"
+    message = refusal(Settings(redis_url=url, prefix=prefix))
+    assert message.startswith(
+        f"Redis at master 'mymaster' of the sentinels 127.0.0.1:{redis_server.port}"
+    )
+    assert "No master found for 'mymaster'" in message
+    assert "<redis." not in message  # not redis-py's repr of each sentinel's client
