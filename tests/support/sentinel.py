@@ -8,6 +8,7 @@ two. `stop()` kills every process, whatever state the group is in.
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import tempfile
 import time
@@ -183,6 +184,22 @@ class SentinelGroup:
     def kill_master(self) -> None:
         """SIGKILL the master, as a crash of its machine would."""
         self.master.kill()
+
+    def pause_master(self) -> None:
+        """SIGSTOP the master: it holds its connections but answers nothing, as a stalled
+        machine does; `resume_master` lets it run on, still believing it is the master
+        until the sentinels demote it."""
+        assert self.master.process is not None
+        self.master.process.send_signal(signal.SIGSTOP)
+
+    def resume_master(self) -> None:
+        """SIGCONT the paused master."""
+        assert self.master.process is not None
+        self.master.process.send_signal(signal.SIGCONT)
+
+    def demoted(self) -> bool:
+        """Whether the old master now replicates the new one."""
+        return bool(ask(self.master.port, "ROLE")[0] == "slave")
 
     def wait_for_failover(self, timeout: float = 20.0) -> None:
         """Wait until every sentinel names the replica and it answers as a master."""
