@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import weakref
 
 from conveyor import Conveyor
@@ -21,8 +22,13 @@ class _Token:
 
 def _stop_me(_ref: weakref.ref[_Token]) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
-    for _ in range(1000):  # the handler runs at a loop's jump back, still in this callback
-        pass
+    # the handler runs between two bytecodes of this loop, still in this callback (its
+    # SystemExit ends the loop). On a busy machine the signal may reach another thread of
+    # the process first, and the main thread learn of it only later: wait for it, do not
+    # count on a fixed number of iterations
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 _token = _Token()
