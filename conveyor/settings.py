@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from conveyor.errors import ConfigurationError
 
@@ -70,11 +70,16 @@ class Settings:
     min_replicas: int = 0
     #: How long such an enqueue or outcome waits for its replicas (see `replica_wait`).
     replica_timeout: float = 1.0
+    #: Whether `redis_url` names one node of a Redis Cluster (a `redis+cluster://` URL
+    #: says so itself).
+    redis_cluster: bool = False
     log_json: bool = False
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         check_redis_url(self.redis_url)
+        if self.redis_cluster and self.redis_url.startswith("unix:"):
+            raise ConfigurationError("a Redis Cluster is reached over TCP, not a unix:// socket")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -91,6 +96,11 @@ class Settings:
             raise ConfigurationError("min_replicas must be >= 0 and replica_timeout positive")
         if not 1 <= self.claim_batch <= MAX_CLAIM_BATCH:
             raise ConfigurationError(f"claim_batch must be 1..{MAX_CLAIM_BATCH}")
+
+    @property
+    def cluster(self) -> bool:
+        """Whether Redis is a Cluster: the transport routes each call to its slot's node."""
+        return self.redis_cluster or self.redis_url.startswith(CLUSTER_SCHEME + "://")
 
     @property
     def heartbeat_interval(self) -> float:
@@ -129,6 +139,9 @@ class Settings:
 
 def check_redis_url(url: str) -> None:
     """Refuse a URL redis-py could not connect with, in one line instead of its traceback."""
+    if url.startswith(CLUSTER_SCHEME + "://"):
+        cluster_nodes(url)
+        return
     try:
         parts = urlsplit(url)
         port = parts.port  # ValueError when not a number in 0..65535
@@ -194,3 +207,40 @@ def _parse(name: str, type_name: str, raw: str, variable: str | None = None) -> 
         variable = variable or f"{ENV_PREFIX}{name.upper()}"
         raise ConfigurationError(f"{variable}={raw!r}: {exc}") from None
     return raw
+
+
+#: The scheme of a Redis Cluster's URL: `redis+cluster://[user:password@]host:port[,...]`.
+CLUSTER_SCHEME = "redis+cluster"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterAddress:
+    """What a `redis+cluster://` URL says: the nodes to start from and the credentials."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+
+
+def cluster_nodes(url: str) -> ClusterAddress:
+    """The startup nodes of a `redis+cluster://` URL; any one reachable node is enough,
+    the client learns the rest from it. A Cluster has one database: no path but `/0`."""
+    rest = url.removeprefix(CLUSTER_SCHEME + "://")
+    credentials, _, hosts = rest.rpartition("@")
+    hosts, _, database = hosts.partition("/")
+    if database not in ("", "0"):
+        raise ConfigurationError(f"bad Redis URL {url!r}: a Redis Cluster has database 0 only")
+    nodes = []
+    for address in filter(None, hosts.split(",")):
+        try:
+            parts = urlsplit(f"//{address}")
+            host, port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from None
+        if not host or not port:
+            raise ConfigurationError(f"bad Redis URL {url!r}: expected host:port, not {address!r}")
+        nodes.append((host, port))
+    if not nodes:
+        raise ConfigurationError(f"bad Redis URL {url!r}: name at least one node as host:port")
+    user, colon, password = credentials.partition(":")
+    return ClusterAddress(tuple(nodes), unquote(user) or None, unquote(password) if colon else None)

@@ -16,6 +16,8 @@ MAX_OUTAGE_BACKOFF = 5.0
 def redis_location(url: str) -> str:
     """host:port/db of a Redis URL (a socket's path), never its password."""
     parts = urlsplit(url)
+    if parts.scheme == "redis+cluster":  # host:port,host:port...: the nodes, no password
+        return parts.netloc.rpartition("@")[2]
     if parts.scheme == "unix":
         return parts.path
     db = parts.path.strip("/") or "0"
