@@ -153,3 +153,16 @@ class LocalCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def spread_queues(cluster: LocalCluster, prefix: str, per_master: int = 1) -> list[str]:
+    """Queue names whose keys fall on every master, `per_master` queues on each."""
+    found: dict[int, list[str]] = {}
+    for n in range(1000):
+        name = f"q{n}"
+        port = cluster.master_of(f"{prefix}:{{{name}}}:pending").port
+        if len(found.setdefault(port, [])) < per_master:
+            found[port].append(name)
+        if len(found) == cluster.masters and all(len(q) == per_master for q in found.values()):
+            break
+    return [name for names in found.values() for name in names]
