@@ -181,9 +181,11 @@ def memory_of(calls: Sequence[Call], replies: list[Any]) -> Call:
 
 
 def _check(replies: list[Any], settings: Settings, raise_errors: bool) -> list[Any]:
-    """A node that answered CLUSTERDOWN is unavailable, not a failed command."""
+    """A node that answered CLUSTERDOWN, or could not be reached (the cluster pipeline
+    leaves that error in the place of each of its calls), makes the Cluster unavailable,
+    as a standalone Redis that cannot be reached is: not a failed command."""
     for reply in replies:
-        if isinstance(reply, ClusterError):
+        if isinstance(reply, CLUSTER_UNAVAILABLE):
             raise cluster_unavailable(reply, settings) from reply
     if raise_errors:
         first_error(replies)
