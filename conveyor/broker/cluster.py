@@ -68,7 +68,9 @@ from conveyor.settings import CLUSTER_SCHEME, ClusterAddress, Settings, cluster_
 #: Errors that mean the Cluster (or the node of a slot) cannot answer now.
 CLUSTER_UNAVAILABLE = (*UNAVAILABLE, ClusterError, RedisClusterException)
 #: Commands without a key: a cluster pipeline cannot route them, so they go one by one.
-KEYLESS = frozenset({"TIME", "PING", "INFO", "CONFIG", "CLIENT", "WAIT", "MEMORY", "DBSIZE"})
+KEYLESS = frozenset(
+    {"TIME", "PING", "INFO", "CONFIG", "CLIENT", "WAIT", "MEMORY", "DBSIZE", "CLUSTER"}
+)
 #: How often a blocking XREAD over streams of several slots looks again (seconds).
 POLL_EVERY = 0.1
 

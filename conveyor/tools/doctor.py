@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from conveyor.broker.admin import Shard
 from conveyor.broker.inspect import SyncInspector
 from conveyor.broker.transport import ReplyError
 from conveyor.tools.health import evaluate_config
@@ -54,6 +55,9 @@ class Doctor:
             self._clock,
             self._workers,
         ]
+        if info.get("redis_mode") == "cluster":
+            masters = self.inspector.cluster_masters()
+            checks.insert(2, lambda: _cluster(masters))
         return [check() for check in checks]
 
     def _config(self) -> dict[str, str] | None:
@@ -114,10 +118,16 @@ def _mode(info: dict[str, Any]) -> Check:
         return Check("mode", Verdict.FAIL, "this is a Sentinel", "point Conveyor at the master")
     if role != "master":
         return Check("mode", Verdict.FAIL, f"role {role} (read-only)", "point at the master")
-    if mode == "cluster":
-        fix = "per-queue keys share a hash tag; idle waits over several queues need one node"
-        return Check("mode", Verdict.WARN, "Redis Cluster", fix)
     return Check("mode", Verdict.OK, f"{mode}, {role}")
+
+
+def _cluster(masters: list[Shard]) -> Check:
+    """Which master serves which slots, so a queue's node can be found (`conveyor queues`)."""
+    nodes: dict[str, list[str]] = {}
+    for shard in masters:
+        nodes.setdefault(shard.address, []).append(f"{shard.first}-{shard.last}")
+    served = "; ".join(f"{address} slots {','.join(s)}" for address, s in nodes.items())
+    return Check("cluster", Verdict.OK, f"Redis Cluster, {len(nodes)} masters: {served}")
 
 
 def _eviction(config: dict[str, str] | None) -> Check:
