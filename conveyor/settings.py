@@ -78,8 +78,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_redis_url(self.redis_url)
-        if self.redis_cluster and self.redis_url.startswith("unix:"):
-            raise ConfigurationError("a Redis Cluster is reached over TCP, not a unix:// socket")
+        check_cluster(self)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -244,3 +243,11 @@ def cluster_nodes(url: str) -> ClusterAddress:
         raise ConfigurationError(f"bad Redis URL {url!r}: name at least one node as host:port")
     user, colon, password = credentials.partition(":")
     return ClusterAddress(tuple(nodes), unquote(user) or None, unquote(password) if colon else None)
+
+
+def check_cluster(settings: Settings) -> None:
+    """Refuse what a Redis Cluster cannot do (yet): a unix socket, replica waits."""
+    if settings.redis_cluster and settings.redis_url.startswith("unix:"):
+        raise ConfigurationError("a Redis Cluster is reached over TCP, not a unix:// socket")
+    if settings.cluster and settings.min_replicas:
+        raise ConfigurationError("min_replicas is not supported on a Redis Cluster yet")

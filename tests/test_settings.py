@@ -215,3 +215,8 @@ def test_a_bad_cluster_url_is_one_line(url: str) -> None:
 def test_a_cluster_is_not_reached_over_a_unix_socket() -> None:
     with pytest.raises(ConfigurationError, match="TCP"):
         Settings(redis_url="unix:///tmp/redis.sock", redis_cluster=True)
+
+
+def test_min_replicas_is_refused_on_a_cluster_until_wait_is_routed() -> None:
+    with pytest.raises(ConfigurationError, match="min_replicas"):
+        Settings(redis_url="redis+cluster://10.0.0.1:7000", min_replicas=1)

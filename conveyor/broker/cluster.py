@@ -62,15 +62,13 @@ from conveyor.broker.transport import (
     pack_command,
     with_memory,
 )
-from conveyor.errors import BrokerFullError, BrokerUnavailableError
+from conveyor.errors import BrokerFullError, BrokerUnavailableError, ConfigurationError
 from conveyor.settings import CLUSTER_SCHEME, ClusterAddress, Settings, cluster_nodes
 
 #: Errors that mean the Cluster (or the node of a slot) cannot answer now.
 CLUSTER_UNAVAILABLE = (*UNAVAILABLE, ClusterError, RedisClusterException)
 #: Commands without a key: a cluster pipeline cannot route them, so they go one by one.
-KEYLESS = frozenset(
-    {"TIME", "PING", "INFO", "CONFIG", "CLIENT", "WAIT", "MEMORY", "DBSIZE", "CLUSTER"}
-)
+KEYLESS = frozenset({"TIME", "PING", "INFO", "CONFIG", "CLIENT", "MEMORY", "DBSIZE", "CLUSTER"})
 #: How often a blocking XREAD over streams of several slots looks again (seconds).
 POLL_EVERY = 0.1
 
@@ -81,6 +79,16 @@ POLL_EVERY = 0.1
 def is_keyless(call: Call) -> bool:
     """Whether `call` has no key a cluster pipeline could route it by."""
     return call.route is not None or str(call.args[0]).split()[0].upper() in KEYLESS
+
+
+def refuse_wait(calls: Sequence[Call]) -> None:
+    """WAIT counts the replicas that have the writes of its own connection, and a Cluster
+    spreads a batch's writes over a connection per node: sent alone it would confirm
+    nothing, so a durable write is refused before anything is stored."""
+    if any(str(call.args[0]).upper() == "WAIT" for call in calls):
+        raise ConfigurationError(
+            "durable=True and min_replicas are not supported on a Redis Cluster yet"
+        )
 
 
 def first_key(call: Call) -> str | None:
@@ -239,6 +247,7 @@ class SyncClusterTransport:
         self, calls: Sequence[Call], *, raise_errors: bool = True, blocks: bool = False
     ) -> list[Any]:
         """Send calls as `SyncTransport.execute` does, each to its slot's node."""
+        refuse_wait(calls)
         try:
             replies = name_refusals(drive(with_sources(calls), self._reading(blocks)))
             if any(isinstance(reply, BrokerFullError) for reply in replies):
@@ -343,6 +352,7 @@ class AsyncClusterTransport:
         self, calls: Sequence[Call], *, raise_errors: bool = True, blocks: bool = False
     ) -> list[Any]:
         """Send calls as `AsyncTransport.execute` does, each to its slot's node."""
+        refuse_wait(calls)
 
         async def send(batch: Sequence[Call]) -> list[Any]:
             return await self._send(batch, blocks)
