@@ -28,7 +28,12 @@ OPERATIONS = {
 #: ... and the only ones that send them, and import redis-py or hiredis (the standalone
 #: transport and the Redis Cluster one).
 TRANSPORT = "broker/transport.py"
-TRANSPORTS = {TRANSPORT, "broker/cluster.py"}
+TRANSPORTS = {
+    TRANSPORT,
+    "broker/cluster.py",
+    "broker/cluster_async.py",
+    "broker/cluster_routing.py",
+}
 #: What building or sending a Redis command looks like in Python.
 COMMAND = re.compile(r"Call\.(command|script_call)\(|execute_command|\.pipeline\(|\bpack_command\(")
 

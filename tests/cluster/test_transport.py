@@ -12,7 +12,7 @@ import pytest
 
 from conveyor import Conveyor, TaskState
 from conveyor.broker.async_broker import AsyncBroker
-from conveyor.broker.cluster import AsyncClusterTransport
+from conveyor.broker.cluster_async import AsyncClusterTransport
 from conveyor.broker.events import START
 from conveyor.broker.keys import GlobalKeys, worker_connection_name
 from conveyor.broker.scripts import Call
