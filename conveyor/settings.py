@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from conveyor.errors import ConfigurationError
+from conveyor.redis_url import SCHEMES, parse_redis_url
 
 #: Redis used when neither an argument nor CONVEYOR_REDIS_URL names one.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -25,8 +26,8 @@ DAY = 24 * HOUR
 MAX_CLAIM_BATCH = 1000
 #: The seeds' variables, by the field they set when its CONVEYOR_* variable is not set.
 ALIASES = {"redis_url": "REDIS_ADDR", "concurrency": "WORKER_CONCURRENCY"}
-#: URL schemes redis-py connects with.
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: URL schemes Conveyor connects with (one server, or a Sentinel group's master).
+REDIS_SCHEMES = SCHEMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,11 @@ class Settings:
     """Every tunable of a Conveyor deployment; times are in seconds."""
 
     redis_url: str = DEFAULT_REDIS_URL
+    #: TLS (a rediss:// URL): the CA file that signed the server's certificate (default:
+    #: the system's), and this client's certificate and key when Redis asks for one.
+    redis_tls_ca: str | None = None
+    redis_tls_cert: str | None = None
+    redis_tls_key: str | None = None
     #: First segment of every key, so several deployments can share one Redis.
     prefix: str = "conveyor"
     #: A claimed task returns to pending if its worker stops renewing the lease this long.
@@ -77,7 +83,7 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        check_redis_url(self.redis_url)
+        self._check_connection()
         check_cluster(self)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -95,6 +101,17 @@ class Settings:
             raise ConfigurationError("min_replicas must be >= 0 and replica_timeout positive")
         if not 1 <= self.claim_batch <= MAX_CLAIM_BATCH:
             raise ConfigurationError(f"claim_batch must be 1..{MAX_CLAIM_BATCH}")
+
+    def _check_connection(self) -> None:
+        """The URL, and TLS files only with a TLS URL, a certificate only with its key."""
+        tls = url_is_tls(self.redis_url)
+        tls_files = (self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
+        if any(tls_files) and not tls:
+            raise ConfigurationError(
+                "redis_tls_ca/cert/key need a TLS URL: rediss:// (or rediss+sentinel://)"
+            )
+        if bool(self.redis_tls_cert) != bool(self.redis_tls_key):
+            raise ConfigurationError("redis_tls_cert and redis_tls_key go together")
 
     @property
     def cluster(self) -> bool:
@@ -137,29 +154,19 @@ class Settings:
 
 
 def check_redis_url(url: str) -> None:
-    """Refuse a URL redis-py could not connect with, in one line instead of its traceback."""
+    """Refuse a URL no client could connect with, in one line instead of a traceback."""
     if url.startswith(CLUSTER_SCHEME + "://"):
         cluster_nodes(url)
         return
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # ValueError when not a number in 0..65535
-    except ValueError as exc:
-        raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from None
-    if parts.scheme not in REDIS_SCHEMES:
-        schemes = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
-        raise ConfigurationError(
-            f"bad Redis URL {url!r}: it must start with {schemes} (e.g. redis://127.0.0.1:6379/0)"
-        )
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise ConfigurationError(f"bad Redis URL {url!r}: unix:// needs a socket path")
-        return
-    database = parts.path.strip("/")
-    if database and not database.isdigit():
-        raise ConfigurationError(f"bad Redis URL {url!r}: the database must be a number")
-    if port == 0:
-        raise ConfigurationError(f"bad Redis URL {url!r}: port 0")
+    parse_redis_url(url)
+
+
+def url_is_tls(url: str) -> bool:
+    """Whether `url` asks for TLS (a Redis Cluster's URL does not support it yet)."""
+    if url.startswith(CLUSTER_SCHEME + "://"):
+        cluster_nodes(url)
+        return False
+    return parse_redis_url(url).tls
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -225,29 +232,35 @@ def cluster_nodes(url: str) -> ClusterAddress:
     """The startup nodes of a `redis+cluster://` URL; any one reachable node is enough,
     the client learns the rest from it. A Cluster has one database: no path but `/0`."""
     rest = url.removeprefix(CLUSTER_SCHEME + "://")
-    credentials, _, hosts = rest.rpartition("@")
+    credentials, at, hosts = rest.rpartition("@")
+    shown = f"{CLUSTER_SCHEME}://{credentials.partition(':')[0]}:***@{hosts}" if at else url
     hosts, _, database = hosts.partition("/")
     if database not in ("", "0"):
-        raise ConfigurationError(f"bad Redis URL {url!r}: a Redis Cluster has database 0 only")
+        raise ConfigurationError(f"bad Redis URL {shown!r}: a Redis Cluster has database 0 only")
     nodes = []
     for address in filter(None, hosts.split(",")):
         try:
             parts = urlsplit(f"//{address}")
             host, port = parts.hostname, parts.port
         except ValueError as exc:
-            raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from None
+            raise ConfigurationError(f"bad Redis URL {shown!r}: {exc}") from None
         if not host or not port:
-            raise ConfigurationError(f"bad Redis URL {url!r}: expected host:port, not {address!r}")
+            raise ConfigurationError(
+                f"bad Redis URL {shown!r}: expected host:port, not {address!r}"
+            )
         nodes.append((host, port))
     if not nodes:
-        raise ConfigurationError(f"bad Redis URL {url!r}: name at least one node as host:port")
+        raise ConfigurationError(f"bad Redis URL {shown!r}: name at least one node as host:port")
     user, colon, password = credentials.partition(":")
     return ClusterAddress(tuple(nodes), unquote(user) or None, unquote(password) if colon else None)
 
 
 def check_cluster(settings: Settings) -> None:
-    """Refuse what a Redis Cluster cannot do (yet): a unix socket, replica waits."""
-    if settings.redis_cluster and settings.redis_url.startswith("unix:"):
-        raise ConfigurationError("a Redis Cluster is reached over TCP, not a unix:// socket")
+    """Refuse what a Redis Cluster cannot do (yet): TLS, Sentinel, a unix socket, replica
+    waits."""
+    if settings.redis_cluster and not settings.redis_url.startswith(
+        ("redis://", "redis+cluster://")
+    ):
+        raise ConfigurationError("CONVEYOR_REDIS_CLUSTER needs a redis:// URL of a node")
     if settings.cluster and settings.min_replicas:
         raise ConfigurationError("min_replicas is not supported on a Redis Cluster yet")

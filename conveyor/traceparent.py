@@ -4,6 +4,7 @@ stores a request's header with its task whether or not tracing is installed."""
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 
 #: version, trace id, parent (span) id, flags: lowercase hex, as the recommendation says
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -11,6 +12,10 @@ _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 _LENGTH = 55
 #: longer values are refused rather than stored (a header is the caller's to size)
 MAX_LENGTH = 512
+#: The `traceparent` of the execution span current in this context, which a tracing
+#: middleware sets: a process handler's child continues it, so the spans made there are
+#: children of the execution span, which lives in the worker.
+EXECUTION: ContextVar[str | None] = ContextVar("conveyor_execution_traceparent", default=None)
 
 
 def valid_traceparent(value: str | None) -> str | None:

@@ -14,12 +14,15 @@ API stores its request's header), so the execution still joins the caller's trac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 from conveyor import __version__
 from conveyor.middleware import EnqueueContext, ExecutionContext, Middleware
 from conveyor.producer import TaskHandle
+from conveyor.traceparent import EXECUTION
 
 try:
     from opentelemetry import context as otel_context
@@ -114,25 +117,42 @@ class TracingMiddleware(Middleware):
                 "conveyor.worker.id": ctx.worker_id,
             },
         )
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
-        ctx.scratch[self] = span, token
+        current = trace.set_span_in_context(span, parent)
+        token = otel_context.attach(current)
+        carrier: dict[str, str] = {}
+        self.propagator.inject(carrier, context=current)
+        ctx.scratch[self] = span, token, EXECUTION.set(carrier.get(_HEADER))
 
     def after_execute(self, ctx: ExecutionContext, result: Any) -> None:
         """Close the span (its status stays unset: the convention for success)."""
-        span, token = ctx.scratch.pop(self)
+        span, token, execution = ctx.scratch.pop(self)
+        EXECUTION.reset(execution)
         otel_context.detach(token)
         span.end()
 
     def on_error(self, ctx: ExecutionContext, error: BaseException) -> None:
         """Close the span with the error recorded; a cancelled attempt (the worker shuts
         down and gives the task back) is marked so, not as an error."""
-        span, token = ctx.scratch.pop(self)
+        span, token, execution = ctx.scratch.pop(self)
+        EXECUTION.reset(execution)
         otel_context.detach(token)
         if isinstance(error, asyncio.CancelledError):
             span.set_attribute("conveyor.cancelled", True)
         else:
             _failed(span, error)
         span.end()
+
+
+@contextlib.contextmanager
+def continued(traceparent: str) -> Iterator[None]:
+    """The span `traceparent` names made current, for a process handler's child: the spans
+    its handler makes are children of the execution span in the worker."""
+    parent = TraceContextTextMapPropagator().extract({_HEADER: traceparent})
+    token = otel_context.attach(parent)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def _failed(span: trace.Span, error: BaseException) -> None:

@@ -49,7 +49,8 @@ def begin(
         workflows = workflow_ops(producer)
         now = to_millis(time.time())
         step = yield workflows.create(workflow_id, shapes, specs, on_failure, now)
-        return (yield from launch(workflows, workflow_id, step))
+        launched = [workflows.launched(workflow_id)]
+        return (yield from launch(workflows, workflow_id, step, then=launched))
 
     return workflow_id, procedure()
 

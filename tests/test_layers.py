@@ -26,10 +26,13 @@ OPERATIONS = {
     "broker/workflows.py",
 }
 #: ... and the only ones that send them, and import redis-py or hiredis (the standalone
-#: transport and the Redis Cluster one).
+#: transport and the Redis Cluster one) ...
 TRANSPORT = "broker/transport.py"
+#: ... with the one that builds its clients (packing commands for their connections).
+CONNECTION = "broker/connection.py"
 TRANSPORTS = {
     TRANSPORT,
+    CONNECTION,
     "broker/cluster.py",
     "broker/cluster_async.py",
     "broker/cluster_routing.py",
@@ -41,7 +44,7 @@ COMMAND = re.compile(r"Call\.(command|script_call)\(|execute_command|\.pipeline\
 LAYERS = {
     "model": ["errors", "names", "serializers", "backoff", "context", "settings", "ids",
               "model", "options", "flow", "logs", "timing", "schedule", "events",
-              "traceparent"],
+              "traceparent", "redis_url"],
     "broker": ["broker"],
     "producer": ["producer", "task", "metrics", "middleware", "tracing", "canvas",
                  "workflow"],

@@ -212,9 +212,18 @@ def test_a_bad_cluster_url_is_one_line(url: str) -> None:
     assert "\n" not in str(raised.value)
 
 
-def test_a_cluster_is_not_reached_over_a_unix_socket() -> None:
-    with pytest.raises(ConfigurationError, match="TCP"):
-        Settings(redis_url="unix:///tmp/redis.sock", redis_cluster=True)
+@pytest.mark.parametrize(
+    "url", ["unix:///tmp/redis.sock", "rediss://h:1", "redis+sentinel://h:26379/mymaster"]
+)
+def test_conveyor_redis_cluster_needs_a_plain_url_of_a_node(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="needs a redis:// URL"):
+        Settings(redis_url=url, redis_cluster=True)
+
+
+def test_a_bad_cluster_url_hides_its_password() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Settings(redis_url="redis+cluster://app:secret@h:1/3")
+    assert "secret" not in str(raised.value) and "app:***@h:1" in str(raised.value)
 
 
 def test_min_replicas_is_refused_on_a_cluster_until_wait_is_routed() -> None:

@@ -26,6 +26,7 @@ from conveyor.settings import Settings
 from conveyor.tools.embedded import free_port
 from conveyor.tracing import TracingMiddleware
 from tests.api.conftest import api_client
+from tests.support import handlers
 from tests.support.worker import running_worker, wait_all
 
 #: a caller's trace, as its HTTP client would send it
@@ -125,6 +126,18 @@ async def test_the_execution_span_is_the_child_of_the_enqueue_span(
         assert execute.status.status_code is StatusCode.UNSET
         [inside] = named(exporter, f"inside {name}")
         assert parent_of(inside) == ids(execute)
+
+
+async def test_a_process_handler_continues_the_execution_span_in_its_child(
+    traced: Conveyor, exporter: InMemorySpanExporter
+) -> None:
+    traced.task(name="ids", executor="process")(handlers.current_span_ids)
+    handle = await traced.enqueue_async("ids")
+    async with running_worker(traced, processes=1):
+        await wait_all([handle], TaskState.SUCCEEDED)
+    [execute] = named(exporter, "conveyor.execute ids")
+    trace_id, span_id = ids(execute)
+    assert await handle.result_async(timeout=5) == [f"{trace_id:032x}", f"{span_id:016x}"]
 
 
 async def test_without_an_active_span_the_enqueue_span_starts_the_trace(

@@ -16,6 +16,8 @@ from conveyor.model import TaskState
 
 #: The error a cancelled workflow task hands its workflow.
 CANCELLED = b'{"type":"TaskCancelled","message":"cancelled"}'
+#: The error a deleted workflow task hands its workflow.
+DELETED = b'{"type":"TaskDeleted","message":"deleted by an operator"}'
 
 
 class Actions:
@@ -53,8 +55,18 @@ class Actions:
 
     def delete_task(self, task_id: str, actor: Actor | None) -> Procedure[str]:
         """Delete a task that is not running."""
-        procedure = self.admin.delete_task(task_id)
-        return audited(self.keys, procedure, actor, "delete", task_id, _one)
+        return audited(self.keys, self._delete_task(task_id), actor, "delete", task_id, _one)
+
+    def _delete_task(self, task_id: str) -> Procedure[str]:
+        """Delete, then fail the task's workflow node if it has one: a deleted task never
+        ends, and its workflow would wait for it forever (a node that ended already keeps
+        its end: the first one recorded wins)."""
+        record = yield from self.admin.task(task_id)
+        state = yield from self.admin.delete_task(task_id)
+        if record is not None and record.workflow:
+            error = error_description(node_of(record.workflow), task_id, "deleted", DELETED)
+            yield from advance(self.workflows, record.workflow, "failed", error, task_id)
+        return state
 
     def replay(self, task_ids: Iterable[str], actor: Actor | None) -> Procedure[list[str]]:
         """Requeue dead letters by id."""

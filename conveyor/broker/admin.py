@@ -217,6 +217,11 @@ class Admin:
             for name, slot in zip(names, slots, strict=True)
         }
 
+    def whoami(self) -> Procedure[str]:
+        """The connected ACL user's name; raises redis' ReplyError where ACL is forbidden."""
+        name = yield command("ACL", "WHOAMI")
+        return as_text(name)
+
     def server_config(self) -> Procedure[dict[str, str]]:
         """CONFIG GET * as text; raises redis' ReplyError where CONFIG is forbidden."""
         reply = yield command("CONFIG", "GET", "*")

@@ -42,13 +42,14 @@ from conveyor.broker.cluster_routing import (
     is_keyless,
     joined,
     memory_of,
+    node_settings,
     refuse_wait,
     sync_cluster_client,
     with_sources,
     xread_per_slot,
     xread_streams,
 )
-from conveyor.broker.scripts import Call
+from conveyor.broker.scripts import Arg, Call
 from conveyor.broker.steps import drive
 from conveyor.broker.transport import (
     READ_BLOCK_MAX,
@@ -144,6 +145,32 @@ class SyncClusterTransport:
         with contextlib.suppress(*CLUSTER_UNAVAILABLE):
             return with_memory(replies, self._one(self.client, memory_of(calls, replies)))
         return replies
+
+    def queue_only(self, commands: Sequence[Sequence[Arg]]) -> list[str]:
+        """As `SyncTransport.queue_only` (doctor's ACL probe), on the node of the first
+        argument under the prefix: MULTI queues only the keys of its own node's slots."""
+        key = next(
+            (str(a) for args in commands for a in args[1:]
+             if str(a).startswith(f"{self.settings.prefix}:")),
+            self.settings.prefix,
+        )  # fmt: skip
+        try:
+            node = self.client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+        except CLUSTER_UNAVAILABLE as exc:
+            raise cluster_unavailable(exc, self.settings) from exc
+        plain = SyncTransport(node_settings(self.settings, node.host, int(node.port)))
+        try:
+            return plain.queue_only(commands)
+        finally:
+            plain.close()
+
+    def server_address(self) -> str:
+        """The masters calls go to now, host:port each."""
+        try:
+            primaries = self.client.get_primaries()  # type: ignore[no-untyped-call]
+        except CLUSTER_UNAVAILABLE as exc:
+            raise cluster_unavailable(exc, self.settings) from exc
+        return ",".join(f"{n.host}:{n.port}" for n in primaries)
 
     def close(self) -> None:
         """Close every connection."""

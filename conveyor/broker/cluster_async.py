@@ -31,16 +31,10 @@ from conveyor.broker.cluster_routing import (
     xread_per_slot,
     xread_streams,
 )
+from conveyor.broker.connection import async_client, pack_command
 from conveyor.broker.scripts import Call
 from conveyor.broker.steps import drive_async
-from conveyor.broker.transport import (
-    READ_BLOCK_MAX,
-    UNAVAILABLE,
-    async_client,
-    name_refusals,
-    pack_command,
-    with_memory,
-)
+from conveyor.broker.transport import READ_BLOCK_MAX, UNAVAILABLE, name_refusals, with_memory
 from conveyor.errors import BrokerFullError, BrokerUnavailableError
 from conveyor.settings import Settings
 

@@ -19,23 +19,19 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from conveyor.broker.connection import CALL_RETRIES, _backoff, _options
 from conveyor.broker.scripts import Call
 from conveyor.broker.steps import Steps
-from conveyor.broker.transport import (
-    CALL_RETRIES,
-    MEMORY,
-    UNAVAILABLE,
-    _backoff,
-    _client_options,
-    first_error,
-)
+from conveyor.broker.transport import MEMORY, UNAVAILABLE, first_error
 from conveyor.errors import BrokerFullError, BrokerUnavailableError, ConfigurationError
 from conveyor.settings import CLUSTER_SCHEME, ClusterAddress, Settings, cluster_nodes
 
 #: Errors that mean the Cluster (or the node of a slot) cannot answer now.
 CLUSTER_UNAVAILABLE = (*UNAVAILABLE, ClusterError, RedisClusterException)
 #: Commands without a key: a cluster pipeline cannot route them, so they go one by one.
-KEYLESS = frozenset({"TIME", "PING", "INFO", "CONFIG", "CLIENT", "MEMORY", "DBSIZE", "CLUSTER"})
+KEYLESS = frozenset(
+    {"TIME", "PING", "INFO", "CONFIG", "CLIENT", "MEMORY", "DBSIZE", "CLUSTER", "ACL"}
+)
 #: How often a blocking XREAD over streams of several slots looks again (seconds).
 POLL_EVERY = 0.1
 
@@ -177,8 +173,7 @@ def sync_cluster_client(
 ) -> redis.cluster.RedisCluster:
     """A thread-safe cluster client with the standalone client's timeouts and retries."""
     address = startup(settings)
-    options = _client_options(settings)
-    options["socket_timeout"] += blocking_margin
+    options = _options(settings, "conveyor", blocking_margin)
     retry = Retry(_backoff(), CALL_RETRIES, (RedisConnectionError, RedisTimeoutError))
     return redis.cluster.RedisCluster(
         startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in address.nodes],  # type: ignore[no-untyped-call]
@@ -195,5 +190,5 @@ def async_cluster_client(
     return redis.asyncio.cluster.RedisCluster(
         startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in address.nodes],
         username=address.username, password=address.password, retry=retry,
-        **_client_options(settings, name),
+        **_options(settings, name, 0.0),
     )  # fmt: skip

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from conveyor.broker import audit, browse, events
+from conveyor.broker.acl import Permissions, judge, probes
 from conveyor.broker.actions import Actions
 from conveyor.broker.admin import Admin, Procedure, Shard, one
 from conveyor.broker.async_broker import AsyncBroker
@@ -26,6 +27,7 @@ from conveyor.broker.schedules import AsyncSchedules, SyncSchedules
 from conveyor.broker.steps import drive, drive_async
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.broker.timeseries import Point
+from conveyor.broker.transport import ReplyError
 from conveyor.broker.workflows import WorkflowOps, WorkflowSummary, WorkflowView
 from conveyor.events import Event
 from conveyor.model import TaskRecord, TaskState
@@ -346,6 +348,24 @@ class SyncInspector:
     def server_info(self) -> dict[str, Any]:
         """Redis' INFO all."""
         return self._run(self._admin.server_info())
+
+    def server_address(self) -> str:
+        """host:port of the Redis that calls go to now (a Sentinel group's current master)."""
+        return self.broker.transport.server_address()
+
+    def whoami(self) -> str:
+        """The ACL user Conveyor connects as; ReplyError where ACL WHOAMI is forbidden."""
+        return self._run(self._admin.whoami())
+
+    def permissions(self) -> Permissions:
+        """Which commands Conveyor needs (on keys and channels under its prefix) the user
+        may not run, probed without running any (see broker/acl.py)."""
+        checked = probes(self.broker.settings.prefix)
+        try:
+            replies = self.broker.transport.queue_only([p.args for p in checked])
+        except ReplyError as exc:
+            return Permissions((), (), f"MULTI is refused ({exc})")
+        return judge(checked, replies)
 
     def server_time(self) -> float:
         """Redis' clock, in seconds since the epoch."""

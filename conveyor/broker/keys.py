@@ -93,6 +93,12 @@ class GlobalKeys:
         keys, which expire after they end (readers skip the missing)."""
         return f"{self.prefix}:{{workflows}}:index"
 
+    @property
+    def workflows_launching(self) -> str:
+        """ZSET workflow id -> when it was stored (ms), until its first tasks are enqueued:
+        one a producer left here (it died in between) is launched by a worker."""
+        return f"{self.prefix}:{{workflows}}:launching"
+
     def workflow(self, workflow_id: str) -> WorkflowKeys:
         """The keys of one workflow."""
         return WorkflowKeys(self.prefix, validate_workflow_id(workflow_id))

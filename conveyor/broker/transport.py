@@ -1,11 +1,12 @@
-"""The transport: the only code that touches redis-py, with a sync and an async side.
+"""The transport: the only code that sends to Redis, with a sync and an async side.
 
-Connections, packing, pipelines, the retry policy, script loading (and reloading after
+Its clients come from `connection` (one server or a Sentinel group's master, TLS or not,
+with their packing and retry policy); pipelines, script loading (and reloading after
 Redis lost its script cache), the blocking wait, and the mapping of connection errors to
 BrokerUnavailableError (and of Redis' refusals at maxmemory to BrokerFullError, left in
 their place in the replies) all live here. Above it, the operations only build `Call`s and
-decode replies; a Redis Cluster or Sentinel transport is one more implementation of the
-same two classes.
+decode replies; a Redis Cluster transport would be one more implementation of the same
+two classes.
 """
 
 from __future__ import annotations
@@ -17,31 +18,40 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, cast
-from urllib.parse import urlsplit
 
-import hiredis
 import redis
 import redis.asyncio
-from redis.asyncio.connection import AbstractConnection as AsyncConnection
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, NoScriptError, OutOfMemoryError, ResponseError
+from redis.exceptions import (
+    InvalidResponse,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ResponseError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
+from conveyor.broker.connection import (
+    CALL_RETRIES,
+    async_client,
+    error_text,
+    pack_command,
+    server_address,
+    sync_client,
+)
 from conveyor.broker.scripts import Arg, Call
 from conveyor.broker.steps import Steps, drive, drive_async
 from conveyor.errors import BrokerFullError, BrokerUnavailableError
+from conveyor.redis_url import parse_redis_url
 from conveyor.settings import Settings
+
+__all__ = ["CALL_RETRIES", "AsyncTransport", "SyncTransport", "async_client", "sync_client"]
 
 #: Errors that mean Redis is unreachable or stalled, as opposed to a bad command.
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 #: An error reply of Redis (a refused command, a script error), raised by `first_error`.
 ReplyError = ResponseError
-#: One quick retry: redis-py's default of many retries turns a stall into a long outage.
-CALL_RETRIES = 1
 #: Bytes of packed calls the sync transport gathers before it sends them: a larger call (a
 #: chunk of a bulk enqueue) goes out at once, and Redis runs it while the next is built.
 SEND_AHEAD = 64 * 1024
@@ -126,6 +136,10 @@ class SyncTransport:
                 return exc
 
         def round_trip() -> list[Any]:
+            # connect() first, as the pool does for its own: a Sentinel-managed connection
+            # asks the sentinels for the master there (sending alone would reconnect to
+            # the address it had, or to redis-py's default, localhost:6379)
+            connection.connect()  # type: ignore[no-untyped-call]
             try:
                 packed: list[bytes] = []
                 size = 0
@@ -146,6 +160,31 @@ class SyncTransport:
             round_trip,
             lambda _: connection.disconnect(),  # type: ignore[no-untyped-call]
         )
+
+    def queue_only(self, commands: Sequence[Sequence[Arg]]) -> list[str]:
+        """Queue `commands` inside MULTI and DISCARD them, so none runs; what Redis answered
+        to each: 'QUEUED', or its error ('NOPERM ...' for what the ACL refuses). Raises
+        ReplyError if MULTI itself is refused (then nothing more is sent). Over a
+        connection of its own, closed after, so no state of the probe can linger."""
+        connection = cast(AbstractConnection, self.client.connection_pool.make_connection())
+        try:
+            connection.connect()  # type: ignore[no-untyped-call]
+            connection.send_packed_command([pack_command(["MULTI"])])  # type: ignore[no-untyped-call]
+            connection.read_response()  # raises if refused
+            packed = [pack_command(args) for args in [*commands, ["DISCARD"]]]
+            connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
+            return [_reply_text(connection) for _ in packed][:-1]
+        except UNAVAILABLE as exc:
+            raise unavailable(exc, self.settings) from exc
+        finally:
+            connection.disconnect()  # type: ignore[no-untyped-call]
+
+    def server_address(self) -> str:
+        """Where calls go now: the URL's server, or the master the sentinels name."""
+        try:
+            return server_address(self.client, self.settings)
+        except UNAVAILABLE as exc:
+            raise unavailable(exc, self.settings) from exc
 
     def close(self) -> None:
         """Close the held connection and the connection pool."""
@@ -319,6 +358,17 @@ class AsyncTransport:
                 await extra.aclose()
 
 
+def _reply_text(connection: AbstractConnection) -> str:
+    """The next reply on `connection` as text; an error reply as its text, NOPERM named."""
+    try:
+        reply = connection.read_response()
+    except NoPermissionError as exc:
+        return f"NOPERM {exc}"
+    except ResponseError as exc:
+        return str(exc)
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
 def with_scripts(calls: Sequence[Call]) -> Steps[Sequence[Call], list[Any]]:
     """The round trips that run `calls`: one, plus one more if Redis lost its script cache
     (a restart or SCRIPT FLUSH): the missing scripts are loaded and the calls that needed
@@ -398,74 +448,5 @@ def not_redis(exc: BaseException) -> bool:
 
 def unavailable(exc: BaseException, settings: Settings) -> BrokerUnavailableError:
     """The error producers see when Redis is down or stalled."""
-    url = urlsplit(settings.redis_url)
-    target = url.path if url.scheme == "unix" else f"{url.hostname}:{url.port or 6379}"
-    return BrokerUnavailableError(f"Redis at {target} is unavailable: {exc}")
-
-
-# -- clients -----------------------------------------------------------------------------
-
-
-def _client_options(settings: Settings, name: str = "conveyor") -> dict[str, Any]:
-    return {
-        "socket_timeout": settings.call_timeout,
-        "socket_connect_timeout": min(settings.connect_timeout, settings.call_timeout * 2),
-        "health_check_interval": 0,
-        "client_name": name,
-    }
-
-
-def _backoff() -> ExponentialWithJitterBackoff:
-    return ExponentialWithJitterBackoff(base=0.05, cap=0.5)
-
-
-def sync_client(settings: Settings, *, blocking_margin: float = 0.0) -> redis.Redis:
-    """A thread-safe synchronous client (connection pool); `blocking_margin` widens the
-    socket timeout for blocking reads."""
-    retry = Retry(_backoff(), CALL_RETRIES, (RedisConnectionError, RedisTimeoutError))
-    options = _client_options(settings)
-    options["socket_timeout"] += blocking_margin
-    return redis.Redis.from_url(settings.redis_url, retry=retry, **options)
-
-
-def async_client(
-    settings: Settings, *, blocking_margin: float = 0.0, name: str = "conveyor"
-) -> redis.asyncio.Redis:
-    """An asyncio client; `blocking_margin` widens the socket timeout for BLPOP connections,
-    and `name` is what CLIENT LIST shows for its connections."""
-    options = _client_options(settings, name)
-    options["socket_timeout"] += blocking_margin
-    retry = AsyncRetry(_backoff(), CALL_RETRIES, (RedisConnectionError, RedisTimeoutError))
-    client = redis.asyncio.Redis.from_url(settings.redis_url, retry=retry, **options)
-    pool = client.connection_pool
-    pool.connection_class = _packing_with_hiredis(pool.connection_class)
-    return client
-
-
-def pack_command(args: Sequence[Any]) -> bytes:
-    """One command in the Redis protocol, packed in C by hiredis."""
-    first = args[0]
-    if isinstance(first, str) and " " in first:  # e.g. "CONFIG GET" as one argument
-        args = (*first.split(), *args[1:])
-    try:
-        return hiredis.pack_command(tuple(args))  # type: ignore[no-any-return]
-    except TypeError as exc:
-        raise redis.DataError(str(exc)) from exc
-
-
-class _HiredisPacking(AsyncConnection):
-    """Packs commands in C, as redis-py's sync client does (its asyncio one packs in Python,
-    which was the largest single cost of an enqueue in a profile of the API)."""
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        return [pack_command(args)]
-
-
-_packing: dict[type[AsyncConnection], type[AsyncConnection]] = {}
-
-
-def _packing_with_hiredis(base: type[AsyncConnection]) -> type[AsyncConnection]:
-    """`base` (TCP, TLS or Unix socket connection) with commands packed by hiredis."""
-    if base not in _packing:
-        _packing[base] = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
-    return _packing[base]
+    target = parse_redis_url(settings.redis_url).describe()
+    return BrokerUnavailableError(f"Redis at {target} is unavailable: {error_text(exc)}")

@@ -142,13 +142,17 @@ class WorkflowOps:
     ) -> Op[Step]:
         """Store a compiled workflow (its nodes' shapes, the root first, and its task
         nodes' messages), list it, and begin it: decodes to the first nodes to start. The
-        begin step is idempotent, so the producer may repeat it."""
+        begin step is idempotent, so the producer may repeat it.
+
+        It is listed as launching before it begins, until `launched`: if the producer dies
+        before its first tasks are enqueued, a worker finds it there and launches it."""
         k = self.keys(workflow_id)
         calls = [Call.command("ZADD", self.ops.keys.workflows, now_ms, workflow_id)]
         for key, found in ((k.nodes, shapes), (k.specs, specs)):
             pairs: list[Arg] = [v for pair in found for v in pair]
             for first in range(0, len(pairs), 2 * FIELDS_PER_CALL):
                 calls.append(Call.command("HSET", key, *pairs[first : first + 2 * FIELDS_PER_CALL]))
+        calls.append(Call.command("ZADD", self.ops.keys.workflows_launching, now_ms, workflow_id))
         calls.append(
             Call.command("HSET", k.meta, "state", "running", "policy", policy, "root", shapes[0][0],
                          "created_at", now_ms, "size", len(shapes))
@@ -174,6 +178,31 @@ class WorkflowOps:
         for task, result in zip(tasks, results, strict=True):
             pairs += [node_of(task.workflow), result.id]
         return Call.command("HSET", self.keys(workflow_id).tasks, *pairs)
+
+    def launched(self, workflow_id: str) -> Call:
+        """Its first tasks are enqueued: no longer launching."""
+        return Call.command("ZREM", self.ops.keys.workflows_launching, workflow_id)
+
+    def stranded(self, stored_before_ms: int, limit: int) -> Op[list[tuple[str, int]]]:
+        """Workflows still launching that were stored before `stored_before_ms`, oldest
+        first: (id, when stored in ms)."""
+        call = Call.command("ZRANGEBYSCORE", self.ops.keys.workflows_launching, "-inf",
+                            stored_before_ms, "WITHSCORES", "LIMIT", 0, limit)  # fmt: skip
+        return Op([call], lambda replies: [(as_text(i), int(s)) for i, s in scored(replies[0])])
+
+    def relaunch(self, workflow_id: str) -> Procedure[bool]:
+        """Launch a stranded workflow, as its producer would have: the begin step again
+        (it writes nothing twice) and its first tasks under their idempotency keys (an
+        enqueue the producer did make is replayed). False when there was nothing to launch
+        (never fully stored, or not running any more)."""
+        meta = self.keys(workflow_id).meta
+        state, root = yield Op([Call.command("HMGET", meta, "state", "root")], lambda r: r[0])
+        if state is None or as_text(state) != "running" or root is None:
+            yield raw(self.launched(workflow_id))
+            return False
+        step = yield self.step(workflow_id, as_text(root), "begin", b"", "")
+        yield from launch(self, workflow_id, step, then=[self.launched(workflow_id)])
+        return True
 
     def outcome(self, workflow_id: str) -> Op[Outcome]:
         """The workflow's state, result and error, from its meta hash alone."""
@@ -277,12 +306,18 @@ def _new_task(
     )
 
 
-def launch(workflows: WorkflowOps, workflow_id: str, step: Step) -> Steps[Op[Any], Step]:
-    """Enqueue the task nodes `step` returned, then note which task runs each."""
+def launch(
+    workflows: WorkflowOps, workflow_id: str, step: Step, *, then: Sequence[Call] = ()
+) -> Steps[Op[Any], Step]:
+    """Enqueue the task nodes `step` returned, then note which task runs each (with the
+    calls `then`, in the same round trip)."""
     tasks = start_tasks(workflow_id, step.starts)
     if tasks:
         results = yield workflows.ops.enqueue(tasks, sorted({t.queue for t in tasks}))
-        yield raw(workflows.started(workflow_id, tasks, results))
+        calls = [workflows.started(workflow_id, tasks, results), *then]
+        yield Op(calls, lambda replies: replies)
+    elif then:
+        yield Op(list(then), lambda replies: replies)
     return step
 
 

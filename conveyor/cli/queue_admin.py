@@ -42,7 +42,10 @@ def queues(ctx: Context, as_json: bool) -> None:
 def _with_nodes(
     stats: list[QueueStats], inspector: SyncInspector
 ) -> tuple[list[QueueStats], dict[str, str]]:
-    """The stats, and on a Redis Cluster the master holding each queue."""
+    """The stats, and on a Redis Cluster the master holding each queue (a standalone
+    Redis is not asked: CLUSTER is no command the least-privilege ACL allows)."""
+    if not inspector.broker.settings.cluster:
+        return stats, {}
     return stats, inspector.queue_nodes([s.name for s in stats])
 
 

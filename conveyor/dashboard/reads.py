@@ -14,6 +14,7 @@ from conveyor.broker.dead_letters import DeadFilter
 from conveyor.dashboard.state import Dash, viewer
 from conveyor.dashboard.views import queue_row, summary, task_view, worker_row
 from conveyor.errors import TaskNotFoundError
+from conveyor.ids import is_task_id
 
 router = APIRouter(prefix="/api", dependencies=[Depends(viewer)])
 
@@ -87,6 +88,16 @@ async def task(dash: Dash, task_id: str) -> dict[str, Any]:
     if record is None:
         raise TaskNotFoundError(f"no task {task_id} (never enqueued, or expired)")
     return task_view(record)
+
+
+@router.get("/tasks/{task_id}/events")
+async def task_events(dash: Dash, request: Request, task_id: str) -> StreamingResponse:
+    """The task's state changes as server-sent events (`change`), for its page."""
+    if not is_task_id(task_id):
+        raise TaskNotFoundError(f"no task {task_id!r}: not a task id")
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    stream = dash.live.task_changes(task_id, request.is_disconnected)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
 
 @router.get("/dead")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import Any
 from conveyor.broker.admin import Shard
 from conveyor.broker.inspect import SyncInspector
 from conveyor.broker.transport import ReplyError
+from conveyor.redis_url import parse_redis_url
 from conveyor.tools.health import evaluate_config
 
 PINGS = 20
@@ -42,29 +44,71 @@ class Doctor:
         self.inspector = inspector
 
     def run(self) -> list[Check]:
-        """Every check, in a stable order; a check that cannot run is a failure."""
-        info = self.inspector.server_info()
+        """Every check, in a stable order; a check that cannot run is a failure (one that
+        Redis refused, an ACL say, fails with Redis' reason)."""
+        info = functools.cache(self.inspector.server_info)
         config = self._config()
-        checks: list[Callable[[], Check]] = [
-            lambda: _version(info),
-            lambda: _mode(info),
-            lambda: _eviction(config),
-            lambda: _persistence(config),
-            lambda: _memory(info),
-            self._latency,
-            self._clock,
-            self._workers,
-        ]
-        if info.get("redis_mode") == "cluster":
-            masters = self.inspector.cluster_masters()
-            checks.insert(2, lambda: _cluster(masters))
-        return [check() for check in checks]
+        checks: dict[str, Callable[[], Check]] = {
+            "connection": self._connection,
+            "permissions": self._permissions,
+            "version": lambda: _version(info()),
+            "mode": lambda: _mode(info()),
+            "eviction": lambda: _eviction(config),
+            "persistence": lambda: _persistence(config),
+            "memory": lambda: _memory(info()),
+            "latency": self._latency,
+            "clock": self._clock,
+            "workers": self._workers,
+        }
+        if self.inspector.broker.settings.cluster:  # its masters and slots, after the mode
+            items = list(checks.items())
+            at = [name for name, _ in items].index("mode") + 1
+            masters = ("cluster", lambda: _cluster(self.inspector.cluster_masters()))
+            checks = dict([*items[:at], masters, *items[at:]])
+        return [_guarded(name, check) for name, check in checks.items()]
 
     def _config(self) -> dict[str, str] | None:
         try:
             return self.inspector.server_config()
         except ReplyError:  # managed Redis often forbids CONFIG
             return None
+
+    def _connection(self) -> Check:
+        """Standalone or Sentinel (its service and the master it names now), and TLS."""
+        if self.inspector.broker.settings.cluster:
+            masters = self.inspector.server_address()
+            return Check("connection", Verdict.OK, f"Redis Cluster, masters {masters}, TLS off")
+        target = parse_redis_url(self.inspector.broker.settings.redis_url)
+        tls = "TLS on" if target.tls else "TLS off"
+        address = self.inspector.server_address()
+        if not target.is_sentinel:
+            return Check("connection", Verdict.OK, f"standalone Redis at {address}, {tls}")
+        nodes = ",".join(f"{host}:{port}" for host, port in target.sentinels)
+        detail = f"Sentinel: master {target.service!r} now at {address} (sentinels {nodes})"
+        return Check("connection", Verdict.OK, f"{detail}, {tls}")
+
+    def _permissions(self) -> Check:
+        """Commands, keys and channels the ACL user lacks (probed inside MULTI, run never).
+        It cannot see rules on keys other than its probe key under the prefix, nor the
+        sentinels' own ACL."""
+        try:
+            user = self.inspector.whoami()
+        except ReplyError:
+            user = "?"
+        found = self.inspector.permissions()
+        prefix = self.inspector.broker.settings.prefix
+        if found.unchecked:
+            fix = "grant +multi +discard: doctor queues its probes and discards them"
+            return Check("permissions", Verdict.WARN, f"cannot probe: {found.unchecked}", fix)
+        if found.missing:
+            detail = f"user {user} may not run {', '.join(found.missing)} on {prefix}:*"
+            fix = f"ACL SETUSER {user} " + " ".join(f"+{c}" for c in found.missing)
+            return Check("permissions", Verdict.FAIL, detail, fix)
+        if found.unknown:
+            detail = f"user {user}: could not probe {', '.join(found.unknown)}"
+            return Check("permissions", Verdict.WARN, detail, "see docs/redis-deployments.md")
+        detail = f"user {user} may run every command Conveyor needs on {prefix}:*"
+        return Check("permissions", Verdict.OK, detail)
 
     def _latency(self) -> Check:
         samples = []
@@ -101,6 +145,13 @@ class Doctor:
             return Check("workers", Verdict.WARN, "no worker alive by heartbeat", fix)
         queues = sorted({q for w in alive for q in w.get("queues", [])})
         return Check("workers", Verdict.OK, f"{len(alive)} alive, serving {', '.join(queues)}")
+
+
+def _guarded(name: str, check: Callable[[], Check]) -> Check:
+    try:
+        return check()
+    except ReplyError as exc:
+        return Check(name, Verdict.FAIL, f"Redis refused: {exc}", "see the permissions check")
 
 
 def _version(info: dict[str, Any]) -> Check:

@@ -25,6 +25,7 @@ from conveyor import serializers
 from conveyor.errors import ConveyorError
 from conveyor.options import TaskOptions
 from conveyor.producer import Message
+from conveyor.redis_url import SENTINEL_SCHEMES, parse_redis_url
 from conveyor.tools.embedded import is_loopback_host
 from conveyor.tools.load_follow import completion, follow, percentiles
 
@@ -99,6 +100,8 @@ class Plan:
 def is_loopback(url: str) -> bool:
     """True if `url` points at this machine (a loopback address, localhost or a socket):
     load goes elsewhere only when asked, never by a stray environment variable."""
+    if url.partition("://")[0] in SENTINEL_SCHEMES:
+        return all(is_loopback_host(host) for host, _ in parse_redis_url(url).sentinels)
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return True

@@ -11,6 +11,7 @@ up the task's pipe, the worker stores them, and the answer comes back the same w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import importlib
 import multiprocessing
@@ -22,6 +23,7 @@ from typing import Any
 
 from conveyor.context import TaskContext
 from conveyor.errors import ConveyorError, TaskTimeoutError, WorkerLostError
+from conveyor.traceparent import EXECUTION
 
 #: Stores a report (progress, checkpoint; JSON or None); answers whether it was accepted.
 OnReport = Callable[[bytes | None, bytes | None], Awaitable[bool]]
@@ -58,9 +60,10 @@ class ProcessPool:
         """
         async with self._slots:
             child = self._idle.pop() if self._idle else self._spawn()
+            request = (*import_path, args, kwargs, EXECUTION.get())
             try:
                 async with asyncio.timeout(timeout) as deadline:
-                    ok, value = await child.call((*import_path, args, kwargs), on_report)
+                    ok, value = await child.call(request, on_report)
             except TimeoutError:
                 self._discard(child)
                 if deadline.expired():
@@ -145,14 +148,15 @@ def _serve(conn: Connection) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     while True:
         try:
-            module, qualname, args, kwargs = conn.recv()
+            module, qualname, args, kwargs, traceparent = conn.recv()
         except (EOFError, OSError):
             return
         kwargs = {name: _linked(value, conn) for name, value in kwargs.items()}
         try:
-            result = _resolve(module, qualname)(*args, **kwargs)
-            if asyncio.iscoroutine(result):
-                result = asyncio.run(result)
+            with _continued(traceparent):
+                result = _resolve(module, qualname)(*args, **kwargs)
+                if asyncio.iscoroutine(result):
+                    result = asyncio.run(result)
             conn.send((True, result))
         except BaseException as exc:
             detail = traceback.format_exc()
@@ -189,6 +193,16 @@ def _linked(value: Any, conn: Connection) -> Any:
     if isinstance(value, TaskContext):
         return dataclasses.replace(value, _reporter=_PipeReporter(conn))
     return value
+
+
+def _continued(traceparent: str | None) -> contextlib.AbstractContextManager[None]:
+    """The worker's execution span made current here, when a tracing middleware set one
+    (only then is OpenTelemetry imported: it is installed, since the worker used it)."""
+    if traceparent is None:
+        return contextlib.nullcontext()
+    from conveyor.tracing import continued
+
+    return continued(traceparent)
 
 
 def _resolve(module: str, qualname: str) -> Any:

@@ -36,6 +36,7 @@ from conveyor.worker.recoverer import Recoverer
 from conveyor.worker.scheduler import Scheduler
 from conveyor.worker.selection import QueueSelection
 from conveyor.worker.stats import StatsWriter
+from conveyor.worker.workflows import Relauncher
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -151,6 +152,7 @@ class Worker:
                         broker, self.id, outage=outage, on_dead=executor.workflows.dead_lettered
                     ),
                     Periodic(self.app, broker, [*declared], outage=outage),
+                    Relauncher(broker, outage=outage),
                 ):
                     group.create_task(guard(periodic.run(self._stopping)))
                 fetching = group.create_task(guard(fetcher.run(self._stopping)))

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from conveyor import serializers
 from conveyor.broker.admin import Admin
 from conveyor.broker.async_broker import AsyncBroker
+from conveyor.broker.ops import raw
 from conveyor.broker.records import ClaimedTask
 from conveyor.broker.steps import drive_async
 from conveyor.broker.workflows import WorkflowOps, advance, error_description, node_of
 from conveyor.errors import BrokerUnavailableError
-from conveyor.model import TaskRecord
-from conveyor.worker.loop import outage_backoff
+from conveyor.model import TaskRecord, to_millis
+from conveyor.worker.loop import outage_backoff, periodically
+from conveyor.worker.outage import Outage
 
 log = logging.getLogger("conveyor.worker")
 
@@ -89,3 +93,57 @@ class WorkflowStepper:
             except Exception:  # a corrupt workflow must not keep the task's lease forever
                 log.exception("task %s: its workflow (%s) cannot advance", task_id, field)
                 return
+
+
+#: A workflow still launching this long after it was stored has lost its producer.
+STRANDED_AFTER = 30.0
+#: Seconds between two looks for stranded workflows (jittered).
+LOOK_EVERY = 10.0
+#: Most stranded workflows one look launches.
+LOOK_BATCH = 100
+
+
+class Relauncher:
+    """Launches the workflows whose producer died between storing one and enqueuing its
+    first tasks (they stay listed as launching, see WorkflowOps.create). Every worker runs
+    one; two launching the same workflow at once is harmless: the begin step writes
+    nothing twice, and the enqueue replays its tasks' idempotency keys.
+    """
+
+    def __init__(
+        self,
+        broker: AsyncBroker,
+        *,
+        outage: Outage | None = None,
+        stranded_after: float = STRANDED_AFTER,
+    ) -> None:
+        self.broker = broker
+        self.workflows = WorkflowOps(broker.ops)
+        self.outage = outage
+        self.stranded_after = stranded_after
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Look for stranded workflows until `stop` is set."""
+        await periodically("workflows", self.look, stop, log, self.outage)
+
+    async def look(self) -> float:
+        """Launch the stranded workflows; returns the seconds until the next look."""
+        now = time.time()
+        before = to_millis(now - self.stranded_after)
+        stranded = await self.broker.run(self.workflows.stranded(before, LOOK_BATCH))
+        # past the idempotency window, an enqueue the producer did make would not replay:
+        # launching could start its first tasks twice
+        window = self.broker.settings.idempotency_window
+        for workflow_id, stored_ms in stranded:
+            if now - stored_ms / 1000 >= window:
+                log.error(
+                    "workflow %s was stored but not started by its producer, longer ago than "
+                    "the idempotency window: not started now (its first tasks may run already)",
+                    workflow_id,
+                )
+                await self.broker.run(raw(self.workflows.launched(workflow_id)))
+            elif await drive_async(self.workflows.relaunch(workflow_id), self.broker.run):
+                log.warning(
+                    "workflow %s: its producer stopped before starting it; started", workflow_id
+                )
+        return 0.0 if len(stranded) >= LOOK_BATCH else LOOK_EVERY * random.uniform(0.8, 1.2)

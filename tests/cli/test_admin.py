@@ -119,7 +119,18 @@ def verdicts(result: Result) -> dict[str, tuple[str, str]]:
     return {name: (verdict, rest) for verdict, name, rest in lines}
 
 
-CHECKS = ["version", "mode", "eviction", "persistence", "memory", "latency", "clock", "workers"]
+CHECKS = [
+    "connection",
+    "permissions",
+    "version",
+    "mode",
+    "eviction",
+    "persistence",
+    "memory",
+    "latency",
+    "clock",
+    "workers",
+]
 
 
 def test_doctor_on_the_test_server(
@@ -130,8 +141,11 @@ def test_doctor_on_the_test_server(
     assert result.exit_code == 0, result.output
     seen = verdicts(result)
     assert list(seen) == CHECKS
-    for name in ["version", "mode", "eviction", "latency", "clock"]:
+    for name in ["connection", "permissions", "version", "mode", "eviction", "latency", "clock"]:
         assert seen[name][0] == "OK", seen[name]
+    assert seen["connection"][1] == f"standalone Redis at 127.0.0.1:{redis_server.port}, TLS off"
+    everything = f"user default may run every command Conveyor needs on {prefix}:*"
+    assert seen["permissions"][1] == everything
     assert seen["version"][1] == f"Redis {r.info('server')['redis_version']}"
     assert seen["mode"][1] == "standalone, master"
     assert seen["eviction"][1] == "maxmemory-policy noeviction"

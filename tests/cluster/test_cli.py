@@ -38,5 +38,8 @@ def test_queues_and_doctor_name_the_master_of_each_queue(
         assert line.split()[-1] == expected[line.split()[0]]
     doctor = invoke("doctor")
     assert doctor.exit_code == 0, doctor.output
-    line = next(x for x in doctor.output.splitlines() if "Redis Cluster" in x)
-    assert "3 masters" in line and all(address in line for address in expected.values())
+    lines = {x.split()[1]: x for x in doctor.output.splitlines() if x.strip()}
+    assert lines["connection"].startswith("OK") and "Redis Cluster" in lines["connection"]
+    assert lines["permissions"].startswith("OK")  # probed on the node of its probe key
+    assert "3 masters" in lines["cluster"]
+    assert all(address in lines["cluster"] for address in expected.values())

@@ -198,6 +198,21 @@ def test_a_scheduled_task_is_cancelled_from_its_page(
     assert task.status() == TaskState.CANCELLED
 
 
+def test_a_task_page_follows_its_task_without_polling_for_it(
+    dashboard: str, producer: Conveyor, settings: Settings, new_page: PageFactory,
+    start_worker: WorkerFactory,
+) -> None:  # fmt: skip
+    task = producer.enqueue("note", "written later", queue="later", delay=4.0)
+    start_worker(make_app(settings), "later")
+    page = new_page()
+    page.goto(task_url(dashboard, task.id))
+    expect(page.get_by_test_id("task-state")).to_have_text("scheduled")
+    # the page reads the task again only every 15 s: within 10, only the task's events,
+    # streamed to the page, can show it ran
+    expect(page.get_by_test_id("task-state")).to_have_text("succeeded")
+    expect(page.get_by_test_id("result")).to_contain_text("written later")
+
+
 def test_a_running_task_shows_its_progress_and_is_cancelled_from_its_page(
     dashboard: str, producer: Conveyor, settings: Settings, new_page: PageFactory,
     start_worker: WorkerFactory, artifacts: Path,

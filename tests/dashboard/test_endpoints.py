@@ -3,6 +3,7 @@ lifespan, on a real Redis, reached through httpx."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from conveyor.dashboard.app import SECURITY_HEADERS, create_dashboard
 from conveyor.schedule import Schedule
 from conveyor.settings import Settings
 from tests.broker.seed import claim_one
+from tests.support.worker import wait_until
 
 READER = "r" * 20
 WRITER = "w" * 20
@@ -395,3 +397,30 @@ async def test_schedules_are_listed_with_their_next_and_last_run(
     assert rows["beat"]["paused"] is True and rows["beat"]["next_run"] is None
     assert rows["nightly"]["tz"] == "Europe/Paris" and rows["nightly"]["next_run"].endswith("Z")
     assert (await client.get("/schedules")).status_code == 200  # the page's own path
+
+
+async def test_a_task_s_changes_stream_to_its_page_until_it_ends(
+    client: httpx.AsyncClient, app: Conveyor, r: redis.Redis
+) -> None:
+    app.enqueue("job", "another")
+    task = app.enqueue("job", "this one")
+    streaming = asyncio.create_task(client.get(f"/api/tasks/{task.id}/events"))
+
+    async def reading() -> bool:  # the stream took its cursor and waits for events
+        return any(c.get("cmd") == "xread" and "b" in c.get("flags", "") for c in r.client_list())
+
+    await wait_until(reading, 10, "the stream's blocking read")
+    broker = app.sync_broker()
+    claimed = broker.run(broker.ops.claim("default", 10, "w1")).tasks
+    broker.execute([broker.ops.ack([(t, b'"done"') for t in claimed])])
+    answer = await asyncio.wait_for(streaming, 10)  # it ends with the task
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    changes = [orjson.loads(line.removeprefix("data: ")) for line in answer.text.splitlines()
+               if line.startswith("data: ")]  # fmt: skip
+    assert [(c["event"], c["task_id"]) for c in changes] == [
+        ("started", task.id), ("succeeded", task.id),
+    ]  # fmt: skip
+    assert answer.text.count("event: change") == 2
+    missing = await client.get("/api/tasks/not-a-task/events")
+    assert missing.status_code == 404

@@ -72,6 +72,15 @@ def square(x: int) -> int:
     return x * x
 
 
+def current_span_ids() -> list[str]:
+    """The trace and span ids current where it runs: in a process child, the span it
+    continues."""
+    from opentelemetry import trace
+
+    current = trace.get_current_span().get_span_context()
+    return [f"{current.trace_id:032x}", f"{current.span_id:016x}"]
+
+
 def die_in_child() -> None:
     """Kills the process it runs in (a child, under executor="process")."""
     os._exit(9)

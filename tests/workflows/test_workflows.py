@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from conveyor import Conveyor, WorkflowFailedError, WorkflowHandle, chain, chord, group
 from conveyor.broker.ops import Op
@@ -16,7 +17,8 @@ from conveyor.broker.steps import Steps, drive, drive_async
 from conveyor.broker.workflows import Step, advance, launch
 from conveyor.errors import WorkflowNotFoundError
 from conveyor.settings import Settings
-from conveyor.workflow import _result, workflow_ops
+from conveyor.worker.workflows import Relauncher
+from conveyor.workflow import _result, begin, workflow_ops
 from tests.support.worker import running_worker
 from tests.workflows import proofs
 
@@ -160,6 +162,41 @@ def test_a_worker_dying_between_step_enqueue_and_ack_starts_the_callback_once(
     assert view is not None and view.nodes[3].task_id == callbacks[0].id
 
 
+@pytest.mark.parametrize("dies", ["after storing it", "after enqueuing its first tasks"])
+async def test_a_workflow_whose_producer_died_before_starting_it_is_started_by_a_worker(
+    wf: Conveyor, r: redis.Redis, dies: str
+) -> None:
+    workflow = chain(group([wf.tasks["t.num"].message(1), wf.tasks["t.num"].message(2)]),
+                     wf.tasks["t.total"].message())  # fmt: skip
+    workflow_id, procedure = begin(wf.producer, workflow)
+    broker = wf.sync_broker()
+    # the producer's round trips, played until it "dies": the store, then the enqueue
+    request = next(procedure)
+    if dies == "after enqueuing its first tasks":
+        request = procedure.send(broker.run(request))
+    broker.run(request)
+    procedure.close()
+    launching = wf.settings.prefix + ":{workflows}:launching"
+    assert r.zrange(launching, 0, -1) == [workflow_id.encode()]
+    handle = WorkflowHandle(wf.producer, workflow_id)
+    relauncher = Relauncher(wf.async_broker(), stranded_after=0.0)
+    await relauncher.look()
+    await relauncher.look()  # a second worker's look finds nothing left to do
+    assert r.exists(launching) == 0
+    [queued] = wf.inspector.queue_stats(["default"])
+    assert queued.pending == 2  # each group member once: a replayed enqueue stores nothing
+    async with running_worker(wf):
+        assert await handle.result_async(timeout=30) == 3
+    await wf.aclose()
+
+
+def test_a_workflow_started_by_its_producer_is_not_left_launching(
+    wf: Conveyor, r: redis.Redis
+) -> None:
+    wf.enqueue(chain(wf.tasks["t.num"].message(1), wf.tasks["t.add"].message(2)))
+    assert r.exists(wf.settings.prefix + ":{workflows}:launching") == 0
+
+
 def test_the_inspector_shows_each_node(wf: Conveyor) -> None:
     handle = wf.enqueue(chain(wf.tasks["t.num"].message(5), wf.tasks["t.add"].message(1)))
     view = wf.inspector.workflow(handle.id)
@@ -213,6 +250,18 @@ def test_cancelling_a_workflow_task_stops_the_workflow(wf: Conveyor) -> None:
     with pytest.raises(WorkflowFailedError, match="TaskCancelled") as failed:
         handle.result(timeout=5)
     assert failed.value.error is not None and failed.value.error["state"] == "cancelled"
+    after = handle.view()
+    assert after is not None and [n.state for n in after.nodes] == ["started", "failed", "waiting"]
+
+
+def test_deleting_a_workflow_task_stops_the_workflow(wf: Conveyor) -> None:
+    handle = wf.enqueue(chain(wf.tasks["t.num"].message(1, delay=60), wf.tasks["t.add"].message(2)))
+    view = handle.view()
+    assert view is not None and view.nodes[1].task_id is not None
+    assert wf.inspector.delete_task(view.nodes[1].task_id) == "scheduled"
+    with pytest.raises(WorkflowFailedError, match="TaskDeleted") as failed:
+        handle.result(timeout=5)
+    assert failed.value.error is not None and failed.value.error["state"] == "deleted"
     after = handle.view()
     assert after is not None and [n.state for n in after.nodes] == ["started", "failed", "waiting"]
 

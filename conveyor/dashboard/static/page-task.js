@@ -1,11 +1,11 @@
 // Task: what it is, where it is in its life (timeline), its payload and result, and the
 // actions its state allows. A dead task's payload can be edited and replayed.
 
-import { el, fill, timeCell, prettyJson, badge, formatSeconds, taskPath } from "./dom.js";
+import { el, fill, timeCell, prettyJson, badge, formatSeconds, taskPath, href } from "./dom.js";
 import { get, post, del, describe } from "./api.js";
 import { actionButton, armedButton } from "./ui.js";
 
-const REFRESH_MS = 2000;
+const FALLBACK_MS = 15000;
 const FAILING = new Set(["dead", "failed", "retrying"]);
 
 function facts(task) {
@@ -180,5 +180,10 @@ export async function render(ctx, { id }) {
       el("p", { class: "muted" }, describe(error))));
     return;
   }
-  ctx.every(REFRESH_MS, () => load().catch(() => {}));
+  // each state change reloads the task at once; the slow poll is the fallback for a
+  // stream that is down
+  const changes = new EventSource(href(`api/tasks/${encodeURIComponent(id)}/events`));
+  changes.addEventListener("change", () => load().catch(() => {}));
+  ctx.onCleanup(() => changes.close());
+  ctx.every(FALLBACK_MS, () => load().catch(() => {}));
 }
