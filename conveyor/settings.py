@@ -12,6 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from conveyor.errors import ConfigurationError
 from conveyor.redis_url import SCHEMES, parse_redis_url
@@ -75,11 +76,15 @@ class Settings:
     min_replicas: int = 0
     #: How long such an enqueue or outcome waits for its replicas (see `replica_wait`).
     replica_timeout: float = 1.0
+    #: Whether `redis_url` names one node of a Redis Cluster (a `redis+cluster://` URL
+    #: says so itself).
+    redis_cluster: bool = False
     log_json: bool = False
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         self._check_connection()
+        check_cluster(self)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -99,14 +104,19 @@ class Settings:
 
     def _check_connection(self) -> None:
         """The URL, and TLS files only with a TLS URL, a certificate only with its key."""
-        target = parse_redis_url(self.redis_url)
+        tls = url_is_tls(self.redis_url)
         tls_files = (self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
-        if any(tls_files) and not target.tls:
+        if any(tls_files) and not tls:
             raise ConfigurationError(
                 "redis_tls_ca/cert/key need a TLS URL: rediss:// (or rediss+sentinel://)"
             )
         if bool(self.redis_tls_cert) != bool(self.redis_tls_key):
             raise ConfigurationError("redis_tls_cert and redis_tls_key go together")
+
+    @property
+    def cluster(self) -> bool:
+        """Whether Redis is a Cluster: the transport routes each call to its slot's node."""
+        return self.redis_cluster or self.redis_url.startswith(CLUSTER_SCHEME + "://")
 
     @property
     def heartbeat_interval(self) -> float:
@@ -145,7 +155,18 @@ class Settings:
 
 def check_redis_url(url: str) -> None:
     """Refuse a URL no client could connect with, in one line instead of a traceback."""
+    if url.startswith(CLUSTER_SCHEME + "://"):
+        cluster_nodes(url)
+        return
     parse_redis_url(url)
+
+
+def url_is_tls(url: str) -> bool:
+    """Whether `url` asks for TLS (a Redis Cluster's URL does not support it yet)."""
+    if url.startswith(CLUSTER_SCHEME + "://"):
+        cluster_nodes(url)
+        return False
+    return parse_redis_url(url).tls
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -192,3 +213,54 @@ def _parse(name: str, type_name: str, raw: str, variable: str | None = None) -> 
         variable = variable or f"{ENV_PREFIX}{name.upper()}"
         raise ConfigurationError(f"{variable}={raw!r}: {exc}") from None
     return raw
+
+
+#: The scheme of a Redis Cluster's URL: `redis+cluster://[user:password@]host:port[,...]`.
+CLUSTER_SCHEME = "redis+cluster"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterAddress:
+    """What a `redis+cluster://` URL says: the nodes to start from and the credentials."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+
+
+def cluster_nodes(url: str) -> ClusterAddress:
+    """The startup nodes of a `redis+cluster://` URL; any one reachable node is enough,
+    the client learns the rest from it. A Cluster has one database: no path but `/0`."""
+    rest = url.removeprefix(CLUSTER_SCHEME + "://")
+    credentials, at, hosts = rest.rpartition("@")
+    shown = f"{CLUSTER_SCHEME}://{credentials.partition(':')[0]}:***@{hosts}" if at else url
+    hosts, _, database = hosts.partition("/")
+    if database not in ("", "0"):
+        raise ConfigurationError(f"bad Redis URL {shown!r}: a Redis Cluster has database 0 only")
+    nodes = []
+    for address in filter(None, hosts.split(",")):
+        try:
+            parts = urlsplit(f"//{address}")
+            host, port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL {shown!r}: {exc}") from None
+        if not host or not port:
+            raise ConfigurationError(
+                f"bad Redis URL {shown!r}: expected host:port, not {address!r}"
+            )
+        nodes.append((host, port))
+    if not nodes:
+        raise ConfigurationError(f"bad Redis URL {shown!r}: name at least one node as host:port")
+    user, colon, password = credentials.partition(":")
+    return ClusterAddress(tuple(nodes), unquote(user) or None, unquote(password) if colon else None)
+
+
+def check_cluster(settings: Settings) -> None:
+    """Refuse what a Redis Cluster cannot do (yet): TLS, Sentinel, a unix socket, replica
+    waits."""
+    if settings.redis_cluster and not settings.redis_url.startswith(
+        ("redis://", "redis+cluster://")
+    ):
+        raise ConfigurationError("CONVEYOR_REDIS_CLUSTER needs a redis:// URL of a node")
+    if settings.cluster and settings.min_replicas:
+        raise ConfigurationError("min_replicas is not supported on a Redis Cluster yet")

@@ -36,7 +36,7 @@ def test_a_sentinel_url_names_the_sentinels_service_db_and_credentials() -> None
         ("redis+sentinel://h1:70000/m", "is not host:port"),
         ("redis+sentinel://h1/m/db", "the database must be a number"),
         ("redis+sentinel://h1/m?password=x", "unknown option 'password'"),
-        ("redis+cluster://h1/m", "it must start with redis://, rediss://, unix://"),
+        ("redis+cluster://h1/m", "a Redis Cluster has database 0 only"),
         ("redis://h:1,h:2/0", "bad Redis URL"),
     ],
 )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from conveyor.errors import ConfigurationError
-from conveyor.settings import Settings
+from conveyor.settings import ClusterAddress, Settings, cluster_nodes
 
 
 def test_defaults_without_any_variable() -> None:
@@ -186,3 +186,46 @@ def test_the_conveyor_names_win_over_the_seeds() -> None:
     assert Settings.from_env({"REDIS_ADDR": "seed:6379"}, redis_url="redis://arg/0").redis_url == (
         "redis://arg/0"
     )
+
+
+def test_a_cluster_url_names_its_startup_nodes_and_credentials() -> None:
+    settings = Settings(redis_url="redis+cluster://app:p%40ss@10.0.0.1:7000,[::1]:7001/0")
+    assert settings.cluster
+    assert cluster_nodes(settings.redis_url) == ClusterAddress(
+        (("10.0.0.1", 7000), ("::1", 7001)), "app", "p@ss"
+    )
+
+
+def test_conveyor_redis_cluster_makes_a_plain_url_a_cluster_node() -> None:
+    environ = {"CONVEYOR_REDIS_URL": "redis://10.0.0.1:7000", "CONVEYOR_REDIS_CLUSTER": "true"}
+    assert Settings.from_env(environ).cluster
+    assert not Settings(redis_url="redis://10.0.0.1:7000").cluster
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis+cluster://", "redis+cluster://host", "redis+cluster://h:port", "redis+cluster://h:1/2"],
+)
+def test_a_bad_cluster_url_is_one_line(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="bad Redis URL") as raised:
+        Settings(redis_url=url)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["unix:///tmp/redis.sock", "rediss://h:1", "redis+sentinel://h:26379/mymaster"]
+)
+def test_conveyor_redis_cluster_needs_a_plain_url_of_a_node(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="needs a redis:// URL"):
+        Settings(redis_url=url, redis_cluster=True)
+
+
+def test_a_bad_cluster_url_hides_its_password() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Settings(redis_url="redis+cluster://app:secret@h:1/3")
+    assert "secret" not in str(raised.value) and "app:***@h:1" in str(raised.value)
+
+
+def test_min_replicas_is_refused_on_a_cluster_until_wait_is_routed() -> None:
+    with pytest.raises(ConfigurationError, match="min_replicas"):
+        Settings(redis_url="redis+cluster://10.0.0.1:7000", min_replicas=1)

@@ -9,6 +9,7 @@ each bounded in size.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from conveyor import serializers
@@ -197,6 +198,25 @@ class Admin:
         reply = yield command("INFO", "all")
         return reply if isinstance(reply, dict) else parse_info(reply)
 
+    def cluster_masters(self) -> Procedure[list[Shard]]:
+        """The masters of a Redis Cluster and the slots each serves (empty on a standalone
+        Redis, which refuses CLUSTER commands)."""
+        reply = yield Op([Call.command("CLUSTER", "SLOTS")], lambda r: r[0], reads_errors=True)
+        return [] if isinstance(reply, Exception) else shards(reply)
+
+    def queue_nodes(self, names: Sequence[str]) -> Procedure[dict[str, str]]:
+        """The master (host:port) serving each of `names` in a Redis Cluster; empty on a
+        standalone Redis."""
+        masters = yield from self.cluster_masters()
+        if not masters or not names:
+            return {}
+        calls = [Call.command("CLUSTER", "KEYSLOT", self.ops.queue_keys(n).base) for n in names]
+        slots = yield Op(calls, list)
+        return {
+            name: next((m.address for m in masters if m.first <= int(slot) <= m.last), "?")
+            for name, slot in zip(names, slots, strict=True)
+        }
+
     def whoami(self) -> Procedure[str]:
         """The connected ACL user's name; raises redis' ReplyError where ACL is forbidden."""
         name = yield command("ACL", "WHOAMI")
@@ -264,3 +284,23 @@ def pairs(flat: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
     """(a, b), (c, d) ... of a flat reply [a, b, c, d, ...]."""
     items = iter(flat)
     return zip(items, items, strict=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """A master of a Redis Cluster and one range of slots it serves."""
+
+    address: str  #: host:port
+    first: int
+    last: int
+
+
+def shards(reply: Any) -> list[Shard]:
+    """CLUSTER SLOTS as it comes raw ([first, last, [host, port, ...], replicas...] each)
+    or parsed by redis-py's cluster client ({(first, last): {"primary": (host, port)}})."""
+    if isinstance(reply, dict):
+        pairs = [(first, last, shard["primary"]) for (first, last), shard in reply.items()]
+    else:
+        pairs = [(first, last, master) for first, last, master, *_ in reply]
+    found = [Shard(f"{as_text(m[0])}:{int(m[1])}", int(a), int(b)) for a, b, m in pairs]
+    return sorted(found, key=lambda shard: shard.first)

@@ -6,10 +6,10 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from conveyor.broker.cluster import AnyAsyncTransport, async_transport
 from conveyor.broker.coalescer import Coalescer
 from conveyor.broker.ops import Op, Operations
 from conveyor.broker.scripts import Call
-from conveyor.broker.transport import AsyncTransport
 from conveyor.settings import Settings
 
 T = TypeVar("T")
@@ -18,10 +18,10 @@ T = TypeVar("T")
 class AsyncBroker:
     """Runs operations in one round trip each; Redis errors surface as BrokerUnavailableError."""
 
-    def __init__(self, settings: Settings, transport: AsyncTransport | None = None) -> None:
+    def __init__(self, settings: Settings, transport: AnyAsyncTransport | None = None) -> None:
         self.settings = settings
         self.ops = Operations(settings)
-        self.transport = transport or AsyncTransport(settings)
+        self.transport = transport or async_transport(settings)
         #: producers' operations go through it, to share round trips when they are many
         self.shared = Coalescer(self.transport, self.ops)
 

@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from conveyor.broker.cluster import AnyAsyncTransport
 from conveyor.broker.ops import Op, Operations
 from conveyor.broker.records import EnqueueResult, NewTask
-from conveyor.broker.transport import AsyncTransport, first_error
+from conveyor.broker.transport import first_error
 from conveyor.errors import BrokerFullError
 
 T = TypeVar("T")
@@ -48,7 +49,7 @@ class _Request:
 class Coalescer:
     """Runs operations over `transport` in pipelines, batching those that queue up."""
 
-    def __init__(self, transport: AsyncTransport, ops: Operations) -> None:
+    def __init__(self, transport: AnyAsyncTransport, ops: Operations) -> None:
         self.transport = transport
         self.ops = ops
         self._waiting: list[_Request] = []

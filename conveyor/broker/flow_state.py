@@ -63,7 +63,7 @@ def flow_state(ops: Operations, queue: str) -> Procedure[FlowState]:
         Call.command("SUNION", k.held, k.blocked),
         Call.command("SRANDMEMBER", k.rates, MAX_FLOW_KEYS),
         Call.command("ZCARD", k.groups),
-        Call.command("TIME"),
+        Call.command("TIME", route=k.held),  # the clock of the queue's node
     ]
     names, rate_names, groups, (seconds, micros) = yield Op(first, lambda r: r)
     concurrency = sorted(as_text(n) for n in names)[:MAX_FLOW_KEYS]

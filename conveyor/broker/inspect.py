@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from conveyor.broker import audit, browse, events
 from conveyor.broker.acl import Permissions, judge, probes
 from conveyor.broker.actions import Actions
-from conveyor.broker.admin import Admin, Procedure, one
+from conveyor.broker.admin import Admin, Procedure, Shard, one
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.audit import Actor, AuditEntry
 from conveyor.broker.browse import PointCache
@@ -158,6 +158,10 @@ class AsyncInspector:
     async def server_info(self) -> dict[str, Any]:
         """Redis' INFO all."""
         return await self._run(self._admin.server_info())
+
+    async def queue_nodes(self, names: Sequence[str]) -> dict[str, str]:
+        """The Redis Cluster master (host:port) serving each queue; empty when standalone."""
+        return await self._run(self._admin.queue_nodes(names))
 
     async def server_time(self) -> float:
         """Redis' clock, in seconds since the epoch."""
@@ -366,6 +370,14 @@ class SyncInspector:
     def server_time(self) -> float:
         """Redis' clock, in seconds since the epoch."""
         return self._run(self._admin.server_time())
+
+    def queue_nodes(self, names: Sequence[str]) -> dict[str, str]:
+        """The Redis Cluster master (host:port) serving each queue; empty when standalone."""
+        return self._run(self._admin.queue_nodes(names))
+
+    def cluster_masters(self) -> list[Shard]:
+        """A Redis Cluster's masters and their slots; empty when standalone."""
+        return self._run(self._admin.cluster_masters())
 
     def history(
         self, window: str, queue: str | None = None, cache: PointCache | None = None

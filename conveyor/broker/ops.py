@@ -389,8 +389,9 @@ class Operations:
         Redis this is and since when, in one round trip."""
         calls = [
             Call.command("ZRANGE", self.keys.workers, 0, MAX_SURVEYED - 1, "WITHSCORES"),
-            Call.command("CLIENT", "LIST", "TYPE", "normal"),
-            Call.command("INFO", "server"),
+            # where the presence connections block: the `{workers}` slot's node
+            Call.command("CLIENT", "LIST", "TYPE", "normal", route=self.keys.workers),
+            Call.command("INFO", "server", route=self.keys.workers),
         ]
 
         def decode(replies: list[Any]) -> Survey:

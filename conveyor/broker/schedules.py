@@ -147,7 +147,7 @@ class ScheduleAdmin:
         """The schedules whose next tick has come (up to DUE_BATCH), with Redis' time."""
         (seconds, micros), head = yield Op(
             [
-                Call.command("TIME"),
+                Call.command("TIME", route=self.keys.schedules),  # the clock of their node
                 Call.command("ZRANGE", self.keys.schedules, 0, 0, "WITHSCORES"),
             ],
             list,

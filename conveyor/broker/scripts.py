@@ -43,10 +43,16 @@ class Script:
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One command to send: a script call (EVALSHA) or a plain command."""
+    """One command to send: a script call (EVALSHA) or a plain command.
+
+    `route` names a key whose node must answer a keyless command in a Redis Cluster
+    (e.g. CLIENT LIST where the workers' presence connections block); a standalone Redis
+    ignores it.
+    """
 
     args: tuple[Arg, ...]
     script: Script | None = field(default=None)
+    route: str | None = field(default=None)
 
     @classmethod
     def script_call(cls, script: Script, keys: list[str], argv: list[Arg]) -> Call:
@@ -54,9 +60,9 @@ class Call:
         return cls(("EVALSHA", script.sha, len(keys), *keys, *argv), script)
 
     @classmethod
-    def command(cls, *args: Arg) -> Call:
-        """A plain Redis command."""
-        return cls(args)
+    def command(cls, *args: Arg, route: str | None = None) -> Call:
+        """A plain Redis command; `route`: see the class."""
+        return cls(args, route=route)
 
 
 @cache

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from conveyor.broker.cluster import AnySyncTransport, sync_transport
 from conveyor.broker.ops import Op, Operations
 from conveyor.broker.scripts import Call
-from conveyor.broker.transport import SyncTransport
 from conveyor.settings import Settings
 
 T = TypeVar("T")
@@ -16,10 +16,10 @@ T = TypeVar("T")
 class SyncBroker:
     """Blocking twin of AsyncBroker, for producers and tools without an event loop."""
 
-    def __init__(self, settings: Settings, transport: SyncTransport | None = None) -> None:
+    def __init__(self, settings: Settings, transport: AnySyncTransport | None = None) -> None:
         self.settings = settings
         self.ops = Operations(settings)
-        self.transport = transport or SyncTransport(settings)
+        self.transport = transport or sync_transport(settings)
 
     def run(self, op: Op[T]) -> T:
         """Execute `op` and decode its replies."""

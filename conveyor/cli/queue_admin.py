@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from conveyor.broker.inspect import SyncInspector
+from conveyor.broker.records import QueueStats
 from conveyor.cli.output import described, dumps
 from conveyor.cli.root import Context, inspect, operator, pass_context
 from conveyor.errors import ConveyorError
@@ -18,18 +19,34 @@ COLUMNS = ("pending", "active", "scheduled", "dead")
 @pass_context
 def queues(ctx: Context, as_json: bool) -> None:
     """Show every queue's depth per state."""
-    stats = inspect(ctx, lambda i: i.queue_stats())
+    stats, nodes = inspect(ctx, lambda i: _with_nodes(i.queue_stats(), i))
     if as_json:
-        click.echo(dumps([described(s.to_json()) for s in stats]))
+        on = [{"node": nodes[s.name]} if nodes else {} for s in stats]
+        click.echo(dumps([described(s.to_json()) | n for s, n in zip(stats, on, strict=True)]))
         return
     if not stats:
         click.echo("no queues yet")
         return
     width = max(5, *(len(s.name) for s in stats))
-    click.echo(f"{'queue':<{width}}  " + "  ".join(f"{c:>9}" for c in COLUMNS) + "  paused")
+    node_head = "  node" if nodes else ""
+    header = f"{'queue':<{width}}  " + "  ".join(f"{c:>9}" for c in COLUMNS) + "  paused"
+    click.echo(header + node_head)
     for s in stats:
         counts = "  ".join(f"{getattr(s, c):>9}" for c in COLUMNS)
-        click.echo(f"{s.name:<{width}}  {counts}  {'yes' if s.paused else 'no'}")
+        paused = "yes" if s.paused else "no"
+        if nodes:
+            paused = f"{paused:<6}  {nodes[s.name]}"
+        click.echo(f"{s.name:<{width}}  {counts}  {paused}")
+
+
+def _with_nodes(
+    stats: list[QueueStats], inspector: SyncInspector
+) -> tuple[list[QueueStats], dict[str, str]]:
+    """The stats, and on a Redis Cluster the master holding each queue (a standalone
+    Redis is not asked: CLUSTER is no command the least-privilege ACL allows)."""
+    if not inspector.broker.settings.cluster:
+        return stats, {}
+    return stats, inspector.queue_nodes([s.name for s in stats])
 
 
 @click.command()

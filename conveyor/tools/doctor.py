@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from conveyor.broker.admin import Shard
 from conveyor.broker.inspect import SyncInspector
 from conveyor.broker.transport import ReplyError
 from conveyor.redis_url import parse_redis_url
@@ -59,6 +60,11 @@ class Doctor:
             "clock": self._clock,
             "workers": self._workers,
         }
+        if self.inspector.broker.settings.cluster:  # its masters and slots, after the mode
+            items = list(checks.items())
+            at = [name for name, _ in items].index("mode") + 1
+            masters = ("cluster", lambda: _cluster(self.inspector.cluster_masters()))
+            checks = dict([*items[:at], masters, *items[at:]])
         return [_guarded(name, check) for name, check in checks.items()]
 
     def _config(self) -> dict[str, str] | None:
@@ -69,6 +75,9 @@ class Doctor:
 
     def _connection(self) -> Check:
         """Standalone or Sentinel (its service and the master it names now), and TLS."""
+        if self.inspector.broker.settings.cluster:
+            masters = self.inspector.server_address()
+            return Check("connection", Verdict.OK, f"Redis Cluster, masters {masters}, TLS off")
         target = parse_redis_url(self.inspector.broker.settings.redis_url)
         tls = "TLS on" if target.tls else "TLS off"
         address = self.inspector.server_address()
@@ -160,10 +169,16 @@ def _mode(info: dict[str, Any]) -> Check:
         return Check("mode", Verdict.FAIL, "this is a Sentinel", "point Conveyor at the master")
     if role != "master":
         return Check("mode", Verdict.FAIL, f"role {role} (read-only)", "point at the master")
-    if mode == "cluster":
-        fix = "per-queue keys share a hash tag; idle waits over several queues need one node"
-        return Check("mode", Verdict.WARN, "Redis Cluster", fix)
     return Check("mode", Verdict.OK, f"{mode}, {role}")
+
+
+def _cluster(masters: list[Shard]) -> Check:
+    """Which master serves which slots, so a queue's node can be found (`conveyor queues`)."""
+    nodes: dict[str, list[str]] = {}
+    for shard in masters:
+        nodes.setdefault(shard.address, []).append(f"{shard.first}-{shard.last}")
+    served = "; ".join(f"{address} slots {','.join(s)}" for address, s in nodes.items())
+    return Check("cluster", Verdict.OK, f"Redis Cluster, {len(nodes)} masters: {served}")
 
 
 def _eviction(config: dict[str, str] | None) -> Check:

@@ -18,10 +18,12 @@ MAX_OUTAGE_BACKOFF = 5.0
 def redis_location(url: str) -> str:
     """host:port/db of a Redis URL (a socket's path; a Sentinel group's service and
     sentinels), never its password."""
+    parts = urlsplit(url)
+    if parts.scheme == "redis+cluster":  # host:port,host:port...: the nodes, no password
+        return parts.netloc.rpartition("@")[2]
     target = parse_redis_url(url)
     if target.is_sentinel:
         return f"{target.describe()}, db {target.db}"
-    parts = urlsplit(url)
     if parts.scheme == "unix":
         return parts.path
     db = parts.path.strip("/") or "0"

@@ -14,9 +14,9 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.broker.async_broker import AsyncBroker
+from conveyor.broker.cluster import async_transport
 from conveyor.broker.inspect import AsyncInspector
 from conveyor.broker.keys import worker_connection_name
-from conveyor.broker.transport import AsyncTransport
 from conveyor.errors import BrokerUnavailableError
 from conveyor.metrics import Exporter
 from conveyor.names import validate_worker_id
@@ -109,7 +109,7 @@ class Worker:
         """Run until `stop()` (or a signal); returns after a clean shutdown."""
         finished = asyncio.Event()
         # every connection carries the worker's id: the reaper looks for them
-        transport = AsyncTransport(self.settings, name=worker_connection_name(self.id))
+        transport = async_transport(self.settings, name=worker_connection_name(self.id))
         broker = AsyncBroker(self.settings, transport)
         leases = Leases()
         # one view of Redis for every component: one line when it goes, one when it is back

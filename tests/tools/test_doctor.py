@@ -69,10 +69,9 @@ def test_mode(info: dict[str, Any], expected: Check) -> None:
     assert _mode(info) == expected
 
 
-def test_mode_cluster_warns_about_multi_queue_waits() -> None:
+def test_mode_cluster_is_supported() -> None:
     check = _mode({"redis_mode": "cluster", "role": "master"})
-    assert (check.verdict, check.detail) == (Verdict.WARN, "Redis Cluster")
-    assert "hash tag" in check.fix
+    assert (check.verdict, check.detail) == (Verdict.OK, "cluster, master")
 
 
 @pytest.mark.parametrize(

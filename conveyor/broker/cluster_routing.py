@@ -1,0 +1,194 @@
+"""What the Redis Cluster transport decides without I/O: which calls a cluster pipeline
+can route and which go one by one, a forgotten script sent again as EVAL, an XREAD split
+per slot, what a reply that means "unavailable" looks like; and its two clients."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.crc import key_slot
+from redis.exceptions import ClusterError, NoScriptError, RedisClusterException
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from conveyor.broker.connection import CALL_RETRIES, _backoff, _options
+from conveyor.broker.scripts import Call
+from conveyor.broker.steps import Steps
+from conveyor.broker.transport import MEMORY, UNAVAILABLE, first_error
+from conveyor.errors import BrokerFullError, BrokerUnavailableError, ConfigurationError
+from conveyor.settings import CLUSTER_SCHEME, ClusterAddress, Settings, cluster_nodes
+
+#: Errors that mean the Cluster (or the node of a slot) cannot answer now.
+CLUSTER_UNAVAILABLE = (*UNAVAILABLE, ClusterError, RedisClusterException)
+#: Commands without a key: a cluster pipeline cannot route them, so they go one by one.
+KEYLESS = frozenset(
+    {"TIME", "PING", "INFO", "CONFIG", "CLIENT", "MEMORY", "DBSIZE", "CLUSTER", "ACL"}
+)
+#: How often a blocking XREAD over streams of several slots looks again (seconds).
+POLL_EVERY = 0.1
+
+
+# -- routing (pure) -----------------------------------------------------------------------
+
+
+def is_keyless(call: Call) -> bool:
+    """Whether `call` has no key a cluster pipeline could route it by."""
+    return call.route is not None or str(call.args[0]).split()[0].upper() in KEYLESS
+
+
+def refuse_wait(calls: Sequence[Call]) -> None:
+    """WAIT counts the replicas that have the writes of its own connection, and a Cluster
+    spreads a batch's writes over a connection per node: sent alone it would confirm
+    nothing, so a durable write is refused before anything is stored."""
+    if any(str(call.args[0]).upper() == "WAIT" for call in calls):
+        raise ConfigurationError(
+            "durable=True and min_replicas are not supported on a Redis Cluster yet"
+        )
+
+
+def first_key(call: Call) -> str | None:
+    """The first key of a script call or plain keyed command (None for a keyless one)."""
+    if is_keyless(call):
+        return call.route
+    if call.script is not None:
+        return str(call.args[3]) if int(call.args[2]) > 0 else None
+    return str(call.args[1]) if len(call.args) > 1 else None
+
+
+def with_sources(calls: Sequence[Call]) -> Steps[Sequence[Call], list[Any]]:
+    """The round trips that run `calls`: one, and one more for the script calls a node
+    answered with NOSCRIPT, sent as EVAL of the source with the same keys (which caches
+    the script on that node for the EVALSHAs that follow)."""
+    replies: list[Any] = yield calls
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        again = [evaluated(calls[i]) for i in missing]
+        for i, reply in zip(missing, (yield again), strict=True):
+            replies[i] = reply
+    return replies
+
+
+def evaluated(call: Call) -> Call:
+    """An EVALSHA call as EVAL of its script's source."""
+    assert call.script is not None, "only a script call gets NOSCRIPT"
+    return Call(("EVAL", call.script.source, *call.args[2:]), call.script)
+
+
+def xread_streams(call: Call) -> tuple[list[Any], list[Any], list[Any]] | None:
+    """An XREAD's options, streams and ids; None for any other command."""
+    if str(call.args[0]).upper() != "XREAD":
+        return None
+    at = [str(a).upper() for a in call.args].index("STREAMS")
+    rest = list(call.args[at + 1 :])
+    half = len(rest) // 2
+    return list(call.args[1:at]), rest[:half], rest[half:]
+
+
+def xread_per_slot(call: Call, blocking: bool) -> list[Call]:
+    """An XREAD over streams of several slots as one XREAD per slot (`blocking`: keep its
+    BLOCK option, else drop it)."""
+    parsed = xread_streams(call)
+    assert parsed is not None
+    options, streams, ids = parsed
+    if not blocking and "BLOCK" in [str(o).upper() for o in options]:
+        at = [str(o).upper() for o in options].index("BLOCK")
+        options = options[:at] + options[at + 2 :]
+    slots: dict[int, list[int]] = {}
+    for i, stream in enumerate(streams):
+        slots.setdefault(key_slot(str(stream).encode()), []).append(i)
+    return [
+        Call.command("XREAD", *options, "STREAMS", *[streams[i] for i in group],
+                     *[ids[i] for i in group])
+        for group in slots.values()
+    ]  # fmt: skip
+
+
+def joined(replies: list[Any]) -> Any:
+    """Per-slot XREAD replies as one (a list of [stream, entries]; None when empty)."""
+    found: list[Any] = []
+    for reply in replies:
+        if isinstance(reply, Exception):
+            return reply
+        found += list(reply.items()) if isinstance(reply, dict) else reply or []
+    return found or None
+
+
+def cluster_unavailable(exc: BaseException, settings: Settings) -> BrokerUnavailableError:
+    """The error producers see when the Cluster, or the node of a slot, cannot answer."""
+    nodes = ",".join(f"{host}:{port}" for host, port in startup(settings).nodes)
+    return BrokerUnavailableError(f"Redis Cluster at {nodes} is unavailable: {exc}")
+
+
+def startup(settings: Settings) -> ClusterAddress:
+    """The nodes (and credentials) to discover the Cluster from."""
+    if settings.redis_url.startswith(CLUSTER_SCHEME + "://"):
+        return cluster_nodes(settings.redis_url)
+    url = urlsplit(settings.redis_url)
+    return ClusterAddress(((url.hostname or "localhost", url.port or 6379),), url.username,
+                          url.password)  # fmt: skip
+
+
+def node_settings(settings: Settings, host: str, port: int) -> Settings:
+    """`settings` for a plain connection to one node of the Cluster."""
+    address = startup(settings)
+    credentials = ""
+    if address.username or address.password:
+        credentials = f"{quote(address.username or '')}:{quote(address.password or '')}@"
+    bracketed = f"[{host}]" if ":" in host else host
+    url = f"redis://{credentials}{bracketed}:{port}/0"
+    return settings.replace(redis_url=url, redis_cluster=False)
+
+
+def memory_of(calls: Sequence[Call], replies: list[Any]) -> Call:
+    """INFO memory, routed to the node that refused the first write at maxmemory."""
+    refused = next(c for c, r in zip(calls, replies, strict=True) if isinstance(r, BrokerFullError))
+    return Call(MEMORY.args, route=first_key(refused))
+
+
+def check_replies(replies: list[Any], settings: Settings, raise_errors: bool) -> list[Any]:
+    """A node that answered CLUSTERDOWN, or could not be reached (the cluster pipeline
+    leaves that error in the place of each of its calls), makes the Cluster unavailable,
+    as a standalone Redis that cannot be reached is: not a failed command."""
+    for reply in replies:
+        if isinstance(reply, CLUSTER_UNAVAILABLE):
+            raise cluster_unavailable(reply, settings) from reply
+    if raise_errors:
+        first_error(replies)
+    return replies
+
+
+# -- clients ------------------------------------------------------------------------------
+
+
+def sync_cluster_client(
+    settings: Settings, *, blocking_margin: float = 0.0
+) -> redis.cluster.RedisCluster:
+    """A thread-safe cluster client with the standalone client's timeouts and retries."""
+    address = startup(settings)
+    options = _options(settings, "conveyor", blocking_margin)
+    retry = Retry(_backoff(), CALL_RETRIES, (RedisConnectionError, RedisTimeoutError))
+    return redis.cluster.RedisCluster(
+        startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in address.nodes],  # type: ignore[no-untyped-call]
+        username=address.username, password=address.password, retry=retry, **options,
+    )  # fmt: skip
+
+
+def async_cluster_client(
+    settings: Settings, *, name: str = "conveyor"
+) -> redis.asyncio.cluster.RedisCluster:
+    """An asyncio cluster client with the standalone client's timeouts and retries."""
+    address = startup(settings)
+    retry = AsyncRetry(_backoff(), CALL_RETRIES, (RedisConnectionError, RedisTimeoutError))
+    return redis.asyncio.cluster.RedisCluster(
+        startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in address.nodes],
+        username=address.username, password=address.password, retry=retry,
+        **_options(settings, name, 0.0),
+    )  # fmt: skip

@@ -1,0 +1,168 @@
+"""A real local Redis Cluster for the tests: 3 masters and 3 replicas on loopback.
+
+Each node is a `RedisServer` (the same class the other tests and `conveyor up` use) with
+cluster mode on; `redis-cli --cluster create` assigns the slots and the replicas. Every
+node's port + 10000 is its cluster bus, so both ports are chosen free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from types import TracebackType
+from typing import Any
+
+import redis
+
+from conveyor.tools.embedded import RedisServer, free_port
+
+#: The cluster bus of a node listens on its port plus this.
+BUS_OFFSET = 10000
+#: A short node timeout: a killed master's replica is promoted within a few seconds.
+NODE_TIMEOUT_MS = 2000
+SLOTS = 16384
+
+
+def cluster_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports whose cluster bus ports are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port + BUS_OFFSET > 65535 or port in ports or not _free(port + BUS_OFFSET):
+            continue
+        ports.append(port)
+    return ports
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class LocalCluster:
+    """Six redis-server processes formed into one Cluster; `stop()` ends every one."""
+
+    def __init__(self, binary: str, cli: str | None = None, masters: int = 3) -> None:
+        self.binary = binary
+        self.cli = cli or shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        self.masters = masters
+        self.nodes: list[RedisServer] = []
+
+    @property
+    def url(self) -> str:
+        """The redis+cluster:// URL naming every node (any one would do: the rest are found)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self, timeout: float = 30.0) -> LocalCluster:
+        """Start the nodes, form the cluster, and wait until every node sees it whole."""
+        try:
+            for port in cluster_ports(self.masters * 2):
+                node = RedisServer(self.binary, port=port, extra_args=self._cluster_args())
+                self.nodes.append(node)
+                node.start()
+            addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            subprocess.run(
+                [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "1",
+                 "--cluster-yes"],
+                check=True, capture_output=True, timeout=timeout,
+            )  # fmt: skip
+            self.wait_ok(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @staticmethod
+    def _cluster_args() -> tuple[str, ...]:
+        return (
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+            # a replica syncs at once, not after the default 5 s wait for more replicas
+            "--repl-diskless-sync-delay", "0",
+            # CLUSTER SLOTS lists a replica once its offset moved: masters ping every second
+            "--repl-ping-replica-period", "1",
+        )  # fmt: skip
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Wait until every running node reports `cluster_state:ok` with all slots served,
+        and sees a replica in sync beside each master (a failover needs one)."""
+        deadline = time.monotonic() + timeout
+        while not all(self._node_ok(n) for n in self.running()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the cluster is not ok after {timeout}s")
+            time.sleep(0.05)
+
+    def running(self) -> list[RedisServer]:
+        """The nodes whose process is alive."""
+        return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
+
+    def client(self, node: RedisServer) -> redis.Redis:
+        """A plain (non-cluster) client of one node."""
+        return redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=2)
+
+    def _node_ok(self, node: RedisServer) -> bool:
+        try:
+            with contextlib.closing(self.client(node)) as client:
+                return self._client_ok(client)
+        except redis.RedisError:
+            return False
+
+    def _client_ok(self, client: redis.Redis) -> bool:
+        info = client.cluster("INFO")
+        if info.get("cluster_state") != "ok" or int(info["cluster_slots_ok"]) != SLOTS:
+            return False
+        if client.info("replication").get("master_link_status", "up") != "up":
+            return False
+        return all(len(shard) >= 4 for shard in self.slots(client))
+
+    @staticmethod
+    def slots(client: redis.Redis) -> list[Any]:
+        """CLUSTER SLOTS as one node sees it: [start, end, master, replicas...] each."""
+        return list(client.execute_command("CLUSTER", "SLOTS"))  # type: ignore[no-untyped-call]
+
+    def master_of(self, key: str) -> RedisServer:
+        """The node that serves `key`'s slot now."""
+        with contextlib.closing(self.client(self.running()[0])) as client:
+            slot = int(client.cluster("KEYSLOT", key))
+            for start, end, master, *_ in self.slots(client):
+                if start <= slot <= end:
+                    port = int(master[1])
+        return next(n for n in self.nodes if n.port == port)
+
+    def stop(self) -> None:
+        """Stop every node and remove its data, whatever state the cluster is in."""
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                node.cleanup()
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def spread_queues(cluster: LocalCluster, prefix: str, per_master: int = 1) -> list[str]:
+    """Queue names whose keys fall on every master, `per_master` queues on each."""
+    found: dict[int, list[str]] = {}
+    for n in range(1000):
+        name = f"q{n}"
+        port = cluster.master_of(f"{prefix}:{{{name}}}:pending").port
+        if len(found.setdefault(port, [])) < per_master:
+            found[port].append(name)
+        if len(found) == cluster.masters and all(len(q) == per_master for q in found.values()):
+            break
+    return [name for names in found.values() for name in names]
