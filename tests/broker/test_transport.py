@@ -193,8 +193,9 @@ async def test_an_unencodable_argument_is_a_data_error(settings: Settings) -> No
 # -- the sync side: its held connection ------------------------------------------------------
 
 
-def _connections(r: redis.Redis) -> int:
-    return sum(1 for c in r.client_list() if c.get("name") == "conveyor")
+def _connections(r: redis.Redis) -> set[str]:
+    """The ids of the connections named as Conveyor names its own."""
+    return {c["id"] for c in r.client_list() if c.get("name") == "conveyor"}
 
 
 def test_single_calls_share_one_connection(app: Conveyor, r: redis.Redis) -> None:
@@ -202,7 +203,8 @@ def test_single_calls_share_one_connection(app: Conveyor, r: redis.Redis) -> Non
     before = _connections(r)
     handles = [app.enqueue("t", i) for i in range(50)]
     assert [h.enqueued_state for h in handles] == ["pending"] * 50
-    assert _connections(r) == before
+    # none opened (one an earlier test left may close meanwhile: the server is shared)
+    assert _connections(r) - before == set()
 
 
 def test_a_killed_connection_is_replaced_and_nothing_is_stored_twice(
