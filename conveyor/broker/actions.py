@@ -12,7 +12,7 @@ from conveyor.broker.dead_letters import NO_FILTER, DeadFilter, DeadLetterAdmin
 from conveyor.broker.ops import Operations
 from conveyor.broker.records import QueueStats
 from conveyor.broker.workflows import WorkflowOps, advance, error_description, node_of
-from conveyor.model import TaskState
+from conveyor.model import TaskRecord, TaskState
 
 #: The error a cancelled workflow task hands its workflow.
 CANCELLED = b'{"type":"TaskCancelled","message":"cancelled"}'
@@ -44,9 +44,7 @@ class Actions:
         running task asked to stop ends cancelled, never retried."""
         state = yield from self.admin.cancel(task_id)
         record = yield from self.admin.task(task_id)
-        if record is not None and record.workflow:
-            error = error_description(node_of(record.workflow), task_id, "cancelled", CANCELLED)
-            yield from advance(self.workflows, record.workflow, "failed", error, task_id)
+        yield from self._fail_node(record, "cancelled", CANCELLED)
         return state
 
     def run_now(self, task_id: str, actor: Actor | None) -> Procedure[str]:
@@ -63,10 +61,14 @@ class Actions:
         its end: the first one recorded wins)."""
         record = yield from self.admin.task(task_id)
         state = yield from self.admin.delete_task(task_id)
-        if record is not None and record.workflow:
-            error = error_description(node_of(record.workflow), task_id, "deleted", DELETED)
-            yield from advance(self.workflows, record.workflow, "failed", error, task_id)
+        yield from self._fail_node(record, "deleted", DELETED)
         return state
+
+    def _fail_node(self, record: TaskRecord | None, state: str, error: bytes) -> Procedure[None]:
+        """Fail the workflow node `record`'s task runs, if it runs one."""
+        if record is not None and record.workflow:
+            description = error_description(node_of(record.workflow), record.id, state, error)
+            yield from advance(self.workflows, record.workflow, "failed", description, record.id)
 
     def replay(self, task_ids: Iterable[str], actor: Actor | None) -> Procedure[list[str]]:
         """Requeue dead letters by id."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -34,7 +35,13 @@ from conveyor.broker.cluster_routing import (
 from conveyor.broker.connection import async_client, pack_command
 from conveyor.broker.scripts import Call
 from conveyor.broker.steps import drive_async
-from conveyor.broker.transport import READ_BLOCK_MAX, UNAVAILABLE, name_refusals, with_memory
+from conveyor.broker.transport import (
+    READ_BLOCK_MAX,
+    UNAVAILABLE,
+    listening,
+    name_refusals,
+    with_memory,
+)
 from conveyor.errors import BrokerFullError, BrokerUnavailableError
 from conveyor.settings import Settings
 
@@ -260,21 +267,9 @@ class AsyncClusterTransport:
             raise cluster_unavailable(exc, self.settings) from exc
         settings = node_settings(self.settings, node.host, int(node.port))
         client = async_client(settings, name=f"{self.name}:listen")
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-
-        async def receive(timeout: float) -> bytes | None:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
-            return None if message is None else cast(bytes, message["data"])
-
-        try:
-            await pubsub.subscribe(*channels)
+        failed = functools.partial(cluster_unavailable, settings=self.settings)
+        async with listening(client, channels, failed) as receive:
             yield receive
-        except UNAVAILABLE as exc:
-            raise cluster_unavailable(exc, self.settings) from exc
-        finally:
-            with contextlib.suppress(*UNAVAILABLE):
-                await pubsub.aclose()
-            await client.aclose()
 
     async def _node(self, key: str, purpose: str, margin: float) -> redis.asyncio.Redis:
         """A plain client of the node serving `key` now, one per node and purpose."""

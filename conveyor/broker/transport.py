@@ -327,21 +327,8 @@ class AsyncTransport:
         """A pub/sub connection listening to `channels`; yields `receive(timeout)`: the
         next message's data, or None after `timeout` seconds without one."""
         client = async_client(self.settings, name=f"{self.name}:listen")
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-
-        async def receive(timeout: float) -> bytes | None:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
-            return None if message is None else cast(bytes, message["data"])
-
-        try:
-            await pubsub.subscribe(*channels)
+        async with listening(client, channels, lambda e: unavailable(e, self.settings)) as receive:
             yield receive
-        except UNAVAILABLE as exc:
-            raise unavailable(exc, self.settings) from exc
-        finally:
-            with contextlib.suppress(*UNAVAILABLE):
-                await pubsub.aclose()
-            await client.aclose()
 
     def _blocking_client(self, timeout: float) -> redis.asyncio.Redis:
         if self._blocking is None:
@@ -367,6 +354,31 @@ def _reply_text(connection: AbstractConnection) -> str:
     except ResponseError as exc:
         return str(exc)
     return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    client: redis.asyncio.Redis,
+    channels: Sequence[str],
+    unavailable_error: Callable[[BaseException], BrokerUnavailableError],
+) -> AsyncIterator[Callable[[float], Awaitable[bytes | None]]]:
+    """`client` subscribed to `channels` (then closed); yields `receive(timeout)`: the next
+    message's data, or None after `timeout` seconds without one."""
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+
+    async def receive(timeout: float) -> bytes | None:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        return None if message is None else cast(bytes, message["data"])
+
+    try:
+        await pubsub.subscribe(*channels)
+        yield receive
+    except UNAVAILABLE as exc:
+        raise unavailable_error(exc) from exc
+    finally:
+        with contextlib.suppress(*UNAVAILABLE):
+            await pubsub.aclose()
+        await client.aclose()
 
 
 def with_scripts(calls: Sequence[Call]) -> Steps[Sequence[Call], list[Any]]:
