@@ -10,8 +10,9 @@ import re
 
 from conveyor.errors import InvalidNameError
 
-#: Queue names: 1-64 of letters, digits, `_`, `.`, `-`.
-QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+#: Queue names: 1-64 of letters, digits, `_`, `.`, `-`; a shard of a queue adds `~<n>`
+#: (see conveyor/shards.py).
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}(?:~[1-9][0-9]{0,2})?")
 #: Task names: what producers send as "type"; also used as metric labels.
 TASK_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 #: Key prefixes: the first segment of every key.

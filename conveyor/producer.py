@@ -8,24 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor import metrics, serializers
+from conveyor import metrics
 from conveyor import middleware as hooks
 from conveyor.broker.async_broker import AsyncBroker
 from conveyor.broker.inspect import AsyncInspector, SyncInspector
 from conveyor.broker.records import EnqueueResult, NewTask
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.errors import ResultTimeoutError, TaskFailedError, TaskNotFoundError
-from conveyor.flow import resolve_flow
-from conveyor.ids import new_task_id
 from conveyor.middleware import Middleware
-from conveyor.model import TaskRecord, TaskState, to_millis
-from conveyor.names import validate_task_name
-from conveyor.options import DEFAULT_QUEUE, NO_OPTIONS, TaskOptions
+from conveyor.model import TaskRecord, TaskState
+from conveyor.options import NO_OPTIONS, TaskOptions
 from conveyor.settings import Settings
 
 _STATES = {state.value: state for state in TaskState}  # a dict lookup: Enum() costs more
@@ -106,25 +102,10 @@ class Producer:
 
     def encode(self, message: Message) -> NewTask:
         """Validate and encode a message (raises before anything is sent)."""
-        validate_task_name(message.name)
-        options = message.options
-        queue = options.queue or DEFAULT_QUEUE
-        delay = options.delay or 0.0
-        if options.eta is not None:
-            delay = max(delay, options.eta.timestamp() - time.time())
-        args = serializers.dumps(list(message.args)) if message.args else None
-        kwargs = serializers.dumps(message.kwargs) if message.kwargs else None
-        return NewTask(
-            id=new_task_id(queue),
-            queue=queue,
-            name=message.name,
-            args=args,
-            kwargs=kwargs,
-            delay_ms=to_millis(delay),
-            options=options,
-            flow=resolve_flow(message.name, options, args, kwargs),
-            trace=message.trace,
-        )
+        return NewTask.build(
+            message.name, message.args, message.kwargs, message.options,
+            self.settings.shards, trace=message.trace,
+        )  # fmt: skip
 
     def _new_queues(self, tasks: Sequence[NewTask]) -> list[str]:
         return sorted({t.queue for t in tasks} - self._known_queues)

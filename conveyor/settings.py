@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from conveyor.errors import ConfigurationError
 from conveyor.redis_url import SCHEMES, parse_redis_url
+from conveyor.shards import check_shards, parse_shards
 
 #: Redis used when neither an argument nor CONVEYOR_REDIS_URL names one.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -79,12 +80,18 @@ class Settings:
     #: Whether `redis_url` names one node of a Redis Cluster (a `redis+cluster://` URL
     #: says so itself).
     redis_cluster: bool = False
+    #: Queues split into shards, by name, e.g. {"emails": 8} (CONVEYOR_SHARDS=emails:8):
+    #: producers spread a queue's tasks over its shards and workers serve them all, so one
+    #: queue can use several Cluster masters (see conveyor/shards.py). Producers and
+    #: workers of a queue must agree.
+    shards: dict[str, int] = field(default_factory=dict)
     log_json: bool = False
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         self._check_connection()
         check_cluster(self)
+        object.__setattr__(self, "shards", check_shards(self.shards))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -209,6 +216,8 @@ def _parse(name: str, type_name: str, raw: str, variable: str | None = None) -> 
             return int(raw)
         if type_name.startswith("float"):
             return float(raw)
+        if type_name.startswith("dict"):
+            return parse_shards(raw)
     except ValueError as exc:
         variable = variable or f"{ENV_PREFIX}{name.upper()}"
         raise ConfigurationError(f"{variable}={raw!r}: {exc}") from None

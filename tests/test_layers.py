@@ -44,7 +44,7 @@ COMMAND = re.compile(r"Call\.(command|script_call)\(|execute_command|\.pipeline\
 LAYERS = {
     "model": ["errors", "names", "serializers", "backoff", "context", "settings", "ids",
               "model", "options", "flow", "logs", "timing", "schedule", "events",
-              "traceparent", "redis_url"],
+              "traceparent", "redis_url", "shards"],
     "broker": ["broker"],
     "producer": ["producer", "task", "metrics", "middleware", "tracing", "canvas",
                  "workflow"],

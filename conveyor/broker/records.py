@@ -3,12 +3,19 @@ coming out (plain slotted dataclasses, no I/O)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor import serializers
 from conveyor.broker.scripts import Arg
-from conveyor.flow import Flow
-from conveyor.options import NO_OPTIONS, TaskOptions
+from conveyor.flow import Flow, resolve_flow
+from conveyor.ids import new_task_id
+from conveyor.model import to_millis
+from conveyor.names import validate_task_name
+from conveyor.options import DEFAULT_QUEUE, NO_OPTIONS, TaskOptions
+from conveyor.shards import place
 
 #: Options kept on the task record (as hash fields of the same name) when set; the others
 #: act at enqueue only. Priority 0, the default, is not written.
@@ -32,6 +39,42 @@ class NewTask:
     workflow: str | None = None
     #: the W3C `traceparent` of the producer's span, the parent of its execution's
     trace: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        options: TaskOptions,
+        shards: Mapping[str, int],
+        *,
+        workflow: str | None = None,
+        trace: str | None = None,
+    ) -> NewTask:
+        """Validate and encode a task (raises before anything is sent), on the shard of
+        its queue it goes to when the queue is split (`shards`, see conveyor/shards.py)."""
+        validate_task_name(name)
+        delay = options.delay or 0.0
+        if options.eta is not None:
+            delay = max(delay, options.eta.timestamp() - time.time())
+        encoded_args = serializers.dumps(list(args)) if args else None
+        encoded_kwargs = serializers.dumps(kwargs) if kwargs else None
+        flow = resolve_flow(name, options, encoded_args, encoded_kwargs)
+        queue = options.queue or DEFAULT_QUEUE
+        queue = place(queue, shards.get(queue, 1), options, flow)
+        return cls(
+            id=new_task_id(queue),
+            queue=queue,
+            name=name,
+            args=encoded_args,
+            kwargs=encoded_kwargs,
+            delay_ms=to_millis(delay),
+            options=options,
+            flow=flow,
+            workflow=workflow,
+            trace=trace,
+        )
 
     @property
     def priority(self) -> int:

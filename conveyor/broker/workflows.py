@@ -5,8 +5,7 @@ by the worker (a task's end), the producer (the begin) and the Inspector (a canc
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,11 +18,8 @@ from conveyor.broker.records import EnqueueResult, NewTask
 from conveyor.broker.scripts import Arg, Call
 from conveyor.broker.steps import Steps
 from conveyor.errors import InvalidNameError
-from conveyor.flow import resolve_flow
-from conveyor.ids import new_task_id
 from conveyor.model import to_millis
-from conveyor.names import validate_task_name
-from conveyor.options import DEFAULT_QUEUE, TaskOptions
+from conveyor.options import TaskOptions
 
 #: The idempotency key of the task that runs a node: however often a step returns the
 #: node (a repeat after a crash), it is enqueued once.
@@ -265,7 +261,9 @@ class WorkflowOps:
         )
 
 
-def start_tasks(workflow_id: str, starts: Sequence[Start]) -> list[NewTask]:
+def start_tasks(
+    workflow_id: str, starts: Sequence[Start], shards: Mapping[str, int]
+) -> list[NewTask]:
     """The tasks that run `starts`: each node's message, its input first among its
     arguments, under the node's idempotency key and tagged with its `workflow` field."""
     tasks = []
@@ -278,32 +276,9 @@ def start_tasks(workflow_id: str, starts: Sequence[Start]) -> list[NewTask]:
         if "eta" in options:
             options["eta"] = datetime.fromtimestamp(options["eta"], UTC)
         options["idempotency_key"] = NODE_KEY.format(workflow=workflow_id, node=start.node)
-        tasks.append(_new_task(spec["name"], args, spec["kwargs"], TaskOptions(**options),
-                               f"{workflow_id}:{start.node}"))  # fmt: skip
+        tasks.append(NewTask.build(spec["name"], args, spec["kwargs"], TaskOptions(**options),
+                                   shards, workflow=f"{workflow_id}:{start.node}"))  # fmt: skip
     return tasks
-
-
-def _new_task(
-    name: str, args: list[Any], kwargs: dict[str, Any], options: TaskOptions, workflow: str
-) -> NewTask:
-    """A task encoded as a producer encodes one (Producer.encode), for a workflow node."""
-    queue = options.queue or DEFAULT_QUEUE
-    delay = options.delay or 0.0
-    if options.eta is not None:
-        delay = max(delay, options.eta.timestamp() - time.time())
-    encoded_args = serializers.dumps(args) if args else None
-    encoded_kwargs = serializers.dumps(kwargs) if kwargs else None
-    return NewTask(
-        id=new_task_id(queue),
-        queue=queue,
-        name=validate_task_name(name),
-        args=encoded_args,
-        kwargs=encoded_kwargs,
-        delay_ms=to_millis(delay),
-        options=options,
-        flow=resolve_flow(name, options, encoded_args, encoded_kwargs),
-        workflow=workflow,
-    )
 
 
 def launch(
@@ -311,7 +286,7 @@ def launch(
 ) -> Steps[Op[Any], Step]:
     """Enqueue the task nodes `step` returned, then note which task runs each (with the
     calls `then`, in the same round trip)."""
-    tasks = start_tasks(workflow_id, step.starts)
+    tasks = start_tasks(workflow_id, step.starts, workflows.ops.settings.shards)
     if tasks:
         results = yield workflows.ops.enqueue(tasks, sorted({t.queue for t in tasks}))
         calls = [workflows.started(workflow_id, tasks, results), *then]

@@ -102,7 +102,7 @@ class Fetcher:
         With one queue the claim rides behind the wait, pipelined: Redis runs it as soon as
         the wait ends, and a woken worker starts its task one round trip earlier.
         """
-        names = self.queues.names
+        names = self.queues.served
         if len(names) > 1 or self.executor.free_slots <= 0:  # none when awaiting a suspect
             await self.broker.wait_for_work(names, IDLE_WAIT)
             return

@@ -99,7 +99,10 @@ class WorkerPool:
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
-        return Exporter.serve(settings, self.queues, self.metrics_port, self.metrics_host, registry)
+        from conveyor.worker.selection import QueueSelection
+
+        queues = QueueSelection.parse(self.queues, settings.shards).served
+        return Exporter.serve(settings, queues, self.metrics_port, self.metrics_host, registry)
 
     def _start(self, slot: int, env: dict[str, str]) -> None:
         command = [sys.executable, "-m", "conveyor", "worker", *self.child_args]

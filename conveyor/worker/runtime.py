@@ -84,7 +84,7 @@ class Worker:
     ) -> None:
         self.app = app
         self.settings = app.settings
-        self.queues = QueueSelection.parse(queues)
+        self.queues = QueueSelection.parse(queues, self.settings.shards)
         self.concurrency = concurrency or self.settings.concurrency
         self.threads = min(threads or self.settings.threads or self.concurrency, self.concurrency)
         self.processes = processes or os.cpu_count() or 1
@@ -119,11 +119,11 @@ class Worker:
         executor = Executor(
             self.app, completer, stats, self.id, self.concurrency, self.processes, self.threads
         )
-        names = self.queues.names
         uninstall = signals.install(self.stop) if self.handle_signals else None
         exporter = self._start_exporter()
         try:
             await self._preflight(broker, outage)
+            names = self.queues.served
             describe = functools.partial(self._describe, executor)
             heartbeat = Heartbeat(
                 broker, leases, self.id, describe, outage=outage, on_cancel=executor.cancel
@@ -190,15 +190,19 @@ class Worker:
         if not self.metrics_port:
             return None
         exporter = Exporter.serve(
-            self.settings, self.queues.names, self.metrics_port, self.metrics_host
+            self.settings, self.queues.served, self.metrics_port, self.metrics_host
         )
         self.metrics_bound = exporter.port if exporter is not None else None
         return exporter
 
     async def _preflight(self, broker: AsyncBroker, outage: Outage) -> None:
+        """Check the Redis configuration, and take on the shards of its queues that
+        producers made beyond this worker's settings (see QueueSelection.with_leftovers)."""
         started = time.monotonic()
+        inspector = AsyncInspector(broker)
         try:
-            findings = await durability_findings(AsyncInspector(broker))
+            findings = await durability_findings(inspector)
+            registered = await inspector.queue_names()
         except BrokerUnavailableError as exc:  # the components wait for it, with back-off
             outage.failed("worker", exc)
         except Exception as exc:
@@ -207,9 +211,16 @@ class Worker:
             outage.reached(started)
             for level, message in findings:
                 log.log(level, "Redis: %s", message)
+            declared = self.queues.served
+            self.queues = self.queues.with_leftovers(registered)
+            if leftovers := sorted(set(self.queues.served) - set(declared)):
+                log.warning(
+                    "serving shards its settings do not declare: %s (check the `shards` "
+                    "setting of producers and workers)", ",".join(leftovers),
+                )  # fmt: skip
         log.info(
             "worker %s started: queues=%s concurrency=%d threads=%d lease=%.1fs",
-            self.id, ",".join(self.queues.names), self.concurrency, self.threads,
+            self.id, ",".join(self.queues.served), self.concurrency, self.threads,
             self.settings.lease_timeout,
         )  # fmt: skip
 
@@ -219,7 +230,7 @@ class Worker:
             "id": self.id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "queues": list(self.queues.names),
+            "queues": list(self.queues.served),
             "concurrency": self.concurrency,
             "started_at": self._started_at,
             "heartbeat_at": time.time(),

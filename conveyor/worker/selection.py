@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from conveyor.errors import ConfigurationError
 from conveyor.names import validate_queue_name
+from conveyor.shards import logical_queue, shard_index, shard_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,14 +18,26 @@ class QueueSelection:
     Strict: a queue is served only while every queue before it is empty.
     Weighted: each claim tries the queues in a random order drawn by weight, so a queue
     with weight w comes first w/total of the time and none starves.
+    A queue split into shards (conveyor/shards.py) takes its place in that order with
+    all its shards, tried in a fresh random order for each claim, so none starves.
     """
 
+    #: the queues as listed
     names: tuple[str, ...]
     weights: tuple[int, ...] | None = None
+    #: the shards of each listed queue, in the same order (a queue not split: itself)
+    shards: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.shards:
+            object.__setattr__(self, "shards", tuple((name,) for name in self.names))
 
     @classmethod
-    def parse(cls, spec: str | Sequence[str]) -> QueueSelection:
-        """Parse `a,b,c` (strict) or `a:3,b:1` (weighted; a missing weight is 1)."""
+    def parse(
+        cls, spec: str | Sequence[str], shards: Mapping[str, int] | None = None
+    ) -> QueueSelection:
+        """Parse `a,b,c` (strict) or `a:3,b:1` (weighted; a missing weight is 1), with
+        each queue split as `shards` says (see Settings.shards)."""
         items = spec.split(",") if isinstance(spec, str) else list(spec)
         names, weights, weighted = [], [], False
         for item in (i.strip() for i in items):
@@ -42,17 +55,40 @@ class QueueSelection:
             weights.append(value)
         if not names:
             raise ConfigurationError("a worker needs at least one queue")
-        if len(set(names)) != len(names):
+        split = tuple(shard_names(name, (shards or {}).get(name, 1)) for name in names)
+        served = [queue for group in split for queue in group]
+        if len(set(served)) != len(served):
             raise ConfigurationError(f"a queue is listed twice in {spec!r}")
-        return cls(tuple(names), tuple(weights) if weighted else None)
+        return cls(tuple(names), tuple(weights) if weighted else None, split)
+
+    @property
+    def served(self) -> tuple[str, ...]:
+        """Every queue this worker serves: the shards of the listed queues."""
+        return tuple(queue for group in self.shards for queue in group)
+
+    def with_leftovers(self, registered: Iterable[str]) -> QueueSelection:
+        """This selection and the shards of its queues found among `registered` beyond
+        those declared: what producers split more ways, or before a split was reduced,
+        put there is served too, so changing a queue's shards strands no task."""
+        found: dict[str, list[str]] = {}
+        for queue in registered:
+            if shard_index(queue) > 0:
+                found.setdefault(logical_queue(queue), []).append(queue)
+        served = set(self.served)
+        shards = []
+        for name, group in zip(self.names, self.shards, strict=True):
+            extra = sorted(set(found.get(name, ())) - served, key=shard_index)
+            shards.append(group + tuple(extra))
+        return QueueSelection(self.names, self.weights, tuple(shards))
 
     def order(self, rng: random.Random) -> list[str]:
         """The queues to try, first to last, for one claim."""
-        if self.weights is None:
-            return list(self.names)
-        names, weights, out = list(self.names), list(self.weights), []
-        while names:
-            i = rng.choices(range(len(names)), weights)[0]
-            out.append(names.pop(i))
-            weights.pop(i)
-        return out
+        groups = list(self.shards)
+        if self.weights is not None:
+            weights, drawn = list(self.weights), []
+            while groups:
+                i = rng.choices(range(len(groups)), weights)[0]
+                drawn.append(groups.pop(i))
+                weights.pop(i)
+            groups = drawn
+        return [queue for group in groups for queue in rng.sample(group, len(group))]

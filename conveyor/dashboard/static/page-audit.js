@@ -7,7 +7,7 @@ import { table, pager } from "./ui.js";
 const LIMIT = 50;
 const REFRESH_MS = 3000;
 
-const TASK_ID = /^[A-Za-z0-9_.-]+:[0-9A-HJKMNP-TV-Z]{26}$/; // "queue:ULID" (conveyor/ids.py)
+const TASK_ID = /^[A-Za-z0-9_.-]+(~[1-9][0-9]{0,2})?:[0-9A-HJKMNP-TV-Z]{26}$/; // "queue:ULID" (conveyor/ids.py)
 
 /** A target that is one task id links to its page; others (queues, filters, lists) are text. */
 function target(text) {
