@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import random
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from conveyor.errors import ConfigurationError
 from conveyor.flow import Flow
@@ -42,6 +42,13 @@ def shard_name(queue: str, index: int) -> str:
 def shard_names(queue: str, count: int) -> tuple[str, ...]:
     """Every shard of `queue` split `count` ways, shard 0 first."""
     return tuple(shard_name(queue, index) for index in range(count))
+
+
+def shards_of(queue: str, count: int, registered: Iterable[str]) -> list[str]:
+    """The shards of `queue`: the `count` its settings declare and any `registered`
+    beyond them (left by producers that split it more ways), shard 0 first."""
+    found = {name for name in registered if logical_queue(name) == queue}
+    return sorted(found | set(shard_names(queue, count)), key=shard_index)
 
 
 def logical_queue(name: str) -> str:

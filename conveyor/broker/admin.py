@@ -21,6 +21,7 @@ from conveyor.broker.steps import Steps
 from conveyor.errors import TaskConflictError, TaskNotFoundError
 from conveyor.ids import id_millis, is_task_id
 from conveyor.model import TaskRecord, TaskState
+from conveyor.shards import shard_index, shards_of
 
 T = TypeVar("T")
 #: What an Inspector procedure is: it yields operations and returns a T.
@@ -89,12 +90,21 @@ class Admin:
         return stats
 
     def set_paused(self, queue: str, paused: bool) -> Procedure[QueueStats]:
-        """Pause (no worker claims from it) or resume a queue; its stats after."""
-        k = self.ops.queue_keys(queue)
-        change = Call.command("SET", k.paused, 1) if paused else Call.command("DEL", k.paused)
+        """Pause (no worker claims from it) or resume a queue, and every shard of a split
+        queue (those its settings declare and those registered); the queue's stats after."""
+        names = [queue]
+        if shard_index(self.ops.queue_keys(queue).queue) == 0:
+            registered = yield from self.queue_names()
+            names = shards_of(queue, self.ops.settings.shards.get(queue, 1), registered)
+        calls = []
+        for name in names:
+            k = self.ops.queue_keys(name)
+            calls.append(
+                Call.command("SET", k.paused, 1) if paused else Call.command("DEL", k.paused)
+            )
         # a queue paused before its first task is still listed, so it can be resumed
-        register = Call.command("SADD", self.keys.queues, queue)
-        yield Op([change, register], lambda replies: None)
+        calls.append(Call.command("SADD", self.keys.queues, *names))
+        yield Op(calls, lambda replies: None)
         [stats] = yield from self.queue_stats([queue])
         return stats
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from conveyor.errors import ConfigurationError
 from conveyor.names import validate_queue_name
-from conveyor.shards import logical_queue, shard_index, shard_names
+from conveyor.shards import shard_names, shards_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +70,10 @@ class QueueSelection:
         """This selection and the shards of its queues found among `registered` beyond
         those declared: what producers split more ways, or before a split was reduced,
         put there is served too, so changing a queue's shards strands no task."""
-        found: dict[str, list[str]] = {}
-        for queue in registered:
-            if shard_index(queue) > 0:
-                found.setdefault(logical_queue(queue), []).append(queue)
-        served = set(self.served)
+        served, registered = set(self.served), list(registered)
         shards = []
         for name, group in zip(self.names, self.shards, strict=True):
-            extra = sorted(set(found.get(name, ())) - served, key=shard_index)
+            extra = [q for q in shards_of(name, 1, registered) if q not in served]
             shards.append(group + tuple(extra))
         return QueueSelection(self.names, self.weights, tuple(shards))
 

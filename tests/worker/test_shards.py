@@ -144,3 +144,28 @@ async def test_the_api_places_a_split_queue_s_tasks_on_its_shards(settings: Sett
             assert (await record(client, task_id))["state"] == "pending"
         stats = (await client.get("/stats")).json()
         assert stats["pending"] == 10  # summed over every shard
+
+
+async def test_pausing_a_split_queue_pauses_every_shard_and_resuming_resumes_them(
+    app_with: Callable[..., Conveyor],
+) -> None:
+    app = app_with(shards=SHARDS)
+    seen: list[str] = []
+    _recorder(app, seen)
+    extra = app_with(shards={"emails": 6}).enqueue("note", queue="emails~5")  # beyond 4
+    inspector = app.async_inspector()
+    stats = await inspector.set_paused("emails", True)
+    assert stats.name == "emails" and stats.paused
+    every = [*shard_names("emails", 4), "emails~5"]
+    assert all(s.paused for s in await inspector.queue_stats(every))
+    handles = app.enqueue_many([app.message("note") for _ in range(8)]) + [extra]
+    async with running_worker(app, "emails", concurrency=4):
+        await asyncio.sleep(0.5)
+        assert seen == []  # no shard was served while the queue was paused
+        await inspector.set_paused("emails", False)
+        assert not any(s.paused for s in await inspector.queue_stats(every))
+        await wait_all(handles, TaskState.SUCCEEDED, 20, "every shard to run once resumed")
+    # pausing one shard by its name pauses that shard alone
+    await inspector.set_paused("emails~2", True)
+    paused = {s.name: s.paused for s in await inspector.queue_stats(every)}
+    assert paused == {name: name == "emails~2" for name in every}
