@@ -8,7 +8,8 @@ face over a SyncBroker. Each method is one line of delegation: the logic is writ
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, TypeVar
 
 from conveyor.broker import audit, browse, events
@@ -27,7 +28,7 @@ from conveyor.broker.schedules import AsyncSchedules, SyncSchedules
 from conveyor.broker.steps import drive, drive_async
 from conveyor.broker.sync_broker import SyncBroker
 from conveyor.broker.timeseries import Point
-from conveyor.broker.transport import ReplyError
+from conveyor.broker.transport import READ_BLOCK_MAX, ReplyError
 from conveyor.broker.workflows import WorkflowOps, WorkflowSummary, WorkflowView
 from conveyor.events import Event
 from conveyor.model import TaskRecord, TaskState
@@ -95,6 +96,20 @@ class AsyncInspector:
         """State changes of `queues` (default: all) after the event id `after`, oldest
         first; with `block`, wait up to that many seconds (at most 10) for the next."""
         return await self._run(events.page(self.broker.ops, queues, after, count, block))
+
+    async def follow(
+        self, queues: Sequence[str] | None, after: str, seconds: float
+    ) -> AsyncIterator[list[Event]]:
+        """Pages of the state changes of `queues` after `after`, as they come, for
+        `seconds`; an empty page when READ_BLOCK_MAX passed without any (time for a
+        keep-alive). What the REST API's and the dashboard's event streams read."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            block = min(left, READ_BLOCK_MAX)
+            page = await self.events(queues, after=after, count=events.MAX_PAGE, block=block)
+            if page:
+                after = page[-1].id
+            yield page
 
     async def latest_event(self, queues: Sequence[str] | None = None) -> str:
         """The cursor after every event of `queues` so far: follow from it for new ones."""

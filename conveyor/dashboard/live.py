@@ -10,9 +10,7 @@ from typing import Any
 
 from conveyor import serializers
 from conveyor.broker.browse import PointCache
-from conveyor.broker.events import MAX_PAGE
 from conveyor.broker.inspect import AsyncInspector
-from conveyor.broker.transport import READ_BLOCK_MAX
 from conveyor.dashboard.views import queue_row, worker_row
 from conveyor.errors import ConveyorError
 from conveyor.ids import queue_of
@@ -77,25 +75,21 @@ class Live:
         then opens a new stream): the task page reloads on each, not on a timer."""
         queue = [queue_of(task_id)]
         cursor = await self.inspector.latest_event(queue)
-        deadline = time.monotonic() + TASK_STREAM_SECONDS
         yield b"retry: 2000\n\n"
-        while (left := deadline - time.monotonic()) > 0 and not await disconnected():
-            try:
-                page = await self.inspector.events(
-                    queue, after=cursor, count=MAX_PAGE, block=min(left, READ_BLOCK_MAX)
-                )
-            except ConveyorError:  # Redis away: the browser reconnects, the page polls slowly
-                return
-            if not page:
-                yield b": keep-alive\n\n"
-                continue
-            cursor = page[-1].id
-            mine = [event for event in page if event.task_id == task_id]
-            for event in mine:
-                data = serializers.dumps(event.as_dict())
-                yield b"event: change\nid: " + event.id.encode() + b"\ndata: " + data + b"\n\n"
-            if any(event.final for event in mine):
-                return  # the browser opens a new stream in 2 s: a replay is seen too
+        try:
+            async for page in self.inspector.follow(queue, cursor, TASK_STREAM_SECONDS):
+                if await disconnected():
+                    return
+                if not page:
+                    yield b": keep-alive\n\n"
+                mine = [event for event in page if event.task_id == task_id]
+                for event in mine:
+                    data = serializers.dumps(event.as_dict())
+                    yield b"event: change\nid: " + event.id.encode() + b"\ndata: " + data + b"\n\n"
+                if any(event.final for event in mine):
+                    return  # the browser opens a new stream in 2 s: a replay is seen too
+        except ConveyorError:  # Redis away: the browser reconnects, the page polls slowly
+            return
 
     async def stream(self, disconnected: Any) -> AsyncIterator[bytes]:
         """Snapshots every PERIOD until the page goes away (`disconnected()` is true)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -15,13 +14,9 @@ from conveyor.api.errors import ApiError
 from conveyor.api.schemas import QueueName, TaskName
 from conveyor.broker.events import parse_cursor
 from conveyor.broker.inspect import AsyncInspector
-from conveyor.broker.transport import READ_BLOCK_MAX
 from conveyor.events import Event
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
-#: Seconds one read waits for events (a blocking read's most); a comment line keeps the
-#: connection alive between.
-KEEPALIVE = READ_BLOCK_MAX
 #: `id: ...` of an event, as an EventSource resends it in Last-Event-ID.
 CURSOR_PATTERN = r"^\d{1,20}(-\d{1,20})?$"
 STREAM: dict[int | str, dict[str, Any]] = {
@@ -87,14 +82,12 @@ async def _sse(
     duration: float,
 ) -> AsyncIterator[str]:
     """Read, block, send: until the client leaves or `duration` s passed."""
-    deadline = time.monotonic() + duration
     yield "retry: 1000\n\n"
-    while (left := deadline - time.monotonic()) > 0 and not await request.is_disconnected():
-        page = await inspector.events(queues, after=cursor, count=1000, block=min(left, KEEPALIVE))
+    async for page in inspector.follow(queues, cursor, duration):
+        if await request.is_disconnected():
+            return
         if not page:
             yield ": keep-alive\n\n"
-            continue
-        cursor = page[-1].id
         for event in page:
             if not names or event.task in names:
                 yield _message(event)
