@@ -19,12 +19,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from conveyor.broker.connection import CALL_RETRIES, _backoff, _options
+from conveyor.broker.connection import CALL_RETRIES, _backoff, _options, _tls
 from conveyor.broker.scripts import Call
 from conveyor.broker.steps import Steps
 from conveyor.broker.transport import MEMORY, UNAVAILABLE, first_error
 from conveyor.errors import BrokerFullError, BrokerUnavailableError, ConfigurationError
-from conveyor.settings import CLUSTER_SCHEME, ClusterAddress, Settings, cluster_nodes
+from conveyor.redis_url import ClusterAddress, cluster_nodes, is_cluster_url
+from conveyor.settings import Settings
 
 #: Errors that mean the Cluster (or the node of a slot) cannot answer now.
 CLUSTER_UNAVAILABLE = (*UNAVAILABLE, ClusterError, RedisClusterException)
@@ -129,11 +130,11 @@ def cluster_unavailable(exc: BaseException, settings: Settings) -> BrokerUnavail
 
 def startup(settings: Settings) -> ClusterAddress:
     """The nodes (and credentials) to discover the Cluster from."""
-    if settings.redis_url.startswith(CLUSTER_SCHEME + "://"):
+    if is_cluster_url(settings.redis_url):
         return cluster_nodes(settings.redis_url)
     url = urlsplit(settings.redis_url)
     return ClusterAddress(((url.hostname or "localhost", url.port or 6379),), url.username,
-                          url.password)  # fmt: skip
+                          url.password, tls=url.scheme == "rediss")  # fmt: skip
 
 
 def node_settings(settings: Settings, host: str, port: int) -> Settings:
@@ -143,7 +144,8 @@ def node_settings(settings: Settings, host: str, port: int) -> Settings:
     if address.username or address.password:
         credentials = f"{quote(address.username or '')}:{quote(address.password or '')}@"
     bracketed = f"[{host}]" if ":" in host else host
-    url = f"redis://{credentials}{bracketed}:{port}/0"
+    scheme = "rediss" if address.tls else "redis"
+    url = f"{scheme}://{credentials}{bracketed}:{port}/0"
     return settings.replace(redis_url=url, redis_cluster=False)
 
 
@@ -178,6 +180,7 @@ def sync_cluster_client(
     return redis.cluster.RedisCluster(
         startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in address.nodes],  # type: ignore[no-untyped-call]
         username=address.username, password=address.password, retry=retry, **options,
+        **tls_options(settings, address),
     )  # fmt: skip
 
 
@@ -190,5 +193,11 @@ def async_cluster_client(
     return redis.asyncio.cluster.RedisCluster(
         startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in address.nodes],
         username=address.username, password=address.password, retry=retry,
-        **_options(settings, name, 0.0),
+        **_options(settings, name, 0.0), **tls_options(settings, address),
     )  # fmt: skip
+
+
+def tls_options(settings: Settings, address: ClusterAddress) -> dict[str, Any]:
+    """TLS to every node (`rediss+cluster://`), with the settings' certificate files: the
+    nodes' certificates are verified as one server's are."""
+    return {"ssl": True, **_tls(settings)} if address.tls else {}
