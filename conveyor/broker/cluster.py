@@ -69,7 +69,10 @@ class SyncClusterTransport:
 
     def __init__(self, settings: Settings, client: redis.cluster.RedisCluster | None = None):
         self.settings = settings
-        self.client = client or sync_cluster_client(settings)
+        try:  # redis-py's sync client finds the slots' nodes as it is made
+            self.client = client or sync_cluster_client(settings)
+        except CLUSTER_UNAVAILABLE as exc:
+            raise cluster_unavailable(exc, settings) from exc
         self._reader: redis.cluster.RedisCluster | None = None
 
     def execute(
