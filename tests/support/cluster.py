@@ -218,6 +218,14 @@ class LocalCluster:
                     port = int(master[1])
         return next(n for n in self.nodes if n.port == port)
 
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        """The replica of `master` now."""
+        with contextlib.closing(self.client(master)) as client:
+            for _, _, serving, *replicas in self.slots(client):
+                if int(serving[1]) == master.port:
+                    port = int(replicas[0][1])
+        return next(n for n in self.nodes if n.port == port)
+
     def stop(self) -> None:
         """Stop every node and remove its data, whatever state the cluster is in."""
         for node in self.nodes:
