@@ -89,9 +89,9 @@ def folded(entries: list[tuple[int, Call, Any]], results: Sequence[Any]) -> dict
 
 def fewest(confirmed: Any, other: Any) -> Any:
     """Of two WAIT replies, the fewer replicas (an error counts as none)."""
-    return confirmed if isinstance(confirmed, Exception) else (
-        other if isinstance(other, Exception) else min(confirmed, other)
-    )  # fmt: skip
+    if isinstance(confirmed, Exception):
+        return confirmed
+    return other if isinstance(other, Exception) else min(confirmed, other)
 
 
 def first_key(call: Call) -> str | None:
