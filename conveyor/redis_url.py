@@ -1,5 +1,6 @@
 """Redis URLs: one server (`redis://`, `rediss://`, `unix://`) or the master of a Sentinel
-group (`redis+sentinel://`, `rediss+sentinel://`), parsed once into a `RedisTarget`.
+group (`redis+sentinel://`, `rediss+sentinel://`), parsed once into a `RedisTarget`; the
+nodes of a Redis Cluster (`redis+cluster://`, `rediss+cluster://`) into a `ClusterAddress`.
 
 Pure, below the broker, so Settings can refuse a bad URL in one line before any client is
 built (redis-py's own parser has no Sentinel form and answers a typo with a traceback).
@@ -16,7 +17,11 @@ from conveyor.errors import ConfigurationError
 SERVER_SCHEMES = ("redis", "rediss", "unix")
 #: URL schemes of a Sentinel group's master; `rediss+` is TLS to the sentinels and master.
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
-SCHEMES = SERVER_SCHEMES + SENTINEL_SCHEMES
+#: The scheme of a Redis Cluster's URL: `redis+cluster://[user:password@]host:port[,...]`.
+CLUSTER_SCHEME = "redis+cluster"
+#: A Cluster's URL schemes; `rediss+` is TLS to every node.
+CLUSTER_SCHEMES = (CLUSTER_SCHEME, "rediss+cluster")
+SCHEMES = SERVER_SCHEMES + SENTINEL_SCHEMES + CLUSTER_SCHEMES
 #: Port of a sentinel named without one.
 SENTINEL_PORT = 26379
 #: Query options of a Sentinel URL: the sentinels' own credentials, when they need some.
@@ -144,3 +149,54 @@ def _node(url: str, node: str) -> tuple[str, int]:
     if not host or (port and not port.isdigit()) or (port and not 0 < int(port) < 65536):
         raise _bad(url, f"sentinel {node!r} is not host:port")
     return host, int(port or SENTINEL_PORT)
+
+
+# -- Redis Cluster ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterAddress:
+    """What a `redis+cluster://` URL says: the nodes to start from, the credentials, and
+    whether every node is reached over TLS (`rediss+cluster://`)."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether `url` names the nodes of a Redis Cluster."""
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES and "://" in url
+
+
+def cluster_nodes(url: str) -> ClusterAddress:
+    """The startup nodes of a `redis+cluster://` URL; any one reachable node is enough,
+    the client learns the rest from it. A Cluster has one database: no path but `/0`."""
+    scheme, _, rest = url.partition("://")
+    credentials, at, hosts = rest.rpartition("@")
+    hosts, _, database = hosts.partition("/")
+    if database not in ("", "0"):
+        raise _bad(url, "a Redis Cluster has database 0 only")
+    nodes = [_cluster_node(url, address) for address in filter(None, hosts.split(","))]
+    if not nodes:
+        raise _bad(url, "name at least one node as host:port")
+    user, colon, password = credentials.partition(":") if at else ("", "", "")
+    return ClusterAddress(
+        tuple(nodes),
+        unquote(user) or None,
+        unquote(password) if colon else None,
+        tls=scheme.lower().startswith("rediss"),
+    )
+
+
+def _cluster_node(url: str, address: str) -> tuple[str, int]:
+    """One node's `host:port` (an IPv6 address in brackets); the port is required."""
+    try:
+        parts = urlsplit(f"//{address}")
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise _bad(url, str(exc)) from None
+    if not host or not port:
+        raise _bad(url, f"expected host:port, not {address!r}")
+    return host, port

@@ -12,10 +12,15 @@ import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from conveyor.errors import ConfigurationError
-from conveyor.redis_url import SCHEMES, parse_redis_url
+from conveyor.redis_url import (
+    CLUSTER_SCHEMES,
+    SCHEMES,
+    cluster_nodes,
+    is_cluster_url,
+    parse_redis_url,
+)
 from conveyor.shards import check_shards, parse_shards
 
 #: Redis used when neither an argument nor CONVEYOR_REDIS_URL names one.
@@ -27,7 +32,7 @@ DAY = 24 * HOUR
 MAX_CLAIM_BATCH = 1000
 #: The seeds' variables, by the field they set when its CONVEYOR_* variable is not set.
 ALIASES = {"redis_url": "REDIS_ADDR", "concurrency": "WORKER_CONCURRENCY"}
-#: URL schemes Conveyor connects with (one server, or a Sentinel group's master).
+#: URL schemes Conveyor connects with (one server, a Sentinel group's master, a Cluster).
 REDIS_SCHEMES = SCHEMES
 
 
@@ -115,7 +120,8 @@ class Settings:
         tls_files = (self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
         if any(tls_files) and not tls:
             raise ConfigurationError(
-                "redis_tls_ca/cert/key need a TLS URL: rediss:// (or rediss+sentinel://)"
+                "redis_tls_ca/cert/key need a TLS URL: rediss:// (or rediss+sentinel://, "
+                "rediss+cluster://)"
             )
         if bool(self.redis_tls_cert) != bool(self.redis_tls_key):
             raise ConfigurationError("redis_tls_cert and redis_tls_key go together")
@@ -123,7 +129,7 @@ class Settings:
     @property
     def cluster(self) -> bool:
         """Whether Redis is a Cluster: the transport routes each call to its slot's node."""
-        return self.redis_cluster or self.redis_url.startswith(CLUSTER_SCHEME + "://")
+        return self.redis_cluster or is_cluster_url(self.redis_url)
 
     @property
     def heartbeat_interval(self) -> float:
@@ -162,17 +168,13 @@ class Settings:
 
 def check_redis_url(url: str) -> None:
     """Refuse a URL no client could connect with, in one line instead of a traceback."""
-    if url.startswith(CLUSTER_SCHEME + "://"):
-        cluster_nodes(url)
-        return
-    parse_redis_url(url)
+    url_is_tls(url)
 
 
 def url_is_tls(url: str) -> bool:
-    """Whether `url` asks for TLS (a Redis Cluster's URL does not support it yet)."""
-    if url.startswith(CLUSTER_SCHEME + "://"):
-        cluster_nodes(url)
-        return False
+    """Whether `url` asks for TLS (`rediss://`, `rediss+sentinel://`, `rediss+cluster://`)."""
+    if is_cluster_url(url):
+        return cluster_nodes(url).tls
     return parse_redis_url(url).tls
 
 
@@ -224,52 +226,11 @@ def _parse(name: str, type_name: str, raw: str, variable: str | None = None) -> 
     return raw
 
 
-#: The scheme of a Redis Cluster's URL: `redis+cluster://[user:password@]host:port[,...]`.
-CLUSTER_SCHEME = "redis+cluster"
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterAddress:
-    """What a `redis+cluster://` URL says: the nodes to start from and the credentials."""
-
-    nodes: tuple[tuple[str, int], ...]
-    username: str | None = None
-    password: str | None = None
-
-
-def cluster_nodes(url: str) -> ClusterAddress:
-    """The startup nodes of a `redis+cluster://` URL; any one reachable node is enough,
-    the client learns the rest from it. A Cluster has one database: no path but `/0`."""
-    rest = url.removeprefix(CLUSTER_SCHEME + "://")
-    credentials, at, hosts = rest.rpartition("@")
-    shown = f"{CLUSTER_SCHEME}://{credentials.partition(':')[0]}:***@{hosts}" if at else url
-    hosts, _, database = hosts.partition("/")
-    if database not in ("", "0"):
-        raise ConfigurationError(f"bad Redis URL {shown!r}: a Redis Cluster has database 0 only")
-    nodes = []
-    for address in filter(None, hosts.split(",")):
-        try:
-            parts = urlsplit(f"//{address}")
-            host, port = parts.hostname, parts.port
-        except ValueError as exc:
-            raise ConfigurationError(f"bad Redis URL {shown!r}: {exc}") from None
-        if not host or not port:
-            raise ConfigurationError(
-                f"bad Redis URL {shown!r}: expected host:port, not {address!r}"
-            )
-        nodes.append((host, port))
-    if not nodes:
-        raise ConfigurationError(f"bad Redis URL {shown!r}: name at least one node as host:port")
-    user, colon, password = credentials.partition(":")
-    return ClusterAddress(tuple(nodes), unquote(user) or None, unquote(password) if colon else None)
-
-
 def check_cluster(settings: Settings) -> None:
-    """Refuse what a Redis Cluster cannot do (yet): TLS, Sentinel, a unix socket, replica
-    waits."""
+    """Refuse what a Redis Cluster cannot be: a Sentinel group, or a unix socket."""
     if settings.redis_cluster and not settings.redis_url.startswith(
-        ("redis://", "redis+cluster://")
+        ("redis://", "rediss://", *(f"{s}://" for s in CLUSTER_SCHEMES))
     ):
-        raise ConfigurationError("CONVEYOR_REDIS_CLUSTER needs a redis:// URL of a node")
-    if settings.cluster and settings.min_replicas:
-        raise ConfigurationError("min_replicas is not supported on a Redis Cluster yet")
+        raise ConfigurationError(
+            "CONVEYOR_REDIS_CLUSTER needs a redis:// (or rediss://) URL of a node"
+        )

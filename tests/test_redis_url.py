@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from conveyor.errors import ConfigurationError
-from conveyor.redis_url import RedisTarget, parse_redis_url
+from conveyor.redis_url import (
+    ClusterAddress,
+    RedisTarget,
+    cluster_nodes,
+    is_cluster_url,
+    parse_redis_url,
+)
 from conveyor.settings import Settings
 
 
@@ -37,6 +43,7 @@ def test_a_sentinel_url_names_the_sentinels_service_db_and_credentials() -> None
         ("redis+sentinel://h1/m/db", "the database must be a number"),
         ("redis+sentinel://h1/m?password=x", "unknown option 'password'"),
         ("redis+cluster://h1/m", "a Redis Cluster has database 0 only"),
+        ("rediss+cluster://h1:1,h2/0", "expected host:port, not 'h2'"),
         ("redis://h:1,h:2/0", "bad Redis URL"),
     ],
 )
@@ -44,6 +51,15 @@ def test_a_bad_url_is_one_clear_line(url: str, why: str) -> None:
     with pytest.raises(ConfigurationError, match="bad Redis URL") as caught:
         Settings(redis_url=url)
     assert why in str(caught.value)
+
+
+def test_a_cluster_url_names_its_nodes_credentials_and_tls() -> None:
+    url = "rediss+cluster://app:p%40ss@10.0.0.1:7000,[::1]:7001"
+    assert is_cluster_url(url) and not is_cluster_url("redis://h:1/0")
+    assert cluster_nodes(url) == ClusterAddress(
+        (("10.0.0.1", 7000), ("::1", 7001)), "app", "p@ss", tls=True
+    )
+    assert not cluster_nodes("redis+cluster://h:1").tls
 
 
 def test_a_bad_url_never_shows_its_password() -> None:

@@ -30,9 +30,20 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     # scripts, loaded once and called by SHA; INFO for doctor and maxmemory refusals
     "evalsha": ("EVALSHA", _NO_SHA, "1", _K),
     "script|load": ("SCRIPT", "LOAD", "return 1"),
+    # a Cluster node that lacks a script gets its source (no more than EVALSHA and SCRIPT
+    # LOAD grant together)
+    "eval": ("EVAL", "return 1", "1", _K),
     "info": ("INFO", "server"),
     # durable enqueues and min_replicas: wait for replicas to have the writes
     "wait": ("WAIT", "0", "0"),
+    # a Redis Cluster: the client learns which node serves each slot, and where each
+    # command's keys are (COMMAND; its subcommands only read the command table)
+    "cluster|slots": ("CLUSTER", "SLOTS"),
+    "command": ("COMMAND", "COUNT"),
+    # ...and a worker waiting on queues of several slots ends the waits it no longer needs
+    # (CLIENT UNBLOCK of its own connections, found by CLIENT ID)
+    "client|id": ("CLIENT", "ID"),
+    "client|unblock": ("CLIENT", "UNBLOCK", "0"),
     # keys
     "del": ("DEL", _K),
     "exists": ("EXISTS", _K),

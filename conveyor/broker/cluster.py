@@ -6,8 +6,10 @@ follow a failover by refreshing their slot map.
 What cannot go through a cluster pipeline is routed by this transport:
 
 - keyless commands (TIME, INFO, CLIENT, CONFIG, PING, CLUSTER...) go, one by one, to the
-  node of the key in their `Call.route`, or to the client's default node; WAIT (durable
-  writes) is refused, as it would confirm nothing there;
+  node of the key in their `Call.route`, or to the client's default node;
+- WAIT (durable writes, min_replicas) goes in the pipeline, once to each master that took
+  a keyed call before it (and to its route's), after those calls on the same connection,
+  so it counts the replicas that have them; its reply is the fewest any master confirmed;
 - a script a node has not cached (each node has its own cache) is sent again as EVAL of
   its source with the same keys, which also caches it there: SCRIPT LOAD has no key and
   could not be routed to that node in a pipeline;
@@ -39,11 +41,13 @@ from conveyor.broker.cluster_routing import (
     POLL_EVERY,
     check_replies,
     cluster_unavailable,
+    folded,
     is_keyless,
+    is_wait,
     joined,
     memory_of,
     node_settings,
-    refuse_wait,
+    pipelined,
     sync_cluster_client,
     with_sources,
     xread_per_slot,
@@ -69,14 +73,16 @@ class SyncClusterTransport:
 
     def __init__(self, settings: Settings, client: redis.cluster.RedisCluster | None = None):
         self.settings = settings
-        self.client = client or sync_cluster_client(settings)
+        try:  # redis-py's sync client finds the slots' nodes as it is made
+            self.client = client or sync_cluster_client(settings)
+        except CLUSTER_UNAVAILABLE as exc:
+            raise cluster_unavailable(exc, settings) from exc
         self._reader: redis.cluster.RedisCluster | None = None
 
     def execute(
         self, calls: Sequence[Call], *, raise_errors: bool = True, blocks: bool = False
     ) -> list[Any]:
         """Send calls as `SyncTransport.execute` does, each to its slot's node."""
-        refuse_wait(calls)
         try:
             replies = name_refusals(drive(with_sources(calls), self._reading(blocks)))
             if any(isinstance(reply, BrokerFullError) for reply in replies):
@@ -94,15 +100,15 @@ class SyncClusterTransport:
 
     def _send(self, calls: Sequence[Call]) -> list[Any]:
         replies: list[Any] = [None] * len(calls)
-        keyed = [i for i, c in enumerate(calls) if not is_keyless(c) and not xread_streams(c)]
-        if keyed:
+        entries = pipelined(calls, self.client.get_node_from_key)
+        if entries:
             pipe = self.client.pipeline()  # type: ignore[no-untyped-call]
-            for i in keyed:
-                pipe.execute_command(*calls[i].args)
-            for i, reply in zip(keyed, pipe.execute(raise_on_error=False), strict=True):
+            for _, call, node in entries:
+                pipe.execute_command(*call.args, **({"target_nodes": node} if node else {}))
+            for i, reply in folded(entries, pipe.execute(raise_on_error=False)).items():
                 replies[i] = reply
         for i, call in enumerate(calls):
-            if is_keyless(call):
+            if is_keyless(call) and not is_wait(call):
                 replies[i] = self._one(self.client, call)
         return replies
 

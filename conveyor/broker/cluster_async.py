@@ -23,11 +23,13 @@ from conveyor.broker.cluster_routing import (
     async_cluster_client,
     check_replies,
     cluster_unavailable,
+    folded,
     is_keyless,
+    is_wait,
     joined,
     memory_of,
     node_settings,
-    refuse_wait,
+    pipelined,
     with_sources,
     xread_per_slot,
     xread_streams,
@@ -73,7 +75,6 @@ class AsyncClusterTransport:
         self, calls: Sequence[Call], *, raise_errors: bool = True, blocks: bool = False
     ) -> list[Any]:
         """Send calls as `AsyncTransport.execute` does, each to its slot's node."""
-        refuse_wait(calls)
 
         async def send(batch: Sequence[Call]) -> list[Any]:
             return await self._send(batch, blocks)
@@ -89,15 +90,17 @@ class AsyncClusterTransport:
 
     async def _send(self, calls: Sequence[Call], blocks: bool = False) -> list[Any]:
         replies: list[Any] = [None] * len(calls)
-        keyed = [i for i, c in enumerate(calls) if not is_keyless(c) and not xread_streams(c)]
-        if keyed:
+        if any(is_wait(call) for call in calls):
+            await self.client.initialize()  # the slot map names each WAIT's masters
+        entries = pipelined(calls, self.client.get_node_from_key)
+        if entries:
             pipe = self.client.pipeline()
-            for i in keyed:
-                pipe.execute_command(*calls[i].args)
-            for i, reply in zip(keyed, await pipe.execute(raise_on_error=False), strict=True):
+            for _, call, node in entries:
+                pipe.execute_command(*call.args, **({"target_nodes": node} if node else {}))
+            for i, reply in folded(entries, await pipe.execute(raise_on_error=False)).items():
                 replies[i] = reply
         for i, call in enumerate(calls):
-            if is_keyless(call):
+            if is_keyless(call) and not is_wait(call):
                 replies[i] = await self._one(call)
             elif xread_streams(call):
                 replies[i] = await self._xread(call, blocks)

@@ -4,7 +4,7 @@ per slot, what a reply that means "unavailable" looks like; and its two clients.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -19,12 +19,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from conveyor.broker.connection import CALL_RETRIES, _backoff, _options
+from conveyor.broker.connection import CALL_RETRIES, _backoff, _options, _tls
 from conveyor.broker.scripts import Call
 from conveyor.broker.steps import Steps
 from conveyor.broker.transport import MEMORY, UNAVAILABLE, first_error
-from conveyor.errors import BrokerFullError, BrokerUnavailableError, ConfigurationError
-from conveyor.settings import CLUSTER_SCHEME, ClusterAddress, Settings, cluster_nodes
+from conveyor.errors import BrokerFullError, BrokerUnavailableError
+from conveyor.redis_url import ClusterAddress, cluster_nodes, is_cluster_url
+from conveyor.settings import Settings
 
 #: Errors that mean the Cluster (or the node of a slot) cannot answer now.
 CLUSTER_UNAVAILABLE = (*UNAVAILABLE, ClusterError, RedisClusterException)
@@ -44,14 +45,53 @@ def is_keyless(call: Call) -> bool:
     return call.route is not None or str(call.args[0]).split()[0].upper() in KEYLESS
 
 
-def refuse_wait(calls: Sequence[Call]) -> None:
-    """WAIT counts the replicas that have the writes of its own connection, and a Cluster
-    spreads a batch's writes over a connection per node: sent alone it would confirm
-    nothing, so a durable write is refused before anything is stored."""
-    if any(str(call.args[0]).upper() == "WAIT" for call in calls):
-        raise ConfigurationError(
-            "durable=True and min_replicas are not supported on a Redis Cluster yet"
-        )
+def is_wait(call: Call) -> bool:
+    """Whether `call` is a WAIT for replicas (durable writes, min_replicas)."""
+    return str(call.args[0]).upper() == "WAIT"
+
+
+def pipelined(calls: Sequence[Call], node_of: Callable[[str], Any]) -> list[tuple[int, Call, Any]]:
+    """What goes into the cluster pipeline: each keyed call (node None: redis-py routes it
+    by its keys), and each WAIT once per node that took a keyed call before it, named.
+
+    WAIT counts the replicas that have its own connection's writes, so it must follow
+    them on that connection: the pipeline sends each node's calls in order on one
+    connection, the WAIT it is given for that node last. `node_of` is the master of a
+    key now (the client's slot map).
+    """
+    entries: list[tuple[int, Call, Any]] = []
+    for i, call in enumerate(calls):
+        if is_wait(call):
+            entries += [(i, call, node) for node in _written_nodes(calls[:i], call, node_of)]
+        elif not is_keyless(call) and not xread_streams(call):
+            entries.append((i, call, None))
+    return entries
+
+
+def _written_nodes(before: Sequence[Call], wait: Call, node_of: Callable[[str], Any]) -> list[Any]:
+    """The masters of the keyed calls in `before` and of the WAIT's own route, once each."""
+    keys = [first_key(c) for c in before if not is_keyless(c) and not xread_streams(c)]
+    nodes: dict[str, Any] = {}
+    for key in {key_slot(k.encode()): k for k in [*keys, wait.route] if k}.values():
+        node = node_of(key)
+        nodes.setdefault(node.name, node)
+    return list(nodes.values())
+
+
+def folded(entries: list[tuple[int, Call, Any]], results: Sequence[Any]) -> dict[int, Any]:
+    """The pipeline's replies by call: a WAIT sent to several masters answers with the
+    fewest replicas any of them confirmed (or the first error), the one that matters."""
+    replies: dict[int, Any] = {}
+    for (i, call, _), result in zip(entries, results, strict=True):
+        replies[i] = fewest(replies[i], result) if is_wait(call) and i in replies else result
+    return replies
+
+
+def fewest(confirmed: Any, other: Any) -> Any:
+    """Of two WAIT replies, the fewer replicas (an error counts as none)."""
+    if isinstance(confirmed, Exception):
+        return confirmed
+    return other if isinstance(other, Exception) else min(confirmed, other)
 
 
 def first_key(call: Call) -> str | None:
@@ -70,9 +110,11 @@ def with_sources(calls: Sequence[Call]) -> Steps[Sequence[Call], list[Any]]:
     replies: list[Any] = yield calls
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
-        again = [evaluated(calls[i]) for i in missing]
-        for i, reply in zip(missing, (yield again), strict=True):
-            replies[i] = reply
+        # the WAITs again too: they confirmed nothing of a script that did not run
+        waits = [i for i, call in enumerate(calls) if is_wait(call)]
+        again = [evaluated(calls[i]) for i in missing] + [calls[i] for i in waits]
+        for i, reply in zip(missing + waits, (yield again), strict=True):
+            replies[i] = fewest(replies[i], reply) if i in waits else reply
     return replies
 
 
@@ -129,11 +171,11 @@ def cluster_unavailable(exc: BaseException, settings: Settings) -> BrokerUnavail
 
 def startup(settings: Settings) -> ClusterAddress:
     """The nodes (and credentials) to discover the Cluster from."""
-    if settings.redis_url.startswith(CLUSTER_SCHEME + "://"):
+    if is_cluster_url(settings.redis_url):
         return cluster_nodes(settings.redis_url)
     url = urlsplit(settings.redis_url)
     return ClusterAddress(((url.hostname or "localhost", url.port or 6379),), url.username,
-                          url.password)  # fmt: skip
+                          url.password, tls=url.scheme == "rediss")  # fmt: skip
 
 
 def node_settings(settings: Settings, host: str, port: int) -> Settings:
@@ -143,7 +185,8 @@ def node_settings(settings: Settings, host: str, port: int) -> Settings:
     if address.username or address.password:
         credentials = f"{quote(address.username or '')}:{quote(address.password or '')}@"
     bracketed = f"[{host}]" if ":" in host else host
-    url = f"redis://{credentials}{bracketed}:{port}/0"
+    scheme = "rediss" if address.tls else "redis"
+    url = f"{scheme}://{credentials}{bracketed}:{port}/0"
     return settings.replace(redis_url=url, redis_cluster=False)
 
 
@@ -178,6 +221,7 @@ def sync_cluster_client(
     return redis.cluster.RedisCluster(
         startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in address.nodes],  # type: ignore[no-untyped-call]
         username=address.username, password=address.password, retry=retry, **options,
+        **tls_options(settings, address),
     )  # fmt: skip
 
 
@@ -190,5 +234,11 @@ def async_cluster_client(
     return redis.asyncio.cluster.RedisCluster(
         startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in address.nodes],
         username=address.username, password=address.password, retry=retry,
-        **_options(settings, name, 0.0),
+        **_options(settings, name, 0.0), **tls_options(settings, address),
     )  # fmt: skip
+
+
+def tls_options(settings: Settings, address: ClusterAddress) -> dict[str, Any]:
+    """TLS to every node (`rediss+cluster://`), with the settings' certificate files: the
+    nodes' certificates are verified as one server's are."""
+    return {"ssl": True, **_tls(settings)} if address.tls else {}

@@ -152,8 +152,9 @@ class Operations:
                 builders.append(partial(self._enqueue_call, keys, chunk))
                 order.extend(t.id for t in chunk)
         needed = self.replicas_needed(any(t.options.durable for t in tasks))
-        if needed:
-            builders.append(lambda: self.replicated(needed))
+        if needed:  # on a Cluster, on every master that took a write (see cluster.py)
+            route = self.queue_keys(tasks[0].queue).pending if tasks else None
+            builders.append(lambda: self.replicated(needed, route))
         calls: Sequence[Call]
         if len(builders) == 1:  # nothing to overlap: built now, without the wrapper's cost
             calls = [*registering, builders[0]()]
@@ -181,10 +182,12 @@ class Operations:
         least one for a durable task."""
         return max(self.settings.min_replicas, 1 if durable else 0)
 
-    def replicated(self, replicas: int) -> Call:
+    def replicated(self, replicas: int, route: str | None = None) -> Call:
         """WAIT: block until `replicas` replicas have this connection's writes so far (or
-        the replica timeout passes); replies with how many have them."""
-        return Call.command("WAIT", replicas, to_millis(self.settings.replica_wait))
+        the replica timeout passes); replies with how many have them. A Cluster sends it
+        to the masters of the batch's keys and of `route`."""
+        wait = to_millis(self.settings.replica_wait)
+        return Call.command("WAIT", replicas, wait, route=route)
 
     def _enqueue_call(self, keys: QueueKeys, tasks: Sequence[NewTask]) -> Call:
         script_keys = [keys.pending, keys.scheduled, keys.signal, keys.task_prefix, keys.ready,

@@ -14,6 +14,7 @@ from conveyor.broker.admin import Shard
 from conveyor.broker.inspect import SyncInspector
 from conveyor.broker.transport import ReplyError
 from conveyor.redis_url import parse_redis_url
+from conveyor.settings import url_is_tls
 from conveyor.tools.health import evaluate_config
 
 PINGS = 20
@@ -75,9 +76,11 @@ class Doctor:
 
     def _connection(self) -> Check:
         """Standalone or Sentinel (its service and the master it names now), and TLS."""
-        if self.inspector.broker.settings.cluster:
+        settings = self.inspector.broker.settings
+        if settings.cluster:
             masters = self.inspector.server_address()
-            return Check("connection", Verdict.OK, f"Redis Cluster, masters {masters}, TLS off")
+            tls = "TLS on" if url_is_tls(settings.redis_url) else "TLS off"
+            return Check("connection", Verdict.OK, f"Redis Cluster, masters {masters}, {tls}")
         target = parse_redis_url(self.inspector.broker.settings.redis_url)
         tls = "TLS on" if target.tls else "TLS off"
         address = self.inspector.server_address()

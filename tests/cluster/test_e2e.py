@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from conveyor import Conveyor, Retry, TaskState
-from conveyor.errors import ConfigurationError
 from conveyor.settings import Settings
 from tests.api.conftest import api_client
 from tests.api.helpers import enqueue, record
@@ -79,12 +78,3 @@ async def test_the_seed_api_queues_and_counts_on_the_cluster(
     stats = response.json()
     assert stats["pending"] == 4
     assert sorted(stats["queues"]) == sorted(["default", *queues])
-
-
-def test_a_durable_task_is_refused_with_nothing_stored(capp: Conveyor) -> None:
-    try:
-        with pytest.raises(ConfigurationError, match="durable"):
-            capp.enqueue("anything", durable=True)
-        assert capp.inspector.queue_stats() == []
-    finally:
-        capp.close()

@@ -24,13 +24,16 @@ from conveyor.settings import Settings
 from tests.api.conftest import api_client
 from tests.e2e.test_sentinel import BINARY
 from tests.support.processes import WorkerProcess
-from tests.support.sentinel import SentinelGroup
+from tests.support.relay import Relay
+from tests.support.sentinel import SentinelGroup, ask, wait_for
 from tests.support.worker import wait_until, wait_until_sync
 
 pytestmark = pytest.mark.slow
 
 #: Pause between two enqueues of the producer (a few hundred tasks a second).
 PACE = 0.003
+#: Tasks enqueued before the replica is held behind, and while it is.
+BEFORE, HELD = 20, 10
 
 
 class Producer(threading.Thread):
@@ -190,3 +193,74 @@ def _run_twice(runs: Path) -> dict[str, float]:
     for task_id, at in lines:
         first.setdefault(task_id, float(at))
     return {t: first[t] for t, n in counts.items() if n > 1}
+
+
+@pytest.fixture
+def relayed() -> Iterator[tuple[SentinelGroup, Relay]]:
+    """A Sentinel group whose replica replicates through a relay. The sentinels' failover
+    timeout is long: it is also how long they leave a replica replicating from another
+    address than the master's before they point it at the master (+fix-slave-config)."""
+    group = SentinelGroup(BINARY, failover_timeout_ms=60_000)
+    relay = Relay(group.data_port(group.master))
+    group.replicate_through(relay.port)
+    try:
+        yield group.start(), relay
+    finally:
+        relay.close()
+        group.stop()
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["plain", "durable"])
+async def test_a_replica_held_behind_loses_acknowledged_tasks_unless_they_are_durable(
+    relayed: tuple[SentinelGroup, Relay], prefix: str, durable: bool
+) -> None:
+    """The replica gets nothing while the relay is paused; the master takes HELD enqueues,
+    is killed, and the sentinels promote the replica (the only one: it is still connected,
+    so eligible, however far behind). Without `durable`, every task enqueued during the
+    pause was acknowledged and is lost; with it, none was acknowledged (each raised
+    NotReplicatedError: the replica's REPLCONF ACKs still reach the master, but name the
+    offset it had before the pause), and no acknowledged task is lost."""
+    group, relay = relayed
+    settings = Settings(redis_url=group.url, prefix=prefix, replica_timeout=0.1)
+    app = Conveyor(settings=settings)
+    acked: list[str] = []
+    unconfirmed: list[str] = []
+    try:
+        acked += [app.enqueue("note", n, durable=durable).id for n in range(BEFORE)]
+        wait_for(lambda: _in_sync(group), 10, "the replica to have the first tasks")
+        relay.pause()
+        for n in range(HELD):
+            try:
+                acked.append(app.enqueue("note", n, durable=durable).id)
+            except NotReplicatedError as exc:
+                unconfirmed += exc.stored
+        wait_for(lambda: relay.held > 0, 5, "the relay to hold the master's writes")
+        killed = time.monotonic()
+        group.kill_master()
+        relay.close()  # what it held dies with the master
+        await asyncio.to_thread(group.wait_for_failover, 20)
+        promoted = time.monotonic() - killed
+        replica = f"127.0.0.1:{group.data_port(group.replica)}"
+        wait_for(lambda: app.inspector.server_address() == replica, 10, "the new master")
+        lost = [task_id for task_id in acked if app.inspector.task(task_id) is None]
+        gone = [task_id for task_id in unconfirmed if app.inspector.task(task_id) is None]
+    finally:
+        app.close()
+    print(
+        f"\nHeld-back replica, kill -9 ({'durable' if durable else 'plain'}): "
+        f"{len(acked)} acknowledged, {len(lost)} lost; {len(unconfirmed)} stored but "
+        f"unconfirmed (NotReplicatedError), {len(gone)} of them gone; promotion "
+        f"{promoted:.2f}s after the kill"
+    )
+    if durable:
+        assert (len(acked), len(unconfirmed), lost) == (BEFORE, HELD, [])
+        assert len(gone) == HELD  # what the error warned of: never acknowledged
+    else:
+        assert len(lost) == HELD > 0 and lost == acked[BEFORE:], "the held tasks are lost"
+
+
+def _in_sync(group: SentinelGroup) -> bool:
+    """Whether the replica has processed everything the master wrote."""
+    master = ask(group.master.port, "INFO", "replication")
+    replica = ask(group.replica.port, "INFO", "replication")
+    return bool(master["master_repl_offset"] == replica["slave_repl_offset"])

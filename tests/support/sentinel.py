@@ -70,11 +70,15 @@ class SentinelGroup:
         tls: TlsFiles | None = None,
         user: tuple[str, str] | None = None,
         sentinel_password: str | None = None,
+        failover_timeout_ms: int = FAILOVER_TIMEOUT_MS,
     ) -> None:
         """`tls`: every link over TLS (clients', replication, sentinels'); `user`: an ACL
         user (name, password) on the master and replica; `sentinel_password`: the
-        sentinels' requirepass."""
+        sentinels' requirepass; `failover_timeout_ms`: also how long the sentinels leave
+        a replica that replicates from another address than the master's (a relay)
+        before they point it at the master (+fix-slave-config)."""
         self.binary = binary
+        self.failover_timeout_ms = failover_timeout_ms
         self.service = service
         self.tls = tls
         self.user = user
@@ -96,12 +100,20 @@ class SentinelGroup:
         self.sentinel_tls_ports = [free_port() for _ in range(3)] if tls else self.sentinel_ports
         self._sentinels: list[subprocess.Popen[bytes]] = []
 
+    def replicate_through(self, port: int) -> None:
+        """Make the replica replicate from `port` (a relay to the master); before start()."""
+        self.replica.extra_args = (
+            *self._server_args(self.replica), "--replicaof", "127.0.0.1", str(port),
+        )  # fmt: skip
+
     def data_port(self, server: RedisServer) -> int:
         """The port clients and sentinels use for `server` (its TLS port under TLS)."""
         return self.data_ports[id(server)]
 
     def _server_args(self, server: RedisServer) -> tuple[str, ...]:
-        args = _tls_args(self.tls, self.data_port(server)) if self.tls else ()
+        # a replica syncs at once, not after the default 5 s wait for more replicas
+        args: tuple[str, ...] = ("--repl-diskless-sync-delay", "0")
+        args += _tls_args(self.tls, self.data_port(server)) if self.tls else ()
         if self.user:
             args += ("--user", self.user[0], "on", f">{self.user[1]}", "~*", "&*", "+@all")
         return args
@@ -146,7 +158,7 @@ class SentinelGroup:
             f"logfile {self.dir / f'sentinel-{port}.log'}\n"
             f"sentinel monitor {self.service} 127.0.0.1 {self.data_port(self.master)} 2\n"
             f"sentinel down-after-milliseconds {self.service} {DOWN_AFTER_MS}\n"
-            f"sentinel failover-timeout {self.service} {FAILOVER_TIMEOUT_MS}\n"
+            f"sentinel failover-timeout {self.service} {self.failover_timeout_ms}\n"
             f"sentinel parallel-syncs {self.service} 1\n"
         )
         return subprocess.Popen(

@@ -158,7 +158,7 @@ async def test_pausing_a_split_queue_pauses_every_shard_and_resuming_resumes_the
     assert stats.name == "emails" and stats.paused
     every = [*shard_names("emails", 4), "emails~5"]
     assert all(s.paused for s in await inspector.queue_stats(every))
-    handles = app.enqueue_many([app.message("note") for _ in range(8)]) + [extra]
+    handles = [*app.enqueue_many([app.message("note") for _ in range(8)]), extra]
     async with running_worker(app, "emails", concurrency=4):
         await asyncio.sleep(0.5)
         assert seen == []  # no shard was served while the queue was paused

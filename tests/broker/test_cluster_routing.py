@@ -1,0 +1,79 @@
+"""The Cluster transport's WAIT routing, without I/O: one WAIT per master that took a
+keyed call before it, its replies folded to the fewest replicas, and the WAITs sent
+again after a node ran a script only on the second round trip (NOSCRIPT)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError, ResponseError
+
+from conveyor.broker.cluster_routing import folded, pipelined, with_sources
+from conveyor.broker.scripts import Call, load_scripts
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+
+
+def node_of(key: str) -> Node:
+    """Three masters by slot range, as `redis-cli --cluster create` splits them."""
+    return Node(f"m{key_slot(key.encode()) * 3 // 16384}")
+
+
+def keys_on_masters() -> dict[str, str]:
+    """A key on each of the three masters, by master name."""
+    found: dict[str, str] = {}
+    for n in range(100):
+        found.setdefault(node_of(f"{{q{n}}}:pending").name, f"{{q{n}}}:pending")
+    return found
+
+
+def test_a_wait_goes_once_to_each_master_that_took_a_keyed_call_before_it() -> None:
+    keys = keys_on_masters()
+    calls = [
+        Call.command("LPUSH", keys["m0"], 1),
+        Call.command("LPUSH", keys["m0"], 2),
+        Call.command("LPUSH", keys["m2"], 3),
+        Call.command("TIME", route=keys["m1"]),  # keyless: sent on its own, not waited on
+        Call.command("WAIT", 1, 100, route=keys["m0"]),
+    ]
+    entries = pipelined(calls, node_of)
+    assert [(i, node) for i, _, node in entries] == [
+        (0, None), (1, None), (2, None), (4, Node("m0")), (4, Node("m2"))
+    ]  # fmt: skip
+
+
+def test_a_wait_without_writes_before_it_goes_to_its_route() -> None:
+    keys = keys_on_masters()
+    entries = pipelined([Call.command("WAIT", 1, 100, route=keys["m1"])], node_of)
+    assert [node for _, _, node in entries] == [Node("m1")]
+
+
+def test_a_wait_sent_to_several_masters_answers_with_the_fewest_replicas() -> None:
+    wait = Call.command("WAIT", 1, 100)
+    write = Call.command("LPUSH", "k", 1)
+    entries = [(0, write, None), (1, wait, Node("a")), (1, wait, Node("b"))]
+    assert folded(entries, [1, 1, 0]) == {0: 1, 1: 0}
+    refused = ResponseError("NOPERM")
+    assert folded(entries, [1, refused, 1])[1] is refused
+
+
+def test_waits_go_again_after_a_node_ran_a_script_only_on_the_second_round_trip() -> None:
+    script = next(iter(load_scripts().values()))
+    call = Call.script_call(script, ["{q}:pending"], [])
+    wait = Call.command("WAIT", 1, 100)
+    steps = with_sources([call, wait])
+    first = next(steps)
+    assert list(first) == [call, wait]
+    # the node lacked the script: nothing ran there, so its WAIT confirmed nothing
+    again = steps.send([NoScriptError("NOSCRIPT"), 1])
+    assert [str(c.args[0]) for c in again] == ["EVAL", "WAIT"]
+    try:
+        steps.send(["ran", 0])
+    except StopIteration as done:
+        assert done.value == ["ran", 0]
+    else:
+        raise AssertionError("two round trips at most")
