@@ -80,7 +80,7 @@ class TaskOptions:
         "unique", "unique_key", "unique_window", "rate_limit", "rate_limit_key",
         "rate_limit_burst", "concurrency", "concurrency_key", "group_key",
     )  # fmt: skip
-    DEFINITION_DEFAULTS: ClassVar[tuple[str, ...]] = ("queue", "priority", *FLOW)
+    DEFINITION_DEFAULTS: ClassVar[tuple[str, ...]] = ("queue", "priority", "durable", *FLOW)
     NAMES: ClassVar[frozenset[str]]
 
     def __post_init__(self) -> None:
@@ -190,6 +190,7 @@ class DefaultArgs(TypedDict, total=False):
     priority: int
     max_retries: int | None
     timeout: float | None
+    durable: bool
 
 
 #: A flow key computed from a task's arguments: called with them at enqueue.

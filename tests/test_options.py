@@ -110,11 +110,12 @@ def test_pop_from_validates_what_it_takes() -> None:
 DEFINITION = TaskOptions(queue="emails", priority=5, max_retries=3, timeout=2.0)
 
 
-def test_only_queue_priority_and_flow_control_are_inherited() -> None:
-    assert ("queue", "priority", *TaskOptions.FLOW) == TaskOptions.DEFINITION_DEFAULTS
+def test_only_queue_priority_durable_and_flow_control_are_inherited() -> None:
+    assert ("queue", "priority", "durable", *TaskOptions.FLOW) == TaskOptions.DEFINITION_DEFAULTS
     assert DEFINITION.inheritable() == TaskOptions(queue="emails", priority=5)
     limited = TaskOptions(queue="q", max_retries=3, concurrency=2, rate_limit="1/s")
     assert limited.inheritable() == TaskOptions(queue="q", concurrency=2, rate_limit="1/s")
+    assert TaskOptions(durable=True, delay=1).inheritable() == TaskOptions(durable=True)
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,17 @@ def test_the_decorator_takes_defaults_that_messages_inherit(app: Conveyor) -> No
     assert (message.options.max_retries, message.options.timeout) == (None, None)
 
 
+def test_a_task_declared_durable_is_enqueued_durable_by_name_or_by_message(
+    app: Conveyor,
+) -> None:
+    @app.task(name="pay", durable=True)
+    def pay(amount: int) -> None: ...
+
+    assert pay.message(5).options.durable is True
+    assert app.message("pay", 5).options.durable is True  # by name, as app.enqueue does
+    assert pay.message(5, durable=False).options.durable is False  # an enqueue may opt out
+
+
 def test_flow_keys_and_limits_may_be_computed_from_the_arguments(app: Conveyor) -> None:
     premium = {"acme"}
 
