@@ -80,18 +80,24 @@ def _written_nodes(before: Sequence[Call], wait: Call, node_of: Callable[[str], 
 
 def folded(entries: list[tuple[int, Call, Any]], results: Sequence[Any]) -> dict[int, Any]:
     """The pipeline's replies by call: a WAIT sent to several masters answers with the
-    fewest replicas any of them confirmed (or the first error), the one that matters."""
+    fewest replicas any of them confirmed (an error: none), the one that matters."""
     replies: dict[int, Any] = {}
     for (i, call, _), result in zip(entries, results, strict=True):
-        replies[i] = fewest(replies[i], result) if is_wait(call) and i in replies else result
+        if is_wait(call):
+            result = fewest(replies[i], result) if i in replies else fewest(result)
+        replies[i] = result
     return replies
 
 
-def fewest(confirmed: Any, other: Any) -> Any:
-    """Of two WAIT replies, the fewer replicas (an error counts as none)."""
-    if isinstance(confirmed, Exception):
-        return confirmed
-    return other if isinstance(other, Exception) else min(confirmed, other)
+def fewest(*replies: Any) -> Any:
+    """Of WAIT replies, the fewest replicas confirmed. An error confirms none: a master
+    demoted by a failover refuses WAIT, its writes having gone to the new master by a
+    MOVED, and the caller learns that nothing is confirmed (NotReplicatedError), not a
+    Redis error. A refusal by the ACL stays an error: a setup to fix, not a moment."""
+    for reply in replies:
+        if isinstance(reply, Exception) and str(reply).startswith("NOPERM"):
+            return reply
+    return min(0 if isinstance(reply, Exception) else int(reply) for reply in replies)
 
 
 def first_key(call: Call) -> str | None:

@@ -6,72 +6,28 @@ and everything else must be accounted for."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import signal
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from conveyor import Conveyor, TaskState
-from conveyor.errors import BrokerUnavailableError, NotReplicatedError
+from conveyor import Conveyor
+from conveyor.errors import NotReplicatedError
 from conveyor.settings import Settings
 from tests.api.conftest import api_client
 from tests.e2e.test_sentinel import BINARY
+from tests.support.failover import Producer, accepts, acked_since, run_twice, settle
 from tests.support.processes import WorkerProcess
 from tests.support.relay import Relay
 from tests.support.sentinel import SentinelGroup, ask, wait_for
-from tests.support.worker import wait_until, wait_until_sync
+from tests.support.worker import wait_until
 
 pytestmark = pytest.mark.slow
 
-#: Pause between two enqueues of the producer (a few hundred tasks a second).
-PACE = 0.003
 #: Tasks enqueued before the replica is held behind, and while it is.
 BEFORE, HELD = 20, 10
-
-
-class Producer(threading.Thread):
-    """Enqueues `note` tasks until stopped (`durable`: each confirmed by a replica); keeps
-    the ids Redis acknowledged, with when."""
-
-    def __init__(self, app: Conveyor, durable: bool = False) -> None:
-        super().__init__(daemon=True)
-        self.app = app
-        self.durable = durable
-        self.acked: list[tuple[float, str]] = []
-        self.refused = 0
-        #: durable enqueues stored but not confirmed by a replica: not acknowledged
-        self.unconfirmed = 0
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        n = 0
-        while not self.stopping.is_set():
-            n += 1
-            try:
-                handle = self.app.enqueue("note", n, durable=self.durable)
-            except BrokerUnavailableError:
-                self.refused += 1  # not acknowledged: the producer would try again
-            except NotReplicatedError:
-                self.unconfirmed += 1  # stored, but a failover may lose it: not acknowledged
-            else:
-                self.acked.append((time.monotonic(), handle.id))
-            time.sleep(PACE)
-
-    def longest_gap(self) -> float:
-        """The longest time between two acknowledgements: the outage the producer saw."""
-        times = [at for at, _ in self.acked]
-        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
-
-    def acked_after(self, moment: float) -> list[float]:
-        """When each acknowledgement after `moment` came."""
-        return [at for at, _ in self.acked if at > moment]
 
 
 @pytest.fixture
@@ -114,7 +70,7 @@ async def test_a_failover_under_load_is_followed_without_a_restart(
         async with api_client(settings) as api:
             assert (await api.post("/task", json={"type": "note", "payload": 0})).status_code == 202
             producer.start()
-            await wait_until(lambda: _acks(producer, 0.0, 300), 20, "the load")
+            await wait_until(lambda: acked_since(producer, 0.0, 300), 20, "the load")
             killed = time.monotonic()
             group.kill_master() if fault == "kill" else group.pause_master()
             await asyncio.to_thread(group.wait_for_failover, 20)
@@ -122,16 +78,16 @@ async def test_a_failover_under_load_is_followed_without_a_restart(
             if fault == "pause":
                 group.resume_master()
                 await wait_until(lambda: asyncio.to_thread(group.demoted), 20, "the demotion")
-            await wait_until(lambda: _acks(producer, killed, 100), 20, "acks after the kill")
+            await wait_until(lambda: acked_since(producer, killed, 100), 20, "acks after the kill")
             assert app.inspector.server_address() == f"127.0.0.1:{group.replica.port}"
             # the API's clients follow the new master too, with no restart
-            await wait_until(lambda: _accepts(api), 15, "the API to enqueue again")
+            await wait_until(lambda: accepts(api), 15, "the API to enqueue again")
             stats = await api.get("/stats")
             assert stats.status_code == 200, stats.text
             producer.stopping.set()
             await asyncio.to_thread(producer.join, 10)
         acked = [task_id for _, task_id in producer.acked]
-        lost, states = await asyncio.to_thread(_settle, app, acked)
+        lost, states = await asyncio.to_thread(settle, app, acked)
         assert worker.alive(), worker.log()  # the same worker process, never restarted
         worker.signal(signal.SIGTERM)
         assert await asyncio.to_thread(worker.wait, 20) == 0, worker.log()
@@ -140,7 +96,7 @@ async def test_a_failover_under_load_is_followed_without_a_restart(
         worker.stop()
         app.close()
         await app.aclose()
-    twice = _run_twice(runs)
+    twice = run_twice(runs)
     late = sorted(t for t, first in twice.items() if first > promoted_wall + 0.5)
     print(
         f"\nSentinel failover ({fault}{', durable' if durable else ''}): {len(acked)} tasks "
@@ -154,45 +110,6 @@ async def test_a_failover_under_load_is_followed_without_a_restart(
     if durable:
         assert not lost, f"durable tasks lost in the failover: {lost}"
     assert not late, f"tasks first run after the failover ran twice: {late}"
-
-
-async def _acks(producer: Producer, after: float, count: int) -> bool:
-    return len(producer.acked_after(after)) >= count
-
-
-async def _accepts(api: httpx.AsyncClient) -> bool:
-    response = await api.post("/task", json={"type": "note", "payload": -1})
-    return response.status_code == 202
-
-
-def _settle(app: Conveyor, acked: list[str]) -> tuple[list[str], set[str]]:
-    """Wait until every acknowledged task succeeded or has no record (lost in the
-    failover); the lost ones, and the states of the others (only 'succeeded' expected)."""
-
-    def records() -> dict[str, str | None]:
-        found = {}
-        for task_id in acked:
-            record = app.inspector.task(task_id)
-            found[task_id] = None if record is None else str(record.state)
-        return found
-
-    def settled() -> bool:
-        return all(s in (None, TaskState.SUCCEEDED) for s in records().values())
-
-    with contextlib.suppress(AssertionError):  # what is left is in the states returned
-        wait_until_sync(settled, 30, "every acknowledged task to succeed or be gone")
-    final = records()
-    return [t for t, s in final.items() if s is None], {s for s in final.values() if s}
-
-
-def _run_twice(runs: Path) -> dict[str, float]:
-    """Tasks the worker ran more than once, with the time of their first run."""
-    lines = [line.split() for line in runs.read_text().splitlines() if line]
-    counts = Counter(task_id for task_id, _ in lines)
-    first: dict[str, float] = {}
-    for task_id, at in lines:
-        first.setdefault(task_id, float(at))
-    return {t: first[t] for t, n in counts.items() if n > 1}
 
 
 @pytest.fixture
