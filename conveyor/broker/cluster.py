@@ -37,6 +37,7 @@ from conveyor.broker.cluster_async import AsyncClusterTransport
 from conveyor.broker.cluster_routing import (
     CLUSTER_UNAVAILABLE,
     POLL_EVERY,
+    as_one_node,
     check_replies,
     cluster_unavailable,
     is_keyless,
@@ -45,6 +46,7 @@ from conveyor.broker.cluster_routing import (
     node_settings,
     refuse_wait,
     sync_cluster_client,
+    target,
     with_sources,
     xread_per_slot,
     xread_streams,
@@ -107,9 +109,11 @@ class SyncClusterTransport:
         return replies
 
     def _one(self, client: redis.cluster.RedisCluster, call: Call) -> Any:
-        node = client.get_node_from_key(call.route) if call.route else client.get_default_node()  # type: ignore[no-untyped-call]
+        node = target(client, call)
+        if node is None:
+            return ResponseError(f"no master {call.node} in the Cluster")
         try:
-            return client.execute_command(*call.args, target_nodes=node)  # type: ignore[no-untyped-call]
+            return as_one_node(client.execute_command(*call.args, target_nodes=node))  # type: ignore[no-untyped-call]
         except ResponseError as exc:
             return exc
 

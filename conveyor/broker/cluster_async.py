@@ -20,6 +20,7 @@ from redis.exceptions import AskError, NoScriptError, ResponseError
 from conveyor.broker.cluster_routing import (
     CLUSTER_UNAVAILABLE,
     POLL_EVERY,
+    as_one_node,
     async_cluster_client,
     check_replies,
     cluster_unavailable,
@@ -28,6 +29,7 @@ from conveyor.broker.cluster_routing import (
     memory_of,
     node_settings,
     refuse_wait,
+    target,
     with_sources,
     xread_per_slot,
     xread_streams,
@@ -105,10 +107,11 @@ class AsyncClusterTransport:
 
     async def _one(self, call: Call) -> Any:
         await self.client.initialize()
-        client = self.client
-        node = client.get_node_from_key(call.route) if call.route else client.get_default_node()
+        node = target(self.client, call)
+        if node is None:
+            return ResponseError(f"no master {call.node} in the Cluster")
         try:
-            return await client.execute_command(*call.args, target_nodes=node)
+            return as_one_node(await self.client.execute_command(*call.args, target_nodes=node))
         except ResponseError as exc:
             return exc
 

@@ -30,7 +30,7 @@ from conveyor.settings import CLUSTER_SCHEME, ClusterAddress, Settings, cluster_
 CLUSTER_UNAVAILABLE = (*UNAVAILABLE, ClusterError, RedisClusterException)
 #: Commands without a key: a cluster pipeline cannot route them, so they go one by one.
 KEYLESS = frozenset(
-    {"TIME", "PING", "INFO", "CONFIG", "CLIENT", "MEMORY", "DBSIZE", "CLUSTER", "ACL"}
+    {"TIME", "PING", "INFO", "CONFIG", "CLIENT", "MEMORY", "DBSIZE", "CLUSTER", "ACL", "SCAN"}
 )
 #: How often a blocking XREAD over streams of several slots looks again (seconds).
 POLL_EVERY = 0.1
@@ -41,7 +41,30 @@ POLL_EVERY = 0.1
 
 def is_keyless(call: Call) -> bool:
     """Whether `call` has no key a cluster pipeline could route it by."""
-    return call.route is not None or str(call.args[0]).split()[0].upper() in KEYLESS
+    if call.route is not None or call.node is not None:
+        return True
+    return str(call.args[0]).split()[0].upper() in KEYLESS
+
+
+def target(client: Any, call: Call) -> Any:
+    """The node of either cluster client that answers the keyless `call`: the master it
+    names, that of its route's key, or the client's default node. None for a master the
+    client does not know (a stale address: the call then fails as a refused command)."""
+    if call.node is not None:
+        host, _, port = call.node.rpartition(":")
+        return client.get_node(host=host.strip("[]"), port=int(port))
+    if call.route is not None:
+        return client.get_node_from_key(call.route)
+    return client.get_default_node()
+
+
+def as_one_node(reply: Any) -> Any:
+    """A keyless call's reply as a standalone Redis gives it: the cluster clients merge a
+    SCAN's replies per node into ({node: cursor}, keys), even when one node answered."""
+    if isinstance(reply, tuple) and isinstance(reply[0], dict):
+        cursors: dict[Any, Any] = reply[0]
+        return [next(iter(cursors.values()), 0), reply[1]]
+    return reply
 
 
 def refuse_wait(calls: Sequence[Call]) -> None:
