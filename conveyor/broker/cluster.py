@@ -36,6 +36,8 @@ from redis.exceptions import ResponseError
 from conveyor.broker.cluster_async import AsyncClusterTransport
 from conveyor.broker.cluster_routing import (
     CLUSTER_UNAVAILABLE,
+    MIGRATION_PAUSE,
+    MIGRATION_WAIT,
     POLL_EVERY,
     as_one_node,
     check_replies,
@@ -47,6 +49,7 @@ from conveyor.broker.cluster_routing import (
     refuse_wait,
     sync_cluster_client,
     target,
+    unsettled,
     with_sources,
     xread_per_slot,
     xread_streams,
@@ -92,7 +95,20 @@ class SyncClusterTransport:
             return [self._xread(c, blocks) if xread_streams(c) else r
                     for c, r in zip(calls, self._send(calls), strict=True)]  # fmt: skip
 
-        return send
+        return lambda calls: self._settled(send, calls)
+
+    @staticmethod
+    def _settled(send: Callable[[Sequence[Call]], list[Any]], calls: Sequence[Call]) -> list[Any]:
+        """`send(calls)`, sending again those whose slot is migrating (see `unsettled`),
+        with a growing pause, until they run or MIGRATION_WAIT passes."""
+        replies = send(calls)
+        deadline, pause = time.monotonic() + MIGRATION_WAIT, MIGRATION_PAUSE
+        while (waiting := unsettled(replies)) and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+            for i, reply in zip(waiting, send([calls[i] for i in waiting]), strict=True):
+                replies[i] = reply
+        return replies
 
     def _send(self, calls: Sequence[Call]) -> list[Any]:
         replies: list[Any] = [None] * len(calls)

@@ -19,6 +19,8 @@ from redis.exceptions import AskError, NoScriptError, ResponseError
 
 from conveyor.broker.cluster_routing import (
     CLUSTER_UNAVAILABLE,
+    MIGRATION_PAUSE,
+    MIGRATION_WAIT,
     POLL_EVERY,
     as_one_node,
     async_cluster_client,
@@ -30,6 +32,7 @@ from conveyor.broker.cluster_routing import (
     node_settings,
     refuse_wait,
     target,
+    unsettled,
     with_sources,
     xread_per_slot,
     xread_streams,
@@ -78,7 +81,7 @@ class AsyncClusterTransport:
         refuse_wait(calls)
 
         async def send(batch: Sequence[Call]) -> list[Any]:
-            return await self._send(batch, blocks)
+            return await self._settled(batch, blocks)
 
         try:
             replies = name_refusals(await drive_async(with_sources(calls), send))
@@ -88,6 +91,19 @@ class AsyncClusterTransport:
         except CLUSTER_UNAVAILABLE as exc:
             raise cluster_unavailable(exc, self.settings) from exc
         return check_replies(replies, self.settings, raise_errors)
+
+    async def _settled(self, calls: Sequence[Call], blocks: bool) -> list[Any]:
+        """`_send(calls)`, sending again those whose slot is migrating (see `unsettled`),
+        with a growing pause, until they run or MIGRATION_WAIT passes."""
+        replies = await self._send(calls, blocks)
+        deadline, pause = time.monotonic() + MIGRATION_WAIT, MIGRATION_PAUSE
+        while (waiting := unsettled(replies)) and time.monotonic() < deadline:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+            again = await self._send([calls[i] for i in waiting], blocks)
+            for i, reply in zip(waiting, again, strict=True):
+                replies[i] = reply
+        return replies
 
     async def _send(self, calls: Sequence[Call], blocks: bool = False) -> list[Any]:
         replies: list[Any] = [None] * len(calls)
@@ -229,6 +245,8 @@ class AsyncClusterTransport:
             raise cluster_unavailable(exc, self.settings) from exc
         if any(isinstance(reply, AskError) for reply in replies):
             await self._lost(key)
+            return None
+        if unsettled(replies):  # the slot is migrating: `execute` sends them again
             return None
         if any(isinstance(reply, NoScriptError) for reply in replies):
             return None

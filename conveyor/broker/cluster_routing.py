@@ -14,7 +14,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.crc import key_slot
-from redis.exceptions import ClusterError, NoScriptError, RedisClusterException
+from redis.exceptions import ClusterError, NoScriptError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -26,14 +26,18 @@ from conveyor.broker.transport import MEMORY, UNAVAILABLE, first_error
 from conveyor.errors import BrokerFullError, BrokerUnavailableError, ConfigurationError
 from conveyor.settings import CLUSTER_SCHEME, ClusterAddress, Settings, cluster_nodes
 
-#: Errors that mean the Cluster (or the node of a slot) cannot answer now.
-CLUSTER_UNAVAILABLE = (*UNAVAILABLE, ClusterError, RedisClusterException)
+#: Errors that mean the Cluster (or the node of a slot) cannot answer now: TRYAGAIN too,
+#: once a migrating slot kept it up longer than MIGRATION_WAIT.
+CLUSTER_UNAVAILABLE = (*UNAVAILABLE, ClusterError, RedisClusterException, TryAgainError)
 #: Commands without a key: a cluster pipeline cannot route them, so they go one by one.
 KEYLESS = frozenset(
     {"TIME", "PING", "INFO", "CONFIG", "CLIENT", "MEMORY", "DBSIZE", "CLUSTER", "ACL", "SCAN"}
 )
 #: How often a blocking XREAD over streams of several slots looks again (seconds).
 POLL_EVERY = 0.1
+#: Longest a call is sent again while its slot migrates (seconds), and the first pause.
+MIGRATION_WAIT = 10.0
+MIGRATION_PAUSE = 0.02
 
 
 # -- routing (pure) -----------------------------------------------------------------------
@@ -65,6 +69,18 @@ def as_one_node(reply: Any) -> Any:
         cursors: dict[Any, Any] = reply[0]
         return [next(iter(cursors.values()), 0), reply[1]]
     return reply
+
+
+def unsettled(replies: Sequence[Any]) -> list[int]:
+    """Where a reply says the call did not run because its slot is migrating: TRYAGAIN
+    (the call's keys are split between the two nodes for now), or redis-py giving up after
+    its 16 redirections and TRYAGAINs ("TTL exhausted"). Either is safe to send again:
+    nothing ran; it succeeds once the keys it names are together on one node."""
+    return [
+        i for i, reply in enumerate(replies)
+        if isinstance(reply, TryAgainError)
+        or (isinstance(reply, ClusterError) and "TTL exhausted" in str(reply))
+    ]  # fmt: skip
 
 
 def refuse_wait(calls: Sequence[Call]) -> None:

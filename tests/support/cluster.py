@@ -137,6 +137,55 @@ class LocalCluster:
                     port = int(master[1])
         return next(n for n in self.nodes if n.port == port)
 
+    def node_id(self, node: RedisServer) -> str:
+        """The Cluster's id of `node`."""
+        with contextlib.closing(self.client(node)) as client:
+            return str(client.execute_command("CLUSTER", "MYID").decode())  # type: ignore[no-untyped-call]
+
+    def primaries(self) -> list[RedisServer]:
+        """The running nodes that serve slots now."""
+        with contextlib.closing(self.client(self.running()[0])) as client:
+            ports = {int(master[1]) for _, _, master, *_ in self.slots(client)}
+        return [n for n in self.running() if n.port in ports]
+
+    def move_slot(self, slot: int, target: RedisServer, batch: int = 10, pause: float = 0.0) -> int:
+        """Migrate `slot` to `target` live, as `redis-cli --cluster reshard` does: mark it
+        IMPORTING there and MIGRATING on its master, MIGRATE its keys `batch` at a time
+        (`pause` s apart, so clients meet ASK and TRYAGAIN meanwhile), then assign it to
+        `target` on every master. Returns how many keys moved."""
+        source = self._owner(slot)
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        moved = 0
+        with (
+            contextlib.closing(self.client(source)) as old,
+            contextlib.closing(self.client(target)) as new,
+        ):
+            new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)  # type: ignore[no-untyped-call]
+            old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)  # type: ignore[no-untyped-call]
+            while keys := old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):  # type: ignore[no-untyped-call]
+                old.execute_command(  # type: ignore[no-untyped-call]
+                    "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys
+                )
+                moved += len(keys)
+                time.sleep(pause)
+            for node in [
+                target,
+                source,
+                *[m for m in self.primaries() if m not in (target, source)],
+            ]:
+                with contextlib.closing(self.client(node)) as client:
+                    client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)  # type: ignore[no-untyped-call]
+        return moved
+
+    def _owner(self, slot: int) -> RedisServer:
+        with contextlib.closing(self.client(self.running()[0])) as client:
+            port = next(
+                int(master[1])
+                for start, end, master, *_ in self.slots(client)
+                if start <= slot <= end
+            )
+        return next(n for n in self.nodes if n.port == port)
+
     def stop(self) -> None:
         """Stop every node and remove its data, whatever state the cluster is in."""
         for node in self.nodes:
