@@ -17,6 +17,10 @@ import pytest
 from redis.crc import key_slot
 
 from conveyor import Conveyor, TaskContext, TaskState
+from conveyor.broker import cluster as sync_side
+from conveyor.broker import cluster_async as async_side
+from conveyor.broker.keys import GlobalKeys
+from conveyor.errors import BrokerUnavailableError
 from conveyor.producer import TaskHandle
 from conveyor.settings import Settings
 from tests.cluster.conftest import CLUSTER_BINARY
@@ -65,7 +69,9 @@ async def test_every_task_runs_once_while_its_queue_slot_migrates(
     own_cluster: LocalCluster, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="conveyor")
-    settings = Settings(redis_url=own_cluster.url, prefix=prefix, lease_timeout=2.0)
+    # every script of the queue answers TRYAGAIN while its slot is split (each names its
+    # task-prefix key, which never exists): leases must outlast the migration (about 1 s)
+    settings = Settings(redis_url=own_cluster.url, prefix=prefix, lease_timeout=10.0)
     queue = "busy"
     slot = key_slot(f"{prefix}:{{{queue}}}:pending".encode())
     source = own_cluster.master_of(f"{prefix}:{{{queue}}}:pending")
@@ -129,3 +135,37 @@ async def test_every_task_runs_once_while_its_queue_slot_migrates(
         await app.aclose()
         app.close()
         sync_producer.app.close()
+
+
+async def test_a_slot_left_split_fails_as_unavailable_then_recovers_once_moved(
+    own_cluster: LocalCluster, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a migration stalled half way: only the queue's registry of pending tasks has moved
+    for module in (sync_side, async_side):
+        monkeypatch.setattr(module, "MIGRATION_WAIT", 0.5)
+    settings = Settings(redis_url=own_cluster.url, prefix=prefix)
+    queue = "stalled"
+    keys = GlobalKeys(prefix).queue(queue)
+    slot = key_slot(keys.pending.encode())
+    source = own_cluster.master_of(keys.pending)
+    target = next(m for m in own_cluster.primaries() if m is not source)
+    app = Conveyor(settings=settings)
+    try:
+        first = app.enqueue("job", queue=queue, priority=-1)  # a pending ZSET to move
+        with own_cluster.splitting(slot, target) as split:
+            split.migrate([keys.pending])
+            started = time.monotonic()
+            with pytest.raises(BrokerUnavailableError, match="Redis Cluster"):
+                app.enqueue("job", queue=queue, priority=-1)
+            with pytest.raises(BrokerUnavailableError, match="Redis Cluster"):
+                await app.enqueue_async("job", queue=queue, priority=-1)
+            assert time.monotonic() - started < 5
+        later = app.enqueue("job", queue=queue, priority=-1)
+        assert [s.pending for s in app.inspector.queue_stats()] == [2]
+        assert {r.id for r in app.inspector.records([first.id, later.id]) if r} == {
+            first.id,
+            later.id,
+        }
+    finally:
+        await app.aclose()
+        app.close()

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -149,33 +150,28 @@ class LocalCluster:
         return [n for n in self.running() if n.port in ports]
 
     def move_slot(self, slot: int, target: RedisServer, batch: int = 10, pause: float = 0.0) -> int:
-        """Migrate `slot` to `target` live, as `redis-cli --cluster reshard` does: mark it
-        IMPORTING there and MIGRATING on its master, MIGRATE its keys `batch` at a time
-        (`pause` s apart, so clients meet ASK and TRYAGAIN meanwhile), then assign it to
-        `target` on every master. Returns how many keys moved."""
+        """Migrate `slot` to `target` live, as `redis-cli --cluster reshard` does (see
+        `SlotMove`); `pause` s between two batches of `batch` keys, so clients meet ASK
+        and TRYAGAIN meanwhile. Returns how many keys moved."""
+        with self.splitting(slot, target) as move:
+            return move.migrate_all(batch, pause)
+
+    @contextlib.contextmanager
+    def splitting(self, slot: int, target: RedisServer) -> Iterator[SlotMove]:
+        """`slot` migrating to `target` for the block; then its other keys moved and the
+        slot assigned to `target` on every master."""
         source = self._owner(slot)
-        source_id, target_id = self.node_id(source), self.node_id(target)
-        moved = 0
-        with (
-            contextlib.closing(self.client(source)) as old,
-            contextlib.closing(self.client(target)) as new,
-        ):
-            new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)  # type: ignore[no-untyped-call]
-            old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)  # type: ignore[no-untyped-call]
-            while keys := old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):  # type: ignore[no-untyped-call]
-                old.execute_command(  # type: ignore[no-untyped-call]
-                    "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys
-                )
-                moved += len(keys)
-                time.sleep(pause)
-            for node in [
-                target,
-                source,
-                *[m for m in self.primaries() if m not in (target, source)],
-            ]:
+        move = SlotMove(self, slot, source, target)
+        with contextlib.closing(move.old), contextlib.closing(move.new):
+            move.new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(source))  # type: ignore[no-untyped-call]
+            move.old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(target))  # type: ignore[no-untyped-call]
+            yield move
+            move.migrate_all(batch=100, pause=0.0)
+            target_id = self.node_id(target)
+            others = [m for m in self.primaries() if m not in (target, source)]
+            for node in [target, source, *others]:
                 with contextlib.closing(self.client(node)) as client:
                     client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)  # type: ignore[no-untyped-call]
-        return moved
 
     def _owner(self, slot: int) -> RedisServer:
         with contextlib.closing(self.client(self.running()[0])) as client:
@@ -202,6 +198,32 @@ class LocalCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class SlotMove:
+    """One slot migrating from `source` to `target`: IMPORTING on the target, MIGRATING on
+    the source, its keys moved by MIGRATE."""
+
+    def __init__(
+        self, cluster: LocalCluster, slot: int, source: RedisServer, target: RedisServer
+    ) -> None:
+        self.slot, self.target = slot, target
+        self.old, self.new = cluster.client(source), cluster.client(target)
+
+    def migrate(self, keys: list[Any]) -> None:
+        """Move these keys (those still on the source) now."""
+        self.old.execute_command(  # type: ignore[no-untyped-call]
+            "MIGRATE", "127.0.0.1", self.target.port, "", 0, 5000, "KEYS", *keys
+        )
+
+    def migrate_all(self, batch: int, pause: float) -> int:
+        """Move every key left, `batch` at a time, `pause` s apart; how many moved."""
+        moved = 0
+        while keys := self.old.execute_command("CLUSTER", "GETKEYSINSLOT", self.slot, batch):  # type: ignore[no-untyped-call]
+            self.migrate(keys)
+            moved += len(keys)
+            time.sleep(pause)
+        return moved
 
 
 def spread_queues(cluster: LocalCluster, prefix: str, per_master: int = 1) -> list[str]:
