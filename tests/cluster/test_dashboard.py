@@ -112,6 +112,16 @@ async def test_every_page_and_stream_reads_queues_of_every_master(
                 points = snapshot["history"]["points"]
                 if sum(p["succeeded"] * p["seconds"] for p in points) == pytest.approx(4):
                     break
+        # actions over queues of every master: one call each, audited
+        paused = await page.post(f"api/queues/{queues[1]}/pause", json={})
+        assert paused.status_code == 200 and paused.json()["paused"] is True
+        ids = [task.id for task in dead]
+        requeued = await page.post("api/dead/retry", json={"ids": ids})
+        assert requeued.json() == {"requeued": 3}
+        rows = {row["name"]: row for row in (await page.get("api/overview")).json()["queues"]}
+        assert [(rows[q]["pending"], rows[q]["dead"]) for q in queues] == [(1, 0)] * 3
+        audit = (await page.get("api/audit")).json()
+        assert audit["total"] >= 2, audit
     finally:
         release.set()
         await app.aclose()
