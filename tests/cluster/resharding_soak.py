@@ -23,13 +23,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--migrations", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=2.0, help="load between two moves")
+    parser.add_argument(
+        "--retention", type=float, default=2.0,
+        help="seconds a succeeded task's record is kept: the slot's size, so each move's length",
+    )  # fmt: skip
     args = parser.parse_args()
     if CLUSTER_BINARY is None:
         print("no redis-server for a Cluster", file=sys.stderr)
         return 2
     with LocalCluster(CLUSTER_BINARY) as cluster:
+        # a slot split longer than MIGRATION_WAIT fails enqueues, and longer than a lease
+        # runs a task twice (docs/redis-deployments.md): finished records expire soon, so
+        # each move stays about as long as the CI test's, however many come before
         settings = Settings(redis_url=cluster.url, prefix="soak" + uuid.uuid4().hex[:8],
-                            lease_timeout=10.0)  # fmt: skip
+                            lease_timeout=10.0, succeeded_retention=args.retention)  # fmt: skip
         seen = asyncio.run(reshard_under_load(cluster, settings, args.migrations, args.seconds))
     violations = {
         "enqueue errors": seen.errors[:5],

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from redis.crc import key_slot
 
-from conveyor import Conveyor
+from conveyor import Conveyor, TaskState
 from conveyor.broker import cluster as sync_side
 from conveyor.broker import cluster_async as async_side
 from conveyor.broker.keys import GlobalKeys
@@ -54,6 +54,8 @@ async def test_every_task_runs_once_while_its_queue_slot_migrates(
         stats = app.inspector.queue_stats()
         assert [(s.pending, s.active, s.scheduled, s.dead) for s in stats] == [(0, 0, 0, 0)]
         assert app.inspector.fsck() == []
+        records = app.inspector.records(seen.enqueued)
+        assert {r.state if r else None for r in records} == {TaskState.SUCCEEDED}
     finally:
         app.close()
 
