@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from conveyor import Conveyor
+from conveyor.broker.transport import ReplyError
 from conveyor.settings import Settings
 from tests.cli.conftest import _invoker
 from tests.support.cluster import LocalCluster
@@ -54,3 +56,16 @@ def test_doctor_names_the_one_master_whose_policy_evicts(
     assert all(a not in lines["eviction"] for a in addresses if a != unsafe)
     assert "CONFIG SET maxmemory-policy noeviction" in doctor.output
     assert lines["version"].startswith("OK") and "(all 3 masters)" in lines["version"]
+
+
+def test_a_master_the_cluster_does_not_have_is_refused_not_asked_elsewhere(
+    cluster: LocalCluster, cluster_settings: Settings
+) -> None:
+    app = Conveyor(settings=cluster_settings)
+    try:
+        known = masters(cluster)[0]
+        assert int(app.inspector.server_info(known)["tcp_port"]) == int(known.rpartition(":")[2])
+        with pytest.raises(ReplyError, match=r"no master 127\.0\.0\.1:1 in the Cluster"):
+            app.inspector.server_config("127.0.0.1:1")
+    finally:
+        app.close()
