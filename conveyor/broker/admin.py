@@ -203,9 +203,9 @@ class Admin:
         seconds, micros = yield command("TIME")
         return int(seconds) + int(micros) / 1e6
 
-    def server_info(self) -> Procedure[dict[str, Any]]:
-        """INFO all, as a dict."""
-        reply = yield command("INFO", "all")
+    def server_info(self, node: str | None = None) -> Procedure[dict[str, Any]]:
+        """INFO all, as a dict; `node`: of that master of a Redis Cluster."""
+        reply = yield raw(Call.command("INFO", "all", node=node))
         return reply if isinstance(reply, dict) else parse_info(reply)
 
     def cluster_masters(self) -> Procedure[list[Shard]]:
@@ -232,9 +232,10 @@ class Admin:
         name = yield command("ACL", "WHOAMI")
         return as_text(name)
 
-    def server_config(self) -> Procedure[dict[str, str]]:
-        """CONFIG GET * as text; raises redis' ReplyError where CONFIG is forbidden."""
-        reply = yield command("CONFIG", "GET", "*")
+    def server_config(self, node: str | None = None) -> Procedure[dict[str, str]]:
+        """CONFIG GET * as text (`node`: of that master of a Redis Cluster); raises redis'
+        ReplyError where CONFIG is forbidden."""
+        reply = yield raw(Call.command("CONFIG", "GET", "*", node=node))
         items = reply.items() if isinstance(reply, dict) else pairs(reply)
         return {as_text(k): as_text(v) for k, v in items}
 

@@ -38,9 +38,13 @@ from redis.exceptions import ResponseError
 from conveyor.broker.cluster_async import AsyncClusterTransport
 from conveyor.broker.cluster_routing import (
     CLUSTER_UNAVAILABLE,
+    MIGRATION_PAUSE,
+    MIGRATION_WAIT,
     POLL_EVERY,
+    as_one_node,
     check_replies,
     cluster_unavailable,
+    fewest,
     folded,
     is_keyless,
     is_wait,
@@ -48,7 +52,9 @@ from conveyor.broker.cluster_routing import (
     memory_of,
     node_settings,
     pipelined,
+    resent,
     sync_cluster_client,
+    target,
     with_sources,
     xread_per_slot,
     xread_streams,
@@ -96,7 +102,20 @@ class SyncClusterTransport:
             return [self._xread(c, blocks) if xread_streams(c) else r
                     for c, r in zip(calls, self._send(calls), strict=True)]  # fmt: skip
 
-        return send
+        return lambda calls: self._settled(send, calls)
+
+    @staticmethod
+    def _settled(send: Callable[[Sequence[Call]], list[Any]], calls: Sequence[Call]) -> list[Any]:
+        """`send(calls)`, sending again those whose slot is migrating (see `unsettled`),
+        with a growing pause, until they run or MIGRATION_WAIT passes."""
+        replies = send(calls)
+        deadline, pause = time.monotonic() + MIGRATION_WAIT, MIGRATION_PAUSE
+        while (again := resent(calls, replies)) and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+            for i, reply in zip(again, send([calls[i] for i in again]), strict=True):
+                replies[i] = fewest(replies[i], reply) if is_wait(calls[i]) else reply
+        return replies
 
     def _send(self, calls: Sequence[Call]) -> list[Any]:
         replies: list[Any] = [None] * len(calls)
@@ -113,9 +132,11 @@ class SyncClusterTransport:
         return replies
 
     def _one(self, client: redis.cluster.RedisCluster, call: Call) -> Any:
-        node = client.get_node_from_key(call.route) if call.route else client.get_default_node()  # type: ignore[no-untyped-call]
+        node = target(client, call)
+        if node is None:
+            return ResponseError(f"no master {call.node} in the Cluster")
         try:
-            return client.execute_command(*call.args, target_nodes=node)  # type: ignore[no-untyped-call]
+            return as_one_node(client.execute_command(*call.args, target_nodes=node))  # type: ignore[no-untyped-call]
         except ResponseError as exc:
             return exc
 

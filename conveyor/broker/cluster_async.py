@@ -19,10 +19,14 @@ from redis.exceptions import AskError, NoScriptError, ResponseError
 
 from conveyor.broker.cluster_routing import (
     CLUSTER_UNAVAILABLE,
+    MIGRATION_PAUSE,
+    MIGRATION_WAIT,
     POLL_EVERY,
+    as_one_node,
     async_cluster_client,
     check_replies,
     cluster_unavailable,
+    fewest,
     folded,
     is_keyless,
     is_wait,
@@ -30,6 +34,9 @@ from conveyor.broker.cluster_routing import (
     memory_of,
     node_settings,
     pipelined,
+    resent,
+    target,
+    unsettled,
     with_sources,
     xread_per_slot,
     xread_streams,
@@ -77,7 +84,7 @@ class AsyncClusterTransport:
         """Send calls as `AsyncTransport.execute` does, each to its slot's node."""
 
         async def send(batch: Sequence[Call]) -> list[Any]:
-            return await self._send(batch, blocks)
+            return await self._settled(batch, blocks)
 
         try:
             replies = name_refusals(await drive_async(with_sources(calls), send))
@@ -87,6 +94,19 @@ class AsyncClusterTransport:
         except CLUSTER_UNAVAILABLE as exc:
             raise cluster_unavailable(exc, self.settings) from exc
         return check_replies(replies, self.settings, raise_errors)
+
+    async def _settled(self, calls: Sequence[Call], blocks: bool) -> list[Any]:
+        """`_send(calls)`, sending again those whose slot is migrating (see `unsettled`),
+        with a growing pause, until they run or MIGRATION_WAIT passes."""
+        replies = await self._send(calls, blocks)
+        deadline, pause = time.monotonic() + MIGRATION_WAIT, MIGRATION_PAUSE
+        while (again := resent(calls, replies)) and time.monotonic() < deadline:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+            sent = await self._send([calls[i] for i in again], blocks)
+            for i, reply in zip(again, sent, strict=True):
+                replies[i] = fewest(replies[i], reply) if is_wait(calls[i]) else reply
+        return replies
 
     async def _send(self, calls: Sequence[Call], blocks: bool = False) -> list[Any]:
         replies: list[Any] = [None] * len(calls)
@@ -108,10 +128,11 @@ class AsyncClusterTransport:
 
     async def _one(self, call: Call) -> Any:
         await self.client.initialize()
-        client = self.client
-        node = client.get_node_from_key(call.route) if call.route else client.get_default_node()
+        node = target(self.client, call)
+        if node is None:
+            return ResponseError(f"no master {call.node} in the Cluster")
         try:
-            return await client.execute_command(*call.args, target_nodes=node)
+            return as_one_node(await self.client.execute_command(*call.args, target_nodes=node))
         except ResponseError as exc:
             return exc
 
@@ -229,6 +250,8 @@ class AsyncClusterTransport:
             raise cluster_unavailable(exc, self.settings) from exc
         if any(isinstance(reply, AskError) for reply in replies):
             await self._lost(key)
+            return None
+        if unsettled(replies):  # the slot is migrating: `execute` sends them again
             return None
         if any(isinstance(reply, NoScriptError) for reply in replies):
             return None

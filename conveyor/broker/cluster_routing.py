@@ -14,7 +14,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.crc import key_slot
-from redis.exceptions import ClusterError, NoScriptError, RedisClusterException
+from redis.exceptions import ClusterError, NoScriptError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -27,14 +27,18 @@ from conveyor.errors import BrokerFullError, BrokerUnavailableError
 from conveyor.redis_url import ClusterAddress, cluster_nodes, is_cluster_url
 from conveyor.settings import Settings
 
-#: Errors that mean the Cluster (or the node of a slot) cannot answer now.
-CLUSTER_UNAVAILABLE = (*UNAVAILABLE, ClusterError, RedisClusterException)
+#: Errors that mean the Cluster (or the node of a slot) cannot answer now: TRYAGAIN too,
+#: once a migrating slot kept it up longer than MIGRATION_WAIT.
+CLUSTER_UNAVAILABLE = (*UNAVAILABLE, ClusterError, RedisClusterException, TryAgainError)
 #: Commands without a key: a cluster pipeline cannot route them, so they go one by one.
 KEYLESS = frozenset(
-    {"TIME", "PING", "INFO", "CONFIG", "CLIENT", "MEMORY", "DBSIZE", "CLUSTER", "ACL"}
+    {"TIME", "PING", "INFO", "CONFIG", "CLIENT", "MEMORY", "DBSIZE", "CLUSTER", "ACL", "SCAN"}
 )
 #: How often a blocking XREAD over streams of several slots looks again (seconds).
 POLL_EVERY = 0.1
+#: Longest a call is sent again while its slot migrates (seconds), and the first pause.
+MIGRATION_WAIT = 10.0
+MIGRATION_PAUSE = 0.02
 
 
 # -- routing (pure) -----------------------------------------------------------------------
@@ -42,7 +46,51 @@ POLL_EVERY = 0.1
 
 def is_keyless(call: Call) -> bool:
     """Whether `call` has no key a cluster pipeline could route it by."""
-    return call.route is not None or str(call.args[0]).split()[0].upper() in KEYLESS
+    if call.route is not None or call.node is not None:
+        return True
+    return str(call.args[0]).split()[0].upper() in KEYLESS
+
+
+def target(client: Any, call: Call) -> Any:
+    """The node of either cluster client that answers the keyless `call`: the master it
+    names, that of its route's key, or the client's default node. None for a master the
+    client does not know (a stale address: the call then fails as a refused command)."""
+    if call.node is not None:
+        host, _, port = call.node.rpartition(":")
+        return client.get_node(host=host.strip("[]"), port=int(port))
+    if call.route is not None:
+        return client.get_node_from_key(call.route)
+    return client.get_default_node()
+
+
+def as_one_node(reply: Any) -> Any:
+    """A keyless call's reply as a standalone Redis gives it: the cluster clients merge a
+    SCAN's replies per node into ({node: cursor}, keys), even when one node answered."""
+    if isinstance(reply, tuple) and isinstance(reply[0], dict):
+        cursors: dict[Any, Any] = reply[0]
+        return [next(iter(cursors.values()), 0), reply[1]]
+    return reply
+
+
+def unsettled(replies: Sequence[Any]) -> list[int]:
+    """Where a reply says the call did not run because its slot is migrating: TRYAGAIN
+    (the call's keys are split between the two nodes for now), or redis-py giving up after
+    its 16 redirections and TRYAGAINs ("TTL exhausted"). Either is safe to send again:
+    nothing ran; it succeeds once the keys it names are together on one node."""
+    return [
+        i for i, reply in enumerate(replies)
+        if isinstance(reply, TryAgainError)
+        or (isinstance(reply, ClusterError) and "TTL exhausted" in str(reply))
+    ]  # fmt: skip
+
+
+def resent(calls: Sequence[Call], replies: Sequence[Any]) -> list[int]:
+    """What to send again: the calls whose slot is migrating (see `unsettled`) and, with
+    them, the batch's WAITs, which confirmed nothing of a call that had not run yet."""
+    waiting = unsettled(replies)
+    if not waiting:
+        return []
+    return sorted({*waiting, *(i for i, call in enumerate(calls) if is_wait(call))})
 
 
 def is_wait(call: Call) -> bool:

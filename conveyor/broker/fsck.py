@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.broker.admin import Procedure, command
+from conveyor.broker.admin import Admin, Procedure, command
 from conveyor.broker.keys import QueueKeys
 from conveyor.broker.ops import Op, Operations, raw
 from conveyor.broker.scripts import Call
@@ -77,6 +77,13 @@ class Fsck:
             findings += yield from self._check_flow(keys, repair)
         return findings
 
+    def _nodes(self) -> Procedure[list[str | None]]:
+        """Where a scan of the whole keyspace must look: each master of a Redis Cluster
+        (SCAN reads one node), or the one Redis (None)."""
+        masters = yield from Admin(self.ops).cluster_masters()
+        nodes: list[str | None] = [*sorted({m.address for m in masters})]
+        return nodes or [None]
+
     def _registered(self) -> Procedure[list[str]]:
         members = yield command("SMEMBERS", self.keys.queues)
         return sorted(m.decode() for m in members)
@@ -88,12 +95,13 @@ class Fsck:
             rf"^{re.escape(self.keys.prefix)}:\{{([^}}]+)\}}:(pending|ready|active|scheduled|dead|paused|task:.+)$"
         )
         seen: set[str] = set()
-        cursor = 0
-        while True:
-            cursor, keys = yield self._scan(cursor, f"{self.keys.prefix}:{{*}}:*")
-            seen.update(match[1] for match in map(pattern.match, keys) if match)
-            if cursor == 0:
-                break
+        for node in (yield from self._nodes()):
+            cursor = 0
+            while True:
+                cursor, keys = yield self._scan(cursor, f"{self.keys.prefix}:{{*}}:*", node=node)
+                seen.update(match[1] for match in map(pattern.match, keys) if match)
+                if cursor == 0:
+                    break
         missing = sorted(seen - set((yield from self._registered())))
         valid = [q for q in missing if _valid_queue(q)]
         if repair and valid:
@@ -142,7 +150,7 @@ class Fsck:
         prefix = keys.task_prefix
         cursor = 0
         while True:
-            cursor, found = yield self._scan(cursor, _glob_escape(prefix) + "*")
+            cursor, found = yield self._scan(cursor, _glob_escape(prefix) + "*", keys.base)
             ids = [key[len(prefix) :] for key in found]
             for start in range(0, len(ids), BATCH):
                 batch = ids[start : start + BATCH]
@@ -190,7 +198,7 @@ class Fsck:
         cursor = 0
         locks: list[str] = []
         while True:
-            cursor, found = yield self._scan(cursor, _glob_escape(unique_prefix) + "*")
+            cursor, found = yield self._scan(cursor, _glob_escape(unique_prefix) + "*", keys.base)
             locks += [key[len(unique_prefix) :] for key in found]
             if cursor == 0:
                 break
@@ -206,14 +214,21 @@ class Fsck:
         return findings
 
     @staticmethod
-    def _scan(cursor: int, pattern: str) -> Op[tuple[int, list[str]]]:
-        """One SCAN step: the next cursor (0 at the end) and the keys it found."""
+    def _scan(
+        cursor: int, pattern: str, route: str | None = None, *, node: str | None = None
+    ) -> Op[tuple[int, list[str]]]:
+        """One SCAN step: the next cursor (0 at the end) and the keys it found; on a Redis
+        Cluster, on the node of the key `route` (a queue's keys share its slot) or on the
+        master `node`."""
 
         def decode(replies: list[Any]) -> tuple[int, list[str]]:
             cursor, keys = replies[0]
             return int(cursor), [k.decode() for k in keys]
 
-        return Op([Call.command("SCAN", cursor, "MATCH", pattern, "COUNT", BATCH)], decode)
+        scan = Call.command(
+            "SCAN", cursor, "MATCH", pattern, "COUNT", BATCH, route=route, node=node
+        )
+        return Op([scan], decode)
 
 
 def _findings(queue: str, reply: list[Any], where: str) -> list[Finding]:

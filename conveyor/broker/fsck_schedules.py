@@ -7,8 +7,9 @@ from typing import Any
 
 from conveyor.broker.admin import Procedure, command
 from conveyor.broker.fsck import BATCH, Finding
-from conveyor.broker.ops import Operations, scored
+from conveyor.broker.ops import Operations, raw, scored
 from conveyor.broker.schedules import MAX_SCHEDULES, ScheduleAdmin
+from conveyor.broker.scripts import Call
 from conveyor.errors import ConveyorError
 from conveyor.schedule import Schedule
 
@@ -56,7 +57,10 @@ def _stored_ids(ops: Operations) -> Procedure[set[str]]:
     found: set[str] = set()
     cursor = 0
     while True:
-        cursor, keys = yield command("SCAN", cursor, "MATCH", prefix + "*", "COUNT", BATCH)
+        # on a Redis Cluster, on the node of the `{schedules}` slot
+        scan = Call.command("SCAN", cursor, "MATCH", prefix + "*", "COUNT", BATCH,
+                            route=ops.keys.schedules)  # fmt: skip
+        cursor, keys = yield raw(scan)
         found.update(key.decode()[len(prefix) :] for key in keys)
         if int(cursor) == 0 or len(found) >= MAX_SCHEDULES:
             return found

@@ -356,13 +356,14 @@ class SyncInspector:
         """Redis answers; BrokerUnavailableError if not."""
         self._run(self._admin.ping())
 
-    def server_config(self) -> dict[str, str]:
-        """Redis' CONFIG GET *; ReplyError where CONFIG is forbidden."""
-        return self._run(self._admin.server_config())
+    def server_config(self, node: str | None = None) -> dict[str, str]:
+        """Redis' CONFIG GET * (`node`: of that Cluster master); ReplyError where CONFIG
+        is forbidden."""
+        return self._run(self._admin.server_config(node))
 
-    def server_info(self) -> dict[str, Any]:
-        """Redis' INFO all."""
-        return self._run(self._admin.server_info())
+    def server_info(self, node: str | None = None) -> dict[str, Any]:
+        """Redis' INFO all (`node`: of that Cluster master)."""
+        return self._run(self._admin.server_info(node))
 
     def server_address(self) -> str:
         """host:port of the Redis that calls go to now (a Sentinel group's current master)."""

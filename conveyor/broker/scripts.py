@@ -46,13 +46,15 @@ class Call:
     """One command to send: a script call (EVALSHA) or a plain command.
 
     `route` names a key whose node must answer a keyless command in a Redis Cluster
-    (e.g. CLIENT LIST where the workers' presence connections block); a standalone Redis
-    ignores it.
+    (e.g. CLIENT LIST where the workers' presence connections block); `node` names the
+    master (host:port) that must answer one that is per node (SCAN, INFO, CONFIG: a tool
+    asks each master in turn). A standalone Redis ignores both.
     """
 
     args: tuple[Arg, ...]
     script: Script | None = field(default=None)
     route: str | None = field(default=None)
+    node: str | None = field(default=None)
 
     @classmethod
     def script_call(cls, script: Script, keys: list[str], argv: list[Arg]) -> Call:
@@ -60,9 +62,9 @@ class Call:
         return cls(("EVALSHA", script.sha, len(keys), *keys, *argv), script)
 
     @classmethod
-    def command(cls, *args: Arg, route: str | None = None) -> Call:
-        """A plain Redis command; `route`: see the class."""
-        return cls(args, route=route)
+    def command(cls, *args: Arg, route: str | None = None, node: str | None = None) -> Call:
+        """A plain Redis command; `route` and `node`: see the class."""
+        return cls(args, route=route, node=node)
 
 
 @cache

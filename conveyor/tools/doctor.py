@@ -18,6 +18,8 @@ from conveyor.settings import url_is_tls
 from conveyor.tools.health import evaluate_config
 
 PINGS = 20
+#: The checks of a server's own INFO and CONFIG, run on each master of a Cluster.
+SERVER_CHECKS = ("version", "mode", "eviction", "persistence", "memory")
 
 
 class Verdict(StrEnum):
@@ -26,6 +28,10 @@ class Verdict(StrEnum):
     OK = "ok"
     WARN = "warn"
     FAIL = "fail"
+
+
+#: Verdicts from best to worst.
+_RANK = {Verdict.OK: 0, Verdict.WARN: 1, Verdict.FAIL: 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +53,10 @@ class Doctor:
     def run(self) -> list[Check]:
         """Every check, in a stable order; a check that cannot run is a failure (one that
         Redis refused, an ACL say, fails with Redis' reason)."""
-        info = functools.cache(self.inspector.server_info)
-        config = self._config()
         checks: dict[str, Callable[[], Check]] = {
             "connection": self._connection,
             "permissions": self._permissions,
-            "version": lambda: _version(info()),
-            "mode": lambda: _mode(info()),
-            "eviction": lambda: _eviction(config),
-            "persistence": lambda: _persistence(config),
-            "memory": lambda: _memory(info()),
+            **self._server_checks(),
             "latency": self._latency,
             "clock": self._clock,
             "workers": self._workers,
@@ -68,9 +68,32 @@ class Doctor:
             checks = dict([*items[:at], masters, *items[at:]])
         return [_guarded(name, check) for name, check in checks.items()]
 
-    def _config(self) -> dict[str, str] | None:
+    def _server_checks(self) -> dict[str, Callable[[], Check]]:
+        """The checks of the server's INFO and CONFIG: of the one Redis, or of each master
+        of a Redis Cluster (each has its own, and one unsafe master loses its queues)."""
+        if not self.inspector.broker.settings.cluster:
+            return self._node_checks(None)
+        nodes = sorted({m.address for m in self.inspector.cluster_masters()})
+        each = {node: self._node_checks(node) for node in nodes}
+        return {
+            name: functools.partial(_every_master, name, {n: each[n][name] for n in nodes})
+            for name in SERVER_CHECKS
+        }
+
+    def _node_checks(self, node: str | None) -> dict[str, Callable[[], Check]]:
+        info = functools.cache(functools.partial(self.inspector.server_info, node))
+        config = functools.cache(functools.partial(self._config, node))
+        return {
+            "version": lambda: _version(info()),
+            "mode": lambda: _mode(info()),
+            "eviction": lambda: _eviction(config()),
+            "persistence": lambda: _persistence(config()),
+            "memory": lambda: _memory(info()),
+        }
+
+    def _config(self, node: str | None = None) -> dict[str, str] | None:
         try:
-            return self.inspector.server_config()
+            return self.inspector.server_config(node)
         except ReplyError:  # managed Redis often forbids CONFIG
             return None
 
@@ -155,6 +178,17 @@ def _guarded(name: str, check: Callable[[], Check]) -> Check:
         return check()
     except ReplyError as exc:
         return Check(name, Verdict.FAIL, f"Redis refused: {exc}", "see the permissions check")
+
+
+def _every_master(name: str, checks: dict[str, Callable[[], Check]]) -> Check:
+    """One check run on each master, as one line: the worst verdict, naming the masters
+    that have it (the detail once when every master says the same)."""
+    found = {node: _guarded(name, check) for node, check in checks.items()}
+    worst = max(found.values(), key=lambda c: _RANK[c.verdict])
+    if len({c.detail for c in found.values()}) == 1:
+        return Check(name, worst.verdict, f"{worst.detail} (all {len(found)} masters)", worst.fix)
+    named = [f"{node}: {c.detail}" for node, c in found.items() if c.verdict is worst.verdict]
+    return Check(name, worst.verdict, "; ".join(named), worst.fix)
 
 
 def _version(info: dict[str, Any]) -> Check:

@@ -1,15 +1,25 @@
-"""The Cluster transport's WAIT routing, without I/O: one WAIT per master that took a
-keyed call before it, its replies folded to the fewest replicas, and the WAITs sent
-again after a node ran a script only on the second round trip (NOSCRIPT)."""
+"""The Cluster transport's pure decisions, without I/O: one WAIT per master that took a
+keyed call before it, its replies folded to the fewest replicas, and the WAITs sent again
+with calls that ran only on a later round trip (NOSCRIPT, a migrating slot); which replies
+mean "the slot is migrating, send again"; how a per-node SCAN reply reads; and which calls
+go one by one to a chosen node."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ClusterError, NoScriptError, ResponseError, TryAgainError
 
-from conveyor.broker.cluster_routing import folded, pipelined, with_sources
+from conveyor.broker.cluster_routing import (
+    as_one_node,
+    folded,
+    is_keyless,
+    pipelined,
+    resent,
+    unsettled,
+    with_sources,
+)
 from conveyor.broker.scripts import Call, load_scripts
 
 
@@ -81,3 +91,39 @@ def test_waits_go_again_after_a_node_ran_a_script_only_on_the_second_round_trip(
         assert done.value == ["ran", 0]
     else:
         raise AssertionError("two round trips at most")
+
+
+def test_only_tryagain_and_exhausted_redirections_are_sent_again() -> None:
+    replies = [
+        TryAgainError("Multiple keys request during rehashing of slot"),
+        1,
+        ClusterError("TTL exhausted."),
+        ClusterError("Cluster is down"),  # unavailable: reported, not retried
+        ResponseError("ERR a script failed"),  # a real error: it ran
+        None,
+    ]
+    assert unsettled(replies) == [0, 2]
+    assert unsettled([1, b"OK", None]) == []
+
+
+def test_a_scan_merged_per_node_reads_as_one_redis_answers_it() -> None:
+    assert as_one_node(({"127.0.0.1:7000": 17}, [b"a", b"b"])) == [17, [b"a", b"b"]]
+    assert as_one_node(({}, [])) == [0, []]
+    assert as_one_node([3, [b"a"]]) == [3, [b"a"]]
+    assert as_one_node({"redis_version": "7.0"}) == {"redis_version": "7.0"}
+
+
+def test_a_scan_or_a_call_naming_a_node_goes_alone_to_a_node() -> None:
+    assert is_keyless(Call.command("SCAN", 0, "MATCH", "p:*"))
+    assert is_keyless(Call.command("INFO", "all", node="127.0.0.1:7000"))
+    assert is_keyless(Call.command("GET", "k", node="127.0.0.1:7000"))
+    assert not is_keyless(Call.command("GET", "k"))
+
+
+def test_waits_go_again_with_the_calls_of_a_migrating_slot() -> None:
+    write = Call.command("LPUSH", "{q}:ready", 1)
+    other = Call.command("LPUSH", "{r}:ready", 1)
+    wait = Call.command("WAIT", 1, 100)
+    # the write did not run (TRYAGAIN): its WAIT confirmed nothing of it, so both go again
+    assert resent([write, other, wait], [TryAgainError("TRYAGAIN"), 1, 1]) == [0, 2]
+    assert resent([write, other, wait], [1, 1, 1]) == []

@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -226,6 +227,50 @@ class LocalCluster:
                     port = int(replicas[0][1])
         return next(n for n in self.nodes if n.port == port)
 
+    def node_id(self, node: RedisServer) -> str:
+        """The Cluster's id of `node`."""
+        with contextlib.closing(self.client(node)) as client:
+            return str(client.execute_command("CLUSTER", "MYID").decode())  # type: ignore[no-untyped-call]
+
+    def primaries(self) -> list[RedisServer]:
+        """The running nodes that serve slots now."""
+        with contextlib.closing(self.client(self.running()[0])) as client:
+            ports = {int(master[1]) for _, _, master, *_ in self.slots(client)}
+        return [n for n in self.running() if n.port in ports]
+
+    def move_slot(self, slot: int, target: RedisServer, batch: int = 10, pause: float = 0.0) -> int:
+        """Migrate `slot` to `target` live, as `redis-cli --cluster reshard` does (see
+        `SlotMove`); `pause` s between two batches of `batch` keys, so clients meet ASK
+        and TRYAGAIN meanwhile. Returns how many keys moved."""
+        with self.splitting(slot, target) as move:
+            return move.migrate_all(batch, pause)
+
+    @contextlib.contextmanager
+    def splitting(self, slot: int, target: RedisServer) -> Iterator[SlotMove]:
+        """`slot` migrating to `target` for the block; then its other keys moved and the
+        slot assigned to `target` on every master."""
+        source = self._owner(slot)
+        move = SlotMove(self, slot, source, target)
+        with contextlib.closing(move.old), contextlib.closing(move.new):
+            move.new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(source))  # type: ignore[no-untyped-call]
+            move.old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(target))  # type: ignore[no-untyped-call]
+            yield move
+            move.migrate_all(batch=100, pause=0.0)
+            target_id = self.node_id(target)
+            others = [m for m in self.primaries() if m not in (target, source)]
+            for node in [target, source, *others]:
+                with contextlib.closing(self.client(node)) as client:
+                    client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)  # type: ignore[no-untyped-call]
+
+    def _owner(self, slot: int) -> RedisServer:
+        with contextlib.closing(self.client(self.running()[0])) as client:
+            port = next(
+                int(master[1])
+                for start, end, master, *_ in self.slots(client)
+                if start <= slot <= end
+            )
+        return next(n for n in self.nodes if n.port == port)
+
     def stop(self) -> None:
         """Stop every node and remove its data, whatever state the cluster is in."""
         for node in self.nodes:
@@ -242,6 +287,32 @@ class LocalCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class SlotMove:
+    """One slot migrating from `source` to `target`: IMPORTING on the target, MIGRATING on
+    the source, its keys moved by MIGRATE."""
+
+    def __init__(
+        self, cluster: LocalCluster, slot: int, source: RedisServer, target: RedisServer
+    ) -> None:
+        self.slot, self.target = slot, target
+        self.old, self.new = cluster.client(source), cluster.client(target)
+
+    def migrate(self, keys: list[Any]) -> None:
+        """Move these keys (those still on the source) now."""
+        self.old.execute_command(  # type: ignore[no-untyped-call]
+            "MIGRATE", "127.0.0.1", self.target.port, "", 0, 5000, "KEYS", *keys
+        )
+
+    def migrate_all(self, batch: int, pause: float) -> int:
+        """Move every key left, `batch` at a time, `pause` s apart; how many moved."""
+        moved = 0
+        while keys := self.old.execute_command("CLUSTER", "GETKEYSINSLOT", self.slot, batch):  # type: ignore[no-untyped-call]
+            self.migrate(keys)
+            moved += len(keys)
+            time.sleep(pause)
+        return moved
 
 
 def spread_queues(cluster: LocalCluster, prefix: str, per_master: int = 1) -> list[str]:
