@@ -8,19 +8,21 @@ bulk (`enqueue_many`, 10,000 a call), round-robin over the queues, from this pro
 starts `conveyor worker --workers N` on all the queues (equal weights) and times it from
 its start to the last task's INCR on a third Redis (the suite's Conveyor driver: async
 handlers, concurrency 200). Each phase is read from every node's INFO: Redis CPU, commands,
-requests (round trips) and bytes; the producer's and the workers' own CPU beside them. Runs
-alternate between the deployments, medians of `--repeats`.
+requests (round trips) and bytes; the producer's and the workers' own CPU beside them. Before
+each run, one idle second measures what the nodes spend with no work (their cron, the
+Cluster's bus). Runs alternate between the deployments, medians of `--repeats`.
 
 On a 2-core machine the Cluster's three masters, their replicas, the workers and the
 producer share two cores: the rates cannot show the Cluster scaling; the CPU each master
 spends per task, and how the work splits between the masters, they can.
 
-python -m benchmarks.cluster                         # 20,000 tasks a run, 5 repeats
+python -m benchmarks.cluster                         # 60,000 tasks a run, 5 repeats
 python -m benchmarks.cluster --quick --json c.json   # tiny sizes (CI's test)
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -43,14 +45,16 @@ CONCURRENCY = 200
 #: The workers' CPU per task is counted once this share of the tasks is done (start-up
 #: and imports are not a per-task cost).
 WARM = 0.1
+#: Seconds each run first leaves the deployment idle, to measure its background CPU.
+IDLE = 1.0
 
 
 @dataclass(frozen=True)
 class Sizes:
     """Tasks per run (one at a time, in bulk), queues, worker processes, runs."""
 
-    singles: int = 4_000
-    bulk: int = 20_000
+    singles: int = 10_000
+    bulk: int = 50_000
     queues: int = 12
     processes: int = 2
     repeats: int = 5
@@ -165,7 +169,9 @@ def one_run(
     counts.flushall()
     counts.close()
     n = sizes.singles + sizes.bulk
-    phases = enqueue(deployment, queues, sizes)
+    with Phase(deployment) as idle:  # what the nodes spend with no work: cron, cluster bus
+        time.sleep(IDLE)
+    phases = {"idle": idle.record(), **enqueue(deployment, queues, sizes)}
     phases["process"] = process(deployment, queues, n, sizes.processes, counter)
     tasks = {q: len(range(i, sizes.singles, len(queues))) + len(range(i, sizes.bulk, len(queues)))
              for i, q in enumerate(queues)}  # fmt: skip
@@ -176,6 +182,7 @@ def one_run(
 def run(sizes: Sizes, binary: str) -> dict[str, Any]:
     """Both deployments, alternating, `repeats` times; the results document."""
     runs: dict[str, list[dict[str, Any]]] = {}
+    machine = cluster_figures.machine()
     with (
         cluster_nodes.single(binary) as single,
         cluster_nodes.cluster(binary) as cluster,
@@ -194,7 +201,7 @@ def run(sizes: Sizes, binary: str) -> dict[str, Any]:
             "sizes": asdict(sizes),
             "redis": single.version(),
             "concurrency": CONCURRENCY,
-            "machine": cluster_figures.machine(),
+            "machine": {**machine, "load_average_after": os.getloadavg()},
             "queues": {q: cluster.master_of(q) for q in queues},
             "nodes": {name: cluster_nodes.describe(d) for name, d in deployments.items()},
             "runs": runs,
@@ -205,8 +212,8 @@ def run(sizes: Sizes, binary: str) -> dict[str, Any]:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--quick", is_flag=True, help="Tiny sizes, one repeat (as --smoke).")
-@click.option("--singles", type=click.IntRange(min=0), help="Enqueued one at a time (4,000).")
-@click.option("--bulk", type=click.IntRange(min=1), help="Enqueued in bulk (20,000).")
+@click.option("--singles", type=click.IntRange(min=0), help="Enqueued one at a time (10,000).")
+@click.option("--bulk", type=click.IntRange(min=1), help="Enqueued in bulk (50,000).")
 @click.option("--queues", type=click.IntRange(min=3), help="A multiple of 3 (12).")
 @click.option("--processes", type=click.IntRange(min=1), help="Worker processes (2).")
 @click.option("--repeats", type=click.IntRange(min=1), help="Runs per deployment (5).")

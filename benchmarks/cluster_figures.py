@@ -43,6 +43,11 @@ def figures(run: dict[str, Any], deployment: Deployment) -> dict[str, float]:
         found[f"{phase}.replica_cpu_us_per_task"] = replicated / count
         if phase != "process":  # the producer is this process
             found[f"{phase}.producer_cpu_us_per_task"] = phases[phase]["cpu_seconds"] * 1e6 / count
+    idle = phases["idle"]
+    found["idle.cpu_us_per_s"] = sum(idle["nodes"][m]["cpu_us"] for m in masters) / idle["seconds"]
+    found["idle.replica_cpu_us_per_s"] = (
+        sum(idle["nodes"][r]["cpu_us"] for r in replicas) / idle["seconds"]
+    )
     found.update(_split(run, deployment, masters))
     return found
 
@@ -118,6 +123,8 @@ ROWS = (
     ("bytes to replicas/task: claim, run, ack", "process.repl_bytes_per_task", 0),
     ("bytes of memory per pending task", "pending_bytes_per_task", 0),
     ("worker CPU µs/task", "worker_cpu_us_per_task", 0),
+    ("Redis CPU while idle, µs per second (masters)", "idle.cpu_us_per_s", 0),
+    ("Redis CPU while idle, µs per second (replicas)", "idle.replica_cpu_us_per_s", 0),
     ("producer CPU µs/task: enqueue one at a time", "one.producer_cpu_us_per_task", 0),
     ("producer CPU µs/task: enqueue in bulk", "bulk.producer_cpu_us_per_task", 1),
 )
@@ -129,7 +136,8 @@ def markdown(results: dict[str, Any]) -> str:
     single, cluster = summary["single"], summary["cluster"]
     lines = [
         f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, "
-        f"Redis {results['redis']}, load average {m['load_average'][0]:.2f} at the start. "
+        f"Redis {results['redis']}, load average {m['load_average'][0]:.2f} at the start "
+        f"and {m['load_average_after'][0]:.2f} at the end. "
         f"Per run: {s['singles']:,} tasks enqueued one at a time and {s['bulk']:,} in bulk "
         f"over {s['queues']} queues, then processed by {s['processes']} worker process(es) "
         f"(async handlers, concurrency {results['concurrency']}). Single: a master and a "
