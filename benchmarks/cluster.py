@@ -3,8 +3,9 @@
 Both deployments run at once, each as deployed: the single Redis is a master with a
 replica; the Cluster is the tests' local one (3 masters, a replica each; see
 `cluster_nodes.py`). A run takes `--queues` queues, as many on each master of the Cluster,
-and on one deployment: enqueues `--singles` no-op tasks one at a time, then `--bulk` in
-bulk (`enqueue_many`, 10,000 a call), round-robin over the queues, from this process; then
+and on one deployment: enqueues `--singles` no-op tasks one at a time (sync), then
+`--concurrent` with `enqueue_async` from 64 coroutines, then `--bulk` in bulk
+(`enqueue_many`, 10,000 a call), round-robin over the queues, from this process; then
 starts `conveyor worker --workers N` on all the queues (equal weights) and times it from
 its start to the last task's INCR on a third Redis (the suite's Conveyor driver: async
 handlers, concurrency 200). Each phase is read from every node's INFO: Redis CPU, commands,
@@ -22,6 +23,7 @@ python -m benchmarks.cluster --quick --json c.json   # tiny sizes (CI's test)
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -45,6 +47,8 @@ CONCURRENCY = 200
 #: The workers' CPU per task is counted once this share of the tasks is done (start-up
 #: and imports are not a per-task cost).
 WARM = 0.1
+#: Coroutines enqueueing at once in the concurrent phase (the suite's figure).
+CALLERS = 64
 #: Seconds each run first leaves the deployment idle, to measure its background CPU.
 IDLE = 1.0
 
@@ -54,13 +58,14 @@ class Sizes:
     """Tasks per run (one at a time, in bulk), queues, worker processes, runs."""
 
     singles: int = 10_000
+    concurrent: int = 20_000
     bulk: int = 50_000
     queues: int = 12
     processes: int = 2
     repeats: int = 5
 
 
-QUICK = Sizes(singles=60, bulk=600, queues=6, processes=1, repeats=1)
+QUICK = Sizes(singles=60, concurrent=200, bulk=600, queues=6, processes=1, repeats=1)
 
 
 def _worker_command(url: str, queues: list[str], processes: int) -> Any:
@@ -114,12 +119,29 @@ def enqueue(deployment: Deployment, queues: list[str], sizes: Sizes) -> dict[str
         with Phase(deployment) as one:
             for i in range(sizes.singles):
                 app.enqueue("noop", payload=_common.payload(i), queue=queues[i % len(queues)])
+        with Phase(deployment) as concurrent:
+            asyncio.run(_enqueue_async(deployment.url, queues, sizes))
         with Phase(deployment) as bulk:
             for chunk in _common.chunks(range(sizes.bulk), 10_000):
                 app.enqueue_many(_message(app, i, queues) for i in chunk)
     finally:
         app.close()
-    return {"one": one.record(), "bulk": bulk.record()}
+    return {"one": one.record(), "async": concurrent.record(), "bulk": bulk.record()}
+
+
+async def _enqueue_async(url: str, queues: list[str], sizes: Sizes) -> None:
+    """`concurrent` tasks from `CALLERS` coroutines sharing one app, each in turn."""
+    app = Conveyor(redis_url=url, log_level="WARNING")
+
+    async def share(first: int) -> None:
+        for i in range(first, sizes.concurrent, CALLERS):
+            queue = queues[i % len(queues)]
+            await app.enqueue_async("noop", payload=_common.payload(i), queue=queue)
+
+    try:
+        await asyncio.gather(*(share(c) for c in range(CALLERS)))
+    finally:
+        await app.aclose()
 
 
 def process(
@@ -168,15 +190,16 @@ def one_run(
     counts = redis.Redis.from_url(counter.url)
     counts.flushall()
     counts.close()
-    n = sizes.singles + sizes.bulk
+    enqueued = (sizes.singles, sizes.concurrent, sizes.bulk)
+    n = sum(enqueued)
     with Phase(deployment) as idle:  # what the nodes spend with no work: cron, cluster bus
         time.sleep(IDLE)
     phases = {"idle": idle.record(), **enqueue(deployment, queues, sizes)}
     phases["process"] = process(deployment, queues, n, sizes.processes, counter)
-    tasks = {q: len(range(i, sizes.singles, len(queues))) + len(range(i, sizes.bulk, len(queues)))
+    tasks = {q: sum(len(range(i, size, len(queues))) for size in enqueued)
              for i, q in enumerate(queues)}  # fmt: skip
-    return {"n": n, "singles": sizes.singles, "bulk": sizes.bulk, "tasks": tasks,
-            "phases": phases}  # fmt: skip
+    return {"n": n, "singles": sizes.singles, "concurrent": sizes.concurrent, "bulk": sizes.bulk,
+            "tasks": tasks, "phases": phases}  # fmt: skip
 
 
 def run(sizes: Sizes, binary: str) -> dict[str, Any]:
@@ -213,6 +236,9 @@ def run(sizes: Sizes, binary: str) -> dict[str, Any]:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--quick", is_flag=True, help="Tiny sizes, one repeat (as --smoke).")
 @click.option("--singles", type=click.IntRange(min=0), help="Enqueued one at a time (10,000).")
+@click.option(
+    "--concurrent", type=click.IntRange(min=0), help="Enqueued by 64 coroutines (20,000)."
+)
 @click.option("--bulk", type=click.IntRange(min=1), help="Enqueued in bulk (50,000).")
 @click.option("--queues", type=click.IntRange(min=3), help="A multiple of 3 (12).")
 @click.option("--processes", type=click.IntRange(min=1), help="Worker processes (2).")
@@ -221,6 +247,7 @@ def run(sizes: Sizes, binary: str) -> dict[str, Any]:
 def main(
     quick: bool,
     singles: int | None,
+    concurrent: int | None,
     bulk: int | None,
     queues: int | None,
     processes: int | None,
@@ -232,8 +259,8 @@ def main(
 ) -> None:
     """A single Redis and a 3-master Cluster: tasks/s, and Redis CPU per task per master."""
     sizes = QUICK if quick or smoke else Sizes()
-    given = {"singles": singles, "bulk": bulk, "queues": queues, "processes": processes,
-             "repeats": repeats}  # fmt: skip
+    given = {"singles": singles, "concurrent": concurrent, "bulk": bulk, "queues": queues,
+             "processes": processes, "repeats": repeats}  # fmt: skip
     sizes = replace(sizes, **{k: v for k, v in given.items() if v is not None})
     if sizes.queues % 3:
         raise click.BadParameter("a multiple of 3, spread evenly", param_hint="--queues")

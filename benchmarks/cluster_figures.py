@@ -12,7 +12,8 @@ from benchmarks import costs
 from benchmarks.cluster_nodes import Deployment
 
 #: The measured phases, and the key of the run holding how many tasks each handled.
-PHASES = {"one": "singles", "bulk": "bulk", "process": "n"}
+PHASES = {"one": "singles", "async": "concurrent", "bulk": "bulk", "process": "n"}
+ENQUEUES = ("one", "async", "bulk")
 #: (key in the INFO deltas, name of the per-task figure)
 PER_TASK = (("cpu_us", "cpu_us"), ("reads", "round_trips"), ("net_in", "bytes_in"),
             ("net_out", "bytes_out"), ("repl_out", "repl_bytes"))  # fmt: skip
@@ -25,8 +26,7 @@ def figures(run: dict[str, Any], deployment: Deployment) -> dict[str, float]:
     replicas = [n.label for n in deployment.nodes if not n.is_master]
     found: dict[str, float] = {
         "rate": run["n"] / phases["process"]["seconds"],
-        "one_rate": run["singles"] / phases["one"]["seconds"] if run["singles"] else 0.0,
-        "bulk_rate": run["bulk"] / phases["bulk"]["seconds"],
+        **{f"{p}_rate": run[PHASES[p]] / phases[p]["seconds"] for p in ENQUEUES},
         "worker_cpu_us_per_task": phases["process"]["worker_cpu_us_per_task"],
         "pending_bytes_per_task": sum(
             _memory(phases[p]["nodes"][m]) for p in ("one", "bulk") for m in masters
@@ -78,7 +78,8 @@ def _split(run: dict[str, Any], deployment: Deployment, masters: list[str]) -> d
 def brief(found: dict[str, float]) -> str:
     """One line of a run's figures, for the log."""
     return (f"{found['rate']:,.0f} tasks/s end to end, {found['one_rate']:,.0f}/s one at a "
-            f"time, {found['bulk_rate']:,.0f}/s in bulk; Redis µs/task: one "
+            f"time, {found['async_rate']:,.0f}/s async, {found['bulk_rate']:,.0f}/s in bulk; "
+            f"Redis µs/task: one "
             f"{found['one.cpu_us_per_task']:.1f}, bulk {found['bulk.cpu_us_per_task']:.1f}, "
             f"process {found['process.cpu_us_per_task']:.1f}; workers "
             f"{found['worker_cpu_us_per_task']:.0f} µs/task")  # fmt: skip
@@ -102,8 +103,10 @@ def machine() -> dict[str, Any]:
 ROWS = (
     ("end to end, tasks/s", "rate", 0),
     ("enqueue one at a time, tasks/s", "one_rate", 0),
+    ("enqueue from 64 coroutines (async), tasks/s", "async_rate", 0),
     ("bulk enqueue, tasks/s", "bulk_rate", 0),
     ("Redis CPU µs/task (masters): enqueue one at a time", "one.cpu_us_per_task", 1),
+    ("Redis CPU µs/task (masters): enqueue from 64 coroutines", "async.cpu_us_per_task", 1),
     ("Redis CPU µs/task (masters): enqueue in bulk", "bulk.cpu_us_per_task", 1),
     ("Redis CPU µs/task (masters): claim, run, ack", "process.cpu_us_per_task", 1),
     ("replicas' CPU µs/task: enqueue one at a time", "one.replica_cpu_us_per_task", 1),
@@ -112,6 +115,7 @@ ROWS = (
     ("commands/task: enqueue in bulk", "bulk.commands_per_task", 3),
     ("commands/task: claim, run, ack", "process.commands_per_task", 2),
     ("round trips/task: enqueue one at a time", "one.round_trips_per_task", 2),
+    ("round trips/task: enqueue from 64 coroutines", "async.round_trips_per_task", 3),
     ("round trips/task: enqueue in bulk", "bulk.round_trips_per_task", 4),
     ("round trips/task: claim, run, ack", "process.round_trips_per_task", 3),
     ("bytes in/task: enqueue one at a time", "one.bytes_in_per_task", 0),
@@ -119,6 +123,7 @@ ROWS = (
     ("bytes in/task: claim, run, ack", "process.bytes_in_per_task", 0),
     ("bytes out/task: enqueue one at a time", "one.bytes_out_per_task", 0),
     ("bytes out/task: claim, run, ack", "process.bytes_out_per_task", 0),
+    ("bytes to replicas/task: enqueue one at a time", "one.repl_bytes_per_task", 0),
     ("bytes to replicas/task: enqueue in bulk", "bulk.repl_bytes_per_task", 0),
     ("bytes to replicas/task: claim, run, ack", "process.repl_bytes_per_task", 0),
     ("bytes of memory per pending task", "pending_bytes_per_task", 0),
@@ -126,6 +131,7 @@ ROWS = (
     ("Redis CPU while idle, µs per second (masters)", "idle.cpu_us_per_s", 0),
     ("Redis CPU while idle, µs per second (replicas)", "idle.replica_cpu_us_per_s", 0),
     ("producer CPU µs/task: enqueue one at a time", "one.producer_cpu_us_per_task", 0),
+    ("producer CPU µs/task: enqueue from 64 coroutines", "async.producer_cpu_us_per_task", 1),
     ("producer CPU µs/task: enqueue in bulk", "bulk.producer_cpu_us_per_task", 1),
 )
 
@@ -138,7 +144,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, "
         f"Redis {results['redis']}, load average {m['load_average'][0]:.2f} at the start "
         f"and {m['load_average_after'][0]:.2f} at the end. "
-        f"Per run: {s['singles']:,} tasks enqueued one at a time and {s['bulk']:,} in bulk "
+        f"Per run: {s['singles']:,} tasks enqueued one at a time, {s['concurrent']:,} from 64 "
+        f"coroutines and {s['bulk']:,} in bulk "
         f"over {s['queues']} queues, then processed by {s['processes']} worker process(es) "
         f"(async handlers, concurrency {results['concurrency']}). Single: a master and a "
         "replica; Cluster: 3 masters, a replica each. Medians of "

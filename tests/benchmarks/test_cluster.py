@@ -42,7 +42,8 @@ def test_every_task_enqueued_and_processed_on_both(quick: tuple[dict[str, Any], 
     assert list(results["runs"]) == ["single", "cluster"]
     for runs in results["runs"].values():
         [run] = runs
-        assert run["n"] == sizes["singles"] + sizes["bulk"] == sum(run["tasks"].values())
+        enqueued = sizes["singles"] + sizes["concurrent"] + sizes["bulk"]
+        assert run["n"] == enqueued == sum(run["tasks"].values())
         assert len(run["tasks"]) == sizes["queues"]
         process = run["phases"]["process"]["nodes"]
         # every task was claimed and acked by a script: at least two calls inside each
@@ -50,7 +51,7 @@ def test_every_task_enqueued_and_processed_on_both(quick: tuple[dict[str, Any], 
         figures = run["figures"]
         assert figures["rate"] > 0 and figures["worker_cpu_us_per_task"] > 0
         assert figures["process.commands_per_task"] > 2
-        for phase in ("one", "bulk", "process"):
+        for phase in ("one", "async", "bulk", "process"):
             assert figures[f"{phase}.cpu_us_per_task"] > 0, phase
 
 
