@@ -122,6 +122,7 @@ ROWS = (
     ("bytes in/task: enqueue in bulk", "bulk.bytes_in_per_task", 0),
     ("bytes in/task: claim, run, ack", "process.bytes_in_per_task", 0),
     ("bytes out/task: enqueue one at a time", "one.bytes_out_per_task", 0),
+    ("bytes out/task: enqueue in bulk", "bulk.bytes_out_per_task", 0),
     ("bytes out/task: claim, run, ack", "process.bytes_out_per_task", 0),
     ("bytes to replicas/task: enqueue one at a time", "one.repl_bytes_per_task", 0),
     ("bytes to replicas/task: enqueue in bulk", "bulk.repl_bytes_per_task", 0),

@@ -77,12 +77,14 @@ def snapshot(client: redis.Redis) -> dict[str, int]:
     counts them), bytes in and out to clients, bytes out to replicas, and the memory of
     the replication buffers."""
     stats, memory = client.info("stats"), client.info("memory")
+    repl_out = int(stats.get("total_net_repl_output_bytes", 0))
     return {
         **costs.snapshot(client),
         "reads": int(stats["total_reads_processed"]),
         "net_in": int(stats["total_net_input_bytes"]),
-        "net_out": int(stats["total_net_output_bytes"]),
-        "repl_out": int(stats.get("total_net_repl_output_bytes", 0)),
+        # INFO's output bytes include those sent to replicas (measured on 7.0.15): less them
+        "net_out": int(stats["total_net_output_bytes"]) - repl_out,
+        "repl_out": repl_out,
         "repl_buffers": int(memory.get("mem_total_replication_buffers", 0)),
     }
 
