@@ -10,8 +10,11 @@ starts `conveyor worker --workers N` on all the queues (equal weights) and times
 its start to the last task's INCR on a third Redis (the suite's Conveyor driver: async
 handlers, concurrency 200). Each phase is read from every node's INFO: Redis CPU, commands,
 requests (round trips) and bytes; the producer's and the workers' own CPU beside them. Before
-each run, one idle second measures what the nodes spend with no work (their cron, the
-Cluster's bus). Runs alternate between the deployments, medians of `--repeats`.
+each run, an idle second measures what the nodes spend with no work (their cron, the
+Cluster's bus). A third variant runs the Cluster with every queue on one master
+(`one_master`): the same work with no turn-taking between masters, which separates what a
+Cluster costs from what spreading over masters costs on a machine whose masters share
+cores. Runs take turns between the variants, medians of `--repeats`.
 
 On a 2-core machine the Cluster's three masters, their replicas, the workers and the
 producer share two cores: the rates cannot show the Cluster scaling; the CPU each master
@@ -49,8 +52,6 @@ CONCURRENCY = 200
 WARM = 0.1
 #: Coroutines enqueueing at once in the concurrent phase (the suite's figure).
 CALLERS = 64
-#: Seconds each run first leaves the deployment idle, to measure its background CPU.
-IDLE = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,11 @@ class Sizes:
     queues: int = 12
     processes: int = 2
     repeats: int = 5
+    #: seconds each run first leaves the deployment idle, to measure its background CPU
+    idle: float = 1.0
 
 
-QUICK = Sizes(singles=60, concurrent=200, bulk=600, queues=6, processes=1, repeats=1)
+QUICK = Sizes(singles=60, concurrent=200, bulk=600, queues=6, processes=1, repeats=1, idle=0.2)
 
 
 def _worker_command(url: str, queues: list[str], processes: int) -> Any:
@@ -193,7 +196,7 @@ def one_run(
     enqueued = (sizes.singles, sizes.concurrent, sizes.bulk)
     n = sum(enqueued)
     with Phase(deployment) as idle:  # what the nodes spend with no work: cron, cluster bus
-        time.sleep(IDLE)
+        time.sleep(sizes.idle)
     phases = {"idle": idle.record(), **enqueue(deployment, queues, sizes)}
     phases["process"] = process(deployment, queues, n, sizes.processes, counter)
     tasks = {q: sum(len(range(i, size, len(queues))) for size in enqueued)
@@ -203,7 +206,8 @@ def one_run(
 
 
 def run(sizes: Sizes, binary: str) -> dict[str, Any]:
-    """Both deployments, alternating, `repeats` times; the results document."""
+    """The single Redis, the Cluster, and the Cluster with every queue on one master, in
+    turn, `repeats` times; the results document."""
     runs: dict[str, list[dict[str, Any]]] = {}
     machine = cluster_figures.machine()
     with (
@@ -212,13 +216,15 @@ def run(sizes: Sizes, binary: str) -> dict[str, Any]:
         RedisServer(binary) as counter,
     ):
         queues = cluster_nodes.spread_queues(cluster, sizes.queues)
-        deployments = {d.name: d for d in (single, cluster)}
+        one_master = cluster_nodes.spread_queues(cluster, sizes.queues, on=["m1"])
+        variants = {"single": (single, queues), "cluster": (cluster, queues),
+                    "one_master": (cluster, one_master)}  # fmt: skip
         for repeat in range(sizes.repeats):
-            for name, deployment in deployments.items():
-                found = one_run(deployment, queues, sizes, counter)
+            for name, (deployment, names) in variants.items():
+                found = one_run(deployment, names, sizes, counter)
                 found["figures"] = cluster_figures.figures(found, deployment)
                 runs.setdefault(name, []).append(found)
-                _log(f"[{repeat + 1}/{sizes.repeats}] {name:8}: "
+                _log(f"[{repeat + 1}/{sizes.repeats}] {name:10}: "
                      + cluster_figures.brief(found["figures"]))  # fmt: skip
         return {
             "sizes": asdict(sizes),
@@ -226,7 +232,8 @@ def run(sizes: Sizes, binary: str) -> dict[str, Any]:
             "concurrency": CONCURRENCY,
             "machine": {**machine, "load_average_after": os.getloadavg()},
             "queues": {q: cluster.master_of(q) for q in queues},
-            "nodes": {name: cluster_nodes.describe(d) for name, d in deployments.items()},
+            "one_master_queues": {q: cluster.master_of(q) for q in one_master},
+            "nodes": {d.name: cluster_nodes.describe(d) for d in (single, cluster)},
             "runs": runs,
             "summary": {name: costs.summarize([r["figures"] for r in found])
                         for name, found in runs.items()},

@@ -66,7 +66,7 @@ def _split(run: dict[str, Any], deployment: Deployment, masters: list[str]) -> d
         tasks[deployment.master_of(queue)] += count
     cpu = {m: sum(phases[p]["nodes"][m]["cpu_us"] for p in PHASES) for m in masters}
     processing = {m: phases["process"]["nodes"][m]["cpu_us"] for m in masters}
-    for m in masters:
+    for m in (m for m in masters if tasks[m]):  # a master without queues has no split
         found[f"{m}.tasks_share"] = tasks[m] / run["n"]
         found[f"{m}.cpu_share"] = cpu[m] / max(1, sum(cpu.values()))
         found[f"{m}.process_cpu_share"] = processing[m] / max(1, sum(processing.values()))
@@ -140,7 +140,7 @@ ROWS = (
 def markdown(results: dict[str, Any]) -> str:
     """The single Redis and the Cluster side by side, then the Cluster's split per master."""
     s, m, summary = results["sizes"], results["machine"], results["summary"]
-    single, cluster = summary["single"], summary["cluster"]
+    single, cluster, one = summary["single"], summary["cluster"], summary["one_master"]
     lines = [
         f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, "
         f"Redis {results['redis']}, load average {m['load_average'][0]:.2f} at the start "
@@ -149,17 +149,24 @@ def markdown(results: dict[str, Any]) -> str:
         f"coroutines and {s['bulk']:,} in bulk "
         f"over {s['queues']} queues, then processed by {s['processes']} worker process(es) "
         f"(async handlers, concurrency {results['concurrency']}). Single: a master and a "
-        "replica; Cluster: 3 masters, a replica each. Medians of "
+        "replica; Cluster: 3 masters, a replica each; one master: the Cluster with every "
+        "queue on its first master. Medians of "
         f"{s['repeats']} alternating runs (min-max).",
         "",
-        "| figure | single Redis | Cluster, 3 masters | Cluster/single |",
-        "|---|---|---|---|",
+        "| figure | single Redis | Cluster, 3 masters | Cluster/single "
+        "| Cluster, queues on one master | one master/single |",
+        "|---|---|---|---|---|---|",
     ]
     for label, key, digits in ROWS:
-        a, b = single[key], cluster[key]
-        ratio = f"{b['median'] / a['median']:.2f}" if a["median"] else "-"
-        lines.append(f"| {label} | {costs.cell(a, digits)} | {costs.cell(b, digits)} | {ratio} |")
+        a, b, c = single[key], cluster[key], one[key]
+        cells = [costs.cell(a, digits), costs.cell(b, digits), _ratio(b, a),
+                 costs.cell(c, digits), _ratio(c, a)]  # fmt: skip
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join([*lines, "", *split_table(results)]) + "\n"
+
+
+def _ratio(value: dict[str, float], base: dict[str, float]) -> str:
+    return f"{value['median'] / base['median']:.2f}" if base["median"] else "-"
 
 
 def split_table(results: dict[str, Any]) -> list[str]:

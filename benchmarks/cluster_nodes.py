@@ -136,10 +136,10 @@ def cluster(binary: str) -> Iterator[Deployment]:
                 node.client.close()
 
 
-def spread_queues(deployment: Deployment, count: int) -> list[str]:
-    """`count` queue names, as many on each master of `deployment` (so the split it
-    measures is the Cluster's, not the luck of the names)."""
-    masters = [n.label for n in deployment.masters]
+def spread_queues(deployment: Deployment, count: int, on: list[str] | None = None) -> list[str]:
+    """`count` queue names, as many on each master of `on` (default: every master of
+    `deployment`), so that the split measured is the Cluster's, not the luck of the names."""
+    masters = on or [n.label for n in deployment.masters]
     if count % len(masters):
         raise ValueError(f"{count} queues do not spread evenly over {len(masters)} masters")
     per_master = count // len(masters)
@@ -147,8 +147,8 @@ def spread_queues(deployment: Deployment, count: int) -> list[str]:
     i = 0
     while any(len(names) < per_master for names in found.values()):
         name, i = f"q{i:03d}", i + 1
-        names = found[deployment.master_of(name)]
-        if len(names) < per_master:
+        names = found.get(deployment.master_of(name))
+        if names is not None and len(names) < per_master:
             names.append(name)
     return sorted(name for names in found.values() for name in names)
 

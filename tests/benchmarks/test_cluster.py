@@ -39,7 +39,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str
 def test_every_task_enqueued_and_processed_on_both(quick: tuple[dict[str, Any], str]) -> None:
     results, _ = quick
     sizes = results["sizes"]
-    assert list(results["runs"]) == ["single", "cluster"]
+    assert list(results["runs"]) == ["single", "cluster", "one_master"]
     for runs in results["runs"].values():
         [run] = runs
         enqueued = sizes["singles"] + sizes["concurrent"] + sizes["bulk"]
@@ -73,11 +73,16 @@ def test_the_cluster_split_adds_up(quick: tuple[dict[str, Any], str]) -> None:
     assert whole == pytest.approx(figures["process.cpu_us_per_task"])
     labels = [node["label"] for node in results["nodes"]["cluster"]]
     assert sorted(labels) == sorted([*MASTERS, *(f"{m} replica" for m in MASTERS)])
+    # the one-master variant put every queue, so every task, on m1
+    assert set(results["one_master_queues"].values()) == {"m1"}
+    assert len(results["one_master_queues"]) == results["sizes"]["queues"]
+    [one] = results["runs"]["one_master"]
+    assert one["figures"]["m1.tasks_share"] == 1.0 and "m2.tasks_share" not in one["figures"]
     for master in MASTERS:
         [row] = [line for line in table.splitlines() if line.startswith(f"| {master} |")]
         assert row.count("|") == 9, row
     [row] = [line for line in table.splitlines() if line.startswith("| end to end, tasks/s")]
-    assert float(row.strip("|").split("|")[-1]) > 0, row
+    assert row.count("|") == 7 and float(row.strip("|").split("|")[-1]) > 0, row
 
 
 def test_queues_that_do_not_spread_evenly_are_refused() -> None:
