@@ -30,6 +30,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ CALLERS = 64
 
 @dataclass(frozen=True)
 class Sizes:
-    """Tasks per run (one at a time, in bulk), queues, worker processes, runs."""
+    """Tasks per run (one at a time, from coroutines, in bulk), queues, worker processes,
+    runs, and the idle seconds before each run."""
 
     singles: int = 10_000
     concurrent: int = 20_000
@@ -71,7 +73,9 @@ class Sizes:
 QUICK = Sizes(singles=60, concurrent=200, bulk=600, queues=6, processes=1, repeats=1, idle=0.2)
 
 
-def _worker_command(url: str, queues: list[str], processes: int) -> Any:
+def _worker_command(
+    url: str, queues: list[str], processes: int
+) -> Callable[[int], tuple[list[str], dict[str, str]]]:
     def command(_: int) -> tuple[list[str], dict[str, str]]:
         weighted = ",".join(f"{q}:1" for q in queues)
         argv = [sys.executable, "-m", "conveyor", "worker", APP, "--queues", weighted,
