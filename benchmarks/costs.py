@@ -97,14 +97,19 @@ class Step:
         them, as INFO counts them), script calls (round trips of the scripts); bytes of
         used_memory; and the client's rate."""
         d = self.deltas
-        commands = sum(v for k, v in d.items() if k.startswith("cmd:") and k not in _OBSERVING)
         return {
             "cpu_us_per_task": d.get("cpu_us", 0) / self.n,
-            "commands_per_task": commands / self.n,
+            "commands_per_task": commands(d) / self.n,
             "script_calls_per_task": (d.get("cmd:evalsha", 0) + d.get("cmd:eval", 0)) / self.n,
             "memory_bytes_per_task": d.get("used_memory", 0) / self.n,
             "rate": self.n / self.seconds,
         }
+
+
+def commands(deltas: dict[str, int]) -> int:
+    """Commands run (script calls and the commands inside them), less those that only
+    read the figures."""
+    return sum(v for k, v in deltas.items() if k.startswith("cmd:") and k not in _OBSERVING)
 
 
 def spread(values: list[float]) -> dict[str, float]:

@@ -1,0 +1,94 @@
+"""`python -m benchmarks.cluster --quick`: both deployments ran, every node was read, and
+the per-master figures add up to the whole."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.conftest import CLUSTER_BINARY
+
+ROOT = Path(__file__).resolve().parents[2]
+MASTERS = ("m1", "m2", "m3")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CLUSTER_BINARY is None, reason="no redis-server for a Cluster"),
+]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """One quick run: its results document and its printed tables."""
+    out = tmp_path_factory.mktemp("cluster") / "cluster.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cluster", "--quick", "--json", str(out),
+         "--redis-server", str(CLUSTER_BINARY)],
+        cwd=ROOT, capture_output=True, text=True, timeout=85,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(out.read_text()), done.stdout
+
+
+@pytest.mark.timeout(90)
+def test_every_task_enqueued_and_processed_on_both(quick: tuple[dict[str, Any], str]) -> None:
+    results, _ = quick
+    sizes = results["sizes"]
+    assert list(results["runs"]) == ["single", "cluster", "one_master"]
+    for runs in results["runs"].values():
+        [run] = runs
+        enqueued = sizes["singles"] + sizes["concurrent"] + sizes["bulk"]
+        assert run["n"] == enqueued == sum(run["tasks"].values())
+        assert len(run["tasks"]) == sizes["queues"]
+        process = run["phases"]["process"]["nodes"]
+        # every task was claimed and acked by a script: at least two calls inside each
+        assert sum(n.get("cmd:evalsha", 0) + n.get("cmd:eval", 0) for n in process.values()) > 0
+        figures = run["figures"]
+        assert figures["rate"] > 0 and figures["worker_cpu_us_per_task"] > 0
+        assert figures["process.commands_per_task"] > 2
+        for phase in ("one", "async", "bulk", "process"):
+            assert figures[f"{phase}.cpu_us_per_task"] > 0, phase
+
+
+@pytest.mark.timeout(90)
+def test_the_cluster_split_adds_up(quick: tuple[dict[str, Any], str]) -> None:
+    results, table = quick
+    assert sorted(set(results["queues"].values())) == list(MASTERS)
+    # as many queues on each master, so as many tasks
+    per_master = [list(results["queues"].values()).count(m) for m in MASTERS]
+    assert per_master == [results["sizes"]["queues"] // 3] * 3
+    [run] = results["runs"]["cluster"]
+    figures = run["figures"]
+    for share in ("tasks_share", "cpu_share", "process_cpu_share"):
+        assert sum(figures[f"{m}.{share}"] for m in MASTERS) == pytest.approx(1.0), share
+        assert all(figures[f"{m}.{share}"] > 0 for m in MASTERS), share
+    # the masters' CPU per task, weighted by their tasks, is the whole's
+    whole = sum(figures[f"{m}.process.cpu_us_per_task"] * figures[f"{m}.tasks_share"]
+                for m in MASTERS)  # fmt: skip
+    assert whole == pytest.approx(figures["process.cpu_us_per_task"])
+    labels = [node["label"] for node in results["nodes"]["cluster"]]
+    assert sorted(labels) == sorted([*MASTERS, *(f"{m} replica" for m in MASTERS)])
+    # the one-master variant put every queue, so every task, on m1
+    assert set(results["one_master_queues"].values()) == {"m1"}
+    assert len(results["one_master_queues"]) == results["sizes"]["queues"]
+    [one] = results["runs"]["one_master"]
+    assert one["figures"]["m1.tasks_share"] == 1.0 and "m2.tasks_share" not in one["figures"]
+    for master in MASTERS:
+        [row] = [line for line in table.splitlines() if line.startswith(f"| {master} |")]
+        assert row.count("|") == 9, row
+    [row] = [line for line in table.splitlines() if line.startswith("| end to end, tasks/s")]
+    assert row.count("|") == 7 and float(row.strip("|").split("|")[-1]) > 0, row
+
+
+def test_queues_that_do_not_spread_evenly_are_refused() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cluster", "--quick", "--queues", "4"],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "a multiple of 3" in done.stderr
