@@ -18,7 +18,7 @@ from conveyor.settings import Settings
 from tests.api.conftest import api_client
 from tests.cluster.conftest import CLUSTER_BINARY
 from tests.support.cluster import LocalCluster, spread_queues
-from tests.support.failover import Producer, accepts, acked_since, run_twice, settle
+from tests.support.failover import Producer, accepts, account, acked_since, settle
 from tests.support.processes import WorkerProcess
 from tests.support.worker import wait_until
 
@@ -76,20 +76,16 @@ async def test_a_killed_master_under_load_is_replaced_and_every_task_accounted_f
         worker.stop()
         app.close()
         await app.aclose()
-    twice = run_twice(runs)
-    late = sorted(t for t, first in twice.items() if first > promoted_wall + 0.5)
-    print(
-        f"\nCluster failover (kill -9{', durable' if durable else ''}): {len(acked)} tasks "
-        f"acknowledged, {producer.unconfirmed} stored unconfirmed, {len(lost)} lost "
-        f"({len(lost) / len(acked):.2%}), {producer.refused} enqueues refused during the "
-        f"outage, promotion {promoted - killed:.2f}s after the kill, no enqueue "
-        f"acknowledged for {producer.longest_gap():.2f}s; {len(twice)} task(s) run twice "
-        "(ack lost in the failover)"
+    account(
+        f"Cluster failover (kill -9{', durable' if durable else ''})",
+        producer,
+        lost,
+        states,
+        runs,
+        killed,
+        promoted,
+        promoted_wall,
     )
-    assert states == {"succeeded"} or not states, states  # nothing else left unaccounted
-    if durable:
-        assert not lost, f"durable tasks lost in the failover: {lost}"
-    assert not late, f"tasks first run after the failover ran twice: {late}"
 
 
 async def _moved(cluster: LocalCluster, key: str, old_port: int) -> bool:

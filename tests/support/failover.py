@@ -96,3 +96,32 @@ def run_twice(runs: Path) -> dict[str, float]:
     for task_id, at in lines:
         first.setdefault(task_id, float(at))
     return {t: first[t] for t, n in counts.items() if n > 1}
+
+
+def account(
+    title: str,
+    producer: Producer,
+    lost: list[str],
+    states: set[str],
+    runs: Path,
+    fault_at: float,
+    promoted_at: float,
+    promoted_wall: float,
+) -> None:
+    """Report a failover's figures, then fail on what must never happen: a task left in
+    another state than succeeded, a durable task lost, or a task first run after the
+    failover run twice. A loss without `durable` is reported, not failed."""
+    twice = run_twice(runs)
+    late = sorted(t for t, first in twice.items() if first > promoted_wall + 0.5)
+    acked = len(producer.acked)
+    print(
+        f"\n{title}: {acked} tasks acknowledged, {producer.unconfirmed} stored unconfirmed, "
+        f"{len(lost)} lost ({len(lost) / acked:.2%}), {producer.refused} enqueues refused "
+        f"during the outage, promotion {promoted_at - fault_at:.2f}s after the fault, no "
+        f"enqueue acknowledged for {producer.longest_gap():.2f}s; {len(twice)} task(s) run "
+        "twice (ack lost in the failover)"
+    )
+    assert states == {"succeeded"} or not states, states  # nothing else left unaccounted
+    if producer.durable:
+        assert not lost, f"durable tasks lost in the failover: {lost}"
+    assert not late, f"tasks first run after the failover ran twice: {late}"
