@@ -36,6 +36,14 @@ def masters(cluster: LocalCluster) -> list[str]:
     return sorted(found)
 
 
+def _by_check(output: str) -> dict[str, str]:
+    """doctor's lines by the check they report (`OK    eviction ...`); fails showing the
+    whole output if a line has no check's name."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert all(len(line.split()) > 1 for line in lines), output
+    return {line.split()[1]: line for line in lines}
+
+
 def test_doctor_names_the_one_master_whose_policy_evicts(
     cluster: LocalCluster, cluster_settings: Settings
 ) -> None:
@@ -43,14 +51,14 @@ def test_doctor_names_the_one_master_whose_policy_evicts(
     addresses = masters(cluster)
     assert len(addresses) == 3
     healthy = invoke("doctor")
-    lines = {x.split()[1]: x for x in healthy.output.splitlines() if x.strip()}
+    lines = _by_check(healthy.output)
     assert healthy.exit_code == 0, healthy.output
     assert lines["eviction"].startswith("OK") and "(all 3 masters)" in lines["eviction"]
     unsafe = addresses[1]
     with evicting(cluster, int(unsafe.rpartition(":")[2])):
         doctor = invoke("doctor")
     assert doctor.exit_code != 0, doctor.output
-    lines = {x.split()[1]: x for x in doctor.output.splitlines() if x.strip()}
+    lines = _by_check(doctor.output)
     assert lines["eviction"].startswith("FAIL"), doctor.output
     assert f"{unsafe}: maxmemory-policy allkeys-lru" in lines["eviction"]
     assert all(a not in lines["eviction"] for a in addresses if a != unsafe)
