@@ -230,12 +230,19 @@ def one_run(
     with Phase(deployment) as idle:  # what the nodes spend with no work: cron, cluster bus
         time.sleep(sizes.idle)
     phases = {"idle": idle.record(), **enqueue(deployment, target, sizes)}
-    tasks = {q: deployment.ready(q) for q in target.served}
-    if sum(tasks.values()) != n:
-        raise RuntimeError(f"{n} tasks enqueued, {sum(tasks.values())} waiting: {tasks}")
+    tasks = counted(deployment, target, n)
     phases["process"] = process(deployment, target, n, sizes.processes, counter)
     return {"n": n, "singles": sizes.singles, "concurrent": sizes.concurrent, "bulk": sizes.bulk,
             "tasks": tasks, "phases": phases}  # fmt: skip
+
+
+def counted(deployment: Deployment, target: Target, n: int) -> dict[str, int]:
+    """Each served queue's (each shard's) waiting tasks; raises RuntimeError unless they
+    are the `n` enqueued, since a task on a queue the workers do not serve never runs."""
+    tasks = {q: deployment.ready(q) for q in target.served}
+    if sum(tasks.values()) != n:
+        raise RuntimeError(f"{n} tasks enqueued, {sum(tasks.values())} waiting: {tasks}")
+    return tasks
 
 
 def run(sizes: Sizes, binary: str) -> dict[str, Any]:

@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from benchmarks.cluster_nodes import Deployment, Node, split_queue
+from benchmarks.cluster import Target, counted
+from benchmarks.cluster_nodes import PREFIX, Deployment, Node, split_queue
+from conveyor import Conveyor
 from conveyor.shards import shard_names
+from conveyor.tools.embedded import RedisServer
 from tests.cluster.conftest import CLUSTER_BINARY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,3 +135,23 @@ def test_the_split_queue_name_is_searched_for_an_even_spread() -> None:
         assert [placed.count(m) for m in MASTERS] == [shards // 3] * 3, (shards, hot)
     with pytest.raises(ValueError, match="do not spread evenly"):
         split_queue(deployment, 4)
+
+
+def test_every_shards_tasks_are_counted_and_a_missing_shard_is_refused(
+    redis_server: RedisServer, r: redis.Redis
+) -> None:
+    hot = f"hot{uuid.uuid4().hex[:12]}"
+    node = Node("single", "single", redis_server.port, r)
+    deployment = Deployment("single", redis_server.url, [node])
+    app = Conveyor(redis_url=redis_server.url, prefix=PREFIX, shards={hot: 3})
+    try:
+        app.enqueue_many(app.message("noop", payload=i, queue=hot) for i in range(7))
+        tasks = counted(deployment, Target([hot], {hot: 3}), 7)
+        assert list(tasks) == list(shard_names(hot, 3))
+        assert sorted(tasks.values()) == [2, 2, 3]  # in turns
+        # workers told of 2 shards would leave the third's tasks unserved: refused
+        with pytest.raises(RuntimeError, match=r"7 tasks enqueued, [45] waiting"):
+            counted(deployment, Target([hot], {hot: 2}), 7)
+    finally:
+        app.close()
+        r.delete(*r.keys(f"{PREFIX}:{{{hot}*"))
