@@ -14,7 +14,10 @@ each run, an idle second measures what the nodes spend with no work (their cron,
 Cluster's bus). A third variant runs the Cluster with every queue on one master
 (`one_master`): the same work with no turn-taking between masters, which separates what a
 Cluster costs from what spreading over masters costs on a machine whose masters share
-cores. Runs take turns between the variants, medians of `--repeats`.
+cores. A fourth (`split`) sends every task to ONE queue split into `--queues` shards
+(`Conveyor(shards=...)`, conveyor/shards.py), named so that its shards fall evenly on the
+masters: what a hot queue costs split over three masters, beside `one_master`, where it
+would sit on one. Runs take turns between the variants, medians of `--repeats`.
 
 On a 2-core machine the Cluster's three masters, their replicas, the workers and the
 producer share two cores: the rates cannot show the Cluster scaling; the CPU each master
@@ -31,7 +34,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ from benchmarks.cluster_nodes import Deployment
 from benchmarks.drivers import _common
 from benchmarks.scaling import _log
 from conveyor import Conveyor
+from conveyor.shards import shard_names
 from conveyor.tools.embedded import RedisServer
 
 #: The suite's Conveyor driver: its `noop` task INCRs the counter on the third Redis.
@@ -73,16 +77,37 @@ class Sizes:
 QUICK = Sizes(singles=60, concurrent=200, bulk=600, queues=6, processes=1, repeats=1, idle=0.2)
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a variant's tasks go: the queues producers name, in turns, and those of them
+    split into shards (as `Conveyor(shards=...)` takes it)."""
+
+    queues: list[str]
+    shards: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def served(self) -> list[str]:
+        """Every queue the tasks land in: each shard of a split queue."""
+        return [s for q in self.queues for s in shard_names(q, self.shards.get(q, 1))]
+
+    def environment(self) -> dict[str, str]:
+        """The workers' settings: the same split as the producers'."""
+        if not self.shards:
+            return {}
+        return {"CONVEYOR_SHARDS": ",".join(f"{q}:{n}" for q, n in self.shards.items())}
+
+
 def _worker_command(
-    url: str, queues: list[str], processes: int
+    url: str, target: Target, processes: int
 ) -> Callable[[int], tuple[list[str], dict[str, str]]]:
     def command(_: int) -> tuple[list[str], dict[str, str]]:
-        weighted = ",".join(f"{q}:1" for q in queues)
+        queues = target.queues
+        weighted = queues[0] if len(queues) == 1 else ",".join(f"{q}:1" for q in queues)
         argv = [sys.executable, "-m", "conveyor", "worker", APP, "--queues", weighted,
                 "--concurrency", str(CONCURRENCY), "--workers", str(processes),
                 "--metrics-port", "0"]  # fmt: skip
         return argv, {"CONVEYOR_REDIS_URL": url, "CONVEYOR_LOG_LEVEL": "WARNING",
-                      "BENCH_CONCURRENCY": str(CONCURRENCY)}  # fmt: skip
+                      "BENCH_CONCURRENCY": str(CONCURRENCY), **target.environment()}  # fmt: skip
 
     return command
 
@@ -119,15 +144,16 @@ def _message(app: Conveyor, i: int, queues: list[str]) -> Any:
     return app.message("noop", payload=_common.payload(i), queue=queues[i % len(queues)])
 
 
-def enqueue(deployment: Deployment, queues: list[str], sizes: Sizes) -> dict[str, Any]:
-    """The singles one at a time, then the bulk, round-robin over `queues`."""
-    app = Conveyor(redis_url=deployment.url, log_level="WARNING")
+def enqueue(deployment: Deployment, target: Target, sizes: Sizes) -> dict[str, Any]:
+    """The singles one at a time, then the bulk, round-robin over the target's queues."""
+    queues = target.queues
+    app = Conveyor(redis_url=deployment.url, log_level="WARNING", shards=target.shards)
     try:
         with Phase(deployment) as one:
             for i in range(sizes.singles):
                 app.enqueue("noop", payload=_common.payload(i), queue=queues[i % len(queues)])
         with Phase(deployment) as concurrent:
-            asyncio.run(_enqueue_async(deployment.url, queues, sizes))
+            asyncio.run(_enqueue_async(deployment.url, target, sizes))
         with Phase(deployment) as bulk:
             for chunk in _common.chunks(range(sizes.bulk), 10_000):
                 app.enqueue_many(_message(app, i, queues) for i in chunk)
@@ -136,9 +162,10 @@ def enqueue(deployment: Deployment, queues: list[str], sizes: Sizes) -> dict[str
     return {"one": one.record(), "async": concurrent.record(), "bulk": bulk.record()}
 
 
-async def _enqueue_async(url: str, queues: list[str], sizes: Sizes) -> None:
+async def _enqueue_async(url: str, target: Target, sizes: Sizes) -> None:
     """`concurrent` tasks from `CALLERS` coroutines sharing one app, each in turn."""
-    app = Conveyor(redis_url=url, log_level="WARNING")
+    queues = target.queues
+    app = Conveyor(redis_url=url, log_level="WARNING", shards=target.shards)
 
     async def share(first: int) -> None:
         for i in range(first, sizes.concurrent, CALLERS):
@@ -152,12 +179,12 @@ async def _enqueue_async(url: str, queues: list[str], sizes: Sizes) -> None:
 
 
 def process(
-    deployment: Deployment, queues: list[str], n: int, processes: int, counter: RedisServer
+    deployment: Deployment, target: Target, n: int, processes: int, counter: RedisServer
 ) -> dict[str, Any]:
     """Start the workers; the phase from their start to the n-th INCR on `counter`, and
     their CPU per task after the first `WARM` share of the tasks."""
     counts = redis.Redis.from_url(counter.url)
-    driver = _common.Driver(dict, _no_producer, _worker_command(deployment.url, queues, processes))
+    driver = _common.Driver(dict, _no_producer, _worker_command(deployment.url, target, processes))
     workers: _common.Workers | None = None
     try:
         with Phase(deployment) as phase:
@@ -190,9 +217,10 @@ def _drain(
 
 
 def one_run(
-    deployment: Deployment, queues: list[str], sizes: Sizes, counter: RedisServer
+    deployment: Deployment, target: Target, sizes: Sizes, counter: RedisServer
 ) -> dict[str, Any]:
-    """Enqueue, then process; every phase's record, and each queue's tasks."""
+    """Enqueue, then process; every phase's record, and each queue's tasks (each shard's,
+    for a split queue), as counted in Redis before the workers start."""
     deployment.flush()
     counts = redis.Redis.from_url(counter.url)
     counts.flushall()
@@ -201,17 +229,26 @@ def one_run(
     n = sum(enqueued)
     with Phase(deployment) as idle:  # what the nodes spend with no work: cron, cluster bus
         time.sleep(sizes.idle)
-    phases = {"idle": idle.record(), **enqueue(deployment, queues, sizes)}
-    phases["process"] = process(deployment, queues, n, sizes.processes, counter)
-    tasks = {q: sum(len(range(i, size, len(queues))) for size in enqueued)
-             for i, q in enumerate(queues)}  # fmt: skip
+    phases = {"idle": idle.record(), **enqueue(deployment, target, sizes)}
+    tasks = counted(deployment, target, n)
+    phases["process"] = process(deployment, target, n, sizes.processes, counter)
     return {"n": n, "singles": sizes.singles, "concurrent": sizes.concurrent, "bulk": sizes.bulk,
             "tasks": tasks, "phases": phases}  # fmt: skip
 
 
+def counted(deployment: Deployment, target: Target, n: int) -> dict[str, int]:
+    """Each served queue's (each shard's) waiting tasks; raises RuntimeError unless they
+    are the `n` enqueued, since a task on a queue the workers do not serve never runs."""
+    tasks = {q: deployment.ready(q) for q in target.served}
+    if sum(tasks.values()) != n:
+        raise RuntimeError(f"{n} tasks enqueued, {sum(tasks.values())} waiting: {tasks}")
+    return tasks
+
+
 def run(sizes: Sizes, binary: str) -> dict[str, Any]:
-    """The single Redis, the Cluster, and the Cluster with every queue on one master, in
-    turn, `repeats` times; the results document."""
+    """The single Redis, the Cluster, the Cluster with every queue on one master, and the
+    Cluster with one queue split into as many shards, in turn, `repeats` times; the results
+    document."""
     runs: dict[str, list[dict[str, Any]]] = {}
     machine = cluster_figures.machine()
     with (
@@ -221,11 +258,15 @@ def run(sizes: Sizes, binary: str) -> dict[str, Any]:
     ):
         queues = cluster_nodes.spread_queues(cluster, sizes.queues)
         one_master = cluster_nodes.spread_queues(cluster, sizes.queues, on=["m1"])
-        variants = {"single": (single, queues), "cluster": (cluster, queues),
-                    "one_master": (cluster, one_master)}  # fmt: skip
+        hot = cluster_nodes.split_queue(cluster, sizes.queues)
+        split = Target([hot], {hot: sizes.queues})
+        variants = {"single": (single, Target(queues)),
+                    "cluster": (cluster, Target(queues)),
+                    "one_master": (cluster, Target(one_master)),
+                    "split": (cluster, split)}  # fmt: skip
         for repeat in range(sizes.repeats):
-            for name, (deployment, names) in variants.items():
-                found = one_run(deployment, names, sizes, counter)
+            for name, (deployment, target) in variants.items():
+                found = one_run(deployment, target, sizes, counter)
                 found["figures"] = cluster_figures.figures(found, deployment)
                 runs.setdefault(name, []).append(found)
                 _log(f"[{repeat + 1}/{sizes.repeats}] {name:10}: "
@@ -237,6 +278,8 @@ def run(sizes: Sizes, binary: str) -> dict[str, Any]:
             "machine": {**machine, "load_average_after": os.getloadavg()},
             "queues": {q: cluster.master_of(q) for q in queues},
             "one_master_queues": {q: cluster.master_of(q) for q in one_master},
+            "split_queue": hot,
+            "split_queues": {q: cluster.master_of(q) for q in split.served},
             "nodes": {d.name: cluster_nodes.describe(d) for d in (single, cluster)},
             "runs": runs,
             "summary": {name: costs.summarize([r["figures"] for r in found])
@@ -251,7 +294,9 @@ def run(sizes: Sizes, binary: str) -> dict[str, Any]:
     "--concurrent", type=click.IntRange(min=0), help="Enqueued by 64 coroutines (20,000)."
 )
 @click.option("--bulk", type=click.IntRange(min=1), help="Enqueued in bulk (50,000).")
-@click.option("--queues", type=click.IntRange(min=3), help="A multiple of 3 (12).")
+@click.option(
+    "--queues", type=click.IntRange(min=3), help="A multiple of 3 (12); the split's shards too."
+)
 @click.option("--processes", type=click.IntRange(min=1), help="Worker processes (2).")
 @click.option("--repeats", type=click.IntRange(min=1), help="Runs per deployment (5).")
 @costs.output_options

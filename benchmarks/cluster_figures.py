@@ -138,9 +138,11 @@ ROWS = (
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The single Redis and the Cluster side by side, then the Cluster's split per master."""
+    """The single Redis and the Cluster's variants side by side, then how the Cluster's
+    queues and the split queue's shards divide between the masters."""
     s, m, summary = results["sizes"], results["machine"], results["summary"]
     single, cluster, one = summary["single"], summary["cluster"], summary["one_master"]
+    split = summary["split"]
     lines = [
         f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, "
         f"Redis {results['redis']}, load average {m['load_average'][0]:.2f} at the start "
@@ -150,28 +152,37 @@ def markdown(results: dict[str, Any]) -> str:
         f"over {s['queues']} queues, then processed by {s['processes']} worker process(es) "
         f"(async handlers, concurrency {results['concurrency']}). Single: a master and a "
         "replica; Cluster: 3 masters, a replica each; one master: the Cluster with every "
-        "queue on its first master. Medians of "
-        f"{s['repeats']} alternating runs (min-max).",
+        f"queue on its first master; split: the Cluster with ONE queue "
+        f"(`{results['split_queue']}`) split into {s['queues']} shards, as many on each "
+        f"master, every task sent to it. Medians of {s['repeats']} alternating runs (min-max).",
         "",
         "| figure | single Redis | Cluster, 3 masters | Cluster/single "
-        "| Cluster, queues on one master | one master/single |",
-        "|---|---|---|---|---|---|",
+        "| Cluster, queues on one master | one master/single "
+        f"| Cluster, one queue in {s['queues']} shards | split/one master |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, key, digits in ROWS:
-        a, b, c = single[key], cluster[key], one[key]
+        a, b, c, d = single[key], cluster[key], one[key], split[key]
         cells = [costs.cell(a, digits), costs.cell(b, digits), _ratio(b, a),
-                 costs.cell(c, digits), _ratio(c, a)]  # fmt: skip
+                 costs.cell(c, digits), _ratio(c, a),
+                 costs.cell(d, digits), _ratio(d, c)]  # fmt: skip
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join([*lines, "", *split_table(results)]) + "\n"
+    return "\n".join([
+        *lines, "", f"The Cluster's {s['queues']} queues, by master:", "",
+        *split_table(results, "cluster", results["queues"]), "",
+        f"The split queue `{results['split_queue']}`'s {s['queues']} shards, by master:", "",
+        *split_table(results, "split", results["split_queues"]),
+    ]) + "\n"  # fmt: skip
 
 
 def _ratio(value: dict[str, float], base: dict[str, float]) -> str:
     return f"{value['median'] / base['median']:.2f}" if base["median"] else "-"
 
 
-def split_table(results: dict[str, Any]) -> list[str]:
-    """The Cluster's masters: slots, queues, share of tasks and of Redis CPU, CPU per task."""
-    cluster = results["summary"]["cluster"]
+def split_table(results: dict[str, Any], variant: str, queues: dict[str, str]) -> list[str]:
+    """A Cluster variant's masters: slots, queues (`queues` maps each to its master), share
+    of tasks and of Redis CPU, CPU per task."""
+    cluster = results["summary"][variant]
     lines = [
         "| master | slots | queues | share of tasks | share of Redis CPU, all phases "
         "| share, claim-run-ack | µs/task, all phases | µs/task, claim-run-ack |",
@@ -181,9 +192,9 @@ def split_table(results: dict[str, Any]) -> list[str]:
         label = node["label"]
         if label != node["master"]:
             continue
-        queues = sum(1 for master in results["queues"].values() if master == label)
+        held = sum(1 for master in queues.values() if master == label)
         cells = [costs.cell(cluster[f"{label}.{k}"], digits) for k, digits in (
             ("tasks_share", 3), ("cpu_share", 3), ("process_cpu_share", 3),
             ("cpu_us_per_task", 1), ("process.cpu_us_per_task", 1))]  # fmt: skip
-        lines.append(f"| {label} | {node['slots']} | {queues} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {node['slots']} | {held} | " + " | ".join(cells) + " |")
     return lines

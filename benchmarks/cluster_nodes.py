@@ -17,6 +17,8 @@ import redis
 from redis.crc import key_slot
 
 from benchmarks import costs
+from conveyor.broker.keys import QueueKeys
+from conveyor.shards import shard_names
 from conveyor.tools.embedded import RedisServer
 from tests.support.cluster import LocalCluster
 
@@ -55,8 +57,13 @@ class Deployment:
 
     def master_of(self, queue: str) -> str:
         """The label of the master holding `queue`'s keys."""
-        slot = key_slot(f"{PREFIX}:{{{queue}}}:ready".encode())
+        slot = key_slot(QueueKeys(PREFIX, queue).ready.encode())
         return next(label for first, last, label in self.slots if first <= slot <= last)
+
+    def ready(self, queue: str) -> int:
+        """How many tasks wait in `queue` (of the default priority, as the benchmark's)."""
+        [node] = [n for n in self.masters if n.label == self.master_of(queue)]
+        return int(node.client.llen(QueueKeys(PREFIX, queue).ready))
 
     def flush(self) -> None:
         """Empty every master, and wait until its replica has the emptying too."""
@@ -151,6 +158,20 @@ def spread_queues(deployment: Deployment, count: int, on: list[str] | None = Non
         if names is not None and len(names) < per_master:
             names.append(name)
     return sorted(name for names in found.values() for name in names)
+
+
+def split_queue(deployment: Deployment, shards: int) -> str:
+    """A queue name whose `shards` shards fall evenly on the masters of `deployment` (as
+    `spread_queues`' names do), so that the split measured is the sharding's."""
+    masters = [n.label for n in deployment.masters]
+    if shards % len(masters):
+        raise ValueError(f"{shards} shards do not spread evenly over {len(masters)} masters")
+    for i in range(10_000):
+        name = f"hot{i}"
+        placed = [deployment.master_of(shard) for shard in shard_names(name, shards)]
+        if all(placed.count(m) == shards // len(masters) for m in masters):
+            return name
+    raise ValueError(f"no queue name hot0 to hot9999 spreads {shards} shards evenly")
 
 
 def describe(deployment: Deployment) -> list[dict[str, Any]]:
