@@ -7,8 +7,8 @@ What cannot go through a cluster pipeline is routed by this transport:
 
 - keyless commands (TIME, INFO, CLIENT, CONFIG, PING, CLUSTER...) go, one by one, to the
   node of the key in their `Call.route`, or to the client's default node;
-- WAIT (durable writes, min_replicas) goes in the pipeline, once to each master that took
-  a keyed call before it (and to its route's), after those calls on the same connection,
+- WAIT (durable writes, min_replicas) goes in the pipeline, once to each master that ran
+  a script call before it (and to its route's), after those calls on the same connection,
   so it counts the replicas that have them; its reply is the fewest any master confirmed;
 - a script a node has not cached (each node has its own cache) is sent again as EVAL of
   its source with the same keys, which also caches it there: SCRIPT LOAD has no key and

@@ -107,7 +107,7 @@ def is_wait(call: Call) -> bool:
 
 def pipelined(calls: Sequence[Call], node_of: Callable[[str], Any]) -> list[tuple[int, Call, Any]]:
     """What goes into the cluster pipeline: each keyed call (node None: redis-py routes it
-    by its keys), and each WAIT once per node that took a keyed call before it, named.
+    by its keys), and each WAIT once per node that ran a script call before it, named.
 
     WAIT counts the replicas that have its own connection's writes, so it must follow
     them on that connection: the pipeline sends each node's calls in order on one
@@ -124,8 +124,12 @@ def pipelined(calls: Sequence[Call], node_of: Callable[[str], Any]) -> list[tupl
 
 
 def _written_nodes(before: Sequence[Call], wait: Call, node_of: Callable[[str], Any]) -> list[Any]:
-    """The masters of the keyed calls in `before` and of the WAIT's own route, once each."""
-    keys = [first_key(c) for c in before if not is_keyless(c) and not xread_streams(c)]
+    """The masters of the script calls in `before` (the writes of tasks and their outcomes)
+    and of the WAIT's own route, once each. Plain commands beside them are not waited for:
+    the queue registry's SADD lives on a master of its own, and a replica of that master
+    lagging must not fail an enqueue whose tasks are safe (a queue the registry lost in a
+    failover is still served by name, and `conveyor fsck --repair` lists it again)."""
+    keys = [first_key(c) for c in before if c.script is not None]
     nodes: dict[str, Any] = {}
     for key in {key_slot(k.encode()): k for k in [*keys, wait.route] if k}.values():
         node = node_of(key)

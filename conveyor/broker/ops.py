@@ -152,7 +152,7 @@ class Operations:
                 builders.append(partial(self._enqueue_call, keys, chunk))
                 order.extend(t.id for t in chunk)
         needed = self.replicas_needed(any(t.options.durable for t in tasks))
-        if needed:  # on a Cluster, on every master that took a write (see cluster.py)
+        if needed:  # on a Cluster, on every master that ran a script (see cluster.py)
             route = self.queue_keys(tasks[0].queue).pending if tasks else None
             builders.append(lambda: self.replicated(needed, route))
         calls: Sequence[Call]

@@ -41,18 +41,20 @@ def keys_on_masters() -> dict[str, str]:
     return found
 
 
-def test_a_wait_goes_once_to_each_master_that_took_a_keyed_call_before_it() -> None:
+def test_a_wait_goes_once_to_each_master_that_ran_a_script_before_it() -> None:
     keys = keys_on_masters()
+    script = next(iter(load_scripts().values()))
     calls = [
-        Call.command("LPUSH", keys["m0"], 1),
-        Call.command("LPUSH", keys["m0"], 2),
-        Call.command("LPUSH", keys["m2"], 3),
+        Call.script_call(script, [keys["m0"]], []),
+        Call.script_call(script, [keys["m0"]], []),
+        Call.script_call(script, [keys["m2"]], []),
+        Call.command("SADD", keys["m1"], "q"),  # the registry's: in the pipeline, not waited on
         Call.command("TIME", route=keys["m1"]),  # keyless: sent on its own, not waited on
         Call.command("WAIT", 1, 100, route=keys["m0"]),
     ]
     entries = pipelined(calls, node_of)
     assert [(i, node) for i, _, node in entries] == [
-        (0, None), (1, None), (2, None), (4, Node("m0")), (4, Node("m2"))
+        (0, None), (1, None), (2, None), (3, None), (5, Node("m0")), (5, Node("m2"))
     ]  # fmt: skip
 
 

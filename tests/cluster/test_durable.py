@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -45,7 +45,7 @@ def stopped(node: RedisServer) -> Iterator[None]:
 
 
 @pytest.fixture
-def durable_app(cluster: LocalCluster, cluster_settings: Settings) -> Iterator[Conveyor]:
+async def durable_app(cluster: LocalCluster, cluster_settings: Settings) -> AsyncIterator[Conveyor]:
     app = Conveyor(settings=cluster_settings.replace(replica_timeout=0.2))
 
     @app.task(name="add")
@@ -54,6 +54,7 @@ def durable_app(cluster: LocalCluster, cluster_settings: Settings) -> Iterator[C
 
     yield app
     app.close()
+    await app.aclose()
     cluster.wait_ok()  # a replica stopped for a while is seen alive again
 
 
@@ -72,7 +73,6 @@ async def test_durable_enqueues_are_on_the_replica_of_their_master_at_once(
     )
     for handle in [*one, *bulk]:
         assert on_replica(cluster, prefix, handle.id.split(":")[0], handle.id), handle.id
-    await durable_app.aclose()
 
 
 async def test_a_stopped_replica_fails_durable_enqueues_on_its_master_only(
@@ -136,5 +136,26 @@ async def test_outcomes_wait_for_min_replicas_on_their_own_master(
         assert "1 outcome(s) written, but 0 of the 1 replica(s)" in caplog.text
     finally:
         await app.aclose()
+        app.close()
+        cluster.wait_ok()
+
+
+async def test_a_lagging_replica_of_the_registry_s_master_fails_no_durable_enqueue(
+    cluster: LocalCluster, cluster_settings: Settings
+) -> None:
+    """A new queue's first enqueue also adds it to the queue registry, a key on a master of
+    its own: only the task's master is waited for, so a durable task on a healthy master
+    is confirmed while the registry's master has a stopped replica."""
+    prefix = next(p for n in range(200) if (p := f"{cluster_settings.prefix}r{n}")
+                  and cluster.master_of(GlobalKeys(p).queues).port != cluster.master_of(
+                      GlobalKeys(p).queue("elsewhere").pending).port)  # fmt: skip
+    app = Conveyor(settings=cluster_settings.replace(prefix=prefix, replica_timeout=0.2))
+    registry_master = cluster.master_of(GlobalKeys(prefix).queues)
+    try:
+        with stopped(cluster.replica_of(registry_master)):
+            handle = app.enqueue("add", 1, 1, durable=True, queue="elsewhere")
+        assert on_replica(cluster, prefix, "elsewhere", handle.id)
+        assert "elsewhere" in app.inspector.queue_names()
+    finally:
         app.close()
         cluster.wait_ok()
